@@ -1,0 +1,45 @@
+"""The project's exception family.
+
+Every error raised on purpose by napari-samcam is a :class:`SamcamError`. The message names the
+input, says what is wrong with it and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ImageReadError",
+    "InputError",
+    "ModelNotAvailableError",
+    "OutputExistsError",
+    "PromptError",
+    "SamcamError",
+]
+
+
+class SamcamError(Exception):
+    """Base class of every error napari-samcam raises on purpose."""
+
+
+class InputError(SamcamError, ValueError):
+    """An argument or a piece of data is not what the operation takes."""
+
+
+class ImageReadError(SamcamError, OSError):
+    """A file could not be read as an image (missing, corrupt, unsupported format)."""
+
+
+class PromptError(InputError):
+    """A SAM prompt (point, box, mask, text) is malformed or outside the image."""
+
+
+class CheckpointError(SamcamError):
+    """A model checkpoint cannot be loaded (wrong keys, unsafe pickle, missing file)."""
+
+
+class ModelNotAvailableError(SamcamError):
+    """A model's weights are not on this machine and cannot be downloaded."""
+
+
+class OutputExistsError(SamcamError, FileExistsError):
+    """An output would overwrite existing results without ``overwrite=True``."""
