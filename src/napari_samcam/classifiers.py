@@ -1,0 +1,544 @@
+"""The classifier registry: one way to load every kind of image classifier the project explains.
+
+Specs understood by :func:`load_classifier`:
+
+* a built-in name (``"lesion-detector"``, ``"shortcut-detector"``);
+* ``"torchvision:<arch>"`` or ``"timm:<arch>"`` with ``checkpoint=`` a local state dict;
+* a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``);
+* ``"hf:<folder or hub id>"`` or a local folder with a ``config.json``: a ``transformers``
+  image-classification model;
+* any ``torch.nn.Module`` passed from Python.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckpointError, InputError, ModelNotAvailableError
+from .images import to_unit_range, validate_image
+
+__all__ = [
+    "Classifier",
+    "classifier_tensor",
+    "default_device",
+    "find_target_layer",
+    "load_checkpoint",
+    "load_classifier",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_device(device: Any = None):
+    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class Classifier:
+    """An image classifier with everything needed to feed and explain it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        Returns class scores (logits) of shape ``(N, n_classes)``.
+    name : str
+        Provenance name (a built-in name, an architecture, a file name).
+    class_names : list of str or None
+        One name per output, when the model has them.
+    input_size : (int, int) or None
+        ``(H, W)`` the network takes; images are resized to it. ``None`` keeps the image size.
+    channels : int
+        1 or 3 input channels.
+    mean, std : tuple of float
+        Per-channel normalisation applied to intensities in ``[0, 1]``.
+    target_layer : torch.nn.Module or None
+        Default Grad-CAM layer; found automatically when ``None``.
+    reshape_transform : callable or None
+        Turns the target layer's output into ``(N, C, h, w)`` (transformers' tokens).
+    multilabel : bool
+        Scores are independent sigmoids rather than a softmax.
+    version : str
+        Weights version or checksum, for provenance.
+    source : str
+        Where the weights came from (file, package, hub id).
+    """
+
+    model: Any
+    name: str
+    class_names: list[str] | None = None
+    input_size: tuple[int, int] | None = (224, 224)
+    channels: int = 3
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    target_layer: Any = None
+    reshape_transform: Callable | None = None
+    multilabel: bool = False
+    version: str = ""
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self):
+        """The device the model's parameters live on."""
+        import torch
+
+        for param in self.model.parameters():
+            return param.device
+        return torch.device("cpu")
+
+    def to(self, device) -> Classifier:
+        """Move the model to ``device`` and return ``self``."""
+        self.model.to(default_device(device))
+        return self
+
+    def class_index(self, target: int | str | None, n_classes: int) -> int | None:
+        """Resolve a class given by index or name to an index (``None`` stays ``None``)."""
+        if target is None:
+            return None
+        if isinstance(target, str) and not target.lstrip("-").isdigit():
+            names = [n.lower() for n in (self.class_names or [])]
+            if target.lower() not in names:
+                raise InputError(
+                    f"target class {target!r} is not one of classifier {self.name!r}'s classes "
+                    f"{self.class_names}; pass one of those names or an index."
+                )
+            return names.index(target.lower())
+        index = int(target)
+        if not 0 <= index < n_classes:
+            raise InputError(
+                f"target class {index} is out of range for classifier {self.name!r} with "
+                f"{n_classes} classes; pass an index in [0, {n_classes - 1}]."
+            )
+        return index
+
+    def class_label(self, index: int) -> str:
+        """The class name of ``index`` (its number when the model has no names)."""
+        if self.class_names and 0 <= index < len(self.class_names):
+            return str(self.class_names[index])
+        return str(index)
+
+
+def classifier_tensor(
+    image: np.ndarray, classifier: Classifier, *, window: tuple[float, float] | None = None
+):
+    """Convert an image to the ``(1, C, H, W)`` float tensor ``classifier`` takes.
+
+    Intensities go through :func:`napari_samcam.images.to_unit_range` (with ``window``), then
+    grayscale is repeated to 3 channels or colour averaged to 1 as the model needs, the image is
+    resized (bilinear, antialiased) to ``classifier.input_size`` and normalised with its mean/std.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    image = validate_image(image)
+    unit = to_unit_range(image, window)
+    tensor = torch.from_numpy(np.ascontiguousarray(unit))
+    tensor = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor[None]
+    if classifier.channels == 1 and tensor.shape[0] == 3:
+        tensor = tensor.mean(0, keepdim=True)
+    elif classifier.channels == 3 and tensor.shape[0] == 1:
+        tensor = tensor.expand(3, -1, -1)
+    tensor = tensor[None]
+    if classifier.input_size is not None and tuple(tensor.shape[-2:]) != tuple(
+        classifier.input_size
+    ):
+        tensor = F.interpolate(
+            tensor, size=tuple(classifier.input_size), mode="bilinear", antialias=True
+        )
+    mean = torch.tensor(classifier.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(classifier.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((tensor - mean) / std).to(classifier.device)
+
+
+def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict:
+    """Load a state dict from ``path`` safely (``weights_only=True``).
+
+    Accepts a plain state dict or one nested under ``state_dict`` / ``model``; strips a
+    ``module.`` prefix left by ``DataParallel``.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, or needs arbitrary unpickling and ``trust_checkpoint`` is False.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds Python objects beyond tensors and cannot be loaded "
+            "safely. Re-save it as a state dict (torch.save(model.state_dict(), path)), or pass "
+            "trust_checkpoint=True (CLI: --trust-checkpoint) only if you trust its author: "
+            f"unpickling can run arbitrary code. ({exc})"
+        ) from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} could not be read by torch.load ({exc})."
+        ) from exc
+    if isinstance(state, torch.nn.Module):
+        state = state.state_dict()
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict."
+        )
+    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+
+
+def load_state_strict(module, state: dict, *, what: str) -> None:
+    """``module.load_state_dict(state)`` with an error that lists what does not fit."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or mismatched:
+
+        def show(keys):
+            return ", ".join(keys[:5]) + (f" … ({len(keys)} in all)" if len(keys) > 5 else "")
+
+        parts = [
+            f"{label}: {show(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches (checkpoint vs model)", mismatched),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"{what} does not fit the architecture: "
+            + "; ".join(parts)
+            + ". Check the architecture name and the number of classes."
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _head_classes(state: dict) -> int | None:
+    weights = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
+    return int(weights[-1].shape[0]) if weights else None
+
+
+def _arch_model(library: str, arch: str, checkpoint, num_classes, trust_checkpoint):
+    state = None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, trust_checkpoint=trust_checkpoint)
+        num_classes = num_classes or _head_classes(state)
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    if library == "torchvision":
+        import torchvision
+
+        try:
+            model = torchvision.models.get_model(arch, weights=None, **kwargs)
+        except ValueError as exc:
+            raise InputError(
+                f"classifier 'torchvision:{arch}': unknown architecture ({exc}); see "
+                "torchvision.models.list_models()."
+            ) from exc
+    else:
+        try:
+            import timm
+        except ImportError as exc:
+            raise ModelNotAvailableError(
+                f"classifier 'timm:{arch}' needs the timm package: pip install timm."
+            ) from exc
+        try:
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+        except RuntimeError as exc:
+            raise InputError(
+                f"classifier 'timm:{arch}': unknown architecture ({exc}); see timm.list_models()."
+            ) from exc
+    if state is None:
+        raise CheckpointError(
+            f"classifier '{library}:{arch}' needs its trained weights: pass checkpoint=PATH "
+            "(CLI: --checkpoint PATH). Random weights would explain nothing."
+        )
+    load_state_strict(model, state, what=f"checkpoint {str(checkpoint)!r}")
+    return model
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _hf_classifier(spec: str, device) -> Classifier:
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    try:
+        config = AutoConfig.from_pretrained(spec)
+        hf_model = AutoModelForImageClassification.from_pretrained(spec)
+    except OSError as exc:
+        raise ModelNotAvailableError(
+            f"classifier 'hf:{spec}' could not be loaded ({exc}). Pass a local folder saved with "
+            "save_pretrained(), or a hub id on a machine with internet access."
+        ) from exc
+
+    class HFLogits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            return self.inner(pixel_values=pixel_values).logits
+
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, (224, 224)
+    try:
+        processor = AutoImageProcessor.from_pretrained(spec)
+        mean = tuple(getattr(processor, "image_mean", mean))
+        std = tuple(getattr(processor, "image_std", std))
+        proc_size = getattr(processor, "size", None) or {}
+        if "height" in proc_size:
+            size = (int(proc_size["height"]), int(proc_size["width"]))
+        elif "shortest_edge" in proc_size:
+            size = (int(proc_size["shortest_edge"]),) * 2
+    except (OSError, ValueError):
+        image_size = getattr(config, "image_size", None)
+        if isinstance(image_size, int):
+            size = (image_size, image_size)
+    labels = getattr(config, "id2label", None) or {}
+    names = [labels[i] for i in sorted(labels)] if labels else None
+    channels = int(getattr(config, "num_channels", 3))
+    return Classifier(
+        model=HFLogits(hf_model).to(device).eval(),
+        name=f"hf:{spec}",
+        class_names=names,
+        input_size=size,
+        channels=channels,
+        mean=mean[:channels],
+        std=std[:channels],
+        multilabel=getattr(config, "problem_type", None) == "multi_label_classification",
+        source=str(spec),
+    )
+
+
+def load_classifier(
+    spec: Any,
+    *,
+    checkpoint: str | Path | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    target_layer: Any = None,
+    device: Any = None,
+    trust_checkpoint: bool = False,
+) -> Classifier:
+    """Load a classifier from a spec (see the module docstring) or wrap a module.
+
+    Parameters
+    ----------
+    spec : str, Path, torch.nn.Module or Classifier
+        What to load.
+    checkpoint : path, optional
+        State dict for ``torchvision:`` / ``timm:`` architectures (loaded with
+        ``weights_only=True``).
+    class_names : sequence of str, optional
+        Overrides or supplies class names.
+    num_classes : int, optional
+        Output count for architectures; inferred from the checkpoint's head when omitted.
+    input_size, channels, mean, std : optional
+        Override the input conventions (defaults: 224x224 RGB with ImageNet statistics).
+    target_layer : torch.nn.Module or str, optional
+        Default Grad-CAM layer (a module or its dotted name); found automatically otherwise.
+    device : str or torch.device, optional
+        CUDA when available, else CPU.
+    trust_checkpoint : bool
+        Allow checkpoints that need arbitrary unpickling. Only for files you trust.
+
+    Returns
+    -------
+    Classifier
+    """
+    import torch
+
+    device = default_device(device)
+    if isinstance(spec, Classifier):
+        classifier = spec
+    elif isinstance(spec, torch.nn.Module):
+        classifier = Classifier(model=spec, name=type(spec).__name__, source="python")
+    else:
+        text = str(spec)
+        from .builtin_classifiers import BUILTIN_CLASSIFIERS, load_builtin_classifier
+
+        path = Path(text)
+        if text in BUILTIN_CLASSIFIERS:
+            classifier = load_builtin_classifier(text, device=device)
+        elif text.startswith(("torchvision:", "timm:")):
+            library, arch = text.split(":", 1)
+            model = _arch_model(library, arch, checkpoint, num_classes, trust_checkpoint)
+            classifier = Classifier(
+                model=model, name=text, source=str(checkpoint), version=_file_version(checkpoint)
+            )
+        elif text.startswith("hf:") or (path.is_dir() and (path / "config.json").is_file()):
+            classifier = _hf_classifier(text.removeprefix("hf:"), device)
+        elif path.is_file() and _is_torchscript(path):
+            try:
+                model = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError as exc:
+                raise CheckpointError(f"TorchScript file {text!r} could not be loaded ({exc}).")
+            classifier = Classifier(
+                model=model, name=path.name, source=text, version=_file_version(path)
+            )
+        elif path.is_file():
+            raise InputError(
+                f"classifier {text!r} is a file but not a TorchScript model. For a state dict, "
+                "name the architecture: load_classifier('torchvision:resnet18', checkpoint=PATH) "
+                "(CLI: --model torchvision:resnet18 --checkpoint PATH)."
+            )
+        else:
+            raise InputError(
+                f"classifier {text!r} is not a built-in name ({', '.join(BUILTIN_CLASSIFIERS)}), "
+                "an existing file or folder, or a 'torchvision:ARCH' / 'timm:ARCH' / 'hf:ID' spec."
+            )
+    overrides: dict[str, Any] = {}
+    if class_names is not None:
+        overrides["class_names"] = list(class_names)
+    if input_size is not None:
+        overrides["input_size"] = tuple(int(v) for v in input_size)
+    if channels is not None:
+        overrides["channels"] = int(channels)
+    if mean is not None:
+        overrides["mean"] = tuple(float(v) for v in mean)
+    if std is not None:
+        overrides["std"] = tuple(float(v) for v in std)
+    if target_layer is not None:
+        if isinstance(target_layer, str):
+            try:
+                target_layer = classifier.model.get_submodule(target_layer)
+            except AttributeError as exc:
+                raise InputError(
+                    f"target layer {target_layer!r} is not a submodule of classifier "
+                    f"{classifier.name!r}; see [n for n, _ in model.named_modules()]."
+                ) from exc
+        overrides["target_layer"] = target_layer
+    if overrides:
+        # A fresh `extra`: cached CAM settings belong to the old target layer.
+        classifier = replace(classifier, **overrides, extra={})
+    if len(classifier.mean) != classifier.channels or len(classifier.std) != classifier.channels:
+        raise InputError(
+            f"classifier {classifier.name!r}: mean/std have {len(classifier.mean)}/"
+            f"{len(classifier.std)} values for {classifier.channels} channels; pass one per channel."
+        )
+    classifier.model.to(device).eval()
+    return classifier
+
+
+def _file_version(path) -> str:
+    if path is None:
+        return ""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()[:12]
+
+
+def _token_reshape(tokens):
+    """``(N, T, D)`` transformer tokens -> ``(N, D, s, s)``, dropping class/register tokens."""
+    import math
+
+    n, t, d = tokens.shape
+    side = math.isqrt(t)
+    extra = t - side * side
+    grid = tokens[:, extra:, :].reshape(n, side, side, d)
+    return grid.permute(0, 3, 1, 2)
+
+
+def _channels_last_reshape(tensor):
+    return tensor.permute(0, 3, 1, 2)
+
+
+def find_target_layer(classifier: Classifier) -> tuple[Any, Callable | None]:
+    """Choose the Grad-CAM layer and reshape transform for a classifier.
+
+    CNNs: the last module (in execution order) whose output is a spatial ``(N, C, h, w)`` map
+    with ``h, w > 1`` — the last convolutional stage. Vision transformers: the first norm layer
+    of the last block (tokens reshaped to a square grid, class tokens dropped). Swin-style
+    channel-last ``(N, h, w, C)`` outputs of norm layers get a permuting reshape.
+    """
+    import torch
+
+    if classifier.target_layer is not None:
+        return classifier.target_layer, classifier.reshape_transform
+    size = classifier.input_size or (224, 224)
+    probe = torch.zeros(1, classifier.channels, *size, device=classifier.device)
+    records: list[tuple[str, Any, tuple]] = []
+    handles = []
+    for name, module in classifier.model.named_modules():
+        if name == "":
+            continue
+
+        def hook(mod, _inputs, output, _name=name):
+            if isinstance(output, torch.Tensor):
+                records.append((_name, mod, tuple(output.shape)))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            classifier.model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    spatial = [
+        (n, m, s)
+        for n, m, s in records
+        if len(s) == 4 and s[2] > 1 and s[3] > 1 and not isinstance(m, torch.nn.LayerNorm)
+    ]
+    tokens = [(n, m, s) for n, m, s in records if len(s) == 3 and isinstance(m, torch.nn.LayerNorm)]
+    channels_last = [
+        (n, m, s)
+        for n, m, s in records
+        if len(s) == 4 and isinstance(m, torch.nn.LayerNorm) and s[1] > 1 and s[2] > 1
+    ]
+    if tokens:
+        block = re.compile(r"(.*\.)?(blocks|layers?)\.(\d+)\.")
+        last = max(
+            (tok for tok in tokens if block.match(tok[0])),
+            key=lambda tok: int(block.match(tok[0]).group(3)),
+            default=None,
+        )
+        if last is not None:
+            prefix = block.match(last[0]).group(0)
+            first_norm = next(tok for tok in tokens if tok[0].startswith(prefix))
+            return first_norm[1], _token_reshape
+    if channels_last:
+        return channels_last[-1][1], _channels_last_reshape
+    if spatial:
+        return spatial[-1][1], None
+    raise InputError(
+        f"classifier {classifier.name!r}: no layer with a spatial output was found for Grad-CAM; "
+        "pass target_layer= (a module or its dotted name)."
+    )

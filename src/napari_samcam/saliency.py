@@ -1,0 +1,280 @@
+"""Grad-CAM and friends through pytorch-grad-cam, returned at the image's own resolution."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .classifiers import Classifier, classifier_tensor, find_target_layer, load_classifier
+from .errors import InputError
+from .images import validate_image
+
+__all__ = ["CAM_METHODS", "Saliency", "explain", "predict"]
+
+
+def _cam_classes() -> dict[str, type]:
+    import pytorch_grad_cam as pgc
+
+    names = [
+        "GradCAM",
+        "HiResCAM",
+        "GradCAMPlusPlus",
+        "XGradCAM",
+        "LayerCAM",
+        "EigenCAM",
+        "EigenGradCAM",
+        "ScoreCAM",
+        "AblationCAM",
+        "FullGrad",
+        "GradCAMElementWise",
+        "KPCA_CAM",
+        "ShapleyCAM",
+        "FinerCAM",
+    ]
+    return {_key(n): getattr(pgc, n) for n in names if hasattr(pgc, n)}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("++", "plusplus"))
+
+
+#: CAM method names accepted by :func:`explain` (case and punctuation do not matter).
+CAM_METHODS = (
+    "gradcam",
+    "hirescam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "eigencam",
+    "eigengradcam",
+    "scorecam",
+    "ablationcam",
+    "fullgrad",
+    "gradcamelementwise",
+    "kpca_cam",
+    "shapleycam",
+    "finercam",
+)
+
+_RAW_CLASSES: dict[type, type] = {}
+
+
+def _recording(cls: type) -> type:
+    """A subclass of a CAM class that keeps each layer's CAM before pytorch-grad-cam rescales it."""
+    if cls not in _RAW_CLASSES:
+
+        def get_cam_image(self, *args, **kwargs):
+            cam = cls.get_cam_image(self, *args, **kwargs)
+            self.samcam_raw.append(np.asarray(cam, dtype=np.float32))
+            return cam
+
+        _RAW_CLASSES[cls] = type(f"Recording{cls.__name__}", (cls,), {"get_cam_image": get_cam_image})
+    return _RAW_CLASSES[cls]
+
+
+@dataclass
+class Saliency:
+    """A saliency map with its provenance.
+
+    Attributes
+    ----------
+    map : numpy.ndarray
+        float32 ``(H, W)`` at the image's resolution, min-max normalised to ``[0, 1]``.
+    raw : numpy.ndarray
+        float32 un-normalised CAM (after ReLU) at the target layer's grid, comparable across
+        images of the same classifier and method.
+    class_index : int
+        The class explained.
+    class_name : str
+    probability : float
+        The model's probability for that class (softmax, or sigmoid for multi-label models).
+    method : str
+    layer : str
+        Dotted name of the target layer.
+    classifier : str
+    classifier_version : str
+    probabilities : list of float
+        Every class's probability.
+    """
+
+    map: np.ndarray
+    raw: np.ndarray
+    class_index: int
+    class_name: str
+    probability: float
+    method: str
+    layer: str
+    classifier: str
+    classifier_version: str = ""
+    probabilities: list[float] = field(default_factory=list)
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything but the arrays, as a JSON-friendly dict."""
+        info = asdict(self)
+        info.pop("map")
+        info.pop("raw")
+        info["raw_max"] = float(self.raw.max()) if self.raw.size else 0.0
+        return info
+
+
+def _probabilities(logits, classifier: Classifier) -> np.ndarray:
+    import torch
+
+    logits = logits.detach().float()
+    probs = torch.sigmoid(logits) if classifier.multilabel else torch.softmax(logits, dim=-1)
+    return probs[0].cpu().numpy()
+
+
+def predict(image: np.ndarray, classifier: Any, *, window=None) -> dict[str, float]:
+    """Class probabilities for one image.
+
+    Returns
+    -------
+    dict
+        Class name -> probability, in the model's class order.
+    """
+    import torch
+
+    classifier = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
+    with torch.inference_mode():
+        logits = classifier.model(classifier_tensor(image, classifier, window=window))
+    probs = _probabilities(logits, classifier)
+    return {classifier.class_label(i): float(p) for i, p in enumerate(probs)}
+
+
+def _layer_name(model, layer) -> str:
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    return type(layer).__name__
+
+
+def _cam_setup(classifier: Classifier) -> tuple[Any, Any, int]:
+    """Target layer, reshape transform and class count, found once per classifier."""
+    import torch
+
+    if "cam_setup" not in classifier.extra:
+        layer, reshape = find_target_layer(classifier)
+        size = classifier.input_size or (224, 224)
+        probe = torch.zeros(1, classifier.channels, *size, device=classifier.device)
+        with torch.inference_mode():
+            n_classes = int(classifier.model(probe).shape[-1])
+        classifier.extra["cam_setup"] = (layer, reshape, n_classes)
+    return classifier.extra["cam_setup"]
+
+
+def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    if tuple(tensor.shape[-2:]) != tuple(shape):
+        tensor = F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=False)
+    return tensor[0, 0].numpy()
+
+
+def _normalise(cam: np.ndarray) -> np.ndarray:
+    cam = np.maximum(cam, 0, dtype=np.float32)
+    high = float(cam.max())
+    if high > 0:
+        cam /= high
+    return cam
+
+
+def explain(
+    image: np.ndarray,
+    classifier: Any,
+    *,
+    method: str = "gradcam",
+    target: int | str | None = None,
+    target_layer: Any = None,
+    window: tuple[float, float] | None = None,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
+    device: Any = None,
+) -> Saliency:
+    """Compute a class activation map for one 2-D image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``, any numeric dtype.
+    classifier : Classifier, str or torch.nn.Module
+        A loaded classifier or anything :func:`~napari_samcam.classifiers.load_classifier` takes.
+    method : str
+        One of :data:`CAM_METHODS` (case-insensitive).
+    target : int or str, optional
+        Class index or name to explain; the top-scoring class by default.
+    target_layer : torch.nn.Module or str, optional
+        Overrides the automatically chosen layer.
+    window : (float, float), optional
+        Intensity window applied before the model (see :func:`~napari_samcam.images.to_unit_range`).
+    aug_smooth, eigen_smooth : bool
+        pytorch-grad-cam's test-time augmentation and first-principal-component smoothing.
+    device : optional
+        Moves the classifier there first.
+
+    Returns
+    -------
+    Saliency
+        ``map`` at the image's resolution in ``[0, 1]``; an all-zero map means the class has no
+        positive evidence at that layer.
+    """
+    import torch
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    image = validate_image(image)
+    if not isinstance(classifier, Classifier):
+        classifier = load_classifier(classifier, device=device)
+    elif device is not None:
+        classifier.to(device)
+    if target_layer is not None:
+        classifier = load_classifier(classifier, target_layer=target_layer)
+    classes = _cam_classes()
+    key = _key(method)
+    if key not in classes:
+        raise InputError(
+            f"method {method!r} is not a CAM method; choose one of {', '.join(CAM_METHODS)}."
+        )
+    layer, reshape, n_classes = _cam_setup(classifier)
+    index = classifier.class_index(target, n_classes)
+    tensor = classifier_tensor(image, classifier, window=window)
+    cam_cls = _recording(classes[key])
+    with cam_cls(
+        model=classifier.model, target_layers=[layer], reshape_transform=reshape
+    ) as cam:
+        cam.samcam_raw = []
+        targets = None if index is None else [ClassifierOutputTarget(index)]
+        with torch.enable_grad():
+            scaled = cam(
+                input_tensor=tensor,
+                targets=targets,
+                aug_smooth=aug_smooth,
+                eigen_smooth=eigen_smooth,
+            )
+        probs = _probabilities(cam.outputs, classifier)
+        raw_layers = list(cam.samcam_raw)
+    if index is None:
+        index = int(np.argmax(probs))
+    spatial = image.shape[:2]
+    if raw_layers and not aug_smooth:
+        raw = np.maximum(raw_layers[-1][0], 0)
+        saliency_map = _normalise(_upsample(raw, spatial))
+    else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
+        raw = np.asarray(scaled[0], dtype=np.float32)
+        saliency_map = _normalise(_upsample(raw, spatial))
+    return Saliency(
+        map=saliency_map,
+        raw=raw.astype(np.float32),
+        class_index=index,
+        class_name=classifier.class_label(index),
+        probability=float(probs[index]),
+        method=method,
+        layer=_layer_name(classifier.model, layer),
+        classifier=classifier.name,
+        classifier_version=classifier.version,
+        probabilities=[float(p) for p in probs],
+    )

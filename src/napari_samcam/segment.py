@@ -1,0 +1,558 @@
+"""Segment Anything prompted by points, boxes and masks, with an embedding cache.
+
+Coordinates are numpy / napari ``(row, col)``; boxes are ``(row0, col0, row1, col1)`` with the end
+exclusive. :func:`to_sam_coords` is the only place that converts to SAM's ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, PromptError
+from .images import image_hash, to_unit_range, validate_image
+from .sam_models import SamModel, load_sam_model
+
+__all__ = [
+    "Embedding",
+    "Region",
+    "Segmenter",
+    "load_segmenter",
+    "to_sam_coords",
+]
+
+
+@dataclass
+class Region:
+    """A region mask with its provenance.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        bool ``(H, W)`` at image resolution.
+    source : str
+        How the region was obtained: ``"sam-box"``, ``"sam-points"``, ``"sam-saliency-peak"``,
+        ``"sam-text"``, ``"ground-truth"``, ``"box"``, ...
+    prompt : dict
+        The prompt that produced it (points, labels, box, text, context), JSON-friendly.
+    score : float
+        SAM's predicted IoU (or the text score); NaN for regions not made by a model.
+    model : str
+        Model name and version, empty for annotations.
+    """
+
+    mask: np.ndarray
+    source: str
+    prompt: dict = field(default_factory=dict)
+    score: float = float("nan")
+    model: str = ""
+
+    @property
+    def area(self) -> int:
+        """Number of pixels in the mask."""
+        return int(np.count_nonzero(self.mask))
+
+    def provenance(self) -> dict[str, Any]:
+        """Everything but the mask, JSON-friendly."""
+        return {
+            "region_source": self.source,
+            "prompt": self.prompt,
+            "score": self.score,
+            "model": self.model,
+            "area": self.area,
+        }
+
+
+@dataclass
+class Embedding:
+    """An image embedding and the geometry needed to map prompts and masks."""
+
+    features: Any
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    offset: tuple[int, int] = (0, 0)
+
+
+def to_sam_coords(
+    points_rc: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> np.ndarray:
+    """Convert ``(row, col)`` pixel coordinates to SAM's ``(x, y)`` at the encoder's input scale.
+
+    Parameters
+    ----------
+    points_rc : numpy.ndarray
+        ``(..., 2)`` row, column coordinates in the original image.
+    original_size, input_size : (int, int)
+        ``(H, W)`` of the image and of its resized version fed to the encoder.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(..., 2)`` x, y coordinates.
+    """
+    points_rc = np.asarray(points_rc, dtype=np.float64)
+    scale_r = input_size[0] / original_size[0]
+    scale_c = input_size[1] / original_size[1]
+    return np.stack([points_rc[..., 1] * scale_c, points_rc[..., 0] * scale_r], -1).astype(
+        np.float32
+    )
+
+
+def _interp_matrix(n_out: int, n_in: int):
+    """The ``(n_out, n_in)`` matrix of 1-D bilinear resizing as ``F.interpolate`` does it."""
+    import torch
+    import torch.nn.functional as F
+
+    eye = torch.eye(n_in, dtype=torch.float32)[None, None]  # rows: input index
+    # Interpolating along the first axis of the identity gives the weights of every output row.
+    matrix = F.interpolate(eye, size=(n_out, n_in), mode="bilinear", align_corners=False)
+    return matrix[0, 0]
+
+
+class _MaskUpsampler:
+    """Exact two-step SAM mask upsampling (low-res -> padded input -> crop -> original).
+
+    Bilinear resizing is separable and linear, so both steps fold into one matrix per axis.
+    Output pixels only depend on a few low-res logits with non-negative weights: where all of
+    those are <= 0 the output is too, so only the window around positive logits is computed.
+    """
+
+    def __init__(self, low: int, padded: int, input_size, original_size):
+        rows = _interp_matrix(padded, low)[: input_size[0]]
+        cols = _interp_matrix(padded, low)[: input_size[1]]
+        self.rows = _interp_matrix(original_size[0], input_size[0]) @ rows
+        self.cols = _interp_matrix(original_size[1], input_size[1]) @ cols
+        self.shape = tuple(original_size)
+
+    @staticmethod
+    def _span(matrix, support):
+        touched = (matrix[:, support] > 0).any(1).nonzero()
+        if len(touched) == 0:
+            return 0, 0
+        return int(touched[0]), int(touched[-1]) + 1
+
+    def logits(self, low_res) -> tuple[Any, tuple[int, int, int, int]]:
+        """Upsampled logits inside the positive window, and the window ``(r0, r1, c0, c1)``."""
+        positive = low_res > 0
+        r0, r1 = self._span(self.rows, positive.any(1))
+        c0, c1 = self._span(self.cols, positive.any(0))
+        if r1 == r0 or c1 == c0:
+            return low_res.new_zeros((0, 0)), (0, 0, 0, 0)
+        window = self.rows[r0:r1] @ low_res @ self.cols[c0:c1].T
+        return window, (r0, r1, c0, c1)
+
+    def mask(self, low_res, threshold: float = 0.0) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=bool)
+        window, (r0, r1, c0, c1) = self.logits(low_res)
+        if r1 > r0:
+            out[r0:r1, c0:c1] = (window > threshold).cpu().numpy()
+        return out
+
+
+class Segmenter:
+    """Prompted Segment Anything with embeddings cached per (image content, window, crop).
+
+    Parameters
+    ----------
+    model : SamModel
+        From :func:`~napari_samcam.sam_models.load_sam_model`.
+    cache_size : int
+        How many embeddings to keep (least recently used are dropped).
+
+    Attributes
+    ----------
+    encoder_calls : int
+        How many times the image encoder ran (cache misses).
+    """
+
+    def __init__(self, model: SamModel, *, cache_size: int = 16):
+        self.model = model
+        self.cache_size = int(cache_size)
+        self.encoder_calls = 0
+        self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
+        self._upsamplers: dict[tuple, _MaskUpsampler] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def name(self) -> str:
+        """Model name and version, for provenance."""
+        return f"{self.model.name}@{self.model.version}" if self.model.version else self.model.name
+
+    @property
+    def device(self):
+        """The device the model lives on."""
+        return next(self.model.sam.parameters()).device
+
+    def clear_cache(self) -> None:
+        """Forget every cached embedding."""
+        with self._lock:
+            self._cache.clear()
+
+    # -- embedding ---------------------------------------------------------------------------
+    def _prepare(self, unit: np.ndarray):
+        """``[0, 1]`` image -> normalised, resized and padded ``(1, 3, S, S)`` encoder input."""
+        import torch
+        import torch.nn.functional as F
+
+        size = self.model.image_size
+        height, width = unit.shape[:2]
+        scale = size / max(height, width)
+        new = (int(height * scale + 0.5), int(width * scale + 0.5))
+        tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
+        tensor = tensor.permute(2, 0, 1)[None] if tensor.ndim == 3 else tensor[None, None]
+        tensor = tensor.to(self.device) * 255.0
+        if tensor.shape[1] == 1:
+            tensor = tensor.expand(-1, 3, -1, -1)
+        tensor = F.interpolate(tensor, size=new, mode="bilinear", antialias=True)
+        sam = self.model.sam
+        tensor = (tensor - sam.pixel_mean) / sam.pixel_std
+        tensor = F.pad(tensor, (0, size - new[1], 0, size - new[0]))
+        return tensor, new
+
+    def embed(
+        self,
+        image: np.ndarray,
+        *,
+        window: tuple[float, float] | None = None,
+        crop: tuple[int, int, int, int] | None = None,
+        key: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Embedding:
+        """Compute (or fetch from the cache) the embedding of an image or of a crop of it.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(H, W)`` or ``(H, W, 3|4)``.
+        window : (float, float), optional
+            Intensity window (see :func:`~napari_samcam.images.to_unit_range`).
+        crop : (int, int, int, int), optional
+            ``(row0, col0, row1, col1)`` sub-image to embed instead of the whole image.
+        key : str, optional
+            A precomputed :func:`~napari_samcam.images.image_hash` of ``image``.
+        progress : callable, optional
+            Called as ``progress(done, total)``.
+        """
+        import torch
+
+        image = validate_image(image)
+        cache_key = (
+            key or image_hash(image),
+            self.name,
+            None if window is None else tuple(map(float, window)),
+            None if crop is None else tuple(int(v) for v in crop),
+        )
+        with self._lock:
+            if cache_key in self._cache:
+                self._cache.move_to_end(cache_key)
+                if progress:
+                    progress(1, 1)
+                return self._cache[cache_key]
+        if progress:
+            progress(0, 1)
+        view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
+        unit = to_unit_range(view, window)
+        tensor, new = self._prepare(unit)
+        with torch.inference_mode():
+            features = self.model.sam.image_encoder(tensor)
+        offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
+        embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
+        with self._lock:
+            self.encoder_calls += 1
+            self._cache[cache_key] = embedding
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        if progress:
+            progress(1, 1)
+        return embedding
+
+    # -- prompting ---------------------------------------------------------------------------
+    def _upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
+        key = (low, self.model.image_size, embedding.input_size, embedding.original_size)
+        if key not in self._upsamplers:
+            self._upsamplers[key] = _MaskUpsampler(
+                low, self.model.image_size, embedding.input_size, embedding.original_size
+            )
+        return self._upsamplers[key]
+
+    def _decode(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> list[tuple[np.ndarray, float]]:
+        """Run prompt encoder + mask decoder; one (mask, score) per box (or one for points)."""
+        import torch
+
+        sam = self.model.sam
+        device = self.device
+        n = 1 if boxes is None else len(boxes)
+        point_arg = None
+        if points is not None and len(points):
+            coords = to_sam_coords(points, embedding.original_size, embedding.input_size)
+            coords_t = torch.as_tensor(coords, device=device)[None].expand(n, -1, -1)
+            labels_t = torch.as_tensor(labels, dtype=torch.int, device=device)[None].expand(n, -1)
+            point_arg = (coords_t, labels_t)
+        box_arg = None
+        if boxes is not None:
+            # SAM boxes are (x0, y0, x1, y1) of pixel indices: the end-exclusive edge minus one.
+            corners = np.stack([boxes[:, :2], boxes[:, 2:] - 1], 1)
+            sam_boxes = to_sam_coords(corners, embedding.original_size, embedding.input_size)
+            box_arg = torch.as_tensor(sam_boxes.reshape(n, 4), device=device)
+        masks_arg = None
+        if mask_input is not None:
+            masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
+            masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:]).expand(n, -1, -1, -1)
+        with torch.inference_mode():
+            sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
+            low_res, iou = sam.mask_decoder(
+                image_embeddings=embedding.features,
+                image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            best = iou.argmax(1)
+            upsampler = self._upsampler(embedding, low_res.shape[-1])
+            results = []
+            for i in range(n):
+                j = int(best[i])
+                mask = upsampler.mask(low_res[i, j].float(), float(sam.mask_threshold))
+                results.append((mask, float(iou[i, j])))
+        return results
+
+    def segment(
+        self,
+        image: np.ndarray,
+        *,
+        points: Sequence | np.ndarray | None = None,
+        point_labels: Sequence | np.ndarray | None = None,
+        boxes: Sequence | np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool | None = None,
+        context: float | None = None,
+        window: tuple[float, float] | None = None,
+        source: str | None = None,
+        text: str | None = None,
+        clip: Any = None,
+        progress: Callable[[int, int], None] | None = None,
+        **text_options: Any,
+    ) -> list[Region]:
+        """Segment regions from prompts.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``(H, W)`` or ``(H, W, 3|4)``.
+        points : array_like, optional
+            ``(N, 2)`` ``(row, col)`` points.
+        point_labels : array_like, optional
+            ``(N,)``: 1 for a positive (foreground) point, 0 for a negative one. All positive
+            when omitted.
+        boxes : array_like, optional
+            ``(M, 4)`` ``(row0, col0, row1, col1)`` boxes, end exclusive; one region per box
+            (the points, if any, join every box).
+        mask_input : numpy.ndarray, optional
+            A low-resolution logit mask from an earlier prediction (SAM's mask prompt).
+        multimask : bool, optional
+            Let SAM propose 3 masks and keep the best-scored; default: only for a single point.
+        context : float, optional
+            Zoom mode for boxes: embed a crop of ``context`` times the box size around each box
+            (one encoder run per box, cached) — much better masks for small lesions on large
+            images with a low-resolution encoder. ``None`` embeds the whole image once.
+        window : (float, float), optional
+            Intensity window.
+        source : str, optional
+            Region source name for provenance (default from the prompt kind).
+        text, clip, **text_options
+            Text prompt: see :func:`napari_samcam.text.segment_text`.
+        progress : callable, optional
+            ``progress(done, total)`` over encoder runs.
+
+        Returns
+        -------
+        list of Region
+        """
+        image = validate_image(image)
+        if text is not None:
+            from .text import segment_text
+
+            return segment_text(
+                self, image, text, clip=clip, window=window, progress=progress, **text_options
+            )
+        height, width = image.shape[:2]
+        pts, labels = _check_points(points, point_labels, (height, width))
+        boxes_arr = _check_boxes(boxes, (height, width))
+        if pts is None and boxes_arr is None and mask_input is None:
+            raise PromptError(
+                "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
+            )
+        if self.model.box_only and boxes_arr is None and pts is not None:
+            warnings.warn(
+                f"SAM model {self.model.name!r} was trained with box prompts only; a point-only "
+                "prompt usually gives an empty or poor mask. Draw a box around the region "
+                "instead (or use a box derived from the saliency).",
+                UserWarning,
+                stacklevel=2,
+            )
+        if multimask is None:
+            multimask = boxes_arr is None and pts is not None and len(pts) == 1
+        if source is None:
+            source = "sam-box" if boxes_arr is not None else "sam-points"
+        key = image_hash(image)
+        prompt_base: dict[str, Any] = {}
+        if pts is not None:
+            prompt_base["points"] = pts.tolist()
+            prompt_base["point_labels"] = labels.tolist()
+        if context is not None and boxes_arr is not None:
+            return self._segment_in_context(
+                image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
+            )
+        embedding = self.embed(image, window=window, key=key, progress=progress)
+        decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
+        regions = []
+        for i, (mask, score) in enumerate(decoded):
+            prompt = dict(prompt_base)
+            if boxes_arr is not None:
+                prompt["box"] = boxes_arr[i].tolist()
+            regions.append(Region(mask, source, prompt, score, self.name))
+        return regions
+
+    def _segment_in_context(
+        self, image, key, pts, labels, boxes, context, window, source, prompt_base, progress
+    ) -> list[Region]:
+        if not context >= 1.0:
+            raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
+        height, width = image.shape[:2]
+        regions = []
+        for i, box in enumerate(boxes):
+            crop = context_crop(box, (height, width), context, self.model.image_size // 4)
+            embedding = self.embed(image, window=window, crop=crop, key=key)
+            offset = np.array(crop[:2])
+            local_box = (box - np.tile(offset, 2))[None]
+            local_pts = None
+            local_labels = None
+            if pts is not None:
+                inside = np.all((pts >= crop[:2]) & (pts < crop[2:]), axis=1)
+                local_pts, local_labels = pts[inside] - offset, labels[inside]
+            (mask, score), = self._decode(embedding, local_pts, local_labels, local_box, None, False)
+            full = np.zeros((height, width), dtype=bool)
+            full[crop[0] : crop[2], crop[1] : crop[3]] = mask
+            prompt = dict(prompt_base, box=box.tolist(), context=float(context), crop=list(crop))
+            regions.append(Region(full, source, prompt, score, self.name))
+            if progress:
+                progress(i + 1, len(boxes))
+        return regions
+
+
+def context_crop(
+    box: np.ndarray, shape: tuple[int, int], context: float, min_size: int
+) -> tuple[int, int, int, int]:
+    """A square crop ``context`` times the box's long side around its centre, inside the image."""
+    r0, c0, r1, c1 = (float(v) for v in box)
+    side = max(context * max(r1 - r0, c1 - c0), float(min_size))
+    side = min(side, float(max(shape)))
+    centre_r, centre_c = (r0 + r1) / 2, (c0 + c1) / 2
+    out = []
+    for centre, limit in ((centre_r, shape[0]), (centre_c, shape[1])):
+        length = min(side, limit)
+        start = int(round(min(max(centre - length / 2, 0), limit - length)))
+        out.append((start, int(min(start + round(length), limit))))
+    return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+def _check_points(points, labels, shape):
+    if points is None:
+        return None, None
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
+    if pts is None:
+        return None, None
+    if not np.isfinite(pts).all():
+        raise PromptError(f"points: {pts.tolist()} contain NaN or inf; pass finite (row, col).")
+    outside = ~((pts >= 0).all(1) & (pts[:, 0] < shape[0]) & (pts[:, 1] < shape[1]))
+    if outside.any():
+        raise PromptError(
+            f"points {pts[outside].tolist()} lie outside the image of shape {shape}; points are "
+            "(row, col) pixel coordinates inside it."
+        )
+    if labels is None:
+        labels_arr = np.ones(len(pts), dtype=np.int64)
+    else:
+        labels_arr = np.asarray(labels).astype(np.int64).reshape(-1)
+        if labels_arr.shape[0] != len(pts) or not np.isin(labels_arr, (0, 1)).all():
+            raise PromptError(
+                f"point_labels {labels_arr.tolist()}: pass one label per point, 1 for a "
+                "positive and 0 for a negative point."
+            )
+    return pts, labels_arr
+
+
+def _check_boxes(boxes, shape):
+    if boxes is None:
+        return None
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return None
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4 or not np.isfinite(arr).all():
+        raise PromptError(
+            f"boxes: shape {np.shape(boxes)}; pass (row0, col0, row1, col1) or an (M, 4) array."
+        )
+    bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    if bad.any():
+        raise PromptError(
+            f"boxes {arr[bad].tolist()} are empty: row1 > row0 and col1 > col0 are needed "
+            "(end exclusive)."
+        )
+    outside = (arr[:, :2] < 0).any(1) | (arr[:, 2] > shape[0]) | (arr[:, 3] > shape[1])
+    if outside.any():
+        raise PromptError(
+            f"boxes {arr[outside].tolist()} reach outside the image of shape {shape}; clip them "
+            "to [0, H] x [0, W]."
+        )
+    return arr
+
+
+_SEGMENTERS: dict[tuple, Segmenter] = {}
+_SEGMENTERS_LOCK = threading.Lock()
+
+
+def load_segmenter(
+    spec: Any = "litemedsam",
+    *,
+    checkpoint: Any = None,
+    device: Any = None,
+    download: bool = False,
+    cache_size: int = 16,
+) -> Segmenter:
+    """A :class:`Segmenter` for a SAM model; named models are loaded once per process.
+
+    Parameters
+    ----------
+    spec : str, SamModel or Sam module
+        See :func:`~napari_samcam.sam_models.load_sam_model`; ``"litemedsam"`` by default.
+    checkpoint, device, download
+        Passed to :func:`~napari_samcam.sam_models.load_sam_model`.
+    cache_size : int
+        Embeddings kept in memory.
+    """
+    if not isinstance(spec, str):
+        return Segmenter(load_sam_model(spec, device=device), cache_size=cache_size)
+    from .classifiers import default_device
+
+    key = (spec, str(checkpoint), str(default_device(device)))
+    with _SEGMENTERS_LOCK:
+        if key not in _SEGMENTERS:
+            model = load_sam_model(spec, checkpoint=checkpoint, device=device, download=download)
+            _SEGMENTERS[key] = Segmenter(model, cache_size=cache_size)
+        return _SEGMENTERS[key]
