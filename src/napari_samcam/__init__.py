@@ -11,7 +11,6 @@ napari_samcam`` stays fast.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -60,14 +59,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(__all__)
-
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .classifiers import Classifier, load_classifier
-    from .errors import InputError, SamcamError
-    from .images import ImageData, image_hash, read_image, to_unit_range
-    from .metrics import METRIC_NAMES, binarize, localization_metrics
-    from .prompts import box_region, mask_box, mask_region, saliency_boxes, saliency_peak_points
-    from .sam_models import SAM_MODELS, load_sam_model
-    from .saliency import CAM_METHODS, Saliency, explain, predict
-    from .segment import Region, Segmenter, load_segmenter

@@ -406,7 +406,9 @@ def load_classifier(
             try:
                 model = torch.jit.load(str(path), map_location="cpu")
             except RuntimeError as exc:
-                raise CheckpointError(f"TorchScript file {text!r} could not be loaded ({exc}).")
+                raise CheckpointError(
+                    f"TorchScript file {text!r} could not be loaded ({exc})."
+                ) from exc
             classifier = Classifier(
                 model=model, name=path.name, source=text, version=_file_version(path)
             )
@@ -448,7 +450,8 @@ def load_classifier(
     if len(classifier.mean) != classifier.channels or len(classifier.std) != classifier.channels:
         raise InputError(
             f"classifier {classifier.name!r}: mean/std have {len(classifier.mean)}/"
-            f"{len(classifier.std)} values for {classifier.channels} channels; pass one per channel."
+            f"{len(classifier.std)} values for {classifier.channels} channels; pass one value "
+            "per channel."
         )
     classifier.model.to(device).eval()
     return classifier
@@ -517,7 +520,9 @@ def find_target_layer(classifier: Classifier) -> tuple[Any, Callable | None]:
         for n, m, s in records
         if len(s) == 4 and s[2] > 1 and s[3] > 1 and not isinstance(m, torch.nn.LayerNorm)
     ]
-    tokens = [(n, m, s) for n, m, s in records if len(s) == 3 and isinstance(m, torch.nn.LayerNorm)]
+    tokens = [
+        (n, m, s) for n, m, s in records if len(s) == 3 and isinstance(m, torch.nn.LayerNorm)
+    ]
     channels_last = [
         (n, m, s)
         for n, m, s in records

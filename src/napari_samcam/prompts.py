@@ -17,7 +17,7 @@ __all__ = [
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """The bounding box ``(row0, col0, row1, col1)`` (end exclusive) of a mask, ``None`` if empty."""
+    """The bounding box ``(row0, col0, row1, col1)`` (end exclusive) of a mask, or None."""
     mask = np.asarray(mask, dtype=bool)
     rows = np.flatnonzero(mask.any(1))
     if rows.size == 0:
@@ -47,7 +47,9 @@ def mask_region(mask: np.ndarray, *, source: str = "ground-truth", prompt=None) 
     return Region(mask.astype(bool), source, dict(prompt or {}))
 
 
-def saliency_peak_points(saliency: np.ndarray, *, n: int = 1, min_distance: int = 10) -> np.ndarray:
+def saliency_peak_points(
+    saliency: np.ndarray, *, n: int = 1, min_distance: int = 10
+) -> np.ndarray:
     """The ``n`` highest local maxima of a saliency map as ``(row, col)`` points.
 
     Returns

@@ -63,7 +63,7 @@ _RAW_CLASSES: dict[type, type] = {}
 
 
 def _recording(cls: type) -> type:
-    """A subclass of a CAM class that keeps each layer's CAM before pytorch-grad-cam rescales it."""
+    """A CAM subclass that keeps each layer's CAM before pytorch-grad-cam rescales it."""
     if cls not in _RAW_CLASSES:
 
         def get_cam_image(self, *args, **kwargs):
@@ -71,7 +71,9 @@ def _recording(cls: type) -> type:
             self.samcam_raw.append(np.asarray(cam, dtype=np.float32))
             return cam
 
-        _RAW_CLASSES[cls] = type(f"Recording{cls.__name__}", (cls,), {"get_cam_image": get_cam_image})
+        _RAW_CLASSES[cls] = type(
+            f"Recording{cls.__name__}", (cls,), {"get_cam_image": get_cam_image}
+        )
     return _RAW_CLASSES[cls]
 
 
@@ -211,7 +213,8 @@ def explain(
     target_layer : torch.nn.Module or str, optional
         Overrides the automatically chosen layer.
     window : (float, float), optional
-        Intensity window applied before the model (see :func:`~napari_samcam.images.to_unit_range`).
+        Intensity window applied before the model
+        (see :func:`~napari_samcam.images.to_unit_range`).
     aug_smooth, eigen_smooth : bool
         pytorch-grad-cam's test-time augmentation and first-principal-component smoothing.
     device : optional
@@ -243,9 +246,7 @@ def explain(
     index = classifier.class_index(target, n_classes)
     tensor = classifier_tensor(image, classifier, window=window)
     cam_cls = _recording(classes[key])
-    with cam_cls(
-        model=classifier.model, target_layers=[layer], reshape_transform=reshape
-    ) as cam:
+    with cam_cls(model=classifier.model, target_layers=[layer], reshape_transform=reshape) as cam:
         cam.samcam_raw = []
         targets = None if index is None else [ClassifierOutputTarget(index)]
         with torch.enable_grad():

@@ -444,7 +444,9 @@ class Segmenter:
             if pts is not None:
                 inside = np.all((pts >= crop[:2]) & (pts < crop[2:]), axis=1)
                 local_pts, local_labels = pts[inside] - offset, labels[inside]
-            (mask, score), = self._decode(embedding, local_pts, local_labels, local_box, None, False)
+            ((mask, score),) = self._decode(
+                embedding, local_pts, local_labels, local_box, None, False
+            )
             full = np.zeros((height, width), dtype=bool)
             full[crop[0] : crop[2], crop[1] : crop[3]] = mask
             prompt = dict(prompt_base, box=box.tolist(), context=float(context), crop=list(crop))
