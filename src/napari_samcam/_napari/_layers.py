@@ -1,0 +1,308 @@
+"""Adapters between napari layers and the core's arrays. napari only, no Qt.
+
+Conventions (the project's): image coordinates are ``(row, col)`` pixel indices of the image
+layer's data; boxes are ``(row0, col0, row1, col1)`` with the end exclusive. A rectangle drawn in
+napari covers the pixels whose centres it encloses: its edges lie on pixel borders, half a pixel
+from the centres, so a box ``(r0, c0, r1, c1)`` is drawn from ``(r0 - 0.5, c0 - 0.5)`` to
+``(r1 - 0.5, c1 - 0.5)`` and converts back exactly.
+
+Layers of different scale or translation are mapped through world coordinates, so prompts drawn on
+a Shapes or Points layer that napari created with the default scale still land on the right
+pixels of a DICOM image shown in millimetres.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Key under which the plugin keeps its own bookkeeping in ``layer.metadata``.
+META_KEY = "samcam"
+
+#: Colours of positive / negative prompt points.
+POINT_COLORS = {True: "lime", False: "red"}
+
+#: Columns every regions table starts with (then the metrics).
+REGION_COLUMNS = (
+    "index",
+    "label",
+    "slice",
+    "region_source",
+    "prompt",
+    "score",
+    "area",
+    "model",
+    "saliency",
+    "class_name",
+)
+
+
+@dataclass
+class Plane:
+    """One 2-D plane of an image layer, as the core takes it.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)`` (a copy, safe to hand to a worker thread).
+    index : tuple of int
+        Indices along the leading (non-displayed) axes; ``()`` for a 2-D image.
+    window : (float, float) or None
+        The display window stored with the image (DICOM VOI window), passed to the models.
+    """
+
+    array: np.ndarray
+    index: tuple[int, ...]
+    window: tuple[float, float] | None
+
+
+def spatial_ndim(layer) -> int:
+    """Number of non-channel axes of an image layer's data."""
+    return layer.data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+
+
+def leading_shape(layer) -> tuple[int, ...]:
+    """Shape of the axes in front of the 2-D plane (``()`` for a 2-D image)."""
+    return tuple(layer.data.shape[: spatial_ndim(layer) - 2])
+
+
+def plane_shape(layer) -> tuple[int, int]:
+    """``(H, W)`` of one plane of an image layer."""
+    nd = spatial_ndim(layer)
+    return tuple(int(s) for s in layer.data.shape[nd - 2 : nd])
+
+
+def layer_window(layer) -> tuple[float, float] | None:
+    """The intensity window recorded with the image (``metadata["window"]``), if any."""
+    window = (layer.metadata or {}).get("window")
+    if window is None:
+        return None
+    return float(window[0]), float(window[1])
+
+
+def current_index(layer, dims_point: Sequence[float] | None) -> tuple[int, ...]:
+    """Indices of the plane of ``layer`` displayed at the viewer's ``dims.point``."""
+    lead = leading_shape(layer)
+    if not lead:
+        return ()
+    if dims_point is None:
+        return tuple(0 for _ in lead)
+    data = np.asarray(layer.world_to_data(np.asarray(dims_point, dtype=float)), dtype=float)
+    out = []
+    for value, size in zip(data[: len(lead)], lead, strict=True):
+        out.append(int(np.clip(np.floor(value + 0.5), 0, size - 1)))
+    return tuple(out)
+
+
+def image_plane(layer, index: tuple[int, ...] = ()) -> Plane:
+    """The 2-D plane ``index`` of an image layer (see :func:`current_index`)."""
+    if layer is None:
+        raise InputError("no image layer: open an image (File > Open, or a sample) first.")
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    lead = leading_shape(layer)
+    if len(index) != len(lead):
+        raise InputError(
+            f"layer {layer.name!r}: plane index {index} does not fit its leading axes {lead}."
+        )
+    array = np.array(data[tuple(index)]) if index else np.array(data)
+    return Plane(array, tuple(int(i) for i in index), layer_window(layer))
+
+
+def all_indices(layer) -> list[tuple[int, ...]]:
+    """Every plane index of an image layer, in order."""
+    return [tuple(int(i) for i in idx) for idx in np.ndindex(*leading_shape(layer))]
+
+
+# --------------------------------------------------------------------------------------------
+# coordinates
+
+
+def _to_image_data(
+    layer, coords: np.ndarray, image_layer, dims_point: Sequence[float] | None
+) -> np.ndarray:
+    """Map ``(N, layer.ndim)`` data coordinates of ``layer`` to ``image_layer``'s data coords."""
+    coords = np.atleast_2d(np.asarray(coords, dtype=float))
+    if layer is image_layer or (
+        layer.ndim == image_layer.ndim
+        and np.allclose(layer.scale, image_layer.scale)
+        and np.allclose(layer.translate, image_layer.translate)
+        and np.allclose(layer.affine.affine_matrix, image_layer.affine.affine_matrix)
+        and np.allclose(layer.rotate, image_layer.rotate)
+        and np.allclose(layer.shear, image_layer.shear)
+    ):
+        return coords.copy()
+    base = None if dims_point is None else np.asarray(dims_point, dtype=float)
+    out = []
+    for row in coords:
+        world = np.asarray(layer.data_to_world(row), dtype=float)
+        if base is not None and len(base) > len(world):
+            full = base.copy()
+            full[-len(world) :] = world
+            world = full
+        out.append(np.asarray(image_layer.world_to_data(world), dtype=float))
+    return np.asarray(out).reshape(len(coords), image_layer.ndim)
+
+
+def _on_plane(coords: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
+    """Which rows of image-data coordinates lie on plane ``index``."""
+    if not index:
+        return np.ones(len(coords), dtype=bool)
+    lead = np.floor(coords[:, : len(index)] + 0.5)
+    return np.all(lead == np.asarray(index, dtype=float), axis=1)
+
+
+def rectangle_to_box(vertices: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The end-exclusive pixel box ``(r0, c0, r1, c1)`` a rectangle encloses, clipped to ``shape``.
+
+    ``vertices`` are ``(4, 2)`` (or ``(n, 2)``) row/col coordinates in image data space.
+    """
+    vertices = np.asarray(vertices, dtype=float)[:, -2:]
+    low = np.floor(vertices.min(0) + 0.5)
+    high = np.floor(vertices.max(0) + 0.5)
+    r0, c0 = (int(np.clip(v, 0, s)) for v, s in zip(low, shape, strict=True))
+    r1, c1 = (int(np.clip(v, 0, s)) for v, s in zip(high, shape, strict=True))
+    return r0, c0, r1, c1
+
+
+def box_to_rectangle(box: Sequence[float], index: tuple[int, ...] = ()) -> np.ndarray:
+    """The ``(4, len(index) + 2)`` rectangle vertices napari draws for a pixel box."""
+    r0, c0, r1, c1 = (float(v) - 0.5 for v in box)
+    corners = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]])
+    if index:
+        lead = np.broadcast_to(np.asarray(index, dtype=float), (4, len(index)))
+        corners = np.concatenate([lead, corners], axis=1)
+    return corners
+
+
+def shapes_to_boxes(
+    shapes_layer,
+    image_layer,
+    index: tuple[int, ...] = (),
+    dims_point: Sequence[float] | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Boxes from the rectangles of a Shapes layer that lie on plane ``index`` of the image.
+
+    Returns
+    -------
+    boxes : numpy.ndarray
+        ``(M, 4)`` int ``(row0, col0, row1, col1)``, end exclusive, inside the image.
+    shape_indices : list of int
+        Which shape of the layer each box came from.
+    """
+    shape = plane_shape(image_layer)
+    boxes, used = [], []
+    kinds = list(shapes_layer.shape_type)
+    for i, (vertices, kind) in enumerate(zip(shapes_layer.data, kinds, strict=True)):
+        if kind != "rectangle":
+            continue
+        coords = _to_image_data(shapes_layer, vertices, image_layer, dims_point)
+        on_other_plane = index and shapes_layer.ndim >= image_layer.ndim
+        if on_other_plane and not _on_plane(coords, index).all():
+            continue
+        box = rectangle_to_box(coords, shape)
+        if box[2] > box[0] and box[3] > box[1]:
+            boxes.append(box)
+            used.append(i)
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4), used
+
+
+def points_to_prompts(
+    points_layer,
+    image_layer,
+    index: tuple[int, ...] = (),
+    dims_point: Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point prompts ``(N, 2)`` (row, col) and labels (1 positive, 0 negative) on plane ``index``.
+
+    The polarity comes from the Points layer's ``positive`` feature (all positive without it).
+    Points outside the image are dropped.
+    """
+    data = np.asarray(points_layer.data, dtype=float)
+    if len(data) == 0:
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    coords = _to_image_data(points_layer, data, image_layer, dims_point)
+    keep = np.ones(len(coords), dtype=bool)
+    if index and points_layer.ndim >= image_layer.ndim:
+        keep &= _on_plane(coords, index)
+    features = points_layer.features
+    if "positive" in features:
+        labels = np.asarray(features["positive"], dtype=bool).astype(np.int64)
+    else:
+        labels = np.ones(len(coords), dtype=np.int64)
+    rc = coords[:, -2:]
+    height, width = plane_shape(image_layer)
+    keep &= (rc[:, 0] > -0.5) & (rc[:, 0] < height - 0.5) & (rc[:, 1] > -0.5)
+    keep &= rc[:, 1] < width - 0.5
+    rc = np.clip(rc, 0, [height - 1, width - 1])
+    return rc[keep], labels[keep]
+
+
+# --------------------------------------------------------------------------------------------
+# layer factories and updates
+
+
+def samcam_meta(layer) -> dict:
+    """The plugin's bookkeeping dict of a layer (empty if it is not one of ours)."""
+    meta = (layer.metadata or {}).get(META_KEY)
+    return meta if isinstance(meta, dict) else {}
+
+
+def geometry_kwargs(image_layer) -> dict:
+    """Keyword arguments that give a new layer the same placement as the image layer."""
+    nd = spatial_ndim(image_layer)
+    return {
+        "scale": tuple(float(s) for s in image_layer.scale[:nd]),
+        "translate": tuple(float(t) for t in image_layer.translate[:nd]),
+    }
+
+
+def saliency_name(saliency) -> str:
+    """Layer name of a saliency map: classifier, method and class."""
+    return f"{saliency.classifier} {saliency.method} [{saliency.class_name}]"
+
+
+def regions_name(image_layer) -> str:
+    """Name of the Labels layer that collects the regions of an image."""
+    return f"{image_layer.name} regions"
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON of a prompt or provenance (numpy values converted)."""
+    return json.dumps(value, default=_json_default, separators=(", ", ": "))
+
+
+def _json_default(value: Any):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def metrics_summary(row: dict) -> str:
+    """A short text of the main metrics of a region, for the label on its box."""
+    parts = []
+    if _finite(row.get("iou")):
+        parts.append(f"IoU {row['iou']:.2f}")
+    if row.get("hit") is not None and _finite(row.get("hit")):
+        parts.append("hit" if bool(row["hit"]) else "miss")
+    if _finite(row.get("energy")):
+        parts.append(f"energy {row['energy']:.2f}")
+    if not parts and _finite(row.get("score")):
+        parts.append(f"score {row['score']:.2f}")
+    return "  ".join(parts)
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False

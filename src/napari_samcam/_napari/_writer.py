@@ -1,0 +1,188 @@
+"""npe2 writers: masks and saliency maps to TIFF / NIfTI / PNG, metrics tables to CSV, sessions.
+
+Every writer takes napari's layer data (``data`` and the layer's state ``meta``) and returns the
+paths it wrote. Array writers also write ``<name>.json`` beside the file with the layer's name,
+scale and the plugin's provenance (classifier, method, class, region sources, ...), since only
+TIFF can carry it inside the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ._layers import META_KEY, json_text
+from ._session_io import write_session as _write_session
+
+ARRAY_SUFFIXES = (".tif", ".tiff", ".nii", ".nii.gz", ".png")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _sidecar(path: Path) -> Path:
+    """``name.json`` beside ``name.tif`` / ``name.nii.gz`` / ``name.png``."""
+    suffix = _suffix(path)
+    return path.with_name(path.name[: -len(suffix)] + ".json")
+
+
+def _description(meta: dict) -> dict[str, Any]:
+    metadata = meta.get("metadata") or {}
+    info: dict[str, Any] = {
+        "name": meta.get("name"),
+        "scale": [float(s) for s in meta.get("scale", ())],
+        "translate": [float(s) for s in meta.get("translate", ())],
+    }
+    if META_KEY in metadata:
+        info[META_KEY] = metadata[META_KEY]
+    for key in ("source", "modality", "spacing", "window"):
+        if key in metadata:
+            info[key] = metadata[key]
+    return info
+
+
+def _spatial(array: np.ndarray, meta: dict) -> int:
+    return array.ndim - (1 if meta.get("rgb") else 0)
+
+
+def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> None:
+    import tifffile
+
+    photometric = "rgb" if meta.get("rgb") and array.shape[-1] in (3, 4) else "minisblack"
+    tifffile.imwrite(path, array, photometric=photometric, description=description, metadata=None)
+
+
+def _write_nifti(path: Path, array: np.ndarray, meta: dict) -> None:
+    import nibabel as nib
+
+    if meta.get("rgb"):
+        raise InputError(
+            f"{path.name}: NIfTI holds grayscale volumes; save an RGB layer as .tif or .png."
+        )
+    scale = [float(s) for s in meta.get("scale", [1.0] * array.ndim)][-array.ndim :]
+    if array.ndim > 3:
+        raise InputError(
+            f"{path.name}: layer data has {array.ndim} axes; NIfTI export takes 2-D images "
+            "and 3-D (slice, row, col) volumes. Save as .tif instead."
+        )
+    # napari (slice, row, col) -> NIfTI (x, y, z) = (col, row, slice): the inverse of the reader.
+    data = array.T
+    zooms = scale[::-1]
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    elif data.dtype == np.int64:
+        data = data.astype(np.int32)
+    affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
+    image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+    image.header.set_zooms(tuple(zooms))
+    nib.save(image, str(path))
+
+
+def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+    import imageio.v3 as iio
+
+    if _spatial(array, meta) != 2:
+        raise InputError(
+            f"{path.name}: PNG holds one 2-D image but the layer has shape {array.shape}; save "
+            "volumes as .tif or .nii.gz."
+        )
+    if kind == "labels":
+        high = int(array.max()) if array.size else 0
+        if array.min() < 0 or high > 65535:
+            raise InputError(
+                f"{path.name}: label values outside 0..65535 do not fit a PNG; save as .tif."
+            )
+        out = array.astype(np.uint8 if high <= 255 else np.uint16)
+    elif array.dtype in (np.uint8, np.uint16):
+        out = array
+    else:
+        # Float maps (saliency in [0, 1]) become 16-bit over the layer's contrast limits.
+        low, high = meta.get("contrast_limits") or (float(array.min()), float(array.max()))
+        scaled = (array.astype(np.float64) - low) / ((high - low) or 1.0)
+        out = np.round(np.clip(scaled, 0, 1) * 65535).astype(np.uint16)
+    iio.imwrite(path, out)
+
+
+def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> list[str]:
+    """Write an image or labels layer's data to TIFF, NIfTI (``.nii``, ``.nii.gz``) or PNG."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in ARRAY_SUFFIXES:
+        raise InputError(
+            f"{path.name}: choose one of {', '.join(ARRAY_SUFFIXES)} to save a {kind} layer."
+        )
+    if meta.get("multiscale"):
+        data = data[0]
+    array = np.asarray(data)
+    if kind == "labels" and array.dtype.kind not in "biu":
+        array = array.astype(np.int32)
+    description = _description(meta)
+    text = json.dumps(description, default=_plain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".tif", ".tiff"):
+        _write_tiff(path, array, meta, text)
+    elif suffix in (".nii", ".nii.gz"):
+        _write_nifti(path, array, meta)
+    else:
+        _write_png(path, array, meta, kind)
+    written = [str(path)]
+    if META_KEY in description:
+        sidecar = _sidecar(path)
+        sidecar.write_text(json.dumps(description, indent=1, default=_plain), encoding="utf-8")
+        written.append(str(sidecar))
+    return written
+
+
+def _plain(value: Any):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def write_labels(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 writer: a Labels layer (masks) to TIFF, NIfTI or PNG."""
+    return write_array(path, data, meta, "labels")
+
+
+def write_image(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 writer: an Image layer (a saliency map, an image) to TIFF, NIfTI or PNG."""
+    return write_array(path, data, meta, "image")
+
+
+def write_features(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 writer: a layer's features table (the metrics table of a regions layer) to CSV."""
+    features = meta.get("features")
+    if features is None or len(getattr(features, "columns", ())) == 0:
+        raise InputError(
+            f"layer {meta.get('name')!r} has no features table to save; segment regions first "
+            "(their metrics table is the regions layer's features)."
+        )
+    return write_table(path, features)
+
+
+def write_table(path: str | os.PathLike, table) -> list[str]:
+    """Write a features table to CSV (dict-like cells become JSON text)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.copy()
+    for column in table.columns:
+        if table[column].dtype == object:
+            table[column] = [
+                json_text(v) if isinstance(v, (dict, list, tuple)) else v for v in table[column]
+            ]
+    table.to_csv(path, index=False)
+    return [str(path)]
+
+
+def write_session(path: str, layer_data: list[tuple]) -> list[str]:
+    """npe2 writer: layers (image, saliency maps, masks, prompts, metrics) to a session folder."""
+    return _write_session(path, layer_data)
