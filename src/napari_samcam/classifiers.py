@@ -4,7 +4,9 @@ Specs understood by :func:`load_classifier`:
 
 * a built-in name (``"lesion-detector"``, ``"shortcut-detector"``);
 * ``"torchvision:<arch>"`` or ``"timm:<arch>"`` with ``checkpoint=`` a local state dict;
-* a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``);
+* a ``torch.export`` program (``.pt2``, saved with ``torch.export.save``): fully explainable;
+* a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``): prediction
+  only, since TorchScript layers cannot be hooked for CAM methods;
 * ``"hf:<folder or hub id>"`` or a local folder with a ``config.json``: a ``transformers``
   image-classification model;
 * any ``torch.nn.Module`` passed from Python.
@@ -281,6 +283,35 @@ def _arch_model(library: str, arch: str, checkpoint, num_classes, trust_checkpoi
     return model
 
 
+def _exported_classifier(path: Path) -> Classifier:
+    """A ``torch.export`` program (``.pt2``), unflattened so that its layers can be hooked."""
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise CheckpointError(
+            f"exported program {str(path)!r} could not be loaded ({exc})."
+        ) from exc
+    shape = None
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
+            shape = tuple(node.meta["val"].shape)
+            break
+    module = torch.export.unflatten(program)
+    channels, size = (shape[1], tuple(shape[2:4])) if shape and len(shape) == 4 else (3, None)
+    return Classifier(
+        model=module,
+        name=path.name,
+        input_size=size,
+        channels=int(channels),
+        mean=IMAGENET_MEAN[:channels] if channels == 3 else (0.5,) * channels,
+        std=IMAGENET_STD[:channels] if channels == 3 else (0.5,) * channels,
+        source=str(path),
+        version=_file_version(path),
+    )
+
+
 def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -402,6 +433,8 @@ def load_classifier(
             )
         elif text.startswith("hf:") or (path.is_dir() and (path / "config.json").is_file()):
             classifier = _hf_classifier(text.removeprefix("hf:"), device)
+        elif path.is_file() and path.suffix == ".pt2":
+            classifier = _exported_classifier(path)
         elif path.is_file() and _is_torchscript(path):
             try:
                 model = torch.jit.load(str(path), map_location="cpu")
@@ -496,6 +529,13 @@ def find_target_layer(classifier: Classifier) -> tuple[Any, Callable | None]:
 
     if classifier.target_layer is not None:
         return classifier.target_layer, classifier.reshape_transform
+    if isinstance(classifier.model, torch.jit.ScriptModule):
+        raise InputError(
+            f"classifier {classifier.name!r} is TorchScript, whose layers cannot be hooked for "
+            "CAM methods (prediction works). Export it instead: torch.export.save("
+            "torch.export.export(model, (example_input,)), 'model.pt2') and load the .pt2, or "
+            "load the architecture with its state dict (torchvision:ARCH --checkpoint PATH)."
+        )
     size = classifier.input_size or (224, 224)
     probe = torch.zeros(1, classifier.channels, *size, device=classifier.device)
     records: list[tuple[str, Any, tuple]] = []
@@ -529,10 +569,10 @@ def find_target_layer(classifier: Classifier) -> tuple[Any, Callable | None]:
         if len(s) == 4 and isinstance(m, torch.nn.LayerNorm) and s[1] > 1 and s[2] > 1
     ]
     if tokens:
-        block = re.compile(r"(.*\.)?(blocks|layers?)\.(\d+)\.")
+        block = re.compile(r"(.*\.)?(blocks|layers?)\.([A-Za-z_]*?)(\d+)\.")
         last = max(
             (tok for tok in tokens if block.match(tok[0])),
-            key=lambda tok: int(block.match(tok[0]).group(3)),
+            key=lambda tok: int(block.match(tok[0]).group(4)),
             default=None,
         )
         if last is not None:

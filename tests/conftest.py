@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny random-weight models for mechanics, real data for behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0):
+    """A ~0.2 M-parameter ``segment_anything`` Sam with the real API; runs in milliseconds."""
+    import torch
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    torch.manual_seed(seed)
+    patch = 8
+    grid = img_size // patch
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=img_size,
+            patch_size=patch,
+            embed_dim=dim,
+            depth=1,
+            num_heads=2,
+            out_chans=dim,
+            window_size=0,
+            global_attn_indexes=(),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(img_size, img_size),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        ),
+    )
+    return sam.eval()
+
+
+class TinyCNN:
+    """Factory for a small CNN classifier (2 classes) with a named last conv stage."""
+
+    @staticmethod
+    def build(in_channels: int = 3, n_classes: int = 2, seed: int = 0):
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, n_classes),
+        ).eval()
+
+
+@pytest.fixture
+def tiny_sam():
+    return build_tiny_sam()
+
+
+@pytest.fixture
+def tiny_segmenter(tiny_sam):
+    from napari_samcam.segment import load_segmenter
+
+    return load_segmenter(tiny_sam)
+
+
+@pytest.fixture
+def tiny_classifier():
+    from napari_samcam.classifiers import load_classifier
+
+    return load_classifier(
+        TinyCNN.build(), class_names=["cat", "dog"], input_size=(32, 32), device="cpu"
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def chest_radiograph():
+    """The real PA chest radiograph (CR, 1955x1841) from pydicom-data, as ImageData."""
+    import pydicom.data
+
+    from napari_samcam.images import read_image
+
+    return read_image(pydicom.data.get_testdata_file("RG1_UNCI.dcm", download=False))
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    from napari_samcam.segment import load_segmenter
+
+    return load_segmenter("litemedsam", device="cpu")
