@@ -1,0 +1,1140 @@
+"""How well is a saliency map localized inside a region mask?
+
+Every function takes a 2-D ``saliency`` map (a Grad-CAM heat map at the image's resolution) and a
+2-D boolean ``region`` of the same shape (a ground-truth or Segment Anything mask) and returns a
+Python ``float``.
+
+* :func:`iou` (``"iou"``) and :func:`dice` (``"dice"``): overlap of the binarized map and the
+  region;
+* :func:`pointing_game` (``"hit"``): is the map's maximum inside the region?
+* :func:`energy_pointing_game` (``"energy"``): share of the positive saliency mass inside;
+* :func:`relevance_rank_accuracy` (``"rank_accuracy"``): share of the top-|region| pixels
+  inside;
+* :func:`top_k_intersection` (``"top_k"``): share of the top-k pixels inside;
+* :func:`saliency_auroc` (``"auroc"``) and :func:`saliency_auprc` (``"auprc"``): the map as a
+  pixel classifier of the region, area under the ROC curve and average precision;
+* :func:`pixel_precision`, :func:`pixel_recall`, :func:`pixel_specificity` (``"precision"``,
+  ``"recall"``, ``"specificity"``): the binarized map as a pixel classifier.
+
+:func:`localization_metrics` computes all of them for one pair in one call and shares the work
+(one sort of the map, one binarization).
+
+Conventions
+-----------
+* Binarization (:func:`binarize`) follows CheXlocalize: the map is min-max normalised (in
+  float64), scaled to 8 bits and thresholded with Otsu's method, then holes are filled.
+* Ties are never broken arbitrarily. Rank metrics (rank accuracy, top-k) give pixels tied at the
+  cut-off the credit they get on average over all orderings of the tie; AUROC counts a tied
+  (region, background) pair as half a win; average precision places one threshold per distinct
+  value.
+* Degenerate inputs give ``nan`` and a :class:`DegenerateInputWarning` that says why, never a
+  silent value and never an exception:
+
+  - a constant saliency map (all zeros included) ranks no pixel above another and cannot be
+    binarized: every metric is ``nan`` (a boolean mask given to the overlap metrics is taken
+    as already binarized and is never "constant");
+  - an empty region leaves nothing to point at: ``hit``, ``energy``, ``rank_accuracy``,
+    ``top_k``, ``auroc``, ``auprc`` and ``recall`` are ``nan``. ``iou``, ``dice``, ``precision``
+    and ``specificity`` keep their formula (so a non-empty prediction on an image without a
+    finding scores IoU 0, as in CheXlocalize) and are ``nan`` only where it divides by zero;
+  - a region covering the whole image: ``auroc``, ``auprc`` and ``specificity`` are ``nan``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Hashable, Sequence
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InputError
+
+__all__ = [
+    "BINARIZE_METHODS",
+    "METRIC_NAMES",
+    "DegenerateInputWarning",
+    "binarize",
+    "dice",
+    "energy_pointing_game",
+    "iou",
+    "localization_metrics",
+    "pixel_precision",
+    "pixel_recall",
+    "pixel_specificity",
+    "pointing_game",
+    "relevance_rank_accuracy",
+    "saliency_auprc",
+    "saliency_auroc",
+    "top_k_intersection",
+    "tune_thresholds",
+]
+
+#: Keys of the dict returned by :func:`localization_metrics`, in order.
+METRIC_NAMES = (
+    "iou",
+    "dice",
+    "hit",
+    "energy",
+    "rank_accuracy",
+    "top_k",
+    "auroc",
+    "auprc",
+    "precision",
+    "recall",
+    "specificity",
+)
+
+#: Methods accepted by :func:`binarize`.
+BINARIZE_METHODS = ("otsu", "fixed", "percentile")
+
+#: Default candidate thresholds of :func:`tune_thresholds`: 0, 0.05, ..., 1.
+_DEFAULT_CANDIDATES = np.linspace(0.0, 1.0, 21)
+
+_DEFAULT_K = 0.05
+
+
+class DegenerateInputWarning(UserWarning):
+    """A metric is undefined for this input (empty region, constant map, ...) and is ``nan``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _as_map(saliency: Any, name: str = "saliency") -> tuple[np.ndarray, bool, float, float]:
+    """Return ``(map, was_bool, min, max)``; the map is float32 or float64, finite and 2-D."""
+    arr = np.asarray(saliency)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} must be a real-valued numeric array; got dtype {arr.dtype}. "
+            f"Convert it first, e.g. np.asarray({name}, dtype=float)."
+        )
+    if arr.ndim != 2:
+        raise InputError(
+            f"{name} must be a 2-D map (rows, columns); got shape {arr.shape}. "
+            "Drop batch and channel axes first, e.g. np.squeeze(saliency) or saliency[0]."
+        )
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape}); pass a map with pixels.")
+    was_bool = arr.dtype == bool
+    if arr.dtype.kind == "f" and arr.dtype.itemsize == 4:
+        pass
+    elif arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
+        arr = arr.astype(np.float32)
+    else:
+        arr = arr.astype(np.float64, copy=False)
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InputError(
+            f"{name} has {bad} non-finite value(s) (NaN or inf); a saliency map must be finite. "
+            f"Replace them first, e.g. np.nan_to_num({name}, nan=0.0)."
+        )
+    if not math.isfinite(hi - lo):
+        raise InputError(
+            f"{name} spans [{lo:g}, {hi:g}], too wide to normalise in float64; "
+            f"rescale it first, e.g. {name} / np.abs({name}).max()."
+        )
+    return arr, was_bool, lo, hi
+
+
+def _as_region(region: Any, shape: tuple[int, ...], name: str = "region") -> np.ndarray:
+    arr = np.asarray(region)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} must be a boolean mask; got dtype {arr.dtype}. "
+            f"Convert it first, e.g. np.asarray({name}) > 0."
+        )
+    if arr.shape != shape:
+        raise InputError(
+            f"{name} has shape {arr.shape} but the saliency map has shape {shape}; they must "
+            "match pixel for pixel. Resize the map to the region, e.g. "
+            "skimage.transform.resize(saliency, region.shape, order=1)."
+        )
+    if arr.dtype == bool:
+        return arr
+    binary = (arr == 0) | (arr == 1)
+    if not binary.all():
+        examples = np.unique(arr[~binary])[:3].tolist()
+        raise InputError(
+            f"{name} must be a binary mask (bool, or numbers that are all 0 or 1); it also "
+            f"holds {examples}. Pass {name} > 0 for a 0/255 mask, or labels == k for one label "
+            "of a label image."
+        )
+    return arr != 0
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a real number; got {value!r}.")
+    out = float(value)
+    if not math.isfinite(out):
+        raise InputError(f"{name} must be finite; got {value!r}.")
+    return out
+
+
+class _Options(NamedTuple):
+    method: str
+    threshold: float | None
+    percentile: float | None
+    fill_holes: bool
+
+
+def _binarize_options(method: Any, threshold: Any, percentile: Any, fill_holes: Any) -> _Options:
+    if not isinstance(method, str) or method not in BINARIZE_METHODS:
+        raise InputError(
+            f"method must be one of {', '.join(map(repr, BINARIZE_METHODS))}; got {method!r}."
+        )
+    if method == "fixed":
+        if threshold is None:
+            raise InputError(
+                "threshold is required with method='fixed': a value in [0, 1] on the min-max "
+                "normalised map, e.g. threshold=0.5."
+            )
+        threshold = _real(threshold, "threshold")
+        if not 0.0 <= threshold <= 1.0:
+            raise InputError(
+                f"threshold must lie in [0, 1] (it applies to the min-max normalised map); "
+                f"got {threshold!r}."
+            )
+    elif threshold is not None:
+        raise InputError(
+            f"threshold is only used with method='fixed'; got threshold={threshold!r} with "
+            f"method={method!r}. Pass method='fixed' or drop threshold."
+        )
+    if method == "percentile":
+        if percentile is None:
+            raise InputError(
+                "percentile is required with method='percentile': the share of pixels, in "
+                "percent, kept as foreground, e.g. percentile=10."
+            )
+        percentile = _real(percentile, "percentile")
+        if not 0.0 < percentile <= 100.0:
+            raise InputError(f"percentile must lie in (0, 100]; got {percentile!r}.")
+    elif percentile is not None:
+        raise InputError(
+            f"percentile is only used with method='percentile'; got percentile={percentile!r} "
+            f"with method={method!r}. Pass method='percentile' or drop percentile."
+        )
+    if fill_holes is None:
+        fill_holes = method == "otsu"
+    elif not isinstance(fill_holes, bool | np.bool_):
+        raise InputError(f"fill_holes must be True, False or None; got {fill_holes!r}.")
+    return _Options(method, threshold, percentile, bool(fill_holes))
+
+
+def _k_count(k: Any, n: int, name: str = "k") -> int:
+    """Turn ``k`` (a pixel count, or a fraction of the ``n`` pixels when a float) into a count."""
+    if isinstance(k, bool | np.bool_):
+        raise InputError(f"{name} must be an int (pixels) or a float in (0, 1]; got {k!r}.")
+    if isinstance(k, numbers.Integral):
+        count = int(k)
+        if not 1 <= count <= n:
+            raise InputError(
+                f"{name}={count} pixels is outside [1, {n}] (the image has {n} pixels); pass a "
+                "count in that range or a float fraction such as 0.05."
+            )
+        return count
+    if isinstance(k, numbers.Real):
+        frac = float(k)
+        if not (math.isfinite(frac) and 0.0 < frac <= 1.0):
+            raise InputError(
+                f"{name} as a float is a fraction of the image and must lie in (0, 1]; got {k!r}."
+                " Pass an int for a pixel count."
+            )
+        return max(1, min(n, math.ceil(frac * n)))
+    raise InputError(f"{name} must be an int (pixels) or a float in (0, 1]; got {k!r}.")
+
+
+def _tolerance(tolerance: Any) -> float:
+    tol = _real(tolerance, "tolerance")
+    if tol < 0:
+        raise InputError(f"tolerance is a distance in pixels and must be >= 0; got {tolerance!r}.")
+    return tol
+
+
+# --------------------------------------------------------------------------------------------
+# Warnings
+# --------------------------------------------------------------------------------------------
+
+_EMPTY = "the region is empty"
+_FULL = "the region covers the whole image"
+_NO_MASS = "the saliency map has no positive value"
+_EMPTY_PRED = "the binarized saliency map is empty"
+_BOTH_EMPTY = "both the binarized saliency map and the region are empty"
+
+
+def _constant(value: float) -> str:
+    return f"the saliency map is constant (every pixel is {value:g})"
+
+
+def _finish(name: str, value: float, reason: str | None) -> float:
+    """Return ``value`` as a float; warn (on the caller's caller's line) when it is undefined."""
+    if reason is not None:
+        warnings.warn(
+            f"{name} is undefined because {reason}; returning NaN.",
+            DegenerateInputWarning,
+            stacklevel=3,
+        )
+        return math.nan
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Binarization
+# --------------------------------------------------------------------------------------------
+
+
+def _normalise(s: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(s - min) / (max - min)`` in float64 (``hi > lo``)."""
+    return (s.astype(np.float64, copy=False) - lo) / (hi - lo)
+
+
+def _otsu_level(u8: np.ndarray) -> int:
+    """Otsu's threshold of an 8-bit image: foreground is ``u8 > level``.
+
+    Maximises the between-class variance ``w1 w2 (mu1 - mu2)^2``, which for counts ``w1, w2``
+    and first moments is proportional to ``(N s1 - S w1)^2 / (w1 w2)``; the lowest level wins a
+    tie (as in OpenCV and scikit-image).
+    """
+    hist = np.bincount(u8.ravel(), minlength=256).astype(np.int64)
+    w1 = np.cumsum(hist)
+    s1 = np.cumsum(hist * np.arange(256, dtype=np.int64))
+    n, total = w1[-1], s1[-1]
+    w2 = n - w1
+    valid = (w1 > 0) & (w2 > 0)
+    diff = (n * s1 - total * w1).astype(np.float64)
+    denom = np.where(valid, w1 * w2, 1).astype(np.float64)
+    between = np.where(valid, diff * diff / denom, -1.0)
+    return int(np.argmax(between))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Same result as ``scipy.ndimage.binary_fill_holes(mask)``, computed on the bounding box.
+
+    Background pixels outside the foreground's bounding box all reach the image border, so holes
+    can only lie inside it; there a hole is a 4-connected background component that does not
+    touch the box's edge.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return mask
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    labels, count = ndi.label(~mask[r0:r1, c0:c1])
+    if count == 0:
+        return mask
+    reaches_edge = np.zeros(count + 1, dtype=bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        reaches_edge[edge] = True
+    reaches_edge[0] = True  # label 0 is the foreground
+    holes = ~reaches_edge[labels]
+    if not holes.any():
+        return mask
+    out = mask.copy()
+    out[r0:r1, c0:c1] |= holes
+    return out
+
+
+def _kth_largest_partition(s: np.ndarray, k: int) -> float:
+    flat = s.ravel()
+    return float(np.partition(flat, flat.size - k)[flat.size - k])
+
+
+def _binary_mask(s: np.ndarray, lo: float, hi: float, opts: _Options, kth=None) -> np.ndarray:
+    """Binarize a non-constant map (``hi > lo``); ``kth(k)`` gives the k-th largest value."""
+    if opts.method == "percentile":
+        k = _k_count(opts.percentile / 100.0, s.size, "percentile")
+        cut = (kth or (lambda kk: _kth_largest_partition(s, kk)))(k)
+        mask = s >= cut
+    else:
+        norm = _normalise(s, lo, hi)
+        if opts.method == "fixed":
+            mask = norm >= opts.threshold
+        else:
+            u8 = (255.0 * norm).astype(np.uint8)
+            mask = u8 > _otsu_level(u8)
+    if opts.fill_holes:
+        mask = _fill_holes(mask)
+    return mask
+
+
+def binarize(
+    saliency: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> np.ndarray:
+    """Turn a saliency map into a boolean mask, as CheXlocalize does.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Finite real-valued map.
+    method : {'otsu', 'fixed', 'percentile'}, optional
+        ``'otsu'`` (default): min-max normalise the map to ``u = (s - min) / (max - min)``
+        (float64), scale it to 8 bits as ``floor(255 u)`` and keep pixels strictly above Otsu's
+        threshold of that 8-bit image (OpenCV ``THRESH_OTSU`` semantics).
+        ``'fixed'``: keep pixels with ``u >= threshold`` (CheXlocalize's own fixed cut keeps
+        ``u > threshold``; the two differ only on pixels exactly at the threshold).
+        ``'percentile'``: keep the top ``percentile`` percent of pixels, i.e. ``s >= v`` where
+        ``v`` is the ``ceil(percentile / 100 * M * N)``-th largest value; pixels tied with ``v``
+        are all kept, so ties can make the mask larger than asked.
+    threshold : float, optional
+        In [0, 1]; required with ``method='fixed'`` and refused otherwise.
+    percentile : float, optional
+        In (0, 100]; required with ``method='percentile'`` and refused otherwise.
+    fill_holes : bool, optional
+        Fill the holes of every connected component (``scipy.ndimage.binary_fill_holes``), as
+        CheXlocalize does by drawing filled contours. The default ``None`` means True for
+        ``'otsu'`` and False for the other two, whose masks then keep their stated meaning.
+
+    Returns
+    -------
+    mask : (M, N) ndarray of bool
+
+    Warns
+    -----
+    DegenerateInputWarning
+        A constant map (all zeros included) cannot be binarized: the result is all False.
+
+    Raises
+    ------
+    InputError
+        The map is not 2-D, not finite or not numeric, or the options do not fit ``method``.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    s, _, lo, hi = _as_map(saliency)
+    if lo == hi:
+        warnings.warn(
+            f"binarize: {_constant(lo)}, so it has no foreground; returning an all-False mask.",
+            DegenerateInputWarning,
+            stacklevel=2,
+        )
+        return np.zeros(s.shape, dtype=bool)
+    return _binary_mask(s, lo, hi, opts)
+
+
+def tune_thresholds(
+    saliencies: Sequence[Any],
+    regions: Sequence[Any],
+    classes: Sequence[Hashable],
+    *,
+    candidates: Any = None,
+    fill_holes: bool = False,
+) -> dict[Hashable, float]:
+    """Per class, the fixed threshold that maximises the mean IoU over a validation set.
+
+    For each class ``c`` and candidate ``t``, the score is
+    ``mean_i IoU(binarize(s_i, method='fixed', threshold=t, fill_holes=fill_holes), r_i)`` over
+    the images ``i`` of class ``c``, ignoring images where the IoU is undefined (empty region
+    and empty prediction) and constant maps. The candidate with the highest score wins; on a
+    tie, the smallest threshold.
+
+    Parameters
+    ----------
+    saliencies : sequence of (M, N) array_like
+        One map per image (a 3-D array is read as a stack along its first axis). Images may
+        differ in shape from one another.
+    regions : sequence of (M, N) array_like of bool
+        One region per image, shaped like its map.
+    classes : sequence of hashable
+        The class (finding) of each image.
+    candidates : array_like of float, optional
+        Thresholds to try, in [0, 1] on the min-max normalised maps. Default
+        ``np.linspace(0, 1, 21)``.
+    fill_holes : bool, optional
+        Passed to :func:`binarize`; False (the default, as in CheXlocalize's tuning) is
+        computed without thresholding each image once per candidate.
+
+    Returns
+    -------
+    dict
+        ``{class: threshold}``; ``nan`` (with a warning) for a class where no image gives a
+        defined IoU.
+
+    Raises
+    ------
+    InputError
+        Lengths differ, a class label is unhashable, a candidate is outside [0, 1], or a pair
+        fails the checks of the metrics (the message names ``saliencies[i]``/``regions[i]``).
+    """
+    if isinstance(saliencies, np.ndarray) and saliencies.ndim == 3:
+        saliencies = list(saliencies)
+    if isinstance(regions, np.ndarray) and regions.ndim == 3:
+        regions = list(regions)
+    saliencies, regions, classes = list(saliencies), list(regions), list(classes)
+    if not (len(saliencies) == len(regions) == len(classes)):
+        raise InputError(
+            f"saliencies, regions and classes must have one entry per image; got lengths "
+            f"{len(saliencies)}, {len(regions)} and {len(classes)}."
+        )
+    if not saliencies:
+        raise InputError("saliencies is empty; pass at least one validation image.")
+    for i, c in enumerate(classes):
+        if not isinstance(c, Hashable):
+            raise InputError(f"classes[{i}] must be hashable (a str or int); got {c!r}.")
+    if candidates is None:
+        candidates = _DEFAULT_CANDIDATES
+    cand = np.asarray(candidates, dtype=np.float64).ravel()
+    if cand.size == 0 or not np.all((cand >= 0) & (cand <= 1)):
+        raise InputError(
+            "candidates must be a non-empty list of thresholds in [0, 1]; "
+            f"got {np.asarray(candidates).tolist()!r}."
+        )
+    cand = np.unique(cand)  # ascending, so argmax takes the smallest threshold on a tie
+    fill = _binarize_options("fixed", 0.5, None, fill_holes).fill_holes
+
+    scores: dict[Hashable, list[np.ndarray]] = {}
+    constant = 0
+    for i, (sal, reg, cls) in enumerate(zip(saliencies, regions, classes, strict=True)):
+        s, _, lo, hi = _as_map(sal, f"saliencies[{i}]")
+        r = _as_region(reg, s.shape, f"regions[{i}]")
+        scores.setdefault(cls, [])
+        if lo == hi:
+            constant += 1
+            continue
+        n_region = int(np.count_nonzero(r))
+        if fill:
+            inter = np.empty(cand.size)
+            pred = np.empty(cand.size)
+            for j, t in enumerate(cand):
+                mask = _binary_mask(s, lo, hi, _Options("fixed", float(t), None, True))
+                inter[j] = np.count_nonzero(mask & r)
+                pred[j] = np.count_nonzero(mask)
+        else:
+            norm = _normalise(s, lo, hi)
+            every = np.sort(norm, axis=None)
+            inside = np.sort(norm[r])
+            pred = every.size - np.searchsorted(every, cand, side="left")
+            inter = inside.size - np.searchsorted(inside, cand, side="left")
+        union = pred + n_region - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores[cls].append(np.where(union > 0, inter / np.maximum(union, 1), np.nan))
+    if constant:
+        warnings.warn(
+            f"tune_thresholds: {constant} constant saliency map(s) cannot be binarized and were "
+            "left out.",
+            DegenerateInputWarning,
+            stacklevel=2,
+        )
+    out: dict[Hashable, float] = {}
+    for cls, rows in scores.items():
+        table = np.array(rows).reshape(len(rows), cand.size)
+        defined = ~np.isnan(table)
+        if not defined.any():
+            warnings.warn(
+                f"tune_thresholds: no image of class {cls!r} has a defined IoU (every region "
+                "and prediction is empty, or every map is constant); its threshold is NaN.",
+                DegenerateInputWarning,
+                stacklevel=2,
+            )
+            out[cls] = math.nan
+            continue
+        used = defined.sum(axis=0)
+        mean = np.where(used > 0, np.nansum(table, axis=0) / np.maximum(used, 1), -np.inf)
+        out[cls] = float(cand[int(np.argmax(mean))])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces of one (saliency, region) pair
+# --------------------------------------------------------------------------------------------
+
+
+class _Pair:
+    """A validated pair and the pieces several metrics share, each computed at most once."""
+
+    def __init__(self, saliency: Any, region: Any) -> None:
+        self.s, self.was_bool, self.lo, self.hi = _as_map(saliency)
+        self.r = _as_region(region, self.s.shape)
+        self.n = self.s.size
+        self.n_pos = int(np.count_nonzero(self.r))
+        self.n_neg = self.n - self.n_pos
+        self.constant = self.lo == self.hi
+        self._confusion: dict[_Options, tuple[int, int]] = {}
+
+    # ---- shared sort ---------------------------------------------------------------------
+    @cached_property
+    def pos(self) -> np.ndarray:
+        """Saliency values inside the region, ascending."""
+        return np.sort(self.s[self.r])
+
+    @cached_property
+    def neg(self) -> np.ndarray:
+        """Saliency values outside the region, ascending."""
+        return np.sort(self.s[~self.r])
+
+    @cached_property
+    def merged(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, order)``: ``values[order]`` is the whole map ascending.
+
+        ``values`` is ``pos`` followed by ``neg``; a stable merge of the two sorted runs puts,
+        among equal values, region pixels before background pixels.
+        """
+        values = np.concatenate([self.pos, self.neg])
+        return values, np.argsort(values, kind="stable")
+
+    def kth_largest(self, k: int) -> float:
+        values, order = self.merged
+        return float(values[order[self.n - k]])
+
+    # ---- binarization ----------------------------------------------------------------------
+    def confusion(self, opts: _Options) -> tuple[int, int]:
+        """``(true positives, predicted positives)`` of the binarized map.
+
+        A map given as a bool mask is used as it is; a float map is binarized (non-constant).
+        """
+        if opts not in self._confusion:
+            if self.was_bool:
+                m = self.s != 0
+            else:
+                m = _binary_mask(self.s, self.lo, self.hi, opts, self.kth_largest)
+            self._confusion[opts] = (int(np.count_nonzero(m & self.r)), int(np.count_nonzero(m)))
+        return self._confusion[opts]
+
+    # ---- ranking ----------------------------------------------------------------------------
+    @cached_property
+    def ranking(self) -> tuple[float, float]:
+        """``(AUROC, average precision)``; needs ``0 < n_pos < n``."""
+        pos, neg = self.pos, self.neg
+        n_pos, n_neg = self.n_pos, self.n_neg
+        values, order = self.merged
+        labels = order < n_pos  # region pixel?, in ascending order of value
+        # Background pixels strictly below pos[j]: the merge puts region values first in a tie.
+        below = np.flatnonzero(labels) - np.arange(n_pos)
+        ascending = values[order]
+        same = ascending[1:] == ascending[:-1]
+        if not same.any():  # no ties at all: one threshold per pixel
+            tp = np.arange(n_pos, 0, -1)
+            fp = n_neg - below
+            auroc = float(below.sum()) / (n_pos * n_neg)
+            return auroc, float(np.sum(tp / (tp + fp))) / n_pos
+        # A tied (region, background) pair counts one half; such a tie shows in the merge as a
+        # region pixel followed by an equal background pixel.
+        tied = ascending[np.flatnonzero(same & labels[:-1] & ~labels[1:])]
+        pos_eq = np.searchsorted(pos, tied, "right") - np.searchsorted(pos, tied, "left")
+        neg_eq = np.searchsorted(neg, tied, "right") - np.searchsorted(neg, tied, "left")
+        twice_u = 2 * int(below.sum()) + int(np.sum(pos_eq * neg_eq))
+        auroc = twice_u / (2.0 * n_pos * n_neg)
+        # One precision-recall step per distinct region value.
+        starts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
+        counts = np.diff(np.append(starts, n_pos))
+        tp = n_pos - starts
+        fp = n_neg - below[starts]
+        return auroc, float(np.sum(counts * (tp / (tp + fp)))) / n_pos
+
+    def top_fraction(self, k: int) -> float:
+        """Expected share of region pixels among the ``k`` highest, ties shared evenly."""
+        v = self.kth_largest(k)
+        pos_right = int(np.searchsorted(self.pos, v, side="right"))
+        pos_left = int(np.searchsorted(self.pos, v, side="left"))
+        neg_right = int(np.searchsorted(self.neg, v, side="right"))
+        neg_left = int(np.searchsorted(self.neg, v, side="left"))
+        pos_gt = self.n_pos - pos_right
+        all_gt = pos_gt + self.n_neg - neg_right
+        pos_eq = pos_right - pos_left
+        all_eq = pos_eq + neg_right - neg_left
+        return (pos_gt + (k - all_gt) * pos_eq / all_eq) / k
+
+
+# --------------------------------------------------------------------------------------------
+# Metric kernels: (value, reason-it-is-undefined or None)
+# --------------------------------------------------------------------------------------------
+
+_Result = tuple[float, str | None]
+
+
+def _binary_reason(p: _Pair) -> str | None:
+    return _constant(p.lo) if p.constant and not p.was_bool else None
+
+
+def _iou(p: _Pair, opts: _Options) -> _Result:
+    if (why := _binary_reason(p)) is not None:
+        return math.nan, why
+    tp, pp = p.confusion(opts)
+    union = pp + p.n_pos - tp
+    return (math.nan, _BOTH_EMPTY) if union == 0 else (tp / union, None)
+
+
+def _dice(p: _Pair, opts: _Options) -> _Result:
+    if (why := _binary_reason(p)) is not None:
+        return math.nan, why
+    tp, pp = p.confusion(opts)
+    denom = pp + p.n_pos
+    return (math.nan, _BOTH_EMPTY) if denom == 0 else (2 * tp / denom, None)
+
+
+def _precision(p: _Pair, opts: _Options) -> _Result:
+    if (why := _binary_reason(p)) is not None:
+        return math.nan, why
+    tp, pp = p.confusion(opts)
+    return (math.nan, _EMPTY_PRED) if pp == 0 else (tp / pp, None)
+
+
+def _recall(p: _Pair, opts: _Options) -> _Result:
+    if p.n_pos == 0:
+        return math.nan, _EMPTY
+    if (why := _binary_reason(p)) is not None:
+        return math.nan, why
+    tp, _ = p.confusion(opts)
+    return tp / p.n_pos, None
+
+
+def _specificity(p: _Pair, opts: _Options) -> _Result:
+    if p.n_neg == 0:
+        return math.nan, _FULL
+    if (why := _binary_reason(p)) is not None:
+        return math.nan, why
+    tp, pp = p.confusion(opts)
+    return (p.n_neg - (pp - tp)) / p.n_neg, None
+
+
+def _rank_reason(p: _Pair) -> str | None:
+    if p.n_pos == 0:
+        return _EMPTY
+    if p.constant:
+        return _constant(p.lo)
+    return None
+
+
+def _hit(p: _Pair, tolerance: float) -> _Result:
+    if (why := _rank_reason(p)) is not None:
+        return math.nan, why
+    maxima = p.s == p.hi
+    if tolerance == 0:
+        return float(np.any(p.r[maxima])), None
+    rows, cols = np.nonzero(maxima)
+    pad = math.floor(tolerance)
+    r0, c0 = max(int(rows.min()) - pad, 0), max(int(cols.min()) - pad, 0)
+    r1, c1 = int(rows.max()) + pad + 1, int(cols.max()) + pad + 1
+    window = p.r[r0:r1, c0:c1]
+    if not window.any():
+        return 0.0, None
+    distance = ndi.distance_transform_edt(~window)
+    return float(np.any(distance[rows - r0, cols - c0] <= tolerance)), None
+
+
+def _energy(p: _Pair) -> _Result:
+    if (why := _rank_reason(p)) is not None:
+        return math.nan, why
+    mass = np.maximum(p.s, 0)
+    total = float(mass.sum(dtype=np.float64))
+    if total == 0:
+        return math.nan, _NO_MASS
+    return float(mass.sum(where=p.r, dtype=np.float64)) / total, None
+
+
+def _rank_accuracy(p: _Pair) -> _Result:
+    if (why := _rank_reason(p)) is not None:
+        return math.nan, why
+    return p.top_fraction(p.n_pos), None
+
+
+def _top_k(p: _Pair, k: int) -> _Result:
+    if (why := _rank_reason(p)) is not None:
+        return math.nan, why
+    return p.top_fraction(k), None
+
+
+def _auc_reason(p: _Pair) -> str | None:
+    if p.n_neg == 0:
+        return _FULL
+    return _rank_reason(p)
+
+
+def _auroc(p: _Pair) -> _Result:
+    if (why := _auc_reason(p)) is not None:
+        return math.nan, why
+    return p.ranking[0], None
+
+
+def _auprc(p: _Pair) -> _Result:
+    if (why := _auc_reason(p)) is not None:
+        return math.nan, why
+    return p.ranking[1], None
+
+
+# --------------------------------------------------------------------------------------------
+# Public metrics
+# --------------------------------------------------------------------------------------------
+
+
+def iou(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> float:
+    """Intersection over union of the binarized map ``B`` and the region ``R``.
+
+    ``IoU = |B ∩ R| / |B ∪ R|``.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        A float map, binarized with :func:`binarize` and the options below, or a bool mask
+        used as it is.
+    region : (M, N) array_like of bool
+        Region mask (bool, or numbers all 0 or 1).
+    method, threshold, percentile, fill_holes : optional
+        How a float map is binarized; see :func:`binarize`. Ignored for a bool mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]. ``nan`` (with a :class:`DegenerateInputWarning`) when ``B`` and ``R`` are
+        both empty, or when a float map is constant. An empty ``R`` with a non-empty ``B``
+        gives 0, as in CheXlocalize.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    return _finish("iou", *_iou(_Pair(saliency, region), opts))
+
+
+def dice(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> float:
+    """Dice coefficient of the binarized map ``B`` and the region ``R``.
+
+    ``Dice = 2 |B ∩ R| / (|B| + |R|)`` (= ``2 IoU / (1 + IoU)``).
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        A float map, binarized with :func:`binarize`, or a bool mask used as it is.
+    region : (M, N) array_like of bool
+        Region mask.
+    method, threshold, percentile, fill_holes : optional
+        How a float map is binarized; see :func:`binarize`. Ignored for a bool mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when ``B`` and ``R`` are both empty or a float map is
+        constant.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    return _finish("dice", *_dice(_Pair(saliency, region), opts))
+
+
+def pixel_precision(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> float:
+    """Share of the binarized map inside the region: ``|B ∩ R| / |B|``.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        A float map, binarized with :func:`binarize`, or a bool mask used as it is.
+    region : (M, N) array_like of bool
+        Region mask.
+    method, threshold, percentile, fill_holes : optional
+        How a float map is binarized; see :func:`binarize`. Ignored for a bool mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when ``B`` is empty or a float map is constant.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    return _finish("pixel_precision", *_precision(_Pair(saliency, region), opts))
+
+
+def pixel_recall(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> float:
+    """Share of the region covered by the binarized map: ``|B ∩ R| / |R|`` (sensitivity).
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        A float map, binarized with :func:`binarize`, or a bool mask used as it is.
+    region : (M, N) array_like of bool
+        Region mask.
+    method, threshold, percentile, fill_holes : optional
+        How a float map is binarized; see :func:`binarize`. Ignored for a bool mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when ``R`` is empty or a float map is constant.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    return _finish("pixel_recall", *_recall(_Pair(saliency, region), opts))
+
+
+def pixel_specificity(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+) -> float:
+    """Share of the background left out of the binarized map: ``|~B ∩ ~R| / |~R|``.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        A float map, binarized with :func:`binarize`, or a bool mask used as it is.
+    region : (M, N) array_like of bool
+        Region mask.
+    method, threshold, percentile, fill_holes : optional
+        How a float map is binarized; see :func:`binarize`. Ignored for a bool mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when ``R`` covers the whole image or a float map is
+        constant.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    return _finish("pixel_specificity", *_specificity(_Pair(saliency, region), opts))
+
+
+def pointing_game(saliency: Any, region: Any, *, tolerance: float = 0) -> float:
+    """Pointing game: does the map's maximum fall within ``tolerance`` pixels of the region?
+
+    ``hit = 1`` if ``min over maxima m, region pixels q of ||m - q||_2 <= tolerance``, else 0,
+    where the maxima are *all* pixels equal to ``max(s)`` and distances are Euclidean between
+    pixel centres. With tied maxima one of them in reach is enough (the lenient choice; a map
+    whose maximum is a plateau straddling the region border counts as a hit).
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+    tolerance : float, optional
+        Slack in pixels; 0 (default) asks for a maximum inside the region.
+
+    Returns
+    -------
+    float
+        1.0 or 0.0; ``nan`` with a warning when the region is empty or the map is constant.
+    """
+    tol = _tolerance(tolerance)
+    return _finish("pointing_game", *_hit(_Pair(saliency, region), tol))
+
+
+def energy_pointing_game(saliency: Any, region: Any) -> float:
+    """Energy-based pointing game (relevance mass accuracy).
+
+    ``energy = sum(s+ * r) / sum(s+)`` with ``s+ = max(s, 0)``: negative saliency is clipped to
+    0, so it neither adds to nor takes from the mass (Grad-CAM is non-negative after its ReLU;
+    for signed maps only the evidence *for* the class counts).
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when the region is empty, the map is constant, or it
+        has no positive value.
+    """
+    return _finish("energy_pointing_game", *_energy(_Pair(saliency, region)))
+
+
+def relevance_rank_accuracy(saliency: Any, region: Any) -> float:
+    """Relevance rank accuracy: share of the ``K = |R|`` highest pixels that lie in the region.
+
+    ``rank_accuracy = |top_K(s) ∩ R| / K``. Pixels tied at the K-th value share the remaining
+    places evenly: with ``a`` pixels strictly above the cut-off value ``v``, ``e`` pixels equal
+    to ``v`` of which ``e_R`` lie in the region, the tied pixels contribute
+    ``(K - a) e_R / e`` (the mean over all orders of the tie).
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when the region is empty or the map is constant. A
+        region covering the image gives 1.
+    """
+    return _finish("relevance_rank_accuracy", *_rank_accuracy(_Pair(saliency, region)))
+
+
+def top_k_intersection(saliency: Any, region: Any, *, k: int | float = _DEFAULT_K) -> float:
+    """Share of the ``k`` highest pixels that lie in the region.
+
+    ``top_k = |top_k(s) ∩ R| / k``, with pixels tied at the cut-off sharing the remaining places
+    evenly as in :func:`relevance_rank_accuracy`.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+    k : int or float, optional
+        An int is a pixel count in [1, M N]; a float in (0, 1] is a fraction of the image,
+        rounded up to a count (default 0.05, the top 5 %). Note ``k=1`` is one pixel and
+        ``k=1.0`` the whole image.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when the region is empty or the map is constant.
+    """
+    p = _Pair(saliency, region)
+    count = _k_count(k, p.n)
+    return _finish("top_k_intersection", *_top_k(p, count))
+
+
+def saliency_auroc(saliency: Any, region: Any) -> float:
+    """Area under the ROC curve of the map as a pixel classifier of the region.
+
+    ``AUROC = (sum of the ranks of the region pixels - n_R (n_R + 1) / 2) / (n_R n_B)``
+    (Mann-Whitney U over ``n_R`` region and ``n_B`` background pixels), with tied values given
+    their average rank, i.e. a tied (region, background) pair counts one half. 0.5 is chance.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when the region is empty, covers the whole image, or
+        the map is constant.
+    """
+    return _finish("saliency_auroc", *_auroc(_Pair(saliency, region)))
+
+
+def saliency_auprc(saliency: Any, region: Any) -> float:
+    """Average precision of the map as a pixel classifier of the region.
+
+    ``AP = sum_t (R_t - R_{t-1}) P_t`` over one threshold ``t`` per distinct map value, with
+    precision ``P_t`` and recall ``R_t`` of ``s >= t`` (the step-wise definition of
+    ``sklearn.metrics.average_precision_score``). Chance level is ``|R| / (M N)``.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map.
+    region : (M, N) array_like of bool
+        Region mask.
+
+    Returns
+    -------
+    float
+        In [0, 1]; ``nan`` with a warning when the region is empty, covers the whole image, or
+        the map is constant.
+    """
+    return _finish("saliency_auprc", *_auprc(_Pair(saliency, region)))
+
+
+def localization_metrics(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+    tolerance: float = 0,
+    k: int | float = _DEFAULT_K,
+) -> dict[str, float]:
+    """Every metric of this module for one pair, sharing the work between them.
+
+    The map is sorted once (region and background values separately, then merged), and that
+    order serves rank accuracy, top-k, AUROC and AUPRC; it is binarized once for IoU, Dice,
+    precision, recall and specificity. Each value equals what the single-metric function
+    returns for the same options.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like
+        Saliency map (a bool mask is used as it is by the overlap metrics).
+    region : (M, N) array_like of bool
+        Region mask.
+    method, threshold, percentile, fill_holes : optional
+        Binarization, see :func:`binarize`.
+    tolerance : float, optional
+        Pointing-game slack in pixels, see :func:`pointing_game`.
+    k : int or float, optional
+        Top-k size, see :func:`top_k_intersection`.
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` for the names in :data:`METRIC_NAMES`, in that order. Undefined
+        values are ``nan``, with one :class:`DegenerateInputWarning` per reason listing the
+        metrics concerned.
+    """
+    opts = _binarize_options(method, threshold, percentile, fill_holes)
+    tol = _tolerance(tolerance)
+    p = _Pair(saliency, region)
+    count = _k_count(k, p.n)
+    results: dict[str, _Result] = {
+        "iou": _iou(p, opts),
+        "dice": _dice(p, opts),
+        "hit": _hit(p, tol),
+        "energy": _energy(p),
+        "rank_accuracy": _rank_accuracy(p),
+        "top_k": _top_k(p, count),
+        "auroc": _auroc(p),
+        "auprc": _auprc(p),
+        "precision": _precision(p, opts),
+        "recall": _recall(p, opts),
+        "specificity": _specificity(p, opts),
+    }
+    by_reason: dict[str, list[str]] = {}
+    for name, (_, why) in results.items():
+        if why is not None:
+            by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        warnings.warn(
+            f"localization_metrics: {', '.join(names)} undefined because {why}; "
+            "returning NaN for them.",
+            DegenerateInputWarning,
+            stacklevel=2,
+        )
+    return {
+        name: (math.nan if why is not None else float(value))
+        for name, (value, why) in results.items()
+    }
