@@ -60,8 +60,12 @@ def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam-checkpoint", help="checkpoint file for vit_b/l/h or mobile_sam")
 
 
-def prepare_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
-    """Create ``out``; refuse to replace any of ``names`` already in it unless ``overwrite``."""
+def check_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
+    """Refuse to replace any of ``names`` in ``out`` unless ``overwrite``; create nothing yet.
+
+    Commands call this before any work and create the folder only when results are ready, so
+    bad input leaves nothing behind.
+    """
     out = Path(out)
     existing = [n for n in names if (out / n).exists()]
     if existing and not overwrite:
@@ -69,7 +73,6 @@ def prepare_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
             f"output folder {str(out)!r} already holds {', '.join(existing)}; choose another "
             "--out or pass --overwrite."
         )
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -98,3 +101,10 @@ def check_input_file(path: str) -> Path:
     if not p.exists():
         raise InputError(f"input {path!r} does not exist; check the path.")
     return p
+
+
+def prepare_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
+    """:func:`check_out`, then create the folder (for commands that write as they go)."""
+    out = check_out(out, overwrite=overwrite, names=names)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

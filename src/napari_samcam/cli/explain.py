@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments, check_input_file, prepare_out, write_json
+from ._common import add_model_arguments, check_input_file, check_out, write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     names = ["saliency.tif", "overlay.png", "saliency.json"]
     data = read_image(check_input_file(args.image))
     image = select_2d(data, args.slice, args.image)
-    out = prepare_out(args.out, overwrite=args.overwrite, names=names)
+    out = check_out(args.out, overwrite=args.overwrite, names=names)
     classifier = load_classifier(
         args.model,
         checkpoint=args.checkpoint,
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     saliency = explain(
         image, classifier, method=args.method, target=args.target, window=data.window
     )
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "saliency.tmp.tif"
     tifffile.imwrite(tmp, saliency.map)
     tmp.replace(out / "saliency.tif")

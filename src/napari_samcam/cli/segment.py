@@ -8,8 +8,8 @@ from ._common import (
     add_sam_arguments,
     box_arg,
     check_input_file,
+    check_out,
     point_arg,
-    prepare_out,
     write_json,
 )
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("samcam segment: give at least one --box, --point or --text prompt.")
     data = read_image(check_input_file(args.image))
     image = select_2d(data, args.slice, args.image)
-    out = prepare_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
+    out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
     if args.text:
         regions = segmenter.segment(image, text=args.text, clip=args.clip, window=data.window)
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             window=data.window,
         )
+    out.mkdir(parents=True, exist_ok=True)
     labels_image = np.zeros(image.shape[:2], dtype=np.uint16)
     import imageio.v3 as iio
 
