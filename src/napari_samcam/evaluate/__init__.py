@@ -1,0 +1,58 @@
+"""Dataset evaluation: how well is each classifier's saliency localized, region source by source?
+
+:func:`evaluate` reads a manifest (CSV, COCO JSON, CheXlocalize JSON), runs each image's job
+(classifiers x CAM methods, regions from annotations and Segment Anything, every metric) in this
+process or on Dask, stores results per image (resumable), and writes the tidy table, summaries
+with bootstrap CIs, agreement of SAM-based with ground-truth-based scores, plots and an HTML
+report.
+
+Submodules: :mod:`.manifests`, :mod:`.regions`, :mod:`.jobs`, :mod:`.runner`, :mod:`.summary`,
+:mod:`.plots`, :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from .jobs import COLUMNS, EvalSpec, Job, JobResult, run_job
+from .manifests import Item, decode_rle, encode_rle, load_manifest
+from .regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
+from .runner import OUTPUT_NAMES, EvaluationResult, evaluate, make_spec
+from .summary import agreement_table, sam_vs_box, summarize
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_REGION_SOURCES",
+    "OUTPUT_NAMES",
+    "REGION_SOURCES",
+    "EvalSpec",
+    "EvaluationResult",
+    "Item",
+    "Job",
+    "JobResult",
+    "agreement_table",
+    "decode_rle",
+    "encode_rle",
+    "evaluate",
+    "load_manifest",
+    "make_spec",
+    "run_job",
+    "sam_vs_box",
+    "summarize",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``napari_samcam.evaluate(...)`` work even once the package shadows the function.
+
+    ``napari_samcam.evaluate`` is both this package and, lazily, the :func:`evaluate` function;
+    after ``import napari_samcam.evaluate.<anything>`` the attribute is the package, so the
+    package forwards calls to the function.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

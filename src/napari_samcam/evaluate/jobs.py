@@ -1,0 +1,522 @@
+"""The per-image job: one image, every classifier x CAM method, every region, every metric.
+
+The job reads the image once, runs each classifier x CAM method once per target class, gets
+each region once (SAM embeddings are cached by the segmenter, and each annotation-based region
+is shared by all saliency maps of the item), scores every (saliency, region) pair with
+:func:`napari_samcam.metrics.localization_metrics` and returns tidy long rows (one per metric).
+
+Models are loaded once per process (:func:`get_classifier`, :func:`get_segmenter`), so a Dask
+worker loads them with its first image and keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .manifests import Item
+from .regions import ANNOTATION_SOURCES, SALIENCY_SOURCES, annotation_region, saliency_region
+
+__all__ = [
+    "COLUMNS",
+    "EvalSpec",
+    "Job",
+    "JobResult",
+    "ModelRef",
+    "classifier_ref",
+    "get_classifier",
+    "get_segmenter",
+    "make_jobs",
+    "run_job",
+    "sam_ref",
+]
+
+#: Columns of the tidy metrics table, in order.
+COLUMNS = (
+    "image",
+    "image_key",
+    "item",
+    "label",
+    "class",
+    "classifier",
+    "classifier_version",
+    "cam_method",
+    "target_class",
+    "probability",
+    "region_source",
+    "prompt",
+    "sam_model",
+    "region_area",
+    "region_score",
+    "metric",
+    "value",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Model references and the per-process model cache
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A picklable reference to a model and its identity.
+
+    Attributes
+    ----------
+    kind : str
+        ``"classifier"`` or ``"sam"``.
+    spec : str or object
+        A name / path, or a model object (``torch.nn.Module``, ``Classifier``, ``SamModel``).
+    token : str
+        Identity of the weights: the name plus the checkpoint's digest for named models, a
+        digest of the state dict for objects. Keys the per-process cache and the configuration.
+    options : tuple
+        ``(key, value)`` pairs passed to the loader (checkpoint, device, ...).
+    """
+
+    kind: str
+    spec: Any
+    token: str
+    options: tuple = ()
+
+    def describe(self) -> dict:
+        """JSON-friendly identity (no objects)."""
+        spec = self.spec if isinstance(self.spec, str) else type(self.spec).__name__
+        options = {k: str(v) for k, v in self.options if k not in ("device",) and v is not None}
+        return {"spec": spec, "token": self.token, **options}
+
+
+def _state_digest(module) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(str((array.shape, array.dtype.str)).encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _file_token(path) -> str:
+    if path is None:
+        return ""
+    from .manifests import _file_digest
+
+    return _file_digest(Path(path))
+
+
+def classifier_ref(spec: Any, **options: Any) -> ModelRef:
+    """A :class:`ModelRef` for a classifier spec (see ``load_classifier``)."""
+    from ..classifiers import Classifier
+
+    if isinstance(spec, ModelRef):
+        return spec
+    opts = tuple(sorted((k, v) for k, v in options.items() if v is not None))
+    if isinstance(spec, Classifier):
+        token = f"{spec.name}|{spec.version}|{_state_digest(spec.model)}"
+    elif isinstance(spec, str):
+        version = ""
+        from ..builtin_classifiers import BUILTIN_CLASSIFIERS, builtin_metadata
+
+        if spec in BUILTIN_CLASSIFIERS:
+            try:
+                version = str(builtin_metadata(spec).get("version", ""))
+            except Exception:  # missing metadata is reported when the model loads
+                version = "?"
+        elif Path(spec).is_file():
+            version = _file_token(spec)
+        token = f"{spec}|{version}|{_file_token(options.get('checkpoint'))}"
+    else:
+        token = f"{type(spec).__name__}|{_state_digest(spec)}"
+    return ModelRef("classifier", spec, token, opts)
+
+
+def sam_ref(spec: Any, **options: Any) -> ModelRef:
+    """A :class:`ModelRef` for a SAM spec (see ``load_segmenter``)."""
+    from ..sam_models import SamModel
+    from ..segment import Segmenter
+
+    if isinstance(spec, ModelRef):
+        return spec
+    opts = tuple(sorted((k, v) for k, v in options.items() if v is not None))
+    if isinstance(spec, str):
+        token = f"{spec}|{_file_token(options.get('checkpoint'))}"
+    elif isinstance(spec, Segmenter):
+        token = f"{spec.name}|{_state_digest(spec.model.sam)}"
+    elif isinstance(spec, SamModel):
+        token = f"{spec.name}|{_state_digest(spec.sam)}"
+    else:
+        token = f"{type(spec).__name__}|{_state_digest(spec)}"
+    return ModelRef("sam", spec, token, opts)
+
+
+@dataclass
+class _LoadedClassifier:
+    classifier: Any
+    n_classes: int
+    version: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_CLASSIFIERS: dict[str, _LoadedClassifier] = {}
+_SEGMENTERS: dict[str, Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_classifier(ref: ModelRef) -> _LoadedClassifier:
+    """The classifier of ``ref``, loaded once per process (with a lock for CAM hooks)."""
+    import torch
+
+    from ..classifiers import load_classifier
+
+    with _CACHE_LOCK:
+        loaded = _CLASSIFIERS.get(ref.token)
+        if loaded is None:
+            classifier = load_classifier(ref.spec, **dict(ref.options))
+            size = classifier.input_size or (224, 224)
+            probe = torch.zeros(1, classifier.channels, *size, device=classifier.device)
+            with torch.inference_mode():
+                n_classes = int(classifier.model(probe).shape[-1])
+            version = classifier.version or (
+                "token:" + hashlib.blake2b(ref.token.encode(), digest_size=6).hexdigest()
+            )
+            loaded = _CLASSIFIERS[ref.token] = _LoadedClassifier(classifier, n_classes, version)
+        return loaded
+
+
+def get_segmenter(ref: ModelRef):
+    """The :class:`~napari_samcam.segment.Segmenter` of ``ref``, loaded once per process."""
+    from ..segment import Segmenter, load_segmenter
+
+    with _CACHE_LOCK:
+        segmenter = _SEGMENTERS.get(ref.token)
+        if segmenter is None:
+            if isinstance(ref.spec, Segmenter):
+                segmenter = ref.spec
+            else:
+                segmenter = load_segmenter(ref.spec, **dict(ref.options))
+            _SEGMENTERS[ref.token] = segmenter
+        return segmenter
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and jobs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Everything that decides the numbers of an evaluation (picklable, hashed for resume).
+
+    Attributes
+    ----------
+    classifiers : tuple of ModelRef
+    methods : tuple of str
+        CAM methods.
+    region_sources : tuple of str
+    sam : ModelRef or None
+        Needed when a SAM-based region source is asked for.
+    binarization : dict
+        ``method``, ``threshold``, ``percentile`` for :func:`~napari_samcam.metrics.binarize`
+        (metrics and saliency boxes).
+    context : float or None
+        Zoom factor of box prompts (``Segmenter.segment(context=...)``).
+    saliency_max_boxes : int
+        Components of the binarized saliency used as ``sam-saliency-box`` prompts.
+    target : int, str or None
+        Class to explain; ``None``: the item's class when the classifier knows it, else class 1
+        of a 2-class model, else the top-scoring class.
+    text : str or None
+        ``sam-text`` prompt; ``None`` uses the item's class name.
+    clip : str or None
+        CLIP model for ``sam-text``.
+    """
+
+    classifiers: tuple
+    methods: tuple = ("gradcam",)
+    region_sources: tuple = ()
+    sam: ModelRef | None = None
+    binarization: dict = field(default_factory=lambda: {"method": "otsu"})
+    context: float | None = 2.5
+    saliency_max_boxes: int = 1
+    target: int | str | None = None
+    text: str | None = None
+    clip: str | None = None
+
+    def config(self) -> dict:
+        """The JSON-friendly configuration (model identities instead of objects)."""
+        from .. import __version__
+
+        return {
+            "classifiers": [c.describe() for c in self.classifiers],
+            "methods": list(self.methods),
+            "region_sources": list(self.region_sources),
+            "sam": None if self.sam is None else self.sam.describe(),
+            "binarization": dict(self.binarization),
+            "context": self.context,
+            "saliency_max_boxes": self.saliency_max_boxes,
+            "target": self.target,
+            "text": self.text,
+            "clip": self.clip,
+            "napari_samcam": __version__,
+        }
+
+    def digest(self) -> str:
+        """Hash of :meth:`config`."""
+        text = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Job:
+    """The items of one image, with the key its results are stored under."""
+
+    path: Path
+    image: str
+    items: tuple[Item, ...]
+    key: str = ""
+
+
+def _image_digest(path: Path) -> str:
+    from .manifests import _file_digest
+
+    if path.is_dir():
+        digest = hashlib.blake2b(digest_size=12)
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(child.relative_to(path)).encode())
+            digest.update(_file_digest(child).encode())
+        return digest.hexdigest()
+    return _file_digest(path)
+
+
+def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
+    """Group items by image file, in manifest order, and key each job.
+
+    The key hashes the configuration, the image file's bytes and the items' annotations, so a
+    stored result is reused only for exactly the same work.
+    """
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(str(item.path), []).append(item)
+    config = spec.digest()
+    jobs = []
+    for path_text, group in groups.items():
+        path = Path(path_text)
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(config.encode())
+        digest.update(_image_digest(path).encode())
+        for item in group:
+            digest.update(item.annotation_id().encode())
+        jobs.append(Job(path, group[0].image, tuple(group), digest.hexdigest()))
+    return jobs
+
+
+# --------------------------------------------------------------------------------------------
+# Running one job
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    """Rows of one job, and optionally the arrays behind them (for pictures).
+
+    Attributes
+    ----------
+    rows : list of dict
+        One dict per metric value with the keys of :data:`COLUMNS`.
+    image : numpy.ndarray or None
+    window : tuple or None
+    saliencies : dict
+        ``(classifier, method, target_index) -> Saliency`` (with ``keep_arrays``).
+    regions : dict
+        ``(item, classifier, method, target_index, source) -> Region`` (with ``keep_arrays``).
+    """
+
+    rows: list[dict]
+    image: np.ndarray | None = None
+    window: Any = None
+    saliencies: dict = field(default_factory=dict)
+    regions: dict = field(default_factory=dict)
+
+    def frame(self):
+        """The rows as a pandas DataFrame with the columns of :data:`COLUMNS`."""
+        import pandas as pd
+
+        return rows_frame(self.rows, pd)
+
+
+def rows_frame(rows: list[dict], pd=None):
+    """Rows -> DataFrame with :data:`COLUMNS` and stable dtypes."""
+    if pd is None:
+        import pandas as pd
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column in ("item", "region_area"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("probability", "region_score", "value"):
+        frame[column] = frame[column].astype("float64")
+    for column in set(COLUMNS) - {"item", "region_area", "probability", "region_score", "value"}:
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
+def _select_2d(data, item: Item) -> np.ndarray:
+    array = data.array
+    if array.ndim == 3 and not data.rgb:
+        raise InputError(
+            f"{item.where}: image {item.image!r} is a volume of {array.shape[0]} slices; "
+            "evaluation works on 2-D images: export the slices you want as 2-D files."
+        )
+    return array
+
+
+def _resolve_target(loaded: _LoadedClassifier, item: Item, target) -> int | None:
+    classifier = loaded.classifier
+    if target is not None:
+        return classifier.class_index(target, loaded.n_classes)
+    names = [str(n).lower() for n in (classifier.class_names or [])]
+    if item.cls and item.cls.lower() in names:
+        return names.index(item.cls.lower())
+    if loaded.n_classes == 2:
+        return 1
+    return None
+
+
+def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult:
+    """Run every classifier x method x region source x metric of one image.
+
+    Parameters
+    ----------
+    job : Job
+    spec : EvalSpec
+    keep_arrays : bool
+        Keep the image, saliency maps and regions in the result (for overlays).
+
+    Returns
+    -------
+    JobResult
+    """
+    from ..images import image_hash, read_image
+    from ..metrics import DegenerateInputWarning, localization_metrics
+    from ..saliency import explain
+
+    data = read_image(job.path)
+    image = _select_2d(data, job.items[0])
+    window = data.window
+    image_key = image_hash(image)
+    shape = image.shape[:2]
+    uses_sam = any(s.startswith("sam-") for s in spec.region_sources)
+    segmenter = get_segmenter(spec.sam) if uses_sam and spec.sam is not None else None
+    if uses_sam and segmenter is None:
+        raise InputError("SAM-based region sources need a SAM model; pass sam='litemedsam'.")
+    binarization = {k: v for k, v in spec.binarization.items() if v is not None}
+
+    rows: list[dict] = []
+    result = JobResult(rows)
+    if keep_arrays:
+        result.image, result.window = image, window
+    saliencies: dict[tuple, Any] = {}
+    saliency_regions: dict[tuple, Any] = {}
+    loaded = [get_classifier(ref) for ref in spec.classifiers]
+    names = [entry.classifier.name for entry in loaded]
+    if len(set(names)) != len(names):
+        raise InputError(
+            f"classifiers {names}: two classifiers share a name, so their rows could not be told "
+            "apart; give each a distinct Classifier.name (dataclasses.replace(c, name=...))."
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        for item in job.items:
+            mask = item.load_mask(shape)
+            boxes = item.box_list(mask)
+            fixed = []
+            for source in spec.region_sources:
+                if source not in ANNOTATION_SOURCES:
+                    continue
+                region = annotation_region(
+                    source,
+                    image,
+                    mask=mask,
+                    boxes=boxes,
+                    segmenter=segmenter,
+                    context=spec.context,
+                    window=window,
+                    text=spec.text or item.cls or None,
+                    clip=spec.clip,
+                )
+                if region is not None:
+                    fixed.append(region)
+            for entry in loaded:
+                classifier = entry.classifier
+                target = _resolve_target(entry, item, spec.target)
+                for method in spec.methods:
+                    skey = (classifier.name, method, target)
+                    if skey not in saliencies:
+                        with entry.lock:
+                            saliencies[skey] = explain(
+                                image, classifier, method=method, target=target, window=window
+                            )
+                    saliency = saliencies[skey]
+                    regions = list(fixed)
+                    for source in spec.region_sources:
+                        if source not in SALIENCY_SOURCES:
+                            continue
+                        rkey = (*skey, source)
+                        if rkey not in saliency_regions:
+                            saliency_regions[rkey] = saliency_region(
+                                source,
+                                image,
+                                saliency.map,
+                                segmenter=segmenter,
+                                binarization=binarization,
+                                context=spec.context,
+                                max_boxes=spec.saliency_max_boxes,
+                                window=window,
+                            )
+                        regions.append(saliency_regions[rkey])
+                    regions.sort(key=lambda r: spec.region_sources.index(r.source))
+                    base = {
+                        "image": item.image,
+                        "image_key": image_key,
+                        "item": item.index,
+                        "label": item.label,
+                        "class": item.cls,
+                        "classifier": classifier.name,
+                        "classifier_version": entry.version,
+                        "cam_method": method,
+                        "target_class": saliency.class_name,
+                        "probability": saliency.probability,
+                    }
+                    for region in regions:
+                        values = localization_metrics(saliency.map, region.mask, **binarization)
+                        common = dict(
+                            base,
+                            region_source=region.source,
+                            prompt=json.dumps(region.prompt, sort_keys=True, default=_plain),
+                            sam_model=region.model or "",
+                            region_area=region.area,
+                            region_score=region.score,
+                        )
+                        for metric, value in values.items():
+                            rows.append(dict(common, metric=metric, value=value))
+                        if keep_arrays:
+                            result.regions[(item.index, *skey, region.source)] = region
+    if keep_arrays:
+        result.saliencies = saliencies
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

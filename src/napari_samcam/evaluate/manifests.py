@@ -1,0 +1,617 @@
+"""Dataset manifests: which images to evaluate and their annotations.
+
+Three formats are read into the same list of :class:`Item` objects:
+
+* **CSV** (the phantom generator's format): one row per annotated image with the columns
+  ``image`` (required), ``label`` and/or ``class`` (optional), ``mask`` (optional path of a
+  0/non-zero mask image) and ``box_r0, box_c0, box_r1, box_c1`` (optional, all four or none;
+  end exclusive). Paths are relative to the manifest's folder. An empty ``mask`` cell means an
+  empty ground truth when the label is negative (``0``, ``false``, ``no``, ``negative`` or
+  empty) and "no ground truth" otherwise. Several rows may name the same image.
+* **COCO JSON** (``images``, ``annotations``, ``categories``): one item per image and category
+  holding the union of that category's masks (polygons, or RLE — compressed or not) and its
+  boxes (``bbox`` ``[x, y, w, h]`` converted to ``(row0, col0, row1, col1)``). An image without
+  annotations becomes one negative item with an empty ground truth. ``file_name`` is relative
+  to ``image_root`` (default: the JSON's folder).
+* **CheXlocalize ground truth** (``{img_id: {task: {"img_size": [h, w], "counts": RLE}}}``):
+  one item per image and task; the label is 1 when the mask is non-empty. Boxes are derived
+  from the mask, one per connected component. Images are looked up under ``image_root`` as
+  ``<img_id>.<ext>`` or as CheXpert's ``patientX/studyY/viewZ_frontal.<ext>``.
+
+COCO run-length encoding is decoded (and encoded, for tests and exports) in NumPy here; no
+``pycocotools`` is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "Item",
+    "decode_rle",
+    "encode_rle",
+    "load_manifest",
+    "rle_from_string",
+    "rle_to_string",
+]
+
+BOX_COLUMNS = ("box_r0", "box_c0", "box_r1", "box_c1")
+NEGATIVE_LABELS = {"", "0", "0.0", "false", "no", "negative", "neg", "absent"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".tif", ".tiff", ".nii.gz", ".nii", ".bmp")
+
+
+@dataclass
+class Item:
+    """One image with the annotation of one finding.
+
+    Attributes
+    ----------
+    image : str
+        The image as the manifest names it (provenance; used in output rows).
+    path : Path
+        The resolved file.
+    index : int
+        Position of the item in the manifest (0-based).
+    label : str
+        Presence label as written (``"1"``, ``"0"``, ...), ``""`` when the manifest has none.
+    cls : str
+        Finding / class name (COCO category, CheXlocalize task, CSV ``class``), ``""`` if none.
+    mask : dict or None
+        How to get the ground-truth mask: ``{"path": ...}``, ``{"empty": True}``,
+        ``{"rle": {...}}`` or ``{"polygons": [...]}`` (lists per COCO annotation); ``None``
+        when there is no ground truth.
+    boxes : list of (int, int, int, int)
+        Box annotations ``(row0, col0, row1, col1)``, end exclusive.
+    boxes_from_mask : bool
+        Derive boxes from the mask's connected components (CheXlocalize).
+    where : str
+        Where in the manifest the item comes from, for error messages.
+    """
+
+    image: str
+    path: Path
+    index: int
+    label: str = ""
+    cls: str = ""
+    mask: dict | None = None
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    boxes_from_mask: bool = False
+    where: str = ""
+
+    @property
+    def positive(self) -> bool:
+        """Whether the finding is present: from the label, else from the annotations."""
+        if self.label.strip():
+            return self.label.strip().lower() not in NEGATIVE_LABELS
+        return bool(self.boxes) or (self.mask is not None and not self.mask.get("empty"))
+
+    def annotation_id(self) -> str:
+        """A digest of everything that defines this item's annotation (for result keys)."""
+        mask = self.mask
+        if mask is not None and "path" in mask:
+            mask = {"path": str(mask["path"]), "sha": _file_digest(Path(mask["path"]))}
+        payload = json.dumps(
+            {
+                "image": self.image,
+                "label": self.label,
+                "class": self.cls,
+                "mask": mask,
+                "boxes": [list(map(int, b)) for b in self.boxes],
+                "boxes_from_mask": self.boxes_from_mask,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
+
+    def load_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The ground-truth mask at ``shape`` (bool), or ``None`` without ground truth.
+
+        Raises
+        ------
+        InputError
+            The mask file cannot be read or does not match the image's shape.
+        """
+        if self.mask is None:
+            return None
+        shape = (int(shape[0]), int(shape[1]))
+        if self.mask.get("empty"):
+            return np.zeros(shape, dtype=bool)
+        if "path" in self.mask:
+            mask = _read_mask_file(Path(self.mask["path"]), self.where)
+        elif "rle" in self.mask:
+            parts = [decode_rle(r) for r in self.mask["rle"]]
+            mask = np.logical_or.reduce(parts) if parts else np.zeros(shape, dtype=bool)
+        elif "polygons" in self.mask:
+            mask = polygons_to_mask(self.mask["polygons"], shape)
+        else:  # pragma: no cover - constructed only here
+            raise InputError(f"{self.where}: unknown mask description {self.mask!r}.")
+        if mask.shape != shape:
+            raise InputError(
+                f"{self.where}: the mask has shape {mask.shape} but the image "
+                f"{self.image!r} has shape {shape}; masks must match their image pixel for "
+                "pixel."
+            )
+        return mask
+
+    def box_list(self, mask: np.ndarray | None) -> list[tuple[int, int, int, int]]:
+        """The box annotations, derived from ``mask`` when the manifest has none."""
+        if self.boxes or not self.boxes_from_mask or mask is None or not mask.any():
+            return list(self.boxes)
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(mask)
+        boxes = []
+        for rows, cols in ndimage.find_objects(labels):
+            boxes.append((rows.start, cols.start, rows.stop, cols.stop))
+        return boxes
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "missing"
+    return digest.hexdigest()
+
+
+def _read_mask_file(path: Path, where: str) -> np.ndarray:
+    from ..errors import ImageReadError
+    from ..images import read_image
+
+    try:
+        data = read_image(path)
+    except ImageReadError as exc:
+        raise InputError(f"{where}, column 'mask': {exc}") from exc
+    array = np.asarray(data.array)
+    if array.ndim == 3 and data.rgb:
+        array = array[..., :3].max(-1)
+    if array.ndim != 2:
+        raise InputError(
+            f"{where}, column 'mask': {str(path)!r} has shape {array.shape}; a mask is a 2-D "
+            "image (0 = background, anything else = region)."
+        )
+    return array != 0
+
+
+# --------------------------------------------------------------------------------------------
+# COCO run-length encoding
+# --------------------------------------------------------------------------------------------
+
+
+def rle_from_string(counts: str) -> list[int]:
+    """Decode COCO's compressed RLE string into run lengths.
+
+    Each run length is written in 5-bit groups, least significant first, as characters
+    ``chr(48 + group)``; bit 0x20 of a group means "more groups follow", bit 0x10 of the last
+    group is the sign. From the third run on, the value stored is the difference to the run two
+    places back.
+    """
+    values: list[int] = []
+    position = 0
+    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    while position < len(data):
+        value = 0
+        shift = 0
+        more = True
+        while more:
+            if position >= len(data):
+                raise InputError(f"RLE string {counts[:40]!r}: truncated in the middle of a run.")
+            group = data[position] - 48
+            if not 0 <= group < 64:
+                raise InputError(
+                    f"RLE string {counts[:40]!r}: character {chr(data[position])!r} is not part "
+                    "of COCO's compressed RLE alphabet."
+                )
+            value |= (group & 0x1F) << shift
+            more = bool(group & 0x20)
+            position += 1
+            shift += 5
+            if not more and group & 0x10:
+                value |= -1 << shift
+        if len(values) > 2:
+            value += values[-2]
+        values.append(value)
+    return values
+
+
+def rle_to_string(runs: list[int]) -> str:
+    """Encode run lengths as COCO's compressed RLE string (inverse of :func:`rle_from_string`)."""
+    out = []
+    for i, run in enumerate(runs):
+        value = int(run) - (int(runs[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            group = value & 0x1F
+            value >>= 5
+            more = not ((value == 0 and not group & 0x10) or (value == -1 and group & 0x10))
+            if more:
+                group |= 0x20
+            out.append(chr(group + 48))
+    return "".join(out)
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
+
+    CheXlocalize's ``{"img_size": [h, w], "counts": ...}`` is accepted too. Runs alternate
+    background and foreground, starting with background, in column-major (Fortran) order.
+    """
+    if not isinstance(rle, dict) or "counts" not in rle:
+        raise InputError(f"RLE {str(rle)[:60]!r}: expected a dict with 'size' and 'counts'.")
+    size = rle.get("size", rle.get("img_size"))
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"RLE: size {size!r} is not [height, width]; COCO RLEs carry 'size': [h, w]."
+        ) from exc
+    counts = rle["counts"]
+    runs = (
+        rle_from_string(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
+    )
+    runs_arr = np.asarray(runs, dtype=np.int64)
+    if (runs_arr < 0).any() or runs_arr.sum() != height * width:
+        raise InputError(
+            f"RLE: the runs add up to {int(runs_arr.sum())} pixels but size {[height, width]} "
+            f"has {height * width}; the counts do not belong to this size."
+        )
+    values = np.zeros(len(runs_arr), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, runs_arr)
+    return flat.reshape((height, width), order="F")
+
+
+def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict:
+    """A bool mask as a COCO RLE dict (inverse of :func:`decode_rle`)."""
+    mask = np.asarray(mask, dtype=bool)
+    flat = mask.reshape(-1, order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        runs = [0, *runs]
+    counts: Any = rle_to_string(runs) if compressed else runs
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def polygons_to_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
+    """Fill COCO polygons (flat ``[x0, y0, x1, y1, ...]`` lists, pixel units) into a mask."""
+    from skimage.draw import polygon as fill_polygon
+
+    mask = np.zeros(shape, dtype=bool)
+    for poly in polygons:
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        # COCO x, y are continuous coordinates with pixel centres at +0.5.
+        rr, cc = fill_polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape=shape)
+        mask[rr, cc] = True
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+# --------------------------------------------------------------------------------------------
+
+
+def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> list[Item]:
+    """Read a manifest (CSV, COCO JSON or CheXlocalize JSON) into a list of :class:`Item`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest file.
+    image_root : str or Path, optional
+        Folder that image paths are relative to (default: the manifest's folder).
+
+    Raises
+    ------
+    InputError
+        The file is missing, of an unknown format, or a row / entry is malformed (the message
+        names the file, the row or entry and the column or key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
+    root = Path(image_root) if image_root is not None else path.parent
+    if path.suffix.lower() == ".csv":
+        items = _read_csv(path, root)
+    elif path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"manifest {str(path)!r} is not valid JSON ({exc}).") from exc
+        if isinstance(data, dict) and "images" in data and "annotations" in data:
+            items = _read_coco(path, data, root)
+        elif isinstance(data, dict) and _looks_chexlocalize(data):
+            items = _read_chexlocalize(path, data, root)
+        else:
+            raise InputError(
+                f"manifest {str(path)!r}: JSON is neither COCO (with 'images' and "
+                "'annotations') nor CheXlocalize ground truth ({img_id: {task: {'img_size', "
+                "'counts'}}})."
+            )
+    else:
+        raise InputError(
+            f"manifest {str(path)!r}: unknown format {path.suffix or '(no suffix)'!r}; pass a "
+            ".csv manifest, a COCO .json or a CheXlocalize ground-truth .json."
+        )
+    if not items:
+        raise InputError(f"manifest {str(path)!r} lists no image.")
+    return items
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    return "" if value is None else str(value).strip()
+
+
+def _read_csv(path: Path, root: Path) -> list[Item]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "image" not in columns:
+            raise InputError(
+                f"manifest {str(path)!r}: no 'image' column (columns: {columns}); the first "
+                "line must name the columns, e.g. image,label,mask,box_r0,box_c0,box_r1,box_c1."
+            )
+        present = [c for c in BOX_COLUMNS if c in columns]
+        if present and len(present) != 4:
+            missing = [c for c in BOX_COLUMNS if c not in columns]
+            raise InputError(
+                f"manifest {str(path)!r}: box columns {missing} are missing; give all of "
+                f"{', '.join(BOX_COLUMNS)} or none."
+            )
+        items = []
+        for n, raw in enumerate(reader):
+            row = {(k or "").strip(): v for k, v in raw.items()}
+            line = reader.line_num
+            where = f"manifest {str(path)!r}, row {n + 1} (line {line})"
+            image = _cell(row, "image")
+            if not image:
+                raise InputError(f"{where}, column 'image': empty; name an image file.")
+            label = _cell(row, "label")
+            cls = _cell(row, "class")
+            mask = None
+            if "mask" in columns:
+                cell = _cell(row, "mask")
+                if cell:
+                    mask_path = root / cell
+                    if not mask_path.exists():
+                        raise InputError(
+                            f"{where}, column 'mask': {str(mask_path)!r} does not exist."
+                        )
+                    mask = {"path": str(mask_path)}
+                elif label.lower() in NEGATIVE_LABELS:
+                    mask = {"empty": True}
+            boxes = []
+            if present:
+                cells = [_cell(row, c) for c in BOX_COLUMNS]
+                if any(cells):
+                    boxes.append(_csv_box(cells, where))
+            image_path = root / image
+            if not image_path.exists():
+                raise InputError(f"{where}, column 'image': {str(image_path)!r} does not exist.")
+            items.append(
+                Item(
+                    image=image,
+                    path=image_path,
+                    index=n,
+                    label=label,
+                    cls=cls,
+                    mask=mask,
+                    boxes=boxes,
+                    where=where,
+                )
+            )
+    return items
+
+
+def _csv_box(cells: list[str], where: str) -> tuple[int, int, int, int]:
+    values = []
+    for column, cell in zip(BOX_COLUMNS, cells, strict=True):
+        try:
+            value = float(cell)
+        except ValueError:
+            raise InputError(
+                f"{where}, column {column!r}: {cell!r} is not a number; box cells are pixel "
+                "coordinates (all four filled, or all four empty)."
+            ) from None
+        if not np.isfinite(value):
+            raise InputError(f"{where}, column {column!r}: {cell!r} is not finite.")
+        values.append(int(round(value)))
+    r0, c0, r1, c1 = values
+    if r1 <= r0 or c1 <= c0:
+        raise InputError(
+            f"{where}, columns box_r0..box_c1: box {values} is empty; boxes are (row0, col0, "
+            "row1, col1) with row1 > row0 and col1 > col0 (end exclusive)."
+        )
+    return r0, c0, r1, c1
+
+
+def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
+    name = str(path)
+    categories = {}
+    for i, cat in enumerate(data.get("categories") or []):
+        try:
+            categories[cat["id"]] = str(cat.get("name", cat["id"]))
+        except (TypeError, KeyError):
+            raise InputError(f"manifest {name!r}, categories[{i}]: needs an 'id'.") from None
+    images = {}
+    order = []
+    for i, image in enumerate(data["images"]):
+        where = f"manifest {name!r}, images[{i}]"
+        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+            raise InputError(f"{where}: needs 'id' and 'file_name'.")
+        size = (image.get("height"), image.get("width"))
+        images[image["id"]] = (image, where, size)
+        order.append(image["id"])
+    grouped: dict[tuple, dict] = {}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"manifest {name!r}, annotations[{i}]"
+        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            raise InputError(
+                f"{where}, key 'image_id': {image_id!r} is not the id of an entry of 'images'."
+            )
+        image, _, size = images[ann["image_id"]]
+        category = ann.get("category_id")
+        cls = categories.get(category, "" if category is None else str(category))
+        entry = grouped.setdefault(
+            (ann["image_id"], cls), {"boxes": [], "rle": [], "polygons": [], "where": where}
+        )
+        if "bbox" in ann and ann["bbox"] is not None:
+            entry["boxes"].append(_coco_box(ann["bbox"], where, size))
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list) and segmentation:
+            for j, poly in enumerate(segmentation):
+                if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                    raise InputError(
+                        f"{where}, key 'segmentation'[{j}]: a polygon is a flat list "
+                        "[x0, y0, x1, y1, ...] of at least 3 points."
+                    )
+            entry["polygons"].extend(segmentation)
+        elif isinstance(segmentation, dict):
+            rle = dict(segmentation)
+            if "size" not in rle and None not in size:
+                rle["size"] = list(size)
+            try:
+                decode_rle(rle)  # validate now: errors name the entry
+            except InputError as exc:
+                raise InputError(f"{where}, key 'segmentation': {exc}") from exc
+            entry["rle"].append(rle)
+        elif segmentation not in (None, []):
+            raise InputError(
+                f"{where}, key 'segmentation': expected polygons (a list) or an RLE dict."
+            )
+    items: list[Item] = []
+    for image_id in order:
+        image, where, size = images[image_id]
+        image_path = root / str(image["file_name"])
+        if not image_path.exists():
+            raise InputError(f"{where}, key 'file_name': {str(image_path)!r} does not exist.")
+        entries = [(cls, e) for (iid, cls), e in grouped.items() if iid == image_id]
+        if not entries:
+            items.append(
+                Item(
+                    image=str(image["file_name"]),
+                    path=image_path,
+                    index=len(items),
+                    label="0",
+                    mask={"empty": True},
+                    where=where,
+                )
+            )
+            continue
+        for cls, entry in entries:
+            if entry["polygons"] and entry["rle"]:
+                raise InputError(
+                    f"{entry['where']}: image {image['file_name']!r} mixes polygon and RLE "
+                    f"segmentations for category {cls!r}; use one kind per image and category."
+                )
+            mask = None
+            if entry["rle"]:
+                mask = {"rle": entry["rle"]}
+            elif entry["polygons"]:
+                mask = {"polygons": entry["polygons"]}
+            items.append(
+                Item(
+                    image=str(image["file_name"]),
+                    path=image_path,
+                    index=len(items),
+                    label="1",
+                    cls=cls,
+                    mask=mask,
+                    boxes=entry["boxes"],
+                    where=entry["where"],
+                )
+            )
+    return items
+
+
+def _coco_box(bbox, where: str, size) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}, key 'bbox': {bbox!r} is not [x, y, width, height].") from None
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise InputError(
+            f"{where}, key 'bbox': {bbox!r} is empty or not finite; COCO boxes are "
+            "[x, y, width, height] with positive width and height."
+        )
+    r0, c0 = int(np.floor(y)), int(np.floor(x))
+    r1, c1 = int(np.ceil(y + h)), int(np.ceil(x + w))
+    if None not in size:
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, int(size[0])), min(c1, int(size[1]))
+    return r0, c0, r1, c1
+
+
+def _looks_chexlocalize(data: dict) -> bool:
+    for value in data.values():
+        if not isinstance(value, dict):
+            return False
+        for task in value.values():
+            return isinstance(task, dict) and "counts" in task
+    return False
+
+
+def _chexlocalize_image(root: Path, img_id: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = root / f"{img_id}{suffix}"
+        if candidate.exists():
+            return candidate
+    parts = img_id.split("_")
+    if len(parts) >= 3:  # patient64541_study1_view1_frontal -> patient64541/study1/view1_frontal
+        nested = root / parts[0] / parts[1] / "_".join(parts[2:])
+        for suffix in IMAGE_SUFFIXES:
+            candidate = nested.with_name(nested.name + suffix)
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
+    items = []
+    for img_id, tasks in data.items():
+        image_path = _chexlocalize_image(root, str(img_id))
+        if image_path is None:
+            raise InputError(
+                f"manifest {str(path)!r}, entry {img_id!r}: no image {img_id}.jpg (or .png, or "
+                f"{'/'.join(str(img_id).split('_', 2))}.jpg) under {str(root)!r}; pass the "
+                "image folder as image_root (CLI: --images DIR)."
+            )
+        if not isinstance(tasks, dict):
+            raise InputError(f"manifest {str(path)!r}, entry {img_id!r}: expected {{task: rle}}.")
+        for task, rle in tasks.items():
+            where = f"manifest {str(path)!r}, entry {img_id!r}, task {task!r}"
+            try:
+                mask = decode_rle(rle)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from exc
+            items.append(
+                Item(
+                    image=str(image_path.relative_to(root))
+                    if image_path.is_relative_to(root)
+                    else str(image_path),
+                    path=image_path,
+                    index=len(items),
+                    label="1" if mask.any() else "0",
+                    cls=str(task),
+                    mask={"rle": [dict(rle)]} if mask.any() else {"empty": True},
+                    boxes_from_mask=True,
+                    where=where,
+                )
+            )
+    return items

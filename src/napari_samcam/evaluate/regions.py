@@ -1,0 +1,217 @@
+"""Region sources: the masks a saliency map is scored against.
+
+=====================  ==========================================================================
+source                 region
+=====================  ==========================================================================
+``ground-truth``       the annotated mask (empty for an image without the finding)
+``box``                the box annotation(s) filled as a mask
+``sam-box``            SAM prompted with each box annotation, in zoom mode (``context``)
+``sam-saliency-box``   SAM prompted with the boxes of the binarized saliency's strongest
+                       components (:func:`napari_samcam.prompts.saliency_boxes`), in zoom mode
+``sam-saliency-peak``  SAM prompted at the saliency's peak: with a point for models that take
+                       points; for box-only models (LiteMedSAM) with the box of the
+                       half-maximum blob around the peak (pixels >= half the peak value that are
+                       connected to it), in zoom mode
+``sam-text``           SAM prompted by text through CLIP (needs CLIP weights)
+=====================  ==========================================================================
+
+Several boxes give one region: the union of their masks. The prompt that made a region is kept
+in ``Region.prompt`` and ends up, as JSON, in every output row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..segment import Region
+
+__all__ = [
+    "ANNOTATION_SOURCES",
+    "DEFAULT_REGION_SOURCES",
+    "REGION_SOURCES",
+    "SALIENCY_SOURCES",
+    "SAM_SOURCES",
+    "annotation_region",
+    "check_region_sources",
+    "half_maximum_box",
+    "saliency_region",
+]
+
+#: Every region source, with a one-line description.
+REGION_SOURCES = {
+    "ground-truth": "the annotated mask",
+    "box": "the box annotation as a filled rectangle",
+    "sam-box": "SAM prompted by the box annotation (zoom mode)",
+    "sam-saliency-box": "SAM prompted by boxes of the binarized saliency's components",
+    "sam-saliency-peak": "SAM prompted at the saliency peak (half-maximum box for box-only SAM)",
+    "sam-text": "SAM prompted by text through CLIP (needs CLIP weights)",
+}
+
+#: Sources that depend on the image and its annotation only (computed once per item).
+ANNOTATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-text")
+#: Sources that depend on a saliency map (computed once per classifier x method x target).
+SALIENCY_SOURCES = ("sam-saliency-box", "sam-saliency-peak")
+#: Sources that run a SAM model.
+SAM_SOURCES = ("sam-box", "sam-saliency-box", "sam-saliency-peak", "sam-text")
+
+DEFAULT_REGION_SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
+
+
+def check_region_sources(sources) -> tuple[str, ...]:
+    """Validate and de-duplicate region source names (order kept)."""
+    if isinstance(sources, str):
+        sources = [sources]
+    out: list[str] = []
+    for source in sources:
+        if source not in REGION_SOURCES:
+            raise InputError(
+                f"region source {source!r} is unknown; choose from {', '.join(REGION_SOURCES)}."
+            )
+        if source not in out:
+            out.append(source)
+    if not out:
+        raise InputError("no region source given; pass at least one, e.g. 'ground-truth'.")
+    return tuple(out)
+
+
+def _union(regions: list[Region], shape, source: str, prompt: dict, model: str) -> Region:
+    mask = np.zeros(shape, dtype=bool)
+    for region in regions:
+        mask |= region.mask
+    scores = [r.score for r in regions if np.isfinite(r.score)]
+    score = float(np.mean(scores)) if scores else float("nan")
+    return Region(mask, source, prompt, score, model)
+
+
+def annotation_region(
+    source: str,
+    image: np.ndarray,
+    *,
+    mask: np.ndarray | None,
+    boxes: list,
+    segmenter: Any = None,
+    context: float | None = 2.5,
+    window=None,
+    text: str | None = None,
+    clip: Any = None,
+) -> Region | None:
+    """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
+
+    ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
+    needs a text.
+    """
+    shape = image.shape[:2]
+    boxes = [tuple(int(v) for v in b) for b in boxes]
+    if source == "ground-truth":
+        if mask is None:
+            return None
+        return Region(np.asarray(mask, dtype=bool), source, {"annotation": "mask"})
+    if source == "box":
+        if not boxes:
+            return None
+        out = np.zeros(shape, dtype=bool)
+        clipped = []
+        for r0, c0, r1, c1 in boxes:
+            r0, c0 = max(r0, 0), max(c0, 0)
+            r1, c1 = min(r1, shape[0]), min(c1, shape[1])
+            out[r0:r1, c0:c1] = True
+            clipped.append([r0, c0, r1, c1])
+        return Region(out, source, {"boxes": clipped})
+    if source == "sam-box":
+        if not boxes:
+            return None
+        clipped = [_clip_box(b, shape) for b in boxes]
+        regions = segmenter.segment(
+            image, boxes=np.array(clipped), context=context, window=window, source=source
+        )
+        prompt = {"boxes": [list(b) for b in clipped], "context": context}
+        return _union(regions, shape, source, prompt, segmenter.name)
+    if source == "sam-text":
+        if not text:
+            return None
+        regions = segmenter.segment(image, text=text, clip=clip, window=window)
+        prompt = {"text": text, "clip": None if clip is None else str(clip)}
+        if regions:
+            prompt.update({k: v for k, v in regions[0].prompt.items() if k != "text"})
+        return _union(regions, shape, source, prompt, segmenter.name)
+    raise InputError(f"{source!r} is not an annotation-based region source.")
+
+
+def _clip_box(box, shape) -> tuple[int, int, int, int]:
+    r0, c0, r1, c1 = box
+    r0, c0 = max(int(r0), 0), max(int(c0), 0)
+    r1, c1 = min(int(r1), int(shape[0])), min(int(c1), int(shape[1]))
+    if r1 <= r0 or c1 <= c0:
+        raise InputError(
+            f"box {list(box)} lies outside the image of shape {tuple(shape)}; check the "
+            "manifest's box columns (row0, col0, row1, col1)."
+        )
+    return r0, c0, r1, c1
+
+
+def half_maximum_box(saliency: np.ndarray, peak) -> np.ndarray:
+    """Bounding box of the pixels ``>= saliency[peak] / 2`` connected to ``peak``."""
+    from scipy import ndimage
+
+    r, c = (int(v) for v in peak)
+    blob = saliency >= 0.5 * float(saliency[r, c])
+    labels, _ = ndimage.label(blob)
+    component = labels == labels[r, c]
+    rows = np.flatnonzero(component.any(1))
+    cols = np.flatnonzero(component.any(0))
+    return np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1])
+
+
+def saliency_region(
+    source: str,
+    image: np.ndarray,
+    saliency: np.ndarray,
+    *,
+    segmenter: Any,
+    binarization: dict,
+    context: float | None = 2.5,
+    max_boxes: int = 1,
+    window=None,
+) -> Region:
+    """The region of a saliency-prompted source; an empty region when the map is flat."""
+    from ..prompts import saliency_boxes, saliency_peak_points
+
+    shape = image.shape[:2]
+    empty = Region(np.zeros(shape, dtype=bool), source, {}, float("nan"), segmenter.name)
+    if float(saliency.max()) <= float(saliency.min()):
+        empty.prompt = {"note": "constant saliency map: no prompt"}
+        return empty
+    if source == "sam-saliency-box":
+        boxes = saliency_boxes(saliency, max_boxes=max_boxes, **binarization)
+        prompt = {"boxes": boxes.tolist(), "context": context, "binarization": binarization}
+        if len(boxes) == 0:
+            empty.prompt = prompt
+            return empty
+        regions = segmenter.segment(
+            image, boxes=boxes, context=context, window=window, source=source
+        )
+        return _union(regions, shape, source, prompt, segmenter.name)
+    if source == "sam-saliency-peak":
+        peaks = saliency_peak_points(saliency, n=1)
+        if len(peaks) == 0:
+            return empty
+        peak = peaks[0]
+        if segmenter.model.box_only:
+            box = half_maximum_box(saliency, peak)
+            regions = segmenter.segment(
+                image, boxes=box[None], context=context, window=window, source=source
+            )
+            prompt = {
+                "point": peak.tolist(),
+                "boxes": [box.tolist()],
+                "box_rule": "half-maximum blob around the peak",
+                "context": context,
+            }
+        else:
+            regions = segmenter.segment(image, points=peak[None], window=window, source=source)
+            prompt = {"point": peak.tolist()}
+        return _union(regions, shape, source, prompt, segmenter.name)
+    raise InputError(f"{source!r} is not a saliency-based region source.")

@@ -1,0 +1,544 @@
+"""Dataset evaluation: run the per-image jobs locally or on Dask, store, summarize, report.
+
+Output folder layout (``out``):
+
+``config.json``
+    The configuration and the manifest's identity. It decides what a re-run does (below).
+``parts/<key>.parquet``
+    The rows of one image, written as soon as the image is done. ``key`` hashes the
+    configuration, the image file's bytes and its annotations.
+``metrics.parquet``, ``metrics.csv``
+    The tidy table (:data:`~napari_samcam.evaluate.jobs.COLUMNS`), in manifest order.
+``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``summary.json``, ``plots/``,
+``report.html``
+    See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
+    :mod:`~napari_samcam.evaluate.report`.
+
+Resume and overwrite
+--------------------
+* A new or empty folder: the run starts.
+* A folder whose ``config.json`` holds the same configuration and manifest: the run *resumes*;
+  images with a stored part are not computed again (their rows are read back), so an
+  interrupted run (crash, Ctrl-C) loses at most the images in flight. ``limit`` is not part of
+  the configuration: raising it extends a finished run.
+* A folder with another configuration or manifest, or with results but no ``config.json``:
+  :class:`~napari_samcam.errors.OutputExistsError`, unless ``overwrite=True``.
+* ``overwrite=True`` always starts afresh: stored parts and outputs are deleted first (other
+  files in the folder are left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, OutputExistsError
+from .jobs import EvalSpec, Job, classifier_ref, make_jobs, rows_frame, run_job, sam_ref
+from .manifests import _file_digest, load_manifest
+from .regions import DEFAULT_REGION_SOURCES, SAM_SOURCES, check_region_sources
+
+__all__ = ["OUTPUT_NAMES", "EvaluationResult", "evaluate", "make_spec"]
+
+#: Files and folders an evaluation writes into its output folder.
+OUTPUT_NAMES = (
+    "config.json",
+    "parts",
+    "metrics.parquet",
+    "metrics.csv",
+    "summary.csv",
+    "agreement.csv",
+    "sam_vs_box.csv",
+    "summary.json",
+    "plots",
+    "report.html",
+)
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` computed and where it wrote it.
+
+    Attributes
+    ----------
+    out : Path
+    metrics : pandas.DataFrame
+        The tidy table, one row per image item x classifier x method x region source x metric.
+    summary : pandas.DataFrame
+        Mean and bootstrap CI per classifier x method x region source x metric x group.
+    agreement : pandas.DataFrame
+        Agreement of every non-reference source with ``ground-truth``.
+    sam_vs_box : pandas.DataFrame
+        ``sam-box`` against the raw ``box``: which agrees better with ``ground-truth``.
+    paths : dict
+        Output name -> path.
+    n_images : int
+        Images (jobs) in this run.
+    n_computed, n_reused : int
+        Images computed now / read back from an earlier run.
+    config : dict
+    seconds : float
+        Wall time of the computation.
+    """
+
+    out: Path
+    metrics: Any
+    summary: Any
+    agreement: Any
+    sam_vs_box: Any
+    paths: dict[str, Path] = field(default_factory=dict)
+    n_images: int = 0
+    n_computed: int = 0
+    n_reused: int = 0
+    config: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _binarization(binarization: Any, threshold: float | None) -> dict:
+    from ..metrics import BINARIZE_METHODS
+
+    if isinstance(binarization, dict):
+        options = dict(binarization)
+    else:
+        method = str(binarization)
+        if method not in BINARIZE_METHODS:
+            raise InputError(
+                f"binarization {method!r} is unknown; choose one of {', '.join(BINARIZE_METHODS)}."
+            )
+        options = {"method": method}
+        if method == "fixed":
+            if threshold is None:
+                raise InputError(
+                    "binarization 'fixed' needs threshold= (CLI: --threshold T, T in [0, 1])."
+                )
+            options["threshold"] = float(threshold)
+        elif method == "percentile":
+            if threshold is None:
+                raise InputError(
+                    "binarization 'percentile' needs threshold= as the percentage of pixels "
+                    "kept (CLI: --threshold P, P in (0, 100])."
+                )
+            options["percentile"] = float(threshold)
+        elif threshold is not None:
+            raise InputError(
+                "threshold= applies to binarization 'fixed' or 'percentile', not 'otsu'."
+            )
+    # Validate now, once, rather than in every job.
+    import numpy as np
+
+    from ..metrics import binarize
+
+    binarize(np.arange(4.0).reshape(2, 2), **options)
+    return options
+
+
+def make_spec(
+    *,
+    classifiers: Sequence[Any] = ("lesion-detector",),
+    methods: Sequence[str] = ("gradcam",),
+    region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
+    sam: Any = "litemedsam",
+    binarization: Any = "otsu",
+    threshold: float | None = None,
+    target: int | str | None = None,
+    context: float | None = 2.5,
+    saliency_max_boxes: int = 1,
+    text: str | None = None,
+    clip: str | None = None,
+    device: Any = None,
+    checkpoint: Any = None,
+    trust_checkpoint: bool = False,
+    sam_checkpoint: Any = None,
+) -> EvalSpec:
+    """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
+    from ..saliency import CAM_METHODS, _key
+
+    if isinstance(classifiers, (str, bytes)) or not isinstance(classifiers, Sequence):
+        classifiers = [classifiers]
+    if not classifiers:
+        raise InputError("no classifier given; pass at least one, e.g. 'lesion-detector'.")
+    if isinstance(methods, str):
+        methods = [methods]
+    known = {_key(m) for m in CAM_METHODS}
+    for method in methods:
+        if _key(method) not in known:
+            raise InputError(
+                f"method {method!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}."
+            )
+    if not methods:
+        raise InputError("no CAM method given; pass at least one, e.g. 'gradcam'.")
+    sources = check_region_sources(region_sources)
+    if context is not None and not float(context) >= 1.0:
+        raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
+    refs = []
+    for spec in classifiers:
+        options: dict[str, Any] = {"device": device}
+        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
+            options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
+        refs.append(classifier_ref(spec, **options))
+    needs_sam = any(s in SAM_SOURCES for s in sources)
+    sam_reference = None
+    if needs_sam:
+        if sam is None:
+            raise InputError(
+                f"region sources {[s for s in sources if s in SAM_SOURCES]} need a SAM model; "
+                "pass sam='litemedsam' (CLI: --sam litemedsam)."
+            )
+        sam_reference = sam_ref(sam, checkpoint=sam_checkpoint, device=device)
+    return EvalSpec(
+        classifiers=tuple(refs),
+        methods=tuple(methods),
+        region_sources=sources,
+        sam=sam_reference,
+        binarization=_binarization(binarization, threshold),
+        context=None if context is None else float(context),
+        saliency_max_boxes=int(saliency_max_boxes),
+        target=target,
+        text=text,
+        clip=None if clip is None else str(clip),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder
+# --------------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clear(out: Path) -> None:
+    for name in OUTPUT_NAMES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _prepare_store(out: Path, record: dict, overwrite: bool) -> bool:
+    """Create or check the output folder; return True when resuming."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out={str(out)!r} is a file; pass a folder for the results.")
+    config_file = out / "config.json"
+    existing = [n for n in OUTPUT_NAMES if (out / n).exists()]
+    resume = False
+    if overwrite:
+        _clear(out)
+    elif config_file.exists():
+        try:
+            stored = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            stored = {}
+        if stored.get("store_id") == record["store_id"]:
+            resume = True
+        else:
+            raise OutputExistsError(
+                f"output folder {str(out)!r} holds results of another configuration or manifest "
+                f"(see {str(config_file)!r}); choose another folder, or pass overwrite=True "
+                "(CLI: --overwrite) to delete them and start afresh."
+            )
+    elif existing:
+        raise OutputExistsError(
+            f"output folder {str(out)!r} already holds {', '.join(existing)} without a "
+            "config.json; choose another folder or pass overwrite=True (CLI: --overwrite)."
+        )
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_json(config_file, record)
+    return resume
+
+
+def _part_path(out: Path, job: Job) -> Path:
+    return out / "parts" / f"{job.key}.parquet"
+
+
+def _write_part(out: Path, job: Job, frame) -> None:
+    path = _part_path(out, job)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _read_part(out: Path, job: Job):
+    import pandas as pd
+
+    return pd.read_parquet(_part_path(out, job))
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+# --------------------------------------------------------------------------------------------
+
+
+def _job_frame(job: Job, spec: EvalSpec):
+    """Worker entry point: the rows of one job as a DataFrame."""
+    return run_job(job, spec).frame()
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(int(n))
+
+
+def _run_local(jobs, spec, on_done) -> None:
+    for job in jobs:
+        on_done(job, _job_frame(job, spec))
+
+
+def _run_dask(jobs, spec, on_done, *, scheduler, n_workers) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=int(n_workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+        client.run(_set_torch_threads, 1)
+    futures = {}
+    try:
+        [spec_future] = client.scatter([spec], broadcast=True)
+        for job in jobs:
+            futures[client.submit(_job_frame, job, spec_future, pure=False)] = job
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
+    finally:
+        if futures:
+            client.cancel(list(futures))
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def evaluate(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    classifiers: Sequence[Any] = ("lesion-detector",),
+    methods: Sequence[str] = ("gradcam",),
+    region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
+    sam: Any = "litemedsam",
+    binarization: Any = "otsu",
+    threshold: float | None = None,
+    target: int | str | None = None,
+    context: float | None = 2.5,
+    saliency_max_boxes: int = 1,
+    text: str | None = None,
+    clip: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    device: Any = None,
+    checkpoint: Any = None,
+    trust_checkpoint: bool = False,
+    sam_checkpoint: Any = None,
+    plots: bool = True,
+    report: bool = True,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> EvaluationResult:
+    """Score classifiers' saliency against regions from several sources over a dataset.
+
+    Parameters
+    ----------
+    manifest : path
+        CSV, COCO JSON or CheXlocalize ground-truth JSON
+        (see :mod:`~napari_samcam.evaluate.manifests`).
+    out : path
+        Output folder (see the module docstring for its layout and for resume / overwrite).
+    classifiers : sequence
+        Classifier specs (built-in names, ``torchvision:ARCH`` with ``checkpoint``, TorchScript
+        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects).
+    methods : sequence of str
+        CAM methods (``napari_samcam.saliency.CAM_METHODS``).
+    region_sources : sequence of str
+        From :data:`~napari_samcam.evaluate.regions.REGION_SOURCES`; default ground-truth, box,
+        sam-box and sam-saliency-box.
+    sam : str or object
+        SAM model for the ``sam-*`` sources (default the built-in LiteMedSAM).
+    binarization : {'otsu', 'fixed', 'percentile'} or dict
+        How saliency maps are binarized (IoU-type metrics and saliency boxes).
+    threshold : float, optional
+        The threshold of ``'fixed'`` (in [0, 1]) or the percentage of ``'percentile'``.
+    target : int or str, optional
+        Class to explain; default: the item's class when the classifier has it, else class 1
+        of a 2-class classifier, else the top-scoring class.
+    context : float or None
+        Zoom factor of SAM box prompts (2.5: a crop 2.5 box sizes wide is embedded per box);
+        ``None`` embeds the whole image once.
+    saliency_max_boxes : int
+        Components of the binarized saliency used as ``sam-saliency-box`` prompts.
+    text, clip : str, optional
+        ``sam-text``: the prompt (default: the item's class) and the CLIP model.
+    image_root : path, optional
+        Folder image paths are relative to (default: the manifest's folder).
+    limit : int, optional
+        Evaluate only the first ``limit`` images.
+    scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler; the jobs run on its workers
+        (which need napari-samcam installed; results come back to this process and are
+        written here).
+    n_workers : int, optional
+        Without ``scheduler``: ``None`` or 1 runs in this process; ``N >= 2`` starts a local
+        Dask cluster of ``N`` single-threaded worker processes for the duration of the run.
+    overwrite : bool
+        Delete earlier results in ``out`` and start afresh.
+    progress : callable, optional
+        ``progress(done, total)`` over the images still to compute (``(0, total)`` first).
+    device : optional
+        Torch device of every model (default CUDA when available).
+    checkpoint, trust_checkpoint : optional
+        For ``torchvision:`` / ``timm:`` classifiers.
+    sam_checkpoint : path, optional
+        For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
+    plots, report : bool
+        Write the PNG plots and ``report.html``.
+    n_resamples, seed : int
+        Bootstrap resamples and seed of the confidence intervals.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Raises
+    ------
+    InputError
+        Bad options or a bad manifest (the message names the file, row and column).
+    OutputExistsError
+        ``out`` holds results of another configuration and ``overwrite`` is False.
+    """
+    import pandas as pd
+
+    from .summary import agreement_table as agreement_of
+    from .summary import sam_vs_box, summarize, summary_record
+
+    started = time.perf_counter()
+    spec = make_spec(
+        classifiers=classifiers,
+        methods=methods,
+        region_sources=region_sources,
+        sam=sam,
+        binarization=binarization,
+        threshold=threshold,
+        target=target,
+        context=context,
+        saliency_max_boxes=saliency_max_boxes,
+        text=text,
+        clip=clip,
+        device=device,
+        checkpoint=checkpoint,
+        trust_checkpoint=trust_checkpoint,
+        sam_checkpoint=sam_checkpoint,
+    )
+    if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
+        raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise InputError(f"limit={limit!r}: pass a positive number of images.")
+    manifest = Path(manifest)
+    items = load_manifest(manifest, image_root=image_root)
+    jobs = make_jobs(items, spec)
+    if limit is not None:
+        jobs = jobs[: int(limit)]
+    out = Path(out)
+    config = spec.config()
+    record = {
+        "config": config,
+        "config_hash": spec.digest(),
+        "manifest": {"path": str(manifest.resolve()), "digest": _file_digest(manifest)},
+        "image_root": None if image_root is None else str(Path(image_root).resolve()),
+    }
+    record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
+    _prepare_store(out, record, overwrite)
+
+    pending = [job for job in jobs if not _part_path(out, job).exists()]
+    n_reused = len(jobs) - len(pending)
+    done = 0
+    if progress is not None:
+        progress(0, len(pending))
+
+    def on_done(job: Job, frame) -> None:
+        nonlocal done
+        _write_part(out, job, frame)
+        done += 1
+        if progress is not None:
+            progress(done, len(pending))
+
+    if pending:
+        if scheduler is None and (n_workers is None or int(n_workers) <= 1):
+            _run_local(pending, spec, on_done)
+        else:
+            _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
+    seconds = time.perf_counter() - started
+
+    frames = [_read_part(out, job) for job in jobs]
+    frames = [f for f in frames if len(f)]
+    metrics = pd.concat(frames, ignore_index=True) if frames else rows_frame([])
+    paths: dict[str, Path] = {}
+    paths["metrics.parquet"] = _atomic(out / "metrics.parquet", metrics.to_parquet, index=False)
+    paths["metrics.csv"] = _atomic(out / "metrics.csv", metrics.to_csv, index=False)
+
+    summary = summarize(metrics, n_resamples=n_resamples, seed=seed)
+    agreement = agreement_of(metrics)
+    versus = sam_vs_box(agreement)
+    paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
+    paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
+    paths["sam_vs_box.csv"] = _atomic(out / "sam_vs_box.csv", versus.to_csv, index=False)
+    info = {
+        "manifest": str(manifest),
+        "n_images": len(jobs),
+        "n_items": int(metrics["item"].nunique()) if len(metrics) else 0,
+        "n_rows": len(metrics),
+        "config": config,
+    }
+    summary_file = out / "summary.json"
+    _write_json(summary_file, summary_record(info, summary, agreement, versus))
+    paths["summary.json"] = summary_file
+    if plots:
+        from .plots import write_plots
+
+        for name, path in write_plots(metrics, summary, out / "plots").items():
+            paths[f"plots/{name}"] = path
+    if report:
+        from .report import write_report
+
+        paths["report.html"] = write_report(
+            out / "report.html", info, metrics, summary, agreement, versus, plots=plots
+        )
+    return EvaluationResult(
+        out=out,
+        metrics=metrics,
+        summary=summary,
+        agreement=agreement,
+        sam_vs_box=versus,
+        paths=paths,
+        n_images=len(jobs),
+        n_computed=len(pending),
+        n_reused=n_reused,
+        config=config,
+        seconds=seconds,
+    )
+
+
+def _atomic(path: Path, writer: Callable, **kwargs) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer(tmp, **kwargs)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,275 @@
+"""Dataset summaries of the tidy metrics table.
+
+* :func:`summarize`: per classifier x CAM method x region source x metric, the mean with its
+  percentile-bootstrap 95 % CI (1000 resamples by default), over all items and per class. The
+  rows of ``iou`` and ``hit`` are CheXlocalize's mIoU and hit rate: means over the items where
+  the metric is defined (``hit`` is undefined, NaN, without a finding; ``iou`` is 0 on an item
+  without a finding whenever the binarized map is non-empty, as in CheXlocalize).
+* :func:`agreement_table`: for every region source other than the reference (``ground-truth``)
+  and every metric, the agreement of its per-item scores with the reference's: Pearson,
+  Spearman, mean absolute difference, Bland-Altman bias and limits, and Cohen's kappa for hits.
+* :func:`sam_vs_box`: does SAM prompted by the box annotation agree better with the ground
+  truth than the raw box does?
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["agreement_table", "group_column", "sam_vs_box", "summarize", "summary_record"]
+
+KEYS = ["classifier", "cam_method", "region_source", "metric"]
+SUMMARY_COLUMNS = [*KEYS, "group", "n", "mean", "ci_low", "ci_high", "std", "median"]
+AGREEMENT_STATS = [
+    "n",
+    "n_dropped",
+    "pearson_r",
+    "pearson_p",
+    "spearman_r",
+    "spearman_p",
+    "mean_abs_diff",
+    "bias",
+    "sd_diff",
+    "loa_low",
+    "loa_high",
+    "kappa",
+]
+AGREEMENT_COLUMNS = ["classifier", "cam_method", "metric", "region_source", "reference"]
+AGREEMENT_COLUMNS += AGREEMENT_STATS
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the NaN / degenerate-input warnings of the statistics (counts say it all)."""
+    from ..agreement import NaNDroppedWarning
+    from ..metrics import DegenerateInputWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NaNDroppedWarning)
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def group_column(metrics) -> str | None:
+    """The column per-class summaries group by: ``class`` if filled, else ``label``."""
+    for column in ("class", "label"):
+        if column in metrics and (metrics[column].astype(str) != "").any():
+            return column
+    return None
+
+
+def _metric_order(metrics) -> dict:
+    from ..metrics import METRIC_NAMES
+
+    order = {name: i for i, name in enumerate(METRIC_NAMES)}
+    for name in metrics["metric"].unique():
+        order.setdefault(name, len(order))
+    return order
+
+
+def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> Any:
+    """Mean and bootstrap CI of every metric, overall (``group == "all"``) and per class.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
+    n_resamples, seed, confidence
+        Passed to :func:`napari_samcam.agreement.bootstrap_ci`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``classifier, cam_method, region_source, metric, group, n, mean, ci_low,
+        ci_high, std, median``; ``group`` is ``"all"`` or ``"<column>=<value>"`` (``class`` or
+        ``label``); ``n`` counts the items where the metric is defined.
+    """
+    import pandas as pd
+
+    from ..agreement import bootstrap_ci
+
+    if len(metrics) == 0:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    by = group_column(metrics)
+    order = _metric_order(metrics)
+    sources = list(dict.fromkeys(metrics["region_source"]))
+    records = []
+    with _quiet():
+        for keys, frame in metrics.groupby(KEYS, sort=False):
+            subsets = [("all", frame)]
+            if by is not None:
+                for value, sub in frame.groupby(by, sort=True):
+                    subsets.append((f"{by}={value}", sub))
+            for group, sub in subsets:
+                values = sub["value"].to_numpy(dtype=np.float64)
+                defined = values[~np.isnan(values)]
+                if defined.size:
+                    ci = bootstrap_ci(
+                        defined, n_resamples=n_resamples, seed=seed, confidence=confidence
+                    )
+                    mean, low, high = ci.estimate, ci.low, ci.high
+                    std = float(np.std(defined, ddof=1)) if defined.size > 1 else math.nan
+                    median = float(np.median(defined))
+                else:
+                    mean = low = high = std = median = math.nan
+                records.append(
+                    dict(
+                        zip(KEYS, keys, strict=True),
+                        group=group,
+                        n=int(defined.size),
+                        mean=mean,
+                        ci_low=low,
+                        ci_high=high,
+                        std=std,
+                        median=median,
+                    )
+                )
+    table = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    table["_m"] = table["metric"].map(order)
+    table["_s"] = table["region_source"].map({s: i for i, s in enumerate(sources)})
+    table["_g"] = (table["group"] != "all").astype(int)
+    table = table.sort_values(
+        ["classifier", "cam_method", "_m", "_s", "_g", "group"], kind="stable"
+    )
+    return table.drop(columns=["_m", "_s", "_g"]).reset_index(drop=True)
+
+
+def paired_scores(metrics, metric: str, classifier: str, cam_method: str):
+    """Per-item scores of one metric, one column per region source (items as rows)."""
+    sub = metrics[
+        (metrics["metric"] == metric)
+        & (metrics["classifier"] == classifier)
+        & (metrics["cam_method"] == cam_method)
+    ]
+    return sub.pivot_table(
+        index=["item", "target_class"], columns="region_source", values="value", dropna=False
+    )
+
+
+def agreement_table(metrics, *, reference: str = "ground-truth") -> Any:
+    """Agreement of every region source with ``reference``, per classifier x method x metric.
+
+    Scores are paired by manifest item (and explained class); a pair where either is NaN is
+    dropped (``n_dropped``). ``kappa`` (Cohen's) is filled for the binary ``hit`` metric only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``classifier, cam_method, metric, region_source, reference`` and the statistics
+        of :func:`napari_samcam.agreement.agreement` plus ``kappa``. Empty when the table has
+        no ``reference`` rows.
+    """
+    import pandas as pd
+
+    from ..agreement import agreement, cohen_kappa
+
+    if len(metrics) == 0 or reference not in set(metrics["region_source"]):
+        return pd.DataFrame(columns=AGREEMENT_COLUMNS)
+    order = _metric_order(metrics)
+    sources = [s for s in dict.fromkeys(metrics["region_source"]) if s != reference]
+    records = []
+    with _quiet():
+        combos = metrics[["classifier", "cam_method", "metric"]].drop_duplicates()
+        combos = combos.assign(_m=combos["metric"].map(order))
+        combos = combos.sort_values(["classifier", "cam_method", "_m"], kind="stable")
+        for classifier, cam_method, metric in combos[
+            ["classifier", "cam_method", "metric"]
+        ].itertuples(index=False):
+            table = paired_scores(metrics, metric, classifier, cam_method)
+            for source in sources:
+                if source not in table:
+                    continue
+                a = table[source].to_numpy(dtype=np.float64)
+                b = table[reference].to_numpy(dtype=np.float64)
+                stats = agreement(a, b)
+                kappa = math.nan
+                if metric == "hit":
+                    kappa = cohen_kappa(a, b)
+                records.append(
+                    {
+                        "classifier": classifier,
+                        "cam_method": cam_method,
+                        "metric": metric,
+                        "region_source": source,
+                        "reference": reference,
+                        **{k: stats.get(k, math.nan) for k in AGREEMENT_STATS if k != "kappa"},
+                        "kappa": kappa,
+                    }
+                )
+    return pd.DataFrame(records, columns=AGREEMENT_COLUMNS)
+
+
+def sam_vs_box(agreement, *, candidate: str = "sam-box", baseline: str = "box") -> Any:
+    """Side by side: how close ``candidate``-based and ``baseline``-based scores are to the truth.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per classifier x method x metric: ``n``, ``mad_<candidate>``, ``mad_<baseline>``,
+        ``mad_ratio`` (candidate / baseline: below 1 means the candidate is closer),
+        ``pearson_*``, ``bias_*`` and ``closer`` (True when the candidate's mean absolute
+        difference is smaller).
+    """
+    import pandas as pd
+
+    columns = ["classifier", "cam_method", "metric", "n"]
+    stats = ["mad", "pearson", "spearman", "bias", "loa_low", "loa_high", "kappa"]
+    names = [f"{s}_{w}" for s in stats for w in (candidate, baseline)]
+    columns += [*names, "mad_ratio", "closer"]
+    if len(agreement) == 0:
+        return pd.DataFrame(columns=columns)
+    source_map = {
+        "mad": "mean_abs_diff",
+        "pearson": "pearson_r",
+        "spearman": "spearman_r",
+        "bias": "bias",
+        "loa_low": "loa_low",
+        "loa_high": "loa_high",
+        "kappa": "kappa",
+    }
+    records = []
+    keys = ["classifier", "cam_method", "metric"]
+    for key, frame in agreement.groupby(keys, sort=False):
+        rows = {r["region_source"]: r for r in frame.to_dict("records")}
+        if candidate not in rows or baseline not in rows:
+            continue
+        record = dict(zip(keys, key, strict=True))
+        record["n"] = int(rows[candidate]["n"])
+        for stat, column in source_map.items():
+            for which in (candidate, baseline):
+                record[f"{stat}_{which}"] = rows[which][column]
+        mad_c, mad_b = record[f"mad_{candidate}"], record[f"mad_{baseline}"]
+        record["mad_ratio"] = mad_c / mad_b if mad_b and not math.isnan(mad_b) else math.nan
+        record["closer"] = bool(mad_c < mad_b) if not math.isnan(mad_c + mad_b) else None
+        records.append(record)
+    return pd.DataFrame(records, columns=columns)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summary_record(info: dict, summary, agreement, versus) -> dict:
+    """Everything :func:`summarize` & co. computed, JSON-ready (NaN written as ``null``)."""
+    return _clean(
+        {
+            **info,
+            "summary": summary.to_dict("records"),
+            "agreement": agreement.to_dict("records"),
+            "sam_vs_box": versus.to_dict("records"),
+        }
+    )
