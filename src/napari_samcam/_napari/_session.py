@@ -847,7 +847,7 @@ class SamcamSession:
             face_color="transparent",
             edge_width=2,
             features={"metrics": texts},
-            text=_TEXT_STYLE,
+            text=text_style(len(shapes[0][0]) if shapes else 2),
             metadata={META_KEY: {"kind": "saliency-boxes", "image_layer": image.name}},
             **geometry_kwargs(image),
         )
@@ -924,13 +924,15 @@ class SamcamSession:
         return layers[boxes_name], layers[points_name]
 
 
-_TEXT_STYLE = {
-    "string": "{metrics}",
-    "anchor": "upper_left",
-    "size": 10,
-    "color": "yellow",
-    "translation": (-4, 0),
-}
+def text_style(ndim: int) -> dict:
+    """How metrics are written on boxes: yellow text above the box's upper-left corner."""
+    return {
+        "string": "{metrics}",
+        "anchor": "upper_left",
+        "size": 10,
+        "color": "yellow",
+        "translation": (0.0,) * (ndim - 2) + (-4.0, 0.0),
+    }
 
 #: Key that toggles the polarity of the selected prompt points.
 POLARITY_KEY = "t"
@@ -979,7 +981,7 @@ def _label_shapes(shapes_layer, summaries: dict[int, str]) -> None:
     defaults = shapes_layer.feature_defaults
     base = defaults.iloc[0].to_dict() if len(defaults) else {}
     shapes_layer.feature_defaults = {**base, "metrics": ""}
-    shapes_layer.text = _TEXT_STYLE
+    shapes_layer.text = text_style(shapes_layer.ndim)
 
 
 def _regions_table(layer):

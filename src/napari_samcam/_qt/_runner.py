@@ -1,0 +1,195 @@
+"""Run a session job in a worker thread with a napari progress bar, cancellation and
+notifications instead of tracebacks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from napari.utils import cancelable_progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from .._napari._session import JobCancelled, Step, limit_torch_threads
+from ..errors import SamcamError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How a job ended: its apply callable, a cancellation, or an error."""
+
+    apply: Callable[[], Any] | None = None
+    cancelled: bool = False
+    error: BaseException | None = None
+
+
+def guarded(job, *, leave_free: int = 1):
+    """Wrap a job so that it never raises: errors and cancellation become an :class:`Outcome`.
+
+    Runs in the worker thread. Torch is limited to all cores but ``leave_free`` so that the
+    GUI thread keeps a core (see :func:`~napari_samcam._napari._session.limit_torch_threads`).
+    """
+    try:
+        if leave_free:
+            limit_torch_threads(leave_free)
+        apply = yield from job
+    except JobCancelled:
+        return Outcome(cancelled=True)
+    except Exception as exc:  # reported as a notification on the GUI thread
+        return Outcome(error=exc)
+    return Outcome(apply=apply)
+
+
+def error_message(title: str, exc: BaseException) -> str:
+    """The notification text of a failed job: the project's own message, or a short summary."""
+    if isinstance(exc, SamcamError):
+        return f"{title}: {exc}"
+    return (
+        f"{title} failed ({type(exc).__name__}: {exc}). Check the inputs and settings; the full "
+        "traceback is in the log."
+    )
+
+
+class _JobProgress(cancelable_progress):
+    """A napari progress bar whose Cancel button (in the activity dock) stops the job."""
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.cancel_callback is not None:
+            self.cancel_callback()
+
+
+class JobRunner(QObject):
+    """Runs one session job at a time off the GUI thread.
+
+    Signals
+    -------
+    busy(bool)
+        A job started (True) or ended (False).
+    step(str)
+        Progress text of the running job.
+    finished(str, object)
+        Title and return value of the job's apply callable, after it was applied.
+    """
+
+    busy = Signal(bool)
+    step = Signal(str)
+    finished = Signal(str, object)
+
+    def __init__(self, session, parent=None, *, leave_free: int = 1):
+        super().__init__(parent)
+        self.session = session
+        self.leave_free = leave_free
+        self.worker = None
+        self._progress = None
+        self._title = ""
+
+    @property
+    def running(self) -> bool:
+        """Whether a job is running."""
+        return self.worker is not None
+
+    def start(self, title: str, make_job: Callable[[], Any]) -> bool:
+        """Create the job (on this thread: it reads the layers) and start it in a worker.
+
+        Errors while creating the job (no image, no prompt, ...) are shown as notifications.
+        Returns whether a job was started.
+        """
+        from napari.qt.threading import create_worker
+
+        if self.running:
+            show_info(f"{self._title} is still running; wait for it or click Cancel.")
+            return False
+        try:
+            job = make_job()
+        except SamcamError as exc:
+            show_error(error_message(title, exc))
+            return False
+        except Exception as exc:
+            logger.error("%s could not start", title, exc_info=exc)
+            show_error(error_message(title, exc))
+            return False
+        self.session._cancel.clear()
+        self._title = title
+        worker = create_worker(
+            guarded, job, leave_free=self.leave_free, _start_thread=False, _ignore_errors=True
+        )
+        worker.yielded.connect(self._on_step)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._progress = _JobProgress(total=1, desc=title, cancel_callback=self.cancel)
+        self.busy.emit(True)
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step; nothing of it is applied."""
+        if self.worker is None:
+            return
+        self.session.cancel()
+        self.worker.quit()
+        self.step.emit(f"{self._title}: cancelling…")
+
+    def wait(self, timeout_ms: int = 60000) -> None:
+        """Block until the running job's thread has ended (tests, closing)."""
+        from qtpy.QtCore import QCoreApplication, QElapsedTimer
+
+        timer = QElapsedTimer()
+        timer.start()
+        while self.worker is not None and timer.elapsed() < timeout_ms:
+            QCoreApplication.processEvents()
+
+    # -- worker signals (GUI thread) ----------------------------------------------------------
+    def _on_step(self, step: Step) -> None:
+        progress = self._progress  # napari may process events inside update(): keep a handle
+        if progress is not None:
+            if progress.total != step.total:
+                progress.total = step.total
+            delta = step.done - progress.n
+            if delta > 0:
+                progress.update(delta)
+            progress.set_description(f"{self._title}: {step.message}")
+        self.step.emit(f"{self._title}: {step.message}")
+
+    def _on_returned(self, outcome: Outcome) -> None:
+        if outcome.cancelled:
+            self._report_cancelled()
+            return
+        if outcome.error is not None:
+            exc = outcome.error
+            if not isinstance(exc, SamcamError):
+                logger.error("%s failed", self._title, exc_info=exc)
+            show_error(error_message(self._title, exc))
+            self.step.emit(f"{self._title}: failed")
+            return
+        try:
+            value = outcome.apply() if callable(outcome.apply) else outcome.apply
+        except SamcamError as exc:
+            show_error(error_message(self._title, exc))
+            return
+        except Exception as exc:
+            logger.error("%s: showing the result failed", self._title, exc_info=exc)
+            show_error(error_message(self._title, exc))
+            return
+        self.step.emit(f"{self._title}: done")
+        self.finished.emit(self._title, value)
+
+    def _on_aborted(self) -> None:
+        self._report_cancelled()
+
+    def _report_cancelled(self) -> None:
+        self.step.emit(f"{self._title}: cancelled")
+        show_info(f"{self._title} cancelled.")
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.worker = None
+        self.busy.emit(False)

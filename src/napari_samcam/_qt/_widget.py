@@ -1,0 +1,667 @@
+"""The SAM-CAM dock widget: a thin Qt face over :class:`~napari_samcam._napari.SamcamSession`.
+
+Every button forwards to a session job; the :class:`~napari_samcam._qt._runner.JobRunner` runs it
+in a worker thread with a progress bar and a Cancel button. The widget holds no state of its own
+beyond what its fields show.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from magicgui import widgets
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._napari._layers import leading_shape, samcam_meta
+from .._napari._session import (
+    PROMPT_KINDS,
+    SamcamSession,
+    bind_polarity_key,
+    builtin_classifier_names,
+    clip_status,
+)
+from ._runner import JobRunner
+
+logger = logging.getLogger(__name__)
+
+_PROMPT_LABELS = {
+    "boxes": "boxes (Shapes layer)",
+    "points": "points (Points layer)",
+    "text": "text (CLIP)",
+    "saliency": "from saliency",
+}
+_TOP_CLASS = "top class"
+_AUTO_LAYER = "auto"
+
+
+def _cam_methods() -> tuple[str, ...]:
+    from ..saliency import CAM_METHODS
+
+    return tuple(CAM_METHODS)
+
+
+def _sam_models() -> list[str]:
+    try:
+        from ..sam_models import SAM_MODELS
+
+        names = list(SAM_MODELS)
+    except ImportError:
+        names = []
+    return ["litemedsam", *[n for n in names if n != "litemedsam"]]
+
+
+def _layers_of(viewer, kind: str, *, ours: str | None = None, exclude_ours: bool = False):
+    from napari import layers
+
+    cls = {"image": layers.Image, "shapes": layers.Shapes, "points": layers.Points}[kind]
+    out = []
+    for layer in viewer.layers:
+        if not isinstance(layer, cls):
+            continue
+        meta_kind = samcam_meta(layer).get("kind")
+        if ours is not None and meta_kind != ours:
+            continue
+        if exclude_ours and meta_kind in ("saliency",):
+            continue
+        out.append(layer)
+    return out
+
+
+def _group(title: str, *rows: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(6, 6, 6, 6)
+    layout.setSpacing(3)
+    for row in rows:
+        layout.addWidget(row)
+    return box
+
+
+def _row(*items: QWidget) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for item in items:
+        layout.addWidget(item)
+    return row
+
+
+class SamcamWidget(QWidget):
+    """Grad-CAM saliency, SAM regions and localization metrics for the layers of a viewer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    session : SamcamSession, optional
+        The model to drive; a new one for ``napari_viewer`` by default.
+    """
+
+    def __init__(self, napari_viewer, session: SamcamSession | None = None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session if session is not None else SamcamSession(napari_viewer)
+        self.runner = JobRunner(self.session, self)
+        self._buttons: list[QPushButton] = []
+        self._build()
+        self._connect()
+        self.reset_choices()
+        self._sync_settings_from_session()
+        self._on_prompt_kind()
+        self._check_clip()
+        self._update_slice_label()
+        self._push_console()
+
+    # ---------------------------------------------------------------------------------------
+    # construction
+
+    def _button(self, text: str, slot, tip: str = "") -> QPushButton:
+        button = QPushButton(text)
+        button.clicked.connect(slot)
+        if tip:
+            button.setToolTip(tip)
+        self._buttons.append(button)
+        return button
+
+    def _build(self) -> None:
+        viewer = self.viewer
+        # -- image
+        self.image = widgets.ComboBox(
+            label="image",
+            choices=lambda _w: [
+                (lyr.name, lyr) for lyr in _layers_of(viewer, "image", exclude_ours=True)
+            ],
+            tooltip="The image to explain and segment (its displayed slice for volumes).",
+        )
+        self.slice_label = QLabel("")
+        self.slice_label.setWordWrap(True)
+
+        # -- classifier
+        self.classifier = QComboBox()
+        self.classifier.setEditable(True)
+        self.classifier.addItems(list(builtin_classifier_names()))
+        self.classifier.setToolTip(
+            "A built-in classifier, a TorchScript file, a transformers folder or hub id "
+            "('hf:...'), or 'torchvision:ARCH' / 'timm:ARCH' with a checkpoint file."
+        )
+        self.classifier.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        browse = QPushButton("…")
+        browse.setToolTip("Choose a classifier file (TorchScript) or folder.")
+        browse.setMaximumWidth(32)
+        browse.clicked.connect(self._browse_classifier)
+        self.checkpoint = widgets.FileEdit(
+            label="checkpoint",
+            mode="r",
+            filter="*.pt *.pth *.bin *.safetensors",
+            tooltip="State dict for 'torchvision:ARCH' / 'timm:ARCH' (leave empty otherwise).",
+        )
+        self.checkpoint.value = ""
+        self.method = widgets.ComboBox(label="CAM method", choices=list(_cam_methods()))
+        self.target = widgets.ComboBox(label="target class", choices=[_TOP_CLASS])
+        self.target_layer = widgets.ComboBox(label="target layer", choices=[_AUTO_LAYER])
+        self.predictions = QLabel("Load a classifier to see its predictions.")
+        self.predictions.setWordWrap(True)
+        self.load_button = self._button(
+            "Load classifier", self.load_classifier, "Load it and predict the displayed image."
+        )
+        self.explain_button = self._button(
+            "Explain", self.explain, "Grad-CAM of the displayed image (slice)."
+        )
+        self.explain_all_button = self._button(
+            "Explain all slices", self.explain_all, "Grad-CAM of every slice of a volume."
+        )
+        classifier_form = widgets.Container(
+            widgets=[self.checkpoint, self.method, self.target, self.target_layer]
+        )
+        classifier_form.native.layout().setContentsMargins(0, 0, 0, 0)
+
+        # -- SAM
+        self.segmenter = QComboBox()
+        self.segmenter.setEditable(True)
+        self.segmenter.addItems(_sam_models())
+        self.segmenter.setToolTip(
+            "SAM model: 'litemedsam' (built in), or vit_b / vit_l / vit_h / mobile_sam with "
+            "their checkpoint files."
+        )
+        self.context = widgets.FloatSpinBox(
+            label="box context ×",
+            min=0.0,
+            max=10.0,
+            step=0.5,
+            value=2.5,
+            tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
+            "small lesions, one encoder run per box). 0 embeds the whole image once.",
+        )
+        self.prompt_kind = widgets.ComboBox(
+            label="prompt",
+            choices=[(_PROMPT_LABELS[k], k) for k in PROMPT_KINDS],
+            value="boxes",
+        )
+        self.shapes = widgets.ComboBox(
+            label="boxes layer",
+            choices=lambda _w: [(lyr.name, lyr) for lyr in _layers_of(viewer, "shapes")],
+            nullable=True,
+        )
+        self.points = widgets.ComboBox(
+            label="points layer",
+            choices=lambda _w: [(lyr.name, lyr) for lyr in _layers_of(viewer, "points")],
+            nullable=True,
+            tooltip="Positive/negative from the 'positive' feature; press T in the layer to "
+            "toggle the selected points.",
+        )
+        self.text = widgets.LineEdit(label="text", tooltip="What to segment, e.g. 'nodule'.")
+        self.clip = widgets.LineEdit(
+            label="CLIP model", tooltip="A local CLIP folder or a hub id for text prompts."
+        )
+        self.clip_message = QLabel("")
+        self.clip_message.setWordWrap(True)
+        self.sam_form = widgets.Container(
+            widgets=[
+                self.context,
+                self.prompt_kind,
+                self.shapes,
+                self.points,
+                self.text,
+                self.clip,
+            ]
+        )
+        self.sam_form.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.prompt_layers_button = self._button(
+            "Add prompt layers",
+            self.add_prompt_layers,
+            "A Shapes layer for boxes and a Points layer for points, on the image's grid.",
+        )
+        self.segment_button = self._button(
+            "Segment", self.segment, "SAM on the displayed image (slice) with the prompts."
+        )
+        self.segment_all_button = self._button(
+            "Segment all slices", self.segment_all, "SAM on every slice of a volume."
+        )
+
+        # -- metrics
+        self.saliency = widgets.ComboBox(
+            label="saliency",
+            choices=lambda _w: [
+                (lyr.name, lyr) for lyr in _layers_of(viewer, "image", ours="saliency")
+            ],
+            nullable=True,
+            tooltip="Saliency map the metrics score (empty: the newest one of the image).",
+        )
+        metrics_form = widgets.Container(widgets=[self.saliency])
+        metrics_form.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.table_button = self._button(
+            "Show metrics table", self.show_table, "napari's features table of the regions."
+        )
+        self.export_button = self._button("Export CSV…", self.export_csv)
+        self.save_button = self._button(
+            "Save session…", self.save_session, "Image, saliency, regions, prompts, metrics."
+        )
+
+        # -- status
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+
+        image_form = widgets.Container(widgets=[self.image])
+        image_form.native.layout().setContentsMargins(0, 0, 0, 0)
+        self._forms = [image_form, classifier_form, self.sam_form, metrics_form]
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(_group("Image", image_form.native, self.slice_label))
+        layout.addWidget(
+            _group(
+                "Classifier (Grad-CAM)",
+                _row(QLabel("classifier"), self.classifier, browse),
+                classifier_form.native,
+                self.load_button,
+                self.predictions,
+                _row(self.explain_button, self.explain_all_button),
+            )
+        )
+        layout.addWidget(
+            _group(
+                "Region (Segment Anything)",
+                _row(QLabel("SAM model"), self.segmenter),
+                self.sam_form.native,
+                self.clip_message,
+                self.prompt_layers_button,
+                _row(self.segment_button, self.segment_all_button),
+            )
+        )
+        layout.addWidget(
+            _group(
+                "Localization metrics",
+                metrics_form.native,
+                self.table_button,
+                _row(self.export_button, self.save_button),
+            )
+        )
+        layout.addWidget(_row(self.status, self.cancel_button))
+        layout.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(300)
+
+    def _connect(self) -> None:
+        session = self.session
+        session.predictions_changed.connect(self._show_predictions)
+        session.classifier_loaded.connect(self._on_classifier_loaded)
+        session.status.connect(self._set_status)
+        session.warning.connect(self._warn)
+        self.runner.busy.connect(self._on_busy)
+        self.runner.step.connect(self._set_status)
+        self.prompt_kind.changed.connect(self._on_prompt_kind)
+        self.points.changed.connect(self._on_points_layer)
+        self.image.changed.connect(self._update_slice_label)
+        self.clip.changed.connect(self._check_clip)
+        self.classifier.currentTextChanged.connect(self._on_classifier_text)
+        self.checkpoint.changed.connect(self._on_classifier_text)
+        self.method.changed.connect(self._push_settings)
+        self.target.changed.connect(self._push_settings)
+        self.target_layer.changed.connect(self._push_settings)
+        self.context.changed.connect(self._push_settings)
+        self.segmenter.currentTextChanged.connect(self._push_settings)
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(self.reset_choices)
+        self.viewer.dims.events.current_step.connect(self._update_slice_label)
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _warn(self, text: str) -> None:
+        show_warning(text)
+
+    def _push_console(self) -> None:
+        """Put the Python API and this widget's session into napari's console namespace."""
+        import napari_samcam
+
+        namespace: dict[str, Any] = {"samcam": napari_samcam, "samcam_session": self.session}
+        for name in (
+            "read_image",
+            "load_classifier",
+            "explain",
+            "predict",
+            "load_segmenter",
+            "saliency_boxes",
+            "localization_metrics",
+        ):
+            try:
+                namespace[name] = getattr(napari_samcam, name)
+            except (AttributeError, ImportError):  # a part of the API not installed
+                continue
+        try:
+            self.viewer.update_console(namespace)
+        except Exception as exc:  # no console (headless, console plugin missing)
+            logger.debug("napari console not available: %s", exc)
+
+    # ---------------------------------------------------------------------------------------
+    # state <-> fields
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh the layer drop-downs (napari calls this when layers change)."""
+        for form in self._forms:
+            form.reset_choices()
+        self._default_prompt_layers()
+
+    def _default_prompt_layers(self) -> None:
+        """Prefer the prompt layers that belong to the chosen image."""
+        image = self.image.value
+        if image is None:
+            return
+        for combo, kind in ((self.shapes, "box-prompts"), (self.points, "point-prompts")):
+            current = combo.value
+            if current is not None and samcam_meta(current).get("image_layer") == image.name:
+                continue
+            for layer in combo.choices:
+                if layer is None:
+                    continue
+                meta = samcam_meta(layer)
+                if meta.get("kind") == kind and meta.get("image_layer") == image.name:
+                    combo.value = layer
+                    break
+
+    def _sync_settings_from_session(self) -> None:
+        session = self.session
+        if isinstance(session.classifier_spec, str):
+            self.classifier.setCurrentText(session.classifier_spec)
+        if session.method in self.method.choices:
+            self.method.value = session.method
+        self.context.value = float(session.context or 0.0)
+        if isinstance(session.segmenter_spec, str):
+            self.segmenter.setCurrentText(session.segmenter_spec)
+        if session.clip:
+            self.clip.value = session.clip
+
+    def _checkpoint_value(self) -> str | None:
+        value = self.checkpoint.value
+        text = "" if value is None else str(value)
+        return None if text in ("", ".") else text
+
+    def _on_classifier_text(self, *_: Any) -> None:
+        spec = self.classifier.currentText().strip()
+        if isinstance(self.session.classifier_spec, str) or spec:
+            self.session.classifier_spec = spec
+        self.session.checkpoint = self._checkpoint_value()
+        self.target.choices = [_TOP_CLASS]
+        self.target_layer.choices = [_AUTO_LAYER]
+        self._push_settings()
+
+    def _push_settings(self, *_: Any) -> None:
+        """Copy the fields into the session (the single source the jobs read)."""
+        session = self.session
+        session.method = self.method.value
+        target = self.target.value
+        session.target = None if target in (None, _TOP_CLASS) else target
+        layer = self.target_layer.value
+        session.target_layer = None if layer in (None, _AUTO_LAYER) else layer
+        context = float(self.context.value)
+        session.context = context if context >= 1.0 else None
+        segmenter = self.segmenter.currentText().strip()
+        if segmenter and isinstance(session.segmenter_spec, str):
+            session.segmenter_spec = segmenter
+        clip = self.clip.value.strip()
+        session.clip = clip or None
+
+    def _on_prompt_kind(self, *_: Any) -> None:
+        kind = self.prompt_kind.value
+        self.shapes.visible = kind == "boxes"
+        self.points.visible = kind == "points"
+        self.text.visible = kind == "text"
+        self.clip.visible = kind == "text"
+        self.clip_message.setVisible(kind == "text")
+        self.context.visible = kind in ("boxes", "saliency")
+
+    def _on_points_layer(self, layer=None) -> None:
+        if layer is not None:
+            bind_polarity_key(layer)
+
+    def _check_clip(self, *_: Any) -> None:
+        self._push_settings()
+        ok, message = clip_status(self.session.clip)
+        self.text.enabled = ok
+        self.clip_message.setText(message)
+        self.text.tooltip = message if not ok else "What to segment, e.g. 'nodule'."
+
+    def _update_slice_label(self, *_: Any) -> None:
+        image = self.image.value
+        if image is None:
+            self.slice_label.setText("Open an image or a sample (File > Open Sample).")
+            return
+        lead = leading_shape(image)
+        if not lead:
+            self.slice_label.setText(f"2-D image {tuple(image.data.shape)}")
+            return
+        from .._napari._layers import current_index
+
+        index = current_index(image, tuple(self.viewer.dims.point))
+        where = ", ".join(f"{i + 1}/{n}" for i, n in zip(index, lead, strict=True))
+        self.slice_label.setText(f"volume {tuple(image.data.shape)}: slice {where} (displayed)")
+
+    def _show_predictions(self, probabilities: dict) -> None:
+        if not probabilities:
+            self.predictions.setText("")
+            return
+        ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])[:5]
+        self.predictions.setText("predicted: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked))
+
+    def _on_classifier_loaded(self, classifier) -> None:
+        try:
+            names = self.session.class_names()
+            auto, layers = self.session.target_layer_names()
+        except Exception as exc:  # a classifier the registry loaded but cannot introspect
+            logger.debug("classifier introspection failed: %s", exc)
+            return
+        self.target.choices = [_TOP_CLASS, *names]
+        auto_label = f"{_AUTO_LAYER} ({auto})" if auto else _AUTO_LAYER
+        self.target_layer.choices = [(auto_label, _AUTO_LAYER), *layers]
+        self.target_layer.value = _AUTO_LAYER
+
+    def _on_busy(self, busy: bool) -> None:
+        for button in self._buttons:
+            button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def _browse_classifier(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Classifier file (TorchScript)", "", "Models (*.pt *.pth *.ts);;All files (*)"
+        )
+        if path:
+            self.classifier.setCurrentText(path)
+
+    # ---------------------------------------------------------------------------------------
+    # actions (each forwards to the session through the runner)
+
+    def _image(self):
+        return self.image.value
+
+    def load_classifier(self) -> bool:
+        """Load the classifier in a worker, then predict the displayed image."""
+        self._push_settings()
+        self._on_classifier_text()
+        image = self._image()
+
+        def make():
+            load = self.session.load_classifier_job()
+            if image is None:
+                return load
+            predict = self.session.predict_job(image)
+            return _chain(load, predict)
+
+        return self.runner.start("Load classifier", make)
+
+    def explain(self, *, all_slices: bool = False) -> bool:
+        """Grad-CAM of the displayed slice (or every slice) in a worker."""
+        self._push_settings()
+        image = self._image()
+        return self.runner.start(
+            "Explain all slices" if all_slices else "Explain",
+            lambda: self.session.explain_job(image, all_slices=all_slices),
+        )
+
+    def explain_all(self) -> bool:
+        """Grad-CAM of every slice of a volume."""
+        return self.explain(all_slices=True)
+
+    def segment(self, *, all_slices: bool = False) -> bool:
+        """SAM regions from the chosen prompts, and their metrics, in a worker."""
+        self._push_settings()
+        kind = self.prompt_kind.value
+        image = self._image()
+        kwargs: dict[str, Any] = {"prompt": kind, "all_slices": all_slices}
+        if kind == "boxes":
+            kwargs["shapes"] = self.shapes.value
+        elif kind == "points":
+            kwargs["points_layer"] = self.points.value
+        elif kind == "text":
+            kwargs["text"] = self.text.value
+        if self.saliency.value is not None:
+            kwargs["saliency"] = self.saliency.value
+        return self.runner.start(
+            "Segment all slices" if all_slices else "Segment",
+            lambda: self.session.segment_job(image, **kwargs),
+        )
+
+    def segment_all(self) -> bool:
+        """SAM on every slice of a volume."""
+        return self.segment(all_slices=True)
+
+    def cancel(self) -> None:
+        """Stop the running job at its next step."""
+        self.runner.cancel()
+
+    def add_prompt_layers(self) -> None:
+        """Add box and point prompt layers for the chosen image."""
+        try:
+            shapes, points = self.session.add_prompt_layers(self._image())
+        except Exception as exc:
+            show_error(f"Add prompt layers: {exc}")
+            return
+        self.reset_choices()
+        self.shapes.value = shapes
+        self.points.value = points
+        show_info("Draw boxes with the rectangle tool (R); in the points layer T flips polarity.")
+
+    def show_table(self) -> None:
+        """Dock napari's features table widget and select the regions layer."""
+        regions = None
+        try:
+            regions = self.session.regions_layer(self._image())
+        except Exception as exc:
+            logger.debug("no regions layer: %s", exc)
+        if regions is not None:
+            self.viewer.layers.selection.active = regions
+        open_features_table(self.viewer)
+        if regions is None:
+            show_info("No regions yet: segment first, the table then lists them with metrics.")
+
+    def export_csv(self, path: str | None = None) -> list[str]:
+        """Write the regions table to CSV (asks for a file name without ``path``)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export metrics", "", "CSV (*.csv)")
+            if not path:
+                return []
+        try:
+            written = self.session.export_metrics(path, self._image())
+        except Exception as exc:
+            show_error(f"Export CSV: {exc}")
+            return []
+        show_info(f"Metrics written to {written[0]}")
+        return written
+
+    def save_session(self, path: str | None = None) -> list[str]:
+        """Save all layers as a session folder (asks for a folder name without ``path``)."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Save session (a new folder)", "", "SAM-CAM session (*.samcam)"
+            )
+            if not path:
+                return []
+        try:
+            written = self.session.save(path)
+        except Exception as exc:
+            show_error(f"Save session: {exc}")
+            return []
+        show_info(f"Session saved to {Path(written[0])}")
+        return written
+
+    def closeEvent(self, event) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            self.runner.wait(10000)
+        super().closeEvent(event)
+
+
+def open_features_table(viewer):
+    """Dock napari's built-in features table widget (once) and return it."""
+    try:
+        _dock, widget = viewer.window.add_plugin_dock_widget("napari", "Features table widget")
+    except Exception as exc:  # an older napari without the widget
+        show_warning(f"napari's features table widget is not available ({exc}).")
+        return None
+    return widget
+
+
+def _chain(*jobs):
+    """Run jobs one after the other as one job; the last one's apply is returned, after the
+    earlier ones' applies were chained in front of it."""
+
+    def run():
+        applies = []
+        for job in jobs:
+            apply = yield from job
+            applies.append(apply)
+
+        def apply_all():
+            value = None
+            for apply in applies:
+                value = apply() if callable(apply) else apply
+            return value
+
+        return apply_all
+
+    return run()
