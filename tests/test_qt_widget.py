@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_samcam._napari._layers import META_KEY, box_to_rectangle  # noqa: E402
-from napari_samcam._napari._session import SamcamSession  # noqa: E402
+from napari_samcam._napari._layers import META_KEY, box_to_rectangle
+from napari_samcam._napari._session import SamcamSession
 
 pytestmark = pytest.mark.gui
 
@@ -121,7 +121,7 @@ def test_points_and_saliency_prompts(
     make_napari_viewer, qtbot, tiny_classifier, tiny_segmenter, errors
 ):
     viewer = make_napari_viewer()
-    image, _ = _phantom(viewer)
+    _phantom(viewer)
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     widget.add_prompt_layers()
     points = viewer.layers["phantom lesion points"]
