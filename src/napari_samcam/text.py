@@ -1,0 +1,912 @@
+"""Text prompts ("nodule", "left lung"): SAM region proposals scored against the text by CLIP.
+
+The pipeline (CLIP-SAM):
+
+1. **Proposals.** Candidate regions of the image from Segment Anything:
+
+   * ``"points"``: SAM's automatic mask generator (a grid of point prompts, filtered by
+     predicted IoU, stability and non-maximum suppression);
+   * ``"boxes"``: a multi-scale grid of box prompts decoded from one cached image embedding,
+     filtered the same way — for models trained with box prompts only (LiteMedSAM), which give
+     empty masks for point prompts;
+   * ``"saliency"``: one box per saliency blob (:func:`~napari_samcam.prompts.saliency_boxes`),
+     each prompted to SAM — far fewer proposals, so much cheaper;
+   * a list of masks (or :class:`~napari_samcam.segment.Region`) given by the caller.
+
+   ``"auto"`` (default) is ``"boxes"`` for box-only models and ``"points"`` otherwise.
+2. **Crops.** Each proposal is cut out of the image: its bounding box grown by ``margin`` on
+   every side and padded to a square (black outside the image); pixels outside the mask are
+   dimmed (``background``) so that CLIP sees the proposal with some context.
+3. **Scores.** CLIP embeds every crop and the texts ``[text, *negatives]`` (each put into the
+   ``templates``); a proposal's score is the softmax over the texts of ``logit_scale x cosine
+   similarity``, taken at ``text``: the probability that the crop shows ``text`` rather than a
+   negative. Without negatives the score is the plain cosine similarity.
+4. **Choice.** Proposals are ranked by score; the ``top_k`` at or above ``threshold`` are
+   returned as regions with source ``"sam-text"``.
+
+Proposals and CLIP crop embeddings are cached per image (content hash, SAM model, window,
+proposal settings, CLIP model and crop settings), so a second text on the same image only
+costs encoding the text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._clip import ClipEncoder, clear_clip_cache, clip_available, load_clip
+from .errors import InputError, PromptError
+from .images import image_hash, to_unit_range, validate_image
+from .segment import Region, Segmenter
+
+__all__ = [
+    "BACKGROUNDS",
+    "DEFAULT_NEGATIVES",
+    "DEFAULT_TEMPLATES",
+    "PROPOSAL_MODES",
+    "PROPOSAL_OPTIONS",
+    "ClipEncoder",
+    "clear_clip_cache",
+    "clear_text_cache",
+    "clip_available",
+    "crop_for_clip",
+    "load_clip",
+    "propose_regions",
+    "segment_text",
+    "text_regions",
+]
+
+#: Texts a proposal competes against by default.
+DEFAULT_NEGATIVES = ("background",)
+#: Prompt templates; the text embedding is the mean over them.
+DEFAULT_TEMPLATES = ("a photo of {}.",)
+#: ``background`` names: the brightness factor applied to crop pixels outside the mask.
+BACKGROUNDS = {"keep": 1.0, "dim": 0.3, "black": 0.0}
+PROPOSAL_MODES = ("auto", "points", "boxes", "saliency")
+
+#: Proposal options and their defaults (``None``: a per-mode default, see ``_MODE_DEFAULTS``).
+PROPOSAL_OPTIONS: dict[str, Any] = {
+    # "points": segment_anything.SamAutomaticMaskGenerator settings
+    "points_per_side": 16,
+    "points_per_batch": 16,
+    "pred_iou_thresh": None,
+    "stability_score_thresh": None,
+    "stability_score_offset": 1.0,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 0,
+    "crop_n_points_downscale_factor": 1,
+    "min_mask_region_area": 0,
+    "max_side": 1024,
+    # "boxes": the grid of box prompts (sizes are fractions of the image height and width)
+    "box_scales": (0.1, 0.2, 0.35, 0.5),
+    "box_aspects": (1.0, 2.0),
+    "box_stride": 0.5,
+    "box_fit_thresh": 0.5,
+    "box_batch": 32,
+    # "saliency": saliency_boxes settings and SAM's zoom mode
+    "max_boxes": 5,
+    "saliency_method": "otsu",
+    "saliency_threshold": None,
+    "saliency_percentile": None,
+    "box_margin": 0.1,
+    "context": None,
+    # every automatic mode
+    "min_area_fraction": 0.0005,
+    "max_area_fraction": 0.95,
+    "max_proposals": 64,
+}
+_MODE_DEFAULTS = {
+    "points": {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95},
+    "boxes": {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.85},
+}
+_PROPOSAL_CACHE_SIZE = 8
+_EMBEDDING_CACHE_SIZE = 16
+_TEXT_CACHE_SIZE = 256
+
+
+@dataclass
+class _Proposal:
+    """A proposal mask stored cropped to its bounding box (full masks of big images are big)."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    score: float
+    prompt: dict
+
+    def full(self, shape: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape, dtype=bool)
+        r0, c0, r1, c1 = self.box
+        out[r0:r1, c0:c1] = self.mask
+        return out
+
+
+@dataclass
+class _ProposalSet:
+    token: int
+    mode: str
+    shape: tuple[int, int]
+    proposals: list[_Proposal]
+    sam_name: str
+
+
+_LOCK = threading.RLock()
+_TOKENS = itertools.count()
+_PROPOSALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def clear_text_cache() -> None:
+    """Forget cached proposals, crop embeddings and text embeddings (loaded models stay)."""
+    with _LOCK:
+        _PROPOSALS.clear()
+        _EMBEDDINGS.clear()
+        _TEXTS.clear()
+
+
+def _lru(store: weakref.WeakKeyDictionary, owner: Any) -> OrderedDict | None:
+    """The per-owner LRU dict, or None when ``owner`` cannot be weakly referenced."""
+    try:
+        return store.setdefault(owner, OrderedDict())
+    except TypeError:
+        return None
+
+
+def _lru_get(cache: OrderedDict | None, key):
+    with _LOCK:
+        if cache is not None and key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    return None
+
+
+def _lru_put(cache: OrderedDict | None, key, value, size: int) -> None:
+    if cache is None:
+        return
+    with _LOCK:
+        cache[key] = value
+        while len(cache) > size:
+            cache.popitem(last=False)
+
+
+# -- options -------------------------------------------------------------------------------------
+def _options(mode: str, options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(PROPOSAL_OPTIONS))
+    if unknown:
+        raise InputError(
+            f"unknown text-prompt option(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(PROPOSAL_OPTIONS))}, and negatives, templates, threshold, top_k, "
+            "proposals, saliency, background, margin, device, download."
+        )
+    merged = dict(PROPOSAL_OPTIONS)
+    defaults = _MODE_DEFAULTS.get(mode, {})
+    merged.update(defaults)
+    merged.update({k: v for k, v in options.items() if v is not None or k not in defaults})
+    for name in ("box_scales", "box_aspects"):
+        merged[name] = tuple(float(v) for v in np.atleast_1d(merged[name]))
+    return merged
+
+
+def _relevant(mode: str, opts: dict[str, Any]) -> tuple:
+    """The options that change the proposals of ``mode`` (the cache key)."""
+    common = ("min_area_fraction", "max_area_fraction", "max_proposals")
+    names = {
+        "points": (
+            "points_per_side",
+            "pred_iou_thresh",
+            "stability_score_thresh",
+            "stability_score_offset",
+            "box_nms_thresh",
+            "crop_n_layers",
+            "crop_n_points_downscale_factor",
+            "min_mask_region_area",
+            "max_side",
+            *common,
+        ),
+        "boxes": (
+            "box_scales",
+            "box_aspects",
+            "box_stride",
+            "box_fit_thresh",
+            "pred_iou_thresh",
+            "stability_score_thresh",
+            "stability_score_offset",
+            "box_nms_thresh",
+            *common,
+        ),
+        "saliency": (
+            "max_boxes",
+            "saliency_method",
+            "saliency_threshold",
+            "saliency_percentile",
+            "box_margin",
+            "context",
+        ),
+    }.get(mode, ())
+    return tuple((n, opts[n]) for n in names)
+
+
+def _background_factor(background: str | float) -> float:
+    if isinstance(background, str):
+        if background not in BACKGROUNDS:
+            raise InputError(
+                f"background={background!r}: choose one of {', '.join(BACKGROUNDS)} or a "
+                "brightness factor in [0, 1]."
+            )
+        return BACKGROUNDS[background]
+    factor = float(background)
+    if not 0.0 <= factor <= 1.0:
+        raise InputError(f"background={background!r}: a brightness factor must lie in [0, 1].")
+    return factor
+
+
+# -- proposals -----------------------------------------------------------------------------------
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _proposal(mask: np.ndarray, score: float, prompt: dict) -> _Proposal | None:
+    box = _mask_box(mask)
+    if box is None:
+        return None
+    r0, c0, r1, c1 = box
+    return _Proposal(box, np.ascontiguousarray(mask[r0:r1, c0:c1]), float(score), prompt)
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int], *, antialias: bool) -> np.ndarray:
+    """Bilinear resize of ``(H, W)`` or ``(H, W, C)`` float data."""
+    import torch
+    import torch.nn.functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    tensor = tensor.permute(2, 0, 1)[None] if tensor.ndim == 3 else tensor[None, None]
+    out = F.interpolate(
+        tensor, size=tuple(shape), mode="bilinear", antialias=antialias, align_corners=False
+    )
+    out = out[0].permute(1, 2, 0) if array.ndim == 3 else out[0, 0]
+    return out.numpy()
+
+
+def _area_ok(area: float, total: float, opts: dict[str, Any]) -> bool:
+    return opts["min_area_fraction"] * total <= area <= opts["max_area_fraction"] * total
+
+
+def _point_proposals(segmenter: Segmenter, unit: np.ndarray, opts) -> list[_Proposal]:
+    """SAM's automatic mask generator on the image (downscaled to ``max_side``)."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    height, width = unit.shape[:2]
+    scale = min(1.0, float(opts["max_side"]) / max(height, width))
+    small = unit
+    if scale < 1.0:
+        small = _resize(unit, (round(height * scale), round(width * scale)), antialias=True)
+    rgb = small if small.ndim == 3 else np.repeat(small[..., None], 3, axis=-1)
+    uint8 = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    generator = SamAutomaticMaskGenerator(
+        segmenter.model.sam,
+        points_per_side=int(opts["points_per_side"]),
+        points_per_batch=int(opts["points_per_batch"]),
+        pred_iou_thresh=float(opts["pred_iou_thresh"]),
+        stability_score_thresh=float(opts["stability_score_thresh"]),
+        stability_score_offset=float(opts["stability_score_offset"]),
+        box_nms_thresh=float(opts["box_nms_thresh"]),
+        crop_n_layers=int(opts["crop_n_layers"]),
+        crop_n_points_downscale_factor=int(opts["crop_n_points_downscale_factor"]),
+        min_mask_region_area=int(opts["min_mask_region_area"]),
+    )
+    records = generator.generate(uint8)
+    # One encoder run per crop layer tile: keep the segmenter's counter truthful.
+    segmenter.encoder_calls += sum(4**i for i in range(int(opts["crop_n_layers"]) + 1))
+    records.sort(key=lambda r: -r["predicted_iou"])
+    out = []
+    sy, sx = height / uint8.shape[0], width / uint8.shape[1]
+    for record in records:
+        mask = np.asarray(record["segmentation"], dtype=bool)
+        if scale < 1.0:
+            mask = _resize(mask.astype(np.float32), (height, width), antialias=False) > 0.5
+        if not _area_ok(np.count_nonzero(mask), height * width, opts):
+            continue
+        x, y = record["point_coords"][0]
+        prompt = {
+            "sam_prompt": "point-grid",
+            "point": [round(y * sy, 1), round(x * sx, 1)],
+            "stability_score": round(float(record["stability_score"]), 4),
+        }
+        proposal = _proposal(mask, record["predicted_iou"], prompt)
+        if proposal is not None:
+            out.append(proposal)
+        if len(out) >= int(opts["max_proposals"]):
+            break
+    return out
+
+
+def _grid_boxes(shape: tuple[int, int], opts) -> np.ndarray:
+    """A multi-scale grid of ``(row0, col0, row1, col1)`` boxes over the image."""
+    height, width = shape
+    boxes = []
+    for scale in opts["box_scales"]:
+        for aspect in opts["box_aspects"]:
+            if not (scale > 0 and aspect > 0):
+                raise InputError(
+                    f"box_scales / box_aspects: {scale}, {aspect}; pass positive numbers."
+                )
+            bh = min(height, max(2.0, scale * height * math.sqrt(aspect)))
+            bw = min(width, max(2.0, scale * width / math.sqrt(aspect)))
+            stride = float(opts["box_stride"])
+            n_r = max(1, math.ceil((height - bh) / max(stride * bh, 1.0)) + 1)
+            n_c = max(1, math.ceil((width - bw) / max(stride * bw, 1.0)) + 1)
+            for r in np.linspace(0.0, height - bh, n_r):
+                for c in np.linspace(0.0, width - bw, n_c):
+                    boxes.append((r, c, r + bh, c + bw))
+    grid = np.round(np.array(boxes, dtype=np.float64)).reshape(-1, 4)
+    grid[:, 2] = np.maximum(grid[:, 2], grid[:, 0] + 1)
+    grid[:, 3] = np.maximum(grid[:, 3], grid[:, 1] + 1)
+    return np.unique(grid, axis=0)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of two ``(N, 4)`` box arrays."""
+    inter_h = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    inter_w = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = inter_h * inter_w
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def _box_proposals(
+    segmenter: Segmenter, image: np.ndarray, key: str, window, opts
+) -> list[_Proposal]:
+    """A grid of box prompts decoded from one (cached) embedding, filtered like SAM's AMG."""
+    import torch
+    import torch.nn.functional as F
+    from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
+    from torchvision.ops import nms
+
+    from .segment import to_sam_coords
+
+    embedding = segmenter.embed(image, window=window, key=key)
+    sam = segmenter.model.sam
+    size = segmenter.model.image_size
+    height, width = embedding.original_size
+    in_h, in_w = embedding.input_size
+    grid = _grid_boxes((height, width), opts)
+    threshold = float(sam.mask_threshold)
+    kept_logits, kept_scores, kept_boxes, kept_prompts = [], [], [], []
+    device = segmenter.device
+    with torch.inference_mode():
+        dense_pe = sam.prompt_encoder.get_dense_pe()
+        for start in range(0, len(grid), int(opts["box_batch"])):
+            boxes = grid[start : start + int(opts["box_batch"])]
+            corners = np.stack([boxes[:, :2], boxes[:, 2:] - 1], 1)
+            sam_boxes = to_sam_coords(corners, (height, width), (in_h, in_w)).reshape(-1, 4)
+            sparse, dense = sam.prompt_encoder(
+                points=None, boxes=torch.as_tensor(sam_boxes, device=device), masks=None
+            )
+            low, iou = sam.mask_decoder(
+                image_embeddings=embedding.features,
+                image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            low_size = low.shape[-1]
+            valid_h = math.ceil(in_h * low_size / size)
+            valid_w = math.ceil(in_w * low_size / size)
+            logits = low[:, 0, :valid_h, :valid_w].float()
+            iou = iou[:, 0].float()
+            stability = calculate_stability_score(
+                logits, threshold, float(opts["stability_score_offset"])
+            )
+            binary = logits > threshold
+            area = binary.flatten(1).sum(1).float() / float(valid_h * valid_w)
+            # mask boxes (x0, y0, x1, y1 inclusive, low-res) -> (row0, col0, row1, col1) pixels
+            xyxy = batched_mask_to_box(binary).float().cpu().numpy()
+            fy, fx = height / (valid_h), width / (valid_w)
+            mask_boxes = np.stack(
+                [xyxy[:, 1] * fy, xyxy[:, 0] * fx, (xyxy[:, 3] + 1) * fy, (xyxy[:, 2] + 1) * fx],
+                1,
+            )
+            fit = _box_iou(mask_boxes, boxes)
+            keep = (
+                (iou >= float(opts["pred_iou_thresh"]))
+                & (stability >= float(opts["stability_score_thresh"]))
+                & (area >= float(opts["min_area_fraction"]))
+                & (area <= float(opts["max_area_fraction"]))
+            ).cpu().numpy() & (fit >= float(opts["box_fit_thresh"]))
+            for i in np.flatnonzero(keep):
+                kept_logits.append(low[i, 0].float().cpu())
+                kept_scores.append(float(iou[i]))
+                kept_boxes.append(mask_boxes[i])
+                kept_prompts.append(
+                    {
+                        "sam_prompt": "box-grid",
+                        "sam_box": [int(v) for v in boxes[i]],
+                        "stability_score": round(float(stability[i]), 4),
+                    }
+                )
+    if not kept_logits:
+        return []
+    xyxy = torch.as_tensor(np.array(kept_boxes)[:, [1, 0, 3, 2]], dtype=torch.float32)
+    order = nms(xyxy, torch.as_tensor(kept_scores), float(opts["box_nms_thresh"])).tolist()
+    out = []
+    for i in order[: int(opts["max_proposals"])]:
+        # SAM's own post-processing: low-res -> padded input -> crop to the image -> original.
+        upsampled = F.interpolate(
+            kept_logits[i][None, None], (size, size), mode="bilinear", align_corners=False
+        )[..., :in_h, :in_w]
+        upsampled = F.interpolate(upsampled, (height, width), mode="bilinear", align_corners=False)
+        mask = (upsampled[0, 0] > threshold).numpy()
+        proposal = _proposal(mask, kept_scores[i], kept_prompts[i])
+        if proposal is not None:
+            out.append(proposal)
+    return out
+
+
+def _saliency_proposals(
+    segmenter: Segmenter, image: np.ndarray, window, saliency: np.ndarray, opts
+) -> list[_Proposal]:
+    from .prompts import saliency_boxes
+
+    boxes = saliency_boxes(
+        saliency,
+        method=opts["saliency_method"],
+        threshold=opts["saliency_threshold"],
+        percentile=opts["saliency_percentile"],
+        max_boxes=int(opts["max_boxes"]),
+        margin=float(opts["box_margin"]),
+    )
+    if len(boxes) == 0:
+        return []
+    regions = segmenter.segment(
+        image, boxes=boxes, window=window, context=opts["context"], source="sam-saliency"
+    )
+    out = []
+    for box, region in zip(boxes, regions, strict=True):
+        prompt = {"sam_prompt": "saliency-box", "sam_box": [int(v) for v in box]}
+        if opts["context"] is not None:
+            prompt["context"] = float(opts["context"])
+        proposal = _proposal(region.mask, region.score, prompt)
+        if proposal is not None:
+            out.append(proposal)
+    return out
+
+
+def _given_proposals(masks: Sequence, shape: tuple[int, int]) -> list[_Proposal]:
+    out = []
+    for i, item in enumerate(masks):
+        mask = np.asarray(item.mask if isinstance(item, Region) else item)
+        if mask.shape != tuple(shape):
+            raise PromptError(
+                f"proposals[{i}]: mask shape {mask.shape} differs from the image's {tuple(shape)};"
+                " pass masks at image resolution."
+            )
+        score = item.score if isinstance(item, Region) else float("nan")
+        prompt = {"sam_prompt": "given", "index": i}
+        if isinstance(item, Region):
+            prompt["region_source"] = item.source
+        proposal = _proposal(mask.astype(bool), score, prompt)
+        if proposal is not None:
+            out.append(proposal)
+    return out
+
+
+def _resolve_mode(proposals: Any, segmenter: Segmenter) -> str:
+    if not isinstance(proposals, str):
+        return "given"
+    if proposals not in PROPOSAL_MODES:
+        raise InputError(
+            f"proposals={proposals!r}: choose one of {', '.join(PROPOSAL_MODES)} or pass a list "
+            "of masks."
+        )
+    if proposals == "auto":
+        return "boxes" if segmenter.model.box_only else "points"
+    if proposals == "points" and segmenter.model.box_only:
+        warnings.warn(
+            f"SAM model {segmenter.model.name!r} was trained with box prompts only; the point "
+            "grid of proposals='points' gives empty or poor masks. Use proposals='boxes' "
+            "(the default for this model) or 'saliency'.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return proposals
+
+
+def _proposal_set(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    unit: np.ndarray,
+    key: str,
+    window,
+    proposals: Any,
+    saliency: np.ndarray | None,
+    options: dict[str, Any],
+) -> _ProposalSet:
+    mode = _resolve_mode(proposals, segmenter)
+    opts = _options(mode, options)
+    shape = tuple(image.shape[:2])
+    extra: Any = None
+    if mode == "saliency":
+        if saliency is None:
+            raise PromptError(
+                "proposals='saliency' needs the saliency map: pass saliency=MAP (H, W), e.g. "
+                "explain(...).map."
+            )
+        saliency = np.asarray(saliency, dtype=np.float32)
+        if saliency.shape != shape:
+            raise PromptError(
+                f"saliency: shape {saliency.shape} differs from the image's {shape}; pass the "
+                "map at image resolution."
+            )
+        extra = image_hash(saliency)
+    elif mode == "given":
+        if isinstance(proposals, np.ndarray) and proposals.ndim == 2:
+            proposals = [proposals]
+        proposals = list(proposals)
+        stack = [np.asarray(p.mask if isinstance(p, Region) else p) for p in proposals]
+        extra = image_hash(np.packbits(np.stack([s.astype(bool).ravel() for s in stack])))
+    window_key = None if window is None else tuple(float(v) for v in window)
+    cache_key = (key, segmenter.name, window_key, mode, _relevant(mode, opts), extra)
+    cache = _lru(_PROPOSALS, segmenter)
+    found = _lru_get(cache, cache_key)
+    if found is not None:
+        return found
+    if mode == "points":
+        items = _point_proposals(segmenter, unit, opts)
+    elif mode == "boxes":
+        items = _box_proposals(segmenter, image, key, window, opts)
+    elif mode == "saliency":
+        items = _saliency_proposals(segmenter, image, window, saliency, opts)
+    else:
+        items = _given_proposals(proposals, shape)
+    result = _ProposalSet(next(_TOKENS), mode, shape, items, segmenter.name)
+    _lru_put(cache, cache_key, result, _PROPOSAL_CACHE_SIZE)
+    return result
+
+
+def propose_regions(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    *,
+    proposals: str | Sequence = "auto",
+    window: tuple[float, float] | None = None,
+    saliency: np.ndarray | None = None,
+    **options: Any,
+) -> list[Region]:
+    """SAM's candidate regions for text prompts (cached), best predicted IoU first.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``.
+    proposals : str or list of masks
+        ``"auto"``, ``"points"``, ``"boxes"``, ``"saliency"`` or masks (see the module notes).
+    window : (float, float), optional
+        Intensity window.
+    saliency : numpy.ndarray, optional
+        ``(H, W)`` map, for ``proposals="saliency"``.
+    **options
+        :data:`PROPOSAL_OPTIONS`.
+
+    Returns
+    -------
+    list of Region
+        Source ``"sam-proposal"``; ``score`` is SAM's predicted IoU; ``prompt`` says how SAM was
+        prompted. The list index is the ``"proposal"`` number text regions record.
+    """
+    image = validate_image(image)
+    unit = to_unit_range(image, window)
+    found = _proposal_set(
+        segmenter, image, unit, image_hash(image), window, proposals, saliency, options
+    )
+    return [
+        Region(p.full(found.shape), "sam-proposal", dict(p.prompt), p.score, found.sam_name)
+        for p in found.proposals
+    ]
+
+
+# -- crops and CLIP scores -----------------------------------------------------------------------
+def _crop(
+    unit: np.ndarray,
+    box: tuple[int, int, int, int],
+    local_mask: np.ndarray,
+    factor: float,
+    margin: float,
+    size: int | None,
+) -> np.ndarray:
+    height, width = unit.shape[:2]
+    r0, c0, r1, c1 = box
+    side = max(4, math.ceil(max(r1 - r0, c1 - c0) * (1.0 + 2.0 * margin)))
+    top = math.floor((r0 + r1) / 2 - side / 2)
+    left = math.floor((c0 + c1) / 2 - side / 2)
+    canvas = np.zeros((side, side, 3), dtype=np.float32)
+    ir0, ic0 = max(top, 0), max(left, 0)
+    ir1, ic1 = min(top + side, height), min(left + side, width)
+    view = unit[ir0:ir1, ic0:ic1]
+    canvas[ir0 - top : ir1 - top, ic0 - left : ic1 - left] = (
+        view[..., :3] if view.ndim == 3 else view[..., None]
+    )
+    if factor != 1.0:
+        inside = np.zeros((side, side), dtype=bool)
+        inside[r0 - top : r1 - top, c0 - left : c1 - left] = local_mask
+        canvas[~inside] *= factor
+    if size is not None and side != size:
+        canvas = np.clip(_resize(canvas, (size, size), antialias=True), 0.0, 1.0)
+    return canvas
+
+
+def crop_for_clip(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    window: tuple[float, float] | None = None,
+    background: str | float = "dim",
+    margin: float = 0.1,
+    size: int | None = None,
+) -> np.ndarray:
+    """The square RGB crop CLIP sees for a region.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``.
+    mask : numpy.ndarray
+        bool ``(H, W)`` region.
+    window : (float, float), optional
+        Intensity window.
+    background : {"keep", "dim", "black"} or float
+        Brightness factor for pixels outside the mask: 1 keeps the context, 0 blacks it out;
+        ``"dim"`` (0.3) keeps a faint context.
+    margin : float
+        Grow the mask's bounding box by this fraction of its long side on every side before
+        padding it to a square (pixels beyond the image are black).
+    size : int, optional
+        Resize the crop to ``size x size`` (CLIP's input side).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(S, S, 3)`` in ``[0, 1]``.
+    """
+    image = validate_image(image)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape[:2]:
+        raise PromptError(f"mask shape {mask.shape} differs from the image's {image.shape[:2]}.")
+    box = _mask_box(mask)
+    if box is None:
+        raise PromptError("mask is empty: there is nothing to crop.")
+    local = mask[box[0] : box[2], box[1] : box[3]]
+    unit = to_unit_range(image, window)
+    return _crop(unit, box, local, _background_factor(background), float(margin), size)
+
+
+def _crop_embeddings(
+    found: _ProposalSet, clip: Any, unit: np.ndarray, factor: float, margin: float
+) -> np.ndarray:
+    key = (found.token, str(getattr(clip, "name", "")), factor, margin)
+    cache = _lru(_EMBEDDINGS, clip)
+    cached = _lru_get(cache, key)
+    if cached is not None:
+        return cached
+    size = int(getattr(clip, "image_size", 224))
+    crops = [_crop(unit, p.box, p.mask, factor, margin, size) for p in found.proposals]
+    embeddings = np.asarray(clip.encode_images(crops), dtype=np.float32)
+    _lru_put(cache, key, embeddings, _EMBEDDING_CACHE_SIZE)
+    return embeddings
+
+
+def _text_embeddings(clip: Any, texts: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    cache = _lru(_TEXTS, clip)
+    out = []
+    for text in texts:
+        key = (text, tuple(templates))
+        cached = _lru_get(cache, key)
+        if cached is None:
+            prompts = [t.format(text) for t in templates]
+            vectors = np.asarray(clip.encode_texts(prompts), dtype=np.float32)
+            mean = vectors.mean(0)
+            cached = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            _lru_put(cache, key, cached, _TEXT_CACHE_SIZE)
+        out.append(cached)
+    return np.stack(out)
+
+
+def _check_texts(text: Any, negatives: Any, templates: Any) -> tuple[str, list[str], list[str]]:
+    if not isinstance(text, str) or not text.strip():
+        raise PromptError(f"text={text!r}: pass a non-empty string such as 'nodule'.")
+    text = text.strip()
+    if isinstance(negatives, str):
+        negatives = [negatives]
+    negatives = [str(n).strip() for n in (negatives or ())]
+    if any(not n for n in negatives):
+        raise PromptError(f"negatives={negatives!r}: empty negative texts are not allowed.")
+    if text in negatives:
+        raise PromptError(
+            f"text {text!r} is also among the negatives {negatives}; remove it from negatives."
+        )
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = list(templates or ("{}",))
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise PromptError(
+            f"templates {bad}: every template needs a '{{}}' where the text goes, e.g. "
+            "'a photo of {}.'."
+        )
+    return text, negatives, templates
+
+
+def segment_text(
+    segmenter: Segmenter,
+    image: np.ndarray,
+    text: str,
+    *,
+    clip: Any = None,
+    window: tuple[float, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    negatives: Sequence[str] = DEFAULT_NEGATIVES,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    threshold: float | None = None,
+    top_k: int | None = 1,
+    proposals: str | Sequence = "auto",
+    saliency: np.ndarray | None = None,
+    background: str | float = "dim",
+    margin: float = 0.1,
+    device: Any = None,
+    download: bool = False,
+    **options: Any,
+) -> list[Region]:
+    """Regions matching a text prompt: SAM proposals ranked by CLIP.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        The SAM model that proposes regions.
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, 3|4)``.
+    text : str
+        What to find, e.g. ``"nodule"`` or ``"left lung"``.
+    clip : str, Path or ClipEncoder
+        The CLIP model (see :func:`~napari_samcam.text.load_clip`); required: there is no
+        default model and no weights ship with the package.
+    window : (float, float), optional
+        Intensity window, for the proposals and the crops.
+    progress : callable, optional
+        ``progress(done, 3)`` after proposals, crop embeddings and scoring.
+    negatives : sequence of str
+        Texts the prompt competes against (default ``["background"]``); empty: score is the
+        cosine similarity instead of a probability.
+    templates : sequence of str
+        Sentences with ``{}`` for the text; the text embedding is their mean.
+    threshold : float, optional
+        Keep only proposals scoring at least this.
+    top_k : int or None
+        Return at most this many regions (best first); ``None`` returns every proposal that
+        passes ``threshold``.
+    proposals : str or list of masks
+        ``"auto"`` (default), ``"points"``, ``"boxes"``, ``"saliency"`` or candidate masks.
+    saliency : numpy.ndarray, optional
+        ``(H, W)`` map for ``proposals="saliency"``.
+    background : {"keep", "dim", "black"} or float
+        How crop pixels outside the proposal look (see :func:`crop_for_clip`).
+    margin : float
+        Context around each proposal's box in the crop, as a fraction of its long side.
+    device : optional
+        For the CLIP model; default: the SAM model's device.
+    download : bool
+        Let :func:`load_clip` fetch a hub id from the internet.
+    **options
+        Proposal settings, :data:`PROPOSAL_OPTIONS`.
+
+    Returns
+    -------
+    list of Region
+        Source ``"sam-text"``, best first; ``score`` is the CLIP probability of ``text`` (or the
+        similarity); ``prompt`` records the text, negatives, templates, the proposal number
+        and box, and how SAM was prompted. Empty (with a warning) when no proposal qualifies.
+
+    Raises
+    ------
+    ModelNotAvailableError
+        No CLIP model given, or its weights are not on this machine.
+    PromptError
+        Empty text, malformed negatives or templates, missing saliency map.
+    """
+    text, negatives, templates = _check_texts(text, negatives, templates)
+    if top_k is not None and int(top_k) < 1:
+        raise InputError(f"top_k={top_k!r}: pass a positive number, or None for every region.")
+    factor = _background_factor(background)
+    margin = float(margin)
+    if not margin >= 0.0:
+        raise InputError(f"margin={margin!r}: pass a fraction >= 0 (e.g. 0.1).")
+    encoder = load_clip(
+        clip, device=segmenter.device if device is None else device, download=download
+    )
+    image = validate_image(image)
+    key = image_hash(image)
+    unit = to_unit_range(image, window)
+    if progress:
+        progress(0, 3)
+    found = _proposal_set(segmenter, image, unit, key, window, proposals, saliency, options)
+    if progress:
+        progress(1, 3)
+    if not found.proposals:
+        warnings.warn(
+            f"text prompt {text!r}: SAM gave no proposals (mode {found.mode!r}); lower "
+            "pred_iou_thresh / stability_score_thresh, or try proposals='saliency'.",
+            UserWarning,
+            stacklevel=2,
+        )
+        if progress:
+            progress(3, 3)
+        return []
+    image_embeddings = _crop_embeddings(found, encoder, unit, factor, margin)
+    if progress:
+        progress(2, 3)
+    text_embeddings = _text_embeddings(encoder, [text, *negatives], templates)
+    similarity = image_embeddings @ text_embeddings.T
+    if negatives:
+        logits = float(encoder.logit_scale) * similarity
+        logits -= logits.max(1, keepdims=True)
+        probabilities = np.exp(logits)
+        probabilities /= probabilities.sum(1, keepdims=True)
+        scores = probabilities[:, 0]
+    else:
+        scores = similarity[:, 0]
+    order = np.argsort(-scores, kind="stable")
+    if threshold is not None:
+        order = order[scores[order] >= float(threshold)]
+    if top_k is not None:
+        order = order[: int(top_k)]
+    if len(order) == 0:
+        warnings.warn(
+            f"text prompt {text!r}: no proposal scored >= threshold {threshold} (best "
+            f"{float(scores.max()):.3f} of {len(scores)} proposals).",
+            UserWarning,
+            stacklevel=2,
+        )
+    model = f"{segmenter.name} + {getattr(encoder, 'name', type(encoder).__name__)}"
+    regions = []
+    for rank, i in enumerate(order):
+        proposal = found.proposals[int(i)]
+        prompt = {
+            "text": text,
+            "negatives": list(negatives),
+            "templates": list(templates),
+            "proposals": found.mode,
+            "proposal": int(i),
+            "box": list(proposal.box),
+            "rank": rank,
+            "similarity": round(float(similarity[i, 0]), 6),
+            "sam_score": round(float(proposal.score), 6),
+            "background": factor,
+            "margin": margin,
+            **proposal.prompt,
+        }
+        regions.append(
+            Region(proposal.full(found.shape), "sam-text", prompt, float(scores[i]), model)
+        )
+    if progress:
+        progress(3, 3)
+    return regions
+
+
+def text_regions(
+    segmenter: Segmenter, image: np.ndarray, text: str, clip: Any, **options: Any
+) -> list[Region]:
+    """Region source ``"sam-text"`` for the evaluate engine: same as :func:`segment_text`."""
+    return segment_text(segmenter, image, text, clip=clip, **options)
