@@ -1,0 +1,226 @@
+"""``samcam evaluate``: localization scores of classifiers' saliency over a whole dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_sam_arguments
+
+_DESCRIPTION = """\
+Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
+CAM method, the saliency map is compared with regions from several sources (the ground-truth
+mask, the box annotation, SAM prompted by the box, SAM prompted by the saliency's own boxes or
+peak, SAM prompted by text) with every localization metric (IoU, Dice, pointing-game hit,
+energy in the region, rank accuracy, top-k, AUROC, AUPRC, precision, recall, specificity).
+
+Writes into --out: metrics.parquet / metrics.csv (one row per image x classifier x method x
+region source x metric), summary.csv (mean with bootstrap 95% CI per class and overall),
+agreement.csv (agreement of each region source with the ground truth: Pearson, Spearman, mean
+absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, summary.json,
+plots/*.png and a self-contained report.html.
+
+Results are stored per image under --out/parts as they finish: re-running the same command
+resumes where it stopped. A folder holding results of another configuration is refused unless
+--overwrite, which deletes them and starts afresh.
+"""
+
+_EPILOG = """\
+manifests:
+  CSV        columns image, [label], [class], [mask], [box_r0, box_c0, box_r1, box_c1]
+             (paths relative to the CSV; boxes end-exclusive; the format of `samcam phantoms`)
+  COCO JSON  images / annotations (bbox, polygon or RLE segmentation) / categories
+  CheXlocalize ground-truth JSON  {img_id: {task: {img_size, counts}}}; images under --images
+
+examples:
+  samcam phantoms --n 200 --seed 0 --out phantoms
+  samcam evaluate phantoms/manifest.csv --out results \\
+      --model lesion-detector --model shortcut-detector
+  samcam evaluate phantoms/manifest.csv --out results --scheduler tcp://10.0.0.5:8786
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..evaluate.regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score saliency localization over a dataset (CSV / COCO / CheXlocalize manifest)",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("manifest", help="manifest file: .csv, COCO .json or CheXlocalize .json")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="classifier (repeatable): lesion-detector, shortcut-detector, torchvision:ARCH / "
+        "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
+        "(default: lesion-detector)",
+    )
+    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: classifiers")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        metavar="METHOD",
+        help="CAM method (repeatable; default: gradcam), e.g. gradcam, gradcam++, hirescam",
+    )
+    parser.add_argument(
+        "--target",
+        help="class to explain (index or name); default: the item's class when the classifier "
+        "has it, else class 1 of a 2-class model, else the top class",
+    )
+    parser.add_argument(
+        "--regions",
+        nargs="+",
+        default=list(DEFAULT_REGION_SOURCES),
+        choices=list(REGION_SOURCES),
+        metavar="SOURCE",
+        help=f"region sources, from: {', '.join(REGION_SOURCES)} "
+        f"(default: {' '.join(DEFAULT_REGION_SOURCES)})",
+    )
+    add_sam_arguments(parser)
+    parser.add_argument(
+        "--context",
+        type=float,
+        default=2.5,
+        help="zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per "
+        "box (default: %(default)s; 0 embeds the whole image once)",
+    )
+    parser.add_argument(
+        "--binarize",
+        choices=["otsu", "fixed", "percentile"],
+        default="otsu",
+        help="saliency binarization for IoU-type metrics and saliency boxes (default: "
+        "%(default)s, as CheXlocalize)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="threshold in [0, 1] for --binarize fixed; percentage of pixels kept for "
+        "--binarize percentile",
+    )
+    parser.add_argument("--text", help="text prompt of sam-text (default: the item's class)")
+    parser.add_argument("--clip", help="CLIP model of sam-text: a local folder or a hub id")
+    parser.add_argument(
+        "--images",
+        help="folder image paths are relative to (default: the "
+        "manifest's folder; CheXlocalize: the CheXpert image folder)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="address of a running dask.distributed scheduler (e.g. tcp://host:8786); the "
+        "workers need napari-samcam installed",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="without --scheduler: N >= 2 starts a local Dask cluster of N worker processes "
+        "(default: run in this process)",
+    )
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--overwrite", action="store_true", help="delete earlier results first")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _target(text):
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..evaluate import evaluate
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="image", desc="evaluate", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        result = evaluate(
+            args.manifest,
+            args.out,
+            classifiers=args.model or ["lesion-detector"],
+            methods=args.method or ["gradcam"],
+            region_sources=args.regions,
+            sam=args.sam,
+            sam_checkpoint=args.sam_checkpoint,
+            binarization=args.binarize,
+            threshold=args.threshold,
+            target=_target(args.target),
+            context=args.context if args.context else None,
+            text=args.text,
+            clip=args.clip,
+            image_root=args.images,
+            limit=args.limit,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            overwrite=args.overwrite,
+            progress=progress,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            trust_checkpoint=args.trust_checkpoint,
+            plots=not args.no_plots,
+            report=not args.no_report,
+            n_resamples=args.bootstrap,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(
+        f"{result.n_images} images: {result.n_computed} computed, {result.n_reused} reused "
+        f"from an earlier run; {len(result.metrics)} metric values."
+    )
+    _print_headline(result)
+    print(f"wrote {result.out} (report: {result.paths.get('report.html', '-')})")
+    return 0
+
+
+def _print_headline(result) -> None:
+    summary = result.summary
+    if len(summary) == 0:
+        return
+    overall = summary[(summary["group"] == "all") & summary["metric"].isin(["iou", "hit"])]
+    if len(overall):
+        print("\nmIoU and hit rate (mean [95% CI]):")
+        for row in overall.itertuples(index=False):
+            print(
+                f"  {row.classifier:<20} {row.cam_method:<9} {row.region_source:<18} "
+                f"{row.metric:<4} {row.mean:6.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] "
+                f"n={row.n}"
+            )
+    versus = result.sam_vs_box
+    shown = versus[versus["metric"].isin(["iou", "energy"])] if len(versus) else versus
+    if len(shown):
+        print("\nagreement with ground-truth-mask scores (mean |difference|, Pearson r):")
+        for row in shown.to_dict("records"):
+            print(
+                f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
+                f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
+                f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
+            )
