@@ -260,7 +260,7 @@ def test_reader_dicom_file_gives_window_scale_and_metadata():
 
     path = pydicom.data.get_testdata_file("CT_small.dcm")
     reader = napari_get_reader(path)
-    (data, meta, kind), = reader(path)
+    ((data, meta, kind),) = reader(path)
     assert kind == "image"
     assert data.shape == (128, 128)
     assert meta["name"] == "CT_small (CT)"
@@ -290,7 +290,7 @@ def test_reader_dicom_series_folder_stacks_in_slice_order(tmp_path):
         ds.save_as(folder / f"img{i}.dcm")
     reader = napari_get_reader(str(folder))
     assert reader is not None
-    (data, meta, _), = reader(str(folder))
+    ((data, meta, _),) = reader(str(folder))
     assert data.shape == (3, 128, 128)
     assert meta["scale"][0] == pytest.approx(10.0)
     corner = [float(s[0, 0]) for s in data]

@@ -6,6 +6,7 @@ built-in classifier and LiteMedSAM end to end on a phantom sample and checks the
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -14,6 +15,12 @@ import pytest
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
+
+# triton (imported by torch._dynamo, which torchvision.ops and transformers' image processors
+# import) crashes the process when it is first imported after Mesa's software OpenGL has loaded
+# its own LLVM, i.e. after a viewer exists on a machine without GPU: import it up front.
+with contextlib.suppress(ImportError):
+    import torch._dynamo  # noqa: F401
 
 from napari_samcam._napari._layers import META_KEY, box_to_rectangle
 from napari_samcam._napari._session import SamcamSession
@@ -315,3 +322,79 @@ def test_prompt_geometry_follows_layer_scale(make_napari_viewer, qtbot):
     shapes = viewer.add_shapes([rect], shape_type="rectangle")
     boxes, ids = shapes_to_boxes(shapes, image, (), tuple(viewer.dims.point))
     assert boxes.tolist() == [[10, 20, 30, 40]] and ids == [0]
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_folder(tmp_path_factory):
+    """A small random-weight CLIP saved as a local folder (weights, tokenizer, processor)."""
+    import json
+
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("clip")
+    # a byte-level vocabulary: every byte has a printable symbol, alone and word-final
+    codes = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = iter(range(256, 512))
+    symbol = {b: chr(b) if b in codes else chr(next(extra)) for b in range(256)}
+    tokens = [symbol[b] for b in range(256)] + [symbol[b] + "</w>" for b in range(256)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    torch.manual_seed(1)
+    special = {"bos_token_id": len(tokens) - 2, "eos_token_id": len(tokens) - 1}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(tokens),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 32,
+            "pad_token_id": special["eos_token_id"],
+            **special,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+        },
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    CLIPTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
+    ).save_pretrained(folder)
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_text_prompt_with_a_local_clip_folder(
+    make_napari_viewer, qtbot, tiny_segmenter, tiny_clip_folder, errors
+):
+    viewer = make_napari_viewer()
+    _phantom(viewer)
+    permissive = {
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_fit_thresh": 0.0,
+        "min_area_fraction": 0.0,
+        "max_area_fraction": 1.0,
+    }
+    widget = _widget(viewer, qtbot, segmenter=tiny_segmenter, text_options=permissive)
+    widget.prompt_kind.value = "text"
+    widget.clip.value = str(tiny_clip_folder)
+    assert widget.text.enabled, widget.clip_message.text()
+    widget.text.value = "nodule"
+    widget.segment_button.click()
+    _wait(widget, qtbot)
+    assert errors == []
+    table = viewer.layers["phantom lesion regions"].features
+    assert table["region_source"].tolist() == ["sam-text"]
+    assert '"text": "nodule"' in table["prompt"].iloc[0]

@@ -165,6 +165,9 @@ class SamcamSession:
         Torch device; CUDA when available.
     metric_options : dict, optional
         Keyword arguments of :func:`napari_samcam.metrics.localization_metrics`.
+    text_options : dict, optional
+        Keyword arguments of :func:`napari_samcam.text.segment_text` (``top_k``, thresholds,
+        proposal settings) for text prompts.
     """
 
     #: Emitted with ``{class name: probability}`` after a prediction or an explanation.
@@ -190,6 +193,7 @@ class SamcamSession:
         clip: str | None = None,
         device: str | None = None,
         metric_options: dict | None = None,
+        text_options: dict | None = None,
     ):
         self.viewer = viewer
         self.classifier_spec = classifier
@@ -202,6 +206,7 @@ class SamcamSession:
         self.clip = clip
         self.device = device
         self.metric_options = dict(metric_options or {})
+        self.text_options = dict(text_options or {})
         self.predictions: dict[str, float] = {}
         self._classifiers: dict[tuple, Any] = {}
         self._classifier_key: tuple | None = None
@@ -659,6 +664,7 @@ class SamcamSession:
             "clip": self.clip,
             "context": self.context,
             "metric_options": dict(self.metric_options),
+            "text_options": dict(self.text_options),
             "saliency_name": None if saliency_layer is None else saliency_layer.name,
             "class_name": _saliency_class(saliency_layer),
         }
@@ -719,6 +725,7 @@ class SamcamSession:
             kwargs: dict[str, Any] = {"window": plane.window, "source": source}
             if kind == "text":
                 kwargs.update(text=settings["text"], clip=settings["clip"])
+                kwargs.update(settings["text_options"])
             else:
                 kwargs.update(boxes=boxes, points=points, point_labels=labels)
                 if context is not None and boxes is not None and len(boxes):
@@ -933,6 +940,7 @@ def text_style(ndim: int) -> dict:
         "color": "yellow",
         "translation": (0.0,) * (ndim - 2) + (-4.0, 0.0),
     }
+
 
 #: Key that toggles the polarity of the selected prompt points.
 POLARITY_KEY = "t"
