@@ -87,7 +87,7 @@ PROPOSAL_OPTIONS: dict[str, Any] = {
     "min_mask_region_area": 0,
     "max_side": 1024,
     # "boxes": the grid of box prompts (sizes are fractions of the image height and width)
-    "box_scales": (0.1, 0.2, 0.35, 0.5),
+    "box_scales": (0.25, 0.4, 0.55, 0.7),
     "box_aspects": (1.0, 2.0),
     "box_stride": 0.5,
     "box_fit_thresh": 0.5,
@@ -106,7 +106,7 @@ PROPOSAL_OPTIONS: dict[str, Any] = {
 }
 _MODE_DEFAULTS = {
     "points": {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95},
-    "boxes": {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.85},
+    "boxes": {"pred_iou_thresh": 0.7, "stability_score_thresh": 0.6},
 }
 _PROPOSAL_CACHE_SIZE = 8
 _EMBEDDING_CACHE_SIZE = 16
@@ -156,7 +156,8 @@ def clear_text_cache() -> None:
 def _lru(store: weakref.WeakKeyDictionary, owner: Any) -> OrderedDict | None:
     """The per-owner LRU dict, or None when ``owner`` cannot be weakly referenced."""
     try:
-        return store.setdefault(owner, OrderedDict())
+        with _LOCK:
+            return store.setdefault(owner, OrderedDict())
     except TypeError:
         return None
 
