@@ -81,13 +81,39 @@ def test_rows_are_tidy_with_provenance(local_result, phantom_manifest):
     out = local_result.out
     for name in ("metrics.parquet", "metrics.csv", "summary.csv", "summary.json", "report.html"):
         assert (out / name).is_file(), name
-    assert len(list((out / "parts").glob("*.parquet"))) == len(items)
+    assert len(list((out / "parts").glob("*.metrics.parquet"))) == len(items)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), metrics)
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "<table" in report
     assert list((out / "plots").glob("scatter_iou.png"))
     summary = json.loads((out / "summary.json").read_text())
-    assert {"summary", "agreement", "sam_vs_box", "config"} <= set(summary)
+    assert {"summary", "agreement", "sam_vs_box", "regions", "config"} <= set(summary)
+
+
+def test_region_table_scores_regions_against_the_truth(local_result, phantom_manifest):
+    from napari_samcam.evaluate import load_manifest
+
+    regions = local_result.regions
+    assert (local_result.out / "regions.csv").is_file()
+    items = {item.index: item for item in load_manifest(phantom_manifest)}
+    boxes = regions[regions["region_source"] == "box"]
+    assert len(boxes) == sum(item.positive for item in items.values())
+    for row in boxes.itertuples(index=False):
+        item = items[row.item]
+        truth = item.load_mask((96, 96))
+        r0, c0, r1, c1 = item.boxes[0]
+        region = np.zeros_like(truth)
+        region[r0:r1, c0:c1] = True
+        inter = (region & truth).sum()
+        assert row.dice == pytest.approx(2 * inter / (region.sum() + truth.sum()))
+        assert row.truth_area == truth.sum() and row.region_area == region.sum()
+    # saliency-prompted regions: one row per item and classifier
+    saliency = regions[regions["region_source"] == "sam-saliency-box"]
+    assert len(saliency) == len(items) and (saliency["classifier"] != "").all()
+    quality = local_result.region_summary.set_index(["region_source", "group"])
+    box_dice = boxes["dice"].mean()
+    assert quality.loc[("box", "all"), "dice"] == pytest.approx(box_dice)
+    assert quality.loc[("box", "all"), "n"] == len(boxes)
 
 
 def test_dask_cluster_gives_the_same_rows(local_result, phantom_manifest, models, tmp_path):
@@ -112,7 +138,7 @@ def test_interrupted_run_resumes_to_the_same_table(
 
     with pytest.raises(Stop):
         _run(phantom_manifest, tmp_path, models, progress=stop_after_two)
-    assert len(list((tmp_path / "parts").glob("*.parquet"))) == 2
+    assert len(list((tmp_path / "parts").glob("*.metrics.parquet"))) == 2
     assert not (tmp_path / "metrics.parquet").exists()
     calls = []
     resumed = _run(phantom_manifest, tmp_path, models, progress=lambda d, t: calls.append((d, t)))
@@ -140,7 +166,7 @@ def test_output_folder_rules(phantom_manifest, models, tmp_path):
     # ... unless overwrite, which starts afresh
     result = _run(phantom_manifest, out, models, region_sources=("box",), overwrite=True)
     assert result.n_reused == 0 and set(result.metrics["region_source"]) == {"box"}
-    assert len(list((out / "parts").glob("*.parquet"))) == result.n_images
+    assert len(list((out / "parts").glob("*.metrics.parquet"))) == result.n_images
     # results without a config.json are not overwritten either
     other = tmp_path / "other"
     other.mkdir()

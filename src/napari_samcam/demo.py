@@ -33,6 +33,7 @@ DEMO_OUTPUTS = (
     "phantoms",
     "metrics.csv",
     "radiograph.csv",
+    "regions.csv",
     "summary.csv",
     "summary.json",
     "overlays",
@@ -56,6 +57,10 @@ class DemoResult:
         Rows of the real chest radiograph (region source ``sam-saliency-box`` only).
     summary : pandas.DataFrame
         Mean and bootstrap CI per classifier x region source x metric (and per label).
+    regions : pandas.DataFrame
+        Every SAM region's Dice / IoU with the ground-truth lesion mask.
+    region_summary : pandas.DataFrame
+        Mean Dice / IoU per region source (and classifier for saliency-prompted regions).
     table : pandas.DataFrame
         The headline: per classifier and region source, hit rate, energy in the region, IoU.
     paths : dict
@@ -68,6 +73,8 @@ class DemoResult:
     radiograph: Any
     summary: Any
     table: Any
+    regions: Any = None
+    region_summary: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -186,7 +193,13 @@ def run_demo(
     from .evaluate.jobs import Job, make_jobs, rows_frame, run_job
     from .evaluate.manifests import Item, load_manifest
     from .evaluate.runner import make_spec
-    from .evaluate.summary import agreement_table, sam_vs_box, summarize, summary_record
+    from .evaluate.summary import (
+        agreement_table,
+        region_summary,
+        sam_vs_box,
+        summarize,
+        summary_record,
+    )
     from .phantoms import write_phantoms
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -215,11 +228,13 @@ def run_demo(
     overlays.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"manifest": manifest}
     frames = []
+    region_frames = []
     done = 0
     for job in make_jobs(load_manifest(manifest), spec):
         result = run_job(job, spec, keep_arrays=True)
         rows = result.frame()
         frames.append(rows)
+        region_frames.append(result.region_frame())
         boxes = [b for item in job.items for b in item.boxes]
         for path in _write_overlays(result, rows, overlays, Path(job.image).stem, boxes):
             paths[f"overlays/{path.name}"] = path
@@ -227,6 +242,7 @@ def run_demo(
         if progress is not None:
             progress(done, total)
     metrics = pd.concat(frames, ignore_index=True)
+    regions = pd.concat(region_frames, ignore_index=True)
 
     radiograph_rows = rows_frame([])
     if radiograph:
@@ -248,10 +264,12 @@ def run_demo(
     summary = summarize(metrics, n_resamples=n_resamples, seed=0)
     agreement = agreement_table(metrics)
     versus = sam_vs_box(agreement)
+    quality = region_summary(regions, n_resamples=n_resamples, seed=0)
     table = headline(summary)
     for name, frame in (
         ("metrics.csv", metrics),
         ("radiograph.csv", radiograph_rows),
+        ("regions.csv", regions),
         ("summary.csv", summary),
     ):
         tmp = out / f".{name}.tmp"
@@ -271,7 +289,7 @@ def run_demo(
         "config": spec.config(),
         "headline": table.to_dict("records"),
     }
-    record = summary_record(info, summary, agreement, versus)
+    record = summary_record(info, summary, agreement, versus, quality)
     tmp = out / ".summary.json.tmp"
     tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, out / "summary.json")
@@ -282,6 +300,8 @@ def run_demo(
         radiograph=radiograph_rows,
         summary=summary,
         table=table,
+        regions=regions,
+        region_summary=quality,
         paths=paths,
         seconds=time.perf_counter() - started,
     )

@@ -16,7 +16,8 @@ energy in the region, rank accuracy, top-k, AUROC, AUPRC, precision, recall, spe
 Writes into --out: metrics.parquet / metrics.csv (one row per image x classifier x method x
 region source x metric), summary.csv (mean with bootstrap 95% CI per class and overall),
 agreement.csv (agreement of each region source with the ground truth: Pearson, Spearman, mean
-absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, summary.json,
+absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
+region_summary.csv (each region's Dice / IoU with the ground-truth mask), summary.json,
 plots/*.png and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
@@ -213,6 +214,16 @@ def _print_headline(result) -> None:
                 f"  {row.classifier:<20} {row.cam_method:<9} {row.region_source:<18} "
                 f"{row.metric:<4} {row.mean:6.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] "
                 f"n={row.n}"
+            )
+    quality = result.region_summary
+    if quality is not None and len(quality):
+        shown = quality[quality["group"] == "all"]
+        print("\nregions against the ground-truth mask (mean Dice [95% CI]):")
+        for row in shown.itertuples(index=False):
+            who = f" ({row.classifier})" if row.classifier else ""
+            print(
+                f"  {row.region_source + who:<40} Dice {row.dice:.3f} "
+                f"[{row.dice_ci_low:.3f}, {row.dice_ci_high:.3f}] n={row.n}"
             )
     versus = result.sam_vs_box
     shown = versus[versus["metric"].isin(["iou", "energy"])] if len(versus) else versus

@@ -15,16 +15,17 @@ from __future__ import annotations
 import sys
 import types
 
-from .jobs import COLUMNS, EvalSpec, Job, JobResult, run_job
+from .jobs import COLUMNS, REGION_COLUMNS, EvalSpec, Job, JobResult, run_job
 from .manifests import Item, decode_rle, encode_rle, load_manifest
 from .regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
 from .runner import OUTPUT_NAMES, EvaluationResult, evaluate, make_spec
-from .summary import agreement_table, sam_vs_box, summarize
+from .summary import agreement_table, region_summary, sam_vs_box, summarize
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_REGION_SOURCES",
     "OUTPUT_NAMES",
+    "REGION_COLUMNS",
     "REGION_SOURCES",
     "EvalSpec",
     "EvaluationResult",
@@ -37,6 +38,7 @@ __all__ = [
     "evaluate",
     "load_manifest",
     "make_spec",
+    "region_summary",
     "run_job",
     "sam_vs_box",
     "summarize",

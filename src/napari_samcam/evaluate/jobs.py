@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .regions import ANNOTATION_SOURCES, SALIENCY_SOURCES, annotation_region, sa
 
 __all__ = [
     "COLUMNS",
+    "REGION_COLUMNS",
     "EvalSpec",
     "Job",
     "JobResult",
@@ -58,6 +60,25 @@ COLUMNS = (
     "region_score",
     "metric",
     "value",
+)
+
+#: Columns of the region table: every region's size and overlap with the ground truth.
+REGION_COLUMNS = (
+    "image",
+    "image_key",
+    "item",
+    "label",
+    "class",
+    "region_source",
+    "classifier",
+    "cam_method",
+    "prompt",
+    "sam_model",
+    "region_area",
+    "region_score",
+    "truth_area",
+    "dice",
+    "iou",
 )
 
 
@@ -332,6 +353,10 @@ class JobResult:
     ----------
     rows : list of dict
         One dict per metric value with the keys of :data:`COLUMNS`.
+    region_rows : list of dict
+        One dict per region with the keys of :data:`REGION_COLUMNS`: its area and its Dice and
+        IoU with the item's ground-truth mask (NaN without one). Annotation-based regions have
+        empty ``classifier`` and ``cam_method``; saliency-based ones one row per saliency map.
     image : numpy.ndarray or None
     window : tuple or None
     saliencies : dict
@@ -341,6 +366,7 @@ class JobResult:
     """
 
     rows: list[dict]
+    region_rows: list[dict] = field(default_factory=list)
     image: np.ndarray | None = None
     window: Any = None
     saliencies: dict = field(default_factory=dict)
@@ -351,6 +377,33 @@ class JobResult:
         import pandas as pd
 
         return rows_frame(self.rows, pd)
+
+    def region_frame(self):
+        """The region rows as a DataFrame with the columns of :data:`REGION_COLUMNS`."""
+        return region_frame(self.region_rows)
+
+
+def region_frame(rows: list[dict]):
+    """Region rows -> DataFrame with :data:`REGION_COLUMNS` and stable dtypes."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(REGION_COLUMNS))
+    numeric = {"item": "int64", "region_area": "int64", "truth_area": "float64"}
+    numeric |= {"region_score": "float64", "dice": "float64", "iou": "float64"}
+    for column in REGION_COLUMNS:
+        frame[column] = frame[column].astype(numeric.get(column, str))
+    return frame
+
+
+def _overlap(region: np.ndarray, truth: np.ndarray | None) -> tuple[float, float, float]:
+    """``(truth area, Dice, IoU)`` of a region with the ground truth; NaN where undefined."""
+    if truth is None:
+        return math.nan, math.nan, math.nan
+    inter = float(np.count_nonzero(region & truth))
+    a, b = float(np.count_nonzero(region)), float(np.count_nonzero(truth))
+    if a + b == 0:
+        return b, math.nan, math.nan
+    return b, 2 * inter / (a + b), inter / (a + b - inter)
 
 
 def rows_frame(rows: list[dict], pd=None):
@@ -424,6 +477,29 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
         result.image, result.window = image, window
     saliencies: dict[tuple, Any] = {}
     saliency_regions: dict[tuple, Any] = {}
+
+    def add_region_row(item: Item, region, truth, classifier_name: str, method: str) -> None:
+        truth_area, dice, iou = _overlap(region.mask, truth)
+        result.region_rows.append(
+            {
+                "image": item.image,
+                "image_key": image_key,
+                "item": item.index,
+                "label": item.label,
+                "class": item.cls,
+                "region_source": region.source,
+                "classifier": classifier_name,
+                "cam_method": method,
+                "prompt": json.dumps(region.prompt, sort_keys=True, default=_plain),
+                "sam_model": region.model or "",
+                "region_area": region.area,
+                "region_score": region.score,
+                "truth_area": truth_area,
+                "dice": dice,
+                "iou": iou,
+            }
+        )
+
     loaded = [get_classifier(ref) for ref in spec.classifiers]
     names = [entry.classifier.name for entry in loaded]
     if len(set(names)) != len(names):
@@ -454,6 +530,8 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                 )
                 if region is not None:
                     fixed.append(region)
+                    if source != "ground-truth":
+                        add_region_row(item, region, mask, "", "")
             for entry in loaded:
                 classifier = entry.classifier
                 target = _resolve_target(entry, item, spec.target)
@@ -482,6 +560,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                                 window=window,
                             )
                         regions.append(saliency_regions[rkey])
+                        add_region_row(item, saliency_regions[rkey], mask, classifier.name, method)
                     regions.sort(key=lambda r: spec.region_sources.index(r.source))
                     base = {
                         "image": item.image,

@@ -36,7 +36,15 @@ def _image(path: Path) -> str:
 
 
 def write_report(
-    path: Path, info: dict, metrics, summary, agreement, versus, *, plots: bool = True
+    path: Path,
+    info: dict,
+    metrics,
+    summary,
+    agreement,
+    versus,
+    *,
+    plots: bool = True,
+    regions=None,
 ) -> Path:
     """Write ``report.html`` next to the evaluation outputs and return its path."""
     path = Path(path)
@@ -82,6 +90,14 @@ def write_report(
             "against the ground-truth-mask scores. <code>mad_ratio</code> &lt; 1: SAM's region "
             "gives scores closer to the ground truth's than the box does.</p>",
             _table(shown),
+        ]
+    if regions is not None and len(regions):
+        parts += [
+            "<h2>Regions against the ground-truth mask</h2>",
+            "<p class='note'>Mean Dice and IoU of each region with the annotated mask, over "
+            "items with a non-empty mask; <code>area_ratio</code>: median region area / mask "
+            "area.</p>",
+            _table(regions),
         ]
     if len(agreement):
         parts += [

@@ -4,13 +4,17 @@ Output folder layout (``out``):
 
 ``config.json``
     The configuration and the manifest's identity. It decides what a re-run does (below).
-``parts/<key>.parquet``
+``parts/<key>.metrics.parquet``
     The rows of one image, written as soon as the image is done. ``key`` hashes the
     configuration, the image file's bytes and its annotations.
 ``metrics.parquet``, ``metrics.csv``
     The tidy table (:data:`~napari_samcam.evaluate.jobs.COLUMNS`), in manifest order.
-``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``summary.json``, ``plots/``,
-``report.html``
+``regions.parquet``, ``regions.csv``
+    Every region's area and its Dice / IoU with the ground-truth mask
+    (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
+    image.
+``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``region_summary.csv``,
+``summary.json``, ``plots/``, ``report.html``
     See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
     :mod:`~napari_samcam.evaluate.report`.
 
@@ -39,7 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputExistsError
-from .jobs import EvalSpec, Job, classifier_ref, make_jobs, rows_frame, run_job, sam_ref
+from .jobs import (
+    EvalSpec,
+    Job,
+    classifier_ref,
+    make_jobs,
+    region_frame,
+    rows_frame,
+    run_job,
+    sam_ref,
+)
 from .manifests import _file_digest, load_manifest
 from .regions import DEFAULT_REGION_SOURCES, SAM_SOURCES, check_region_sources
 
@@ -54,6 +67,9 @@ OUTPUT_NAMES = (
     "summary.csv",
     "agreement.csv",
     "sam_vs_box.csv",
+    "regions.parquet",
+    "regions.csv",
+    "region_summary.csv",
     "summary.json",
     "plots",
     "report.html",
@@ -75,6 +91,10 @@ class EvaluationResult:
         Agreement of every non-reference source with ``ground-truth``.
     sam_vs_box : pandas.DataFrame
         ``sam-box`` against the raw ``box``: which agrees better with ``ground-truth``.
+    regions : pandas.DataFrame
+        One row per region: area, Dice and IoU with the ground-truth mask.
+    region_summary : pandas.DataFrame
+        Mean Dice / IoU of each region source with the ground truth (bootstrap CIs).
     paths : dict
         Output name -> path.
     n_images : int
@@ -91,6 +111,8 @@ class EvaluationResult:
     summary: Any
     agreement: Any
     sam_vs_box: Any
+    regions: Any = None
+    region_summary: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     n_images: int = 0
     n_computed: int = 0
@@ -258,20 +280,29 @@ def _prepare_store(out: Path, record: dict, overwrite: bool) -> bool:
 
 
 def _part_path(out: Path, job: Job) -> Path:
-    return out / "parts" / f"{job.key}.parquet"
+    return out / "parts" / f"{job.key}.metrics.parquet"
 
 
-def _write_part(out: Path, job: Job, frame) -> None:
-    path = _part_path(out, job)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+def _regions_path(out: Path, job: Job) -> Path:
+    return out / "parts" / f"{job.key}.regions.parquet"
+
+
+def _write_part(out: Path, job: Job, frames) -> None:
+    """Write the region rows, then the metric rows: the latter marks the image as done."""
+    metrics, regions = frames
+    for frame, path in ((regions, _regions_path(out, job)), (metrics, _part_path(out, job))):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
 
 
 def _read_part(out: Path, job: Job):
     import pandas as pd
 
-    return pd.read_parquet(_part_path(out, job))
+    metrics = pd.read_parquet(_part_path(out, job))
+    path = _regions_path(out, job)
+    regions = pd.read_parquet(path) if path.exists() else region_frame([])
+    return metrics, regions
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,8 +311,9 @@ def _read_part(out: Path, job: Job):
 
 
 def _job_frame(job: Job, spec: EvalSpec):
-    """Worker entry point: the rows of one job as a DataFrame."""
-    return run_job(job, spec).frame()
+    """Worker entry point: the metric rows and region rows of one job, as DataFrames."""
+    result = run_job(job, spec)
+    return result.frame(), result.region_frame()
 
 
 def _set_torch_threads(n: int) -> None:
@@ -428,7 +460,7 @@ def evaluate(
     import pandas as pd
 
     from .summary import agreement_table as agreement_of
-    from .summary import sam_vs_box, summarize, summary_record
+    from .summary import region_summary, sam_vs_box, summarize, summary_record
 
     started = time.perf_counter()
     spec = make_spec(
@@ -488,16 +520,23 @@ def evaluate(
             _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
     seconds = time.perf_counter() - started
 
-    frames = [_read_part(out, job) for job in jobs]
-    frames = [f for f in frames if len(f)]
+    parts = [_read_part(out, job) for job in jobs]
+    frames = [m for m, _ in parts if len(m)]
     metrics = pd.concat(frames, ignore_index=True) if frames else rows_frame([])
+    frames = [r for _, r in parts if len(r)]
+    regions = pd.concat(frames, ignore_index=True) if frames else region_frame([])
+    del parts, frames
     paths: dict[str, Path] = {}
     paths["metrics.parquet"] = _atomic(out / "metrics.parquet", metrics.to_parquet, index=False)
     paths["metrics.csv"] = _atomic(out / "metrics.csv", metrics.to_csv, index=False)
+    paths["regions.parquet"] = _atomic(out / "regions.parquet", regions.to_parquet, index=False)
+    paths["regions.csv"] = _atomic(out / "regions.csv", regions.to_csv, index=False)
 
     summary = summarize(metrics, n_resamples=n_resamples, seed=seed)
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
+    quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
+    paths["region_summary.csv"] = _atomic(out / "region_summary.csv", quality.to_csv, index=False)
     paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
     paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
     paths["sam_vs_box.csv"] = _atomic(out / "sam_vs_box.csv", versus.to_csv, index=False)
@@ -509,7 +548,7 @@ def evaluate(
         "config": config,
     }
     summary_file = out / "summary.json"
-    _write_json(summary_file, summary_record(info, summary, agreement, versus))
+    _write_json(summary_file, summary_record(info, summary, agreement, versus, quality))
     paths["summary.json"] = summary_file
     if plots:
         from .plots import write_plots
@@ -520,7 +559,14 @@ def evaluate(
         from .report import write_report
 
         paths["report.html"] = write_report(
-            out / "report.html", info, metrics, summary, agreement, versus, plots=plots
+            out / "report.html",
+            info,
+            metrics,
+            summary,
+            agreement,
+            versus,
+            plots=plots,
+            regions=quality,
         )
     return EvaluationResult(
         out=out,
@@ -528,6 +574,8 @@ def evaluate(
         summary=summary,
         agreement=agreement,
         sam_vs_box=versus,
+        regions=regions,
+        region_summary=quality,
         paths=paths,
         n_images=len(jobs),
         n_computed=len(pending),

@@ -10,6 +10,8 @@
   Spearman, mean absolute difference, Bland-Altman bias and limits, and Cohen's kappa for hits.
 * :func:`sam_vs_box`: does SAM prompted by the box annotation agree better with the ground
   truth than the raw box does?
+* :func:`region_summary`: how well each region source matches the ground-truth mask itself
+  (mean Dice and IoU with bootstrap CIs), e.g. LiteMedSAM prompted by the box annotation.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["agreement_table", "group_column", "sam_vs_box", "summarize", "summary_record"]
+__all__ = [
+    "agreement_table",
+    "group_column",
+    "region_summary",
+    "sam_vs_box",
+    "summarize",
+    "summary_record",
+]
 
 KEYS = ["classifier", "cam_method", "region_source", "metric"]
 SUMMARY_COLUMNS = [*KEYS, "group", "n", "mean", "ci_low", "ci_high", "std", "median"]
@@ -263,13 +272,63 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summary_record(info: dict, summary, agreement, versus) -> dict:
+def summary_record(info: dict, summary, agreement, versus, regions=None) -> dict:
     """Everything :func:`summarize` & co. computed, JSON-ready (NaN written as ``null``)."""
-    return _clean(
-        {
-            **info,
-            "summary": summary.to_dict("records"),
-            "agreement": agreement.to_dict("records"),
-            "sam_vs_box": versus.to_dict("records"),
-        }
-    )
+    record = {
+        **info,
+        "summary": summary.to_dict("records"),
+        "agreement": agreement.to_dict("records"),
+        "sam_vs_box": versus.to_dict("records"),
+    }
+    if regions is not None:
+        record["regions"] = regions.to_dict("records")
+    return _clean(record)
+
+
+REGION_SUMMARY_COLUMNS = ["region_source", "classifier", "cam_method", "group", "n"]
+REGION_SUMMARY_COLUMNS += ["dice", "dice_ci_low", "dice_ci_high", "iou", "iou_ci_low"]
+REGION_SUMMARY_COLUMNS += ["iou_ci_high", "area_ratio"]
+
+
+def region_summary(regions, *, n_resamples: int = 1000, seed: int = 0) -> Any:
+    """Mean Dice and IoU of each region source with the ground-truth mask.
+
+    Only items with a non-empty ground truth count (Dice with an empty truth is 0 or
+    undefined). ``area_ratio`` is the median of region area / truth area.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``region_source, classifier, cam_method, group, n, dice, dice_ci_low,
+        dice_ci_high, iou, iou_ci_low, iou_ci_high, area_ratio``; ``classifier`` and
+        ``cam_method`` are empty for annotation-based sources.
+    """
+    import pandas as pd
+
+    from ..agreement import bootstrap_ci
+
+    if regions is None or len(regions) == 0:
+        return pd.DataFrame(columns=REGION_SUMMARY_COLUMNS)
+    positive = regions[regions["truth_area"] > 0]
+    by = group_column(positive) if len(positive) else None
+    records = []
+    with _quiet():
+        keys = ["region_source", "classifier", "cam_method"]
+        for key, frame in positive.groupby(keys, sort=False):
+            subsets = [("all", frame)]
+            if by is not None and frame[by].nunique() > 1:
+                subsets += [(f"{by}={v}", sub) for v, sub in frame.groupby(by, sort=True)]
+            for group, sub in subsets:
+                record = dict(zip(keys, key, strict=True), group=group)
+                for column in ("dice", "iou"):
+                    values = sub[column].to_numpy(dtype=np.float64)
+                    values = values[~np.isnan(values)]
+                    ci = bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+                    record[column] = ci.estimate
+                    record[f"{column}_ci_low"] = ci.low
+                    record[f"{column}_ci_high"] = ci.high
+                    record["n"] = int(values.size)
+                ratio = sub["region_area"] / sub["truth_area"]
+                record["area_ratio"] = float(ratio.median())
+                records.append(record)
+    return pd.DataFrame(records, columns=REGION_SUMMARY_COLUMNS)
