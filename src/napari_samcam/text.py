@@ -337,6 +337,9 @@ def _point_proposals(segmenter: Segmenter, unit: np.ndarray, opts) -> list[_Prop
 def _grid_boxes(shape: tuple[int, int], opts) -> np.ndarray:
     """A multi-scale grid of ``(row0, col0, row1, col1)`` boxes over the image."""
     height, width = shape
+    stride = float(opts["box_stride"])
+    if not stride > 0:
+        raise InputError(f"box_stride={stride!r}: pass a positive fraction of the box size.")
     boxes = []
     for scale in opts["box_scales"]:
         for aspect in opts["box_aspects"]:
@@ -346,7 +349,6 @@ def _grid_boxes(shape: tuple[int, int], opts) -> np.ndarray:
                 )
             bh = min(height, max(2.0, scale * height * math.sqrt(aspect)))
             bw = min(width, max(2.0, scale * width / math.sqrt(aspect)))
-            stride = float(opts["box_stride"])
             n_r = max(1, math.ceil((height - bh) / max(stride * bh, 1.0)) + 1)
             n_c = max(1, math.ceil((width - bw) / max(stride * bw, 1.0)) + 1)
             for r in np.linspace(0.0, height - bh, n_r):
