@@ -41,6 +41,9 @@ _API = {
     "generate_phantoms": "phantoms",
     "write_phantoms": "phantoms",
     "evaluate": "evaluate",
+    "segment_text": "text",
+    "load_clip": "text",
+    "clip_available": "text",
     "SamcamError": "errors",
     "InputError": "errors",
 }

@@ -43,6 +43,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--text", help="text prompt for CLIP-SAM, e.g. 'nodule'")
     parser.add_argument("--clip", help="CLIP model: a local folder or a hub id (with --text)")
     parser.add_argument(
+        "--negative-text",
+        action="append",
+        default=None,
+        help="texts the region must not match (repeatable; default: 'background')",
+    )
+    parser.add_argument("--top-k", type=int, default=1, help="text: regions to keep (default 1)")
+    parser.add_argument("--threshold", type=float, default=None, help="text: minimum score")
+    parser.add_argument(
+        "--proposals",
+        default="auto",
+        choices=["auto", "points", "boxes"],
+        help="text: SAM proposals from a point grid, a box grid, or auto (boxes for box-only "
+        "models such as LiteMedSAM)",
+    )
+    parser.add_argument(
         "--context",
         type=float,
         default=None,
@@ -73,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
     if args.text:
-        regions = segmenter.segment(image, text=args.text, clip=args.clip, window=data.window)
+        options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
+        if args.negative_text is not None:
+            options["negatives"] = tuple(args.negative_text)
+        regions = segmenter.segment(
+            image, text=args.text, clip=args.clip, window=data.window, **options
+        )
     else:
         points = [*args.point, *args.negative_point]
         labels = [1] * len(args.point) + [0] * len(args.negative_point)
