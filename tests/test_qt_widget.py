@@ -93,7 +93,7 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     assert errors == []
     regions = viewer.layers["phantom lesion regions"]
     table = regions.features
-    assert list(table.columns[:4]) == ["index", "label", "region_source", "prompt"]
+    assert list(table.columns[:5]) == ["index", "label", "region_source", "score", "iou"]
     for column in EXPECTED_COLUMNS:
         assert column in table.columns
     assert len(table) == 1
@@ -181,7 +181,7 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tiny_segmenter, 
     assert "no-such-classifier" in errors[0] and "Traceback" not in errors[0]
 
     # no prompt on the boxes layer: said before any work starts
-    boxes = viewer.layers["phantom lesion lesion box"]
+    boxes = viewer.layers["phantom lesion box"]
     boxes.data = []
     widget.segment_button.click()
     assert not widget.runner.running
@@ -237,7 +237,7 @@ def test_volume_slices_and_all_slices(
     viewer = make_napari_viewer()
     layers = viewer.open_sample("napari-samcam", "phantom-stack")
     image = layers[0]
-    boxes = viewer.layers["phantom stack lesion boxes"]
+    boxes = viewer.layers["phantom stack boxes"]
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     box_slices = sorted({int(v[0, 0]) for v in boxes.data})
     viewer.dims.set_current_step(0, box_slices[0])

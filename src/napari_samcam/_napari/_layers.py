@@ -28,19 +28,11 @@ META_KEY = "samcam"
 #: Colours of positive / negative prompt points.
 POINT_COLORS = {True: "lime", False: "red"}
 
-#: Columns every regions table starts with (then the metrics).
-REGION_COLUMNS = (
-    "index",
-    "label",
-    "slice",
-    "region_source",
-    "prompt",
-    "score",
-    "area",
-    "model",
-    "saliency",
-    "class_name",
-)
+#: Columns every regions table starts with; the metrics follow, then :data:`REGION_DETAILS`.
+REGION_COLUMNS = ("index", "label", "slice", "region_source", "score")
+
+#: Columns after the metrics: where the region and the saliency came from.
+REGION_DETAILS = ("prompt", "area", "model", "saliency", "class_name")
 
 
 @dataclass

@@ -91,8 +91,8 @@ def _single(case, name: str) -> list[LayerData]:
     info = _case_info(case)
     out = [_image(case.image.copy(), name, info)]
     if case.box is not None:
-        out.append(_boxes([box_to_rectangle(case.box)], f"{name} lesion box", name, ["lesion"]))
-        out.append(_mask(case.mask, f"{name} lesion mask", name))
+        out.append(_boxes([box_to_rectangle(case.box)], f"{name} box", name, ["lesion"]))
+        out.append(_mask(case.mask, f"{name} mask", name))
     return out
 
 
@@ -119,8 +119,8 @@ def phantom_stack() -> list[LayerData]:
     masks = np.stack([c.mask for c in cases])
     return [
         _image(volume, name, info),
-        _boxes(rectangles, f"{name} lesion boxes", name, ["lesion"] * len(rectangles)),
-        _mask(masks, f"{name} lesion masks", name),
+        _boxes(rectangles, f"{name} boxes", name, ["lesion"] * len(rectangles)),
+        _mask(masks, f"{name} masks", name),
     ]
 
 

@@ -1007,7 +1007,8 @@ def _regions_table(layer):
 
 
 def _order_columns(table, volume: bool):
-    from ._layers import REGION_COLUMNS
+    """Identity and score first, then the metrics, then provenance details, then the rest."""
+    from ._layers import REGION_COLUMNS, REGION_DETAILS
 
     try:
         from ..metrics import METRIC_NAMES
@@ -1015,11 +1016,10 @@ def _order_columns(table, volume: bool):
         METRIC_NAMES = ()
     first = [c for c in REGION_COLUMNS if c in table and (volume or c != "slice")]
     metrics = [c for c in METRIC_NAMES if c in table]
-    rest = [c for c in table.columns if c not in first and c not in metrics]
-    if not volume and "slice" in rest:
-        rest.remove("slice")
-    table = table[first + metrics + rest].reset_index(drop=True)
-    return table
+    details = [c for c in REGION_DETAILS if c in table]
+    placed = set(first) | set(metrics) | set(details) | ({"slice"} if not volume else set())
+    rest = [c for c in table.columns if c not in placed]
+    return table[first + metrics + details + rest].reset_index(drop=True)
 
 
 def _guess_prompt(boxes, points, text, shapes, points_layer) -> str:

@@ -187,9 +187,9 @@ class SamcamWidget(QWidget):
             label="checkpoint",
             mode="r",
             filter="*.pt *.pth *.bin *.safetensors",
+            nullable=True,
             tooltip="State dict for 'torchvision:ARCH' / 'timm:ARCH' (leave empty otherwise).",
         )
-        self.checkpoint.value = ""
         self.method = widgets.ComboBox(label="CAM method", choices=list(_cam_methods()))
         self.target = widgets.ComboBox(label="target class", choices=[_TOP_CLASS])
         self.target_layer = widgets.ComboBox(label="target layer", choices=[_AUTO_LAYER])
@@ -516,9 +516,9 @@ class SamcamWidget(QWidget):
         except Exception as exc:  # a classifier the registry loaded but cannot introspect
             logger.debug("classifier introspection failed: %s", exc)
             return
-        self.target.choices = [_TOP_CLASS, *names]
+        self.target.choices = [(_TOP_CLASS, _TOP_CLASS), *[(n, n) for n in names]]
         auto_label = f"{_AUTO_LAYER} ({auto})" if auto else _AUTO_LAYER
-        self.target_layer.choices = [(auto_label, _AUTO_LAYER), *layers]
+        self.target_layer.choices = [(auto_label, _AUTO_LAYER), *[(n, n) for n in layers]]
         self.target_layer.value = _AUTO_LAYER
 
     def _on_busy(self, busy: bool) -> None:
