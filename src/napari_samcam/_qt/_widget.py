@@ -140,6 +140,7 @@ class SamcamWidget(QWidget):
         self._build()
         self._connect()
         self.reset_choices()
+        self._default_prompt_layers()
         self._sync_settings_from_session()
         self._on_prompt_kind()
         self._check_clip()
@@ -357,6 +358,7 @@ class SamcamWidget(QWidget):
         self.prompt_kind.changed.connect(self._on_prompt_kind)
         self.points.changed.connect(self._on_points_layer)
         self.image.changed.connect(self._update_slice_label)
+        self.image.changed.connect(self._default_prompt_layers)
         self.clip.changed.connect(self._check_clip)
         self.classifier.currentTextChanged.connect(self._on_classifier_text)
         self.checkpoint.changed.connect(self._on_classifier_text)
@@ -406,16 +408,16 @@ class SamcamWidget(QWidget):
         """Refresh the layer drop-downs (napari calls this when layers change)."""
         for form in self._forms:
             form.reset_choices()
-        self._default_prompt_layers()
+        self._default_prompt_layers(force=False)
 
-    def _default_prompt_layers(self) -> None:
-        """Prefer the prompt layers that belong to the chosen image."""
+    def _default_prompt_layers(self, *_: Any, force: bool = True) -> None:
+        """Pick the prompt layers that belong to the chosen image (a sample's lesion box, the
+        layers of *Add prompt layers*) when the image changes or nothing is chosen yet."""
         image = self.image.value
         if image is None:
             return
         for combo, kind in ((self.shapes, "box-prompts"), (self.points, "point-prompts")):
-            current = combo.value
-            if current is not None and samcam_meta(current).get("image_layer") == image.name:
+            if combo.value is not None and not force:
                 continue
             for layer in combo.choices:
                 if layer is None:
