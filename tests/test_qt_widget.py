@@ -398,3 +398,51 @@ def test_text_prompt_with_a_local_clip_folder(
     table = viewer.layers["phantom lesion regions"].features
     assert table["region_source"].tolist() == ["sam-text"]
     assert '"text": "nodule"' in table["prompt"].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def lesion_detector():
+    from napari_samcam.classifiers import load_classifier
+
+    try:
+        return load_classifier("lesion-detector", device="cpu")
+    except Exception as exc:  # the shipped weights are not in this checkout
+        pytest.skip(f"built-in classifier not available: {exc}")
+
+
+@pytest.mark.slow
+def test_builtin_models_end_to_end_on_the_phantom_sample(
+    make_napari_viewer, qtbot, lesion_detector, litemedsam, errors
+):
+    """Open sample -> load classifier -> explain -> SAM box prompt -> metrics table."""
+    viewer = make_napari_viewer()
+    _phantom(viewer)
+    truth = viewer.layers["phantom lesion mask"].data.astype(bool)
+    widget = _widget(viewer, qtbot, segmenter=litemedsam)
+    assert widget.classifier.currentText() == "lesion-detector"
+
+    widget.load_button.click()
+    _wait(widget, qtbot)
+    assert errors == []
+    assert "lesion" in widget.target.choices or len(widget.target.choices) > 1
+    assert widget.predictions.text().startswith("predicted:")
+
+    widget.explain_button.click()
+    _wait(widget, qtbot)
+    saliency = _saliency(viewer)
+    provenance = saliency.metadata[META_KEY]["provenance"]
+    assert provenance["classifier"] == "lesion-detector"
+    assert saliency.name == f"lesion-detector gradcam [{provenance['class_name']}]"
+
+    widget.segment_button.click()
+    _wait(widget, qtbot, timeout=120000)
+    assert errors == []
+    regions = viewer.layers["phantom lesion regions"]
+    row = regions.features.iloc[0]
+    mask = regions.data == row["label"]
+    dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+    assert dice > 0.7, dice  # LiteMedSAM finds the lesion from its box
+    assert row["score"] > 0.5
+    assert row["hit"] == 1.0  # the lesion detector's peak is on the lesion
+    assert 0.0 < row["energy"] <= 1.0 and 0.0 <= row["iou"] <= 1.0
+    assert row["auroc"] > 0.5
