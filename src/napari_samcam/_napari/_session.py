@@ -209,7 +209,7 @@ class SamcamSession:
         self.text_options = dict(text_options or {})
         self.predictions: dict[str, float] = {}
         self._classifiers: dict[tuple, Any] = {}
-        self._classifier_key: tuple | None = None
+        self._announced: Any = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
 
@@ -421,7 +421,7 @@ class SamcamSession:
         yield Step("classifier loaded", 1, 1)
 
         def apply():
-            self.classifier_loaded.emit(classifier)
+            self._announce(classifier)
             self.status.emit(f"classifier {classifier.name} loaded")
             return classifier
 
@@ -496,7 +496,18 @@ class SamcamSession:
         names = [classifier.class_label(i) for i in range(len(results[-1][1].probabilities))]
         self.check_cancelled()
         yield Step("done", total, total)
-        return lambda: self._apply_saliency(image, results, names)
+
+        def apply():
+            self._announce(classifier)
+            return self._apply_saliency(image, results, names)
+
+        return apply
+
+    def _announce(self, classifier) -> None:
+        """Emit :attr:`classifier_loaded` once per classifier object (its classes, layers)."""
+        if self._announced is not classifier:
+            self._announced = classifier
+            self.classifier_loaded.emit(classifier)
 
     def _apply_saliency(self, image, results: list[tuple[tuple[int, ...], Any]], names):
         """Put saliency maps into their layer (created or updated) and record provenance."""
