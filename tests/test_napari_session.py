@@ -1,0 +1,184 @@
+"""The widget's model, SamcamSession, on a napari ViewerModel: no Qt, no display, tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari.components import ViewerModel
+from napari.layers import Layer
+
+from napari_samcam._napari._layers import META_KEY, box_to_rectangle
+from napari_samcam._napari._sample_data import phantom_nodule, phantom_stack
+from napari_samcam._napari._session import (
+    JobCancelled,
+    SamcamSession,
+    Step,
+    toggle_polarity,
+)
+from napari_samcam.errors import InputError
+
+
+def _viewer(sample=phantom_nodule):
+    viewer = ViewerModel()
+    for data in sample():
+        viewer.add_layer(Layer.create(*data))
+    return viewer
+
+
+@pytest.fixture
+def session(tiny_classifier, tiny_segmenter):
+    return SamcamSession(_viewer(), classifier=tiny_classifier, segmenter=tiny_segmenter)
+
+
+def test_jobs_yield_steps_and_apply_at_the_end(session):
+    job = session.explain_job("phantom lesion")
+    steps = []
+    try:
+        while True:
+            steps.append(next(job))
+    except StopIteration as stop:
+        apply = stop.value
+    assert all(isinstance(s, Step) for s in steps)
+    assert steps[0].done == 0 and steps[-1].done == steps[-1].total
+    n_layers = len(session.viewer.layers)
+    assert len(session.viewer.layers) == n_layers  # nothing touched before apply
+    layer = apply()
+    assert len(session.viewer.layers) == n_layers + 1
+    assert layer.metadata[META_KEY]["kind"] == "saliency"
+    assert layer.metadata[META_KEY]["image_layer"] == "phantom lesion"
+
+
+def test_explain_records_provenance_and_predictions(session):
+    got = []
+    session.predictions_changed.connect(got.append)
+    layer = session.explain()
+    provenance = layer.metadata[META_KEY]["provenance"]
+    assert provenance["classifier"] == "Sequential" and provenance["method"] == "gradcam"
+    assert set(got[-1]) == {"cat", "dog"}
+    assert sum(got[-1].values()) == pytest.approx(1.0, abs=1e-5)
+    assert layer.name == f"Sequential gradcam [{provenance['class_name']}]"
+    # explaining the other class gives its own layer
+    session.target = "dog" if provenance["class_name"] == "cat" else "cat"
+    other = session.explain()
+    assert other is not layer and other.name != layer.name
+
+
+def test_segment_with_explicit_boxes_and_metrics(session):
+    session.explain()
+    regions = session.segment(boxes=[(128, 366, 184, 438), (300, 100, 340, 160)])
+    table = session.metrics()
+    assert table["label"].tolist() == [1, 2]
+    assert table["region_source"].tolist() == ["sam-box", "sam-box"]
+    prompts = [json.loads(p) for p in table["prompt"]]
+    assert prompts[0]["box"] == [128, 366, 184, 438]
+    assert prompts[0]["context"] == 2.5
+    for label, area in zip(table["label"], table["area"], strict=True):
+        assert (regions.data == label).sum() <= area  # overlaps may hide a few pixels
+    assert {"iou", "dice", "hit", "energy", "auroc"} <= set(table.columns)
+    assert regions.features is not None and "index" in regions.features
+
+
+def test_segment_without_saliency_warns_and_has_no_metrics(tiny_segmenter):
+    session = SamcamSession(_viewer(), segmenter=tiny_segmenter, context=None)
+    with pytest.warns(UserWarning, match="click Explain"):
+        session.segment(shapes="phantom lesion box")
+    table = session.metrics()
+    assert "iou" not in table.columns and table["saliency"].iloc[0] == ""
+
+
+def test_points_prompts_use_the_positive_feature(session):
+    session.explain()
+    layer = session.viewer.add_points(
+        np.array([[150.0, 400.0], [20.0, 20.0]]), features={"positive": [True, False]}
+    )
+    session.segment(points_layer=layer)
+    prompt = json.loads(session.metrics()["prompt"].iloc[0])
+    assert prompt["point_labels"] == [1, 0]
+    assert prompt["points"] == [[150.0, 400.0], [20.0, 20.0]]
+
+
+def test_toggle_polarity_flips_selected_points_or_the_default():
+    viewer = ViewerModel()
+    points = viewer.add_points(np.array([[1.0, 1.0], [2.0, 2.0]]))
+    from napari_samcam._napari._session import bind_polarity_key
+
+    bind_polarity_key(points)
+    assert points.features["positive"].tolist() == [True, True]
+    points.selected_data = {0}
+    toggle_polarity(points)
+    assert points.features["positive"].tolist() == [False, True]
+    points.selected_data = set()
+    toggle_polarity(points)  # nothing selected: new points become negative
+    points.add([[3.0, 3.0]])
+    assert points.features["positive"].tolist() == [False, True, False]
+
+
+def test_saliency_prompt_and_its_boxes_layer(session):
+    session.explain()
+    session.segment(prompt="saliency")
+    table = session.metrics()
+    assert table["region_source"].tolist() == ["sam-saliency-box"]
+    boxes = session.viewer.layers["phantom lesion saliency boxes"]
+    assert len(boxes.data) == 1 and boxes.features["metrics"].iloc[0]
+
+
+def test_clear_errors_before_any_work(session, tiny_segmenter):
+    with pytest.raises(InputError, match="click Explain first"):
+        session.segment(prompt="saliency")
+    session.viewer.layers["phantom lesion box"].data = []
+    with pytest.raises(InputError, match="draw a rectangle"):
+        session.segment(shapes="phantom lesion box")
+    with pytest.raises(InputError, match="type what to segment"):
+        session.segment(prompt="text", text="  ")
+    with pytest.raises(InputError, match="CLIP"):
+        session.segment(prompt="text", text="nodule")
+    with pytest.raises(InputError, match="no layer named"):
+        session.explain("nope")
+    with pytest.raises(InputError, match="open an image"):
+        SamcamSession(ViewerModel()).explain()
+
+
+def test_cancel_from_a_core_progress_callback(session):
+    job = session.segment_job(boxes=[(128, 366, 184, 438)])
+    session._cancel.clear()
+    next(job)  # loading SAM
+    session.cancel()
+    with pytest.raises(JobCancelled):
+        while True:
+            next(job)
+
+
+def test_volume_planes_and_all_slices(tiny_classifier, tiny_segmenter):
+    viewer = _viewer(phantom_stack)
+    session = SamcamSession(viewer, classifier=tiny_classifier, segmenter=tiny_segmenter)
+    boxes = viewer.layers["phantom stack boxes"]
+    with_boxes = sorted({int(v[0, 0]) for v in boxes.data})
+    saliency = session.explain(index=with_boxes[0])
+    assert saliency.data.shape == (8, 512, 512)
+    assert [i for i in range(8) if saliency.data[i].any()] == [with_boxes[0]]
+    session.explain(all_slices=True)
+    regions = session.segment(shapes=boxes, all_slices=True)
+    table = session.metrics()
+    assert sorted(table["slice"].astype(int)) == with_boxes
+    assert regions.data.shape == (8, 512, 512)
+    # a box drawn on slice 0 of a 3-D Shapes layer prompts slice 0 only
+    viewer.add_shapes([box_to_rectangle((10, 10, 60, 60), (0,))], shape_type="rectangle")
+    session.segment(shapes=viewer.layers[-1], index=0)
+    assert "0" in session.metrics()["slice"].tolist()
+
+
+def test_save_and_reopen_through_the_session(session, tmp_path):
+    from napari_samcam._napari._session_io import read_session
+
+    session.explain()
+    session.segment(shapes="phantom lesion box")
+    folder = session.save(tmp_path / "case.samcam")[0]
+    layers = [Layer.create(*d) for d in read_session(folder)]
+    assert [lyr.name for lyr in layers] == [lyr.name for lyr in session.viewer.layers]
+    written = session.export_metrics(tmp_path / "m.csv")
+    assert written == [str(tmp_path / "m.csv")]
