@@ -145,7 +145,7 @@ def test_clear_errors_before_any_work(session, tiny_segmenter):
 
 def test_cancel_from_a_core_progress_callback(session):
     job = session.segment_job(boxes=[(128, 366, 184, 438)])
-    session._cancel.clear()
+    session.clear_cancel()
     next(job)  # loading SAM
     session.cancel()
     with pytest.raises(JobCancelled):

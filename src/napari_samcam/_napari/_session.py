@@ -220,6 +220,10 @@ class SamcamSession:
         """Ask the running job to stop at its next step."""
         self._cancel.set()
 
+    def clear_cancel(self) -> None:
+        """Forget an earlier :meth:`cancel` (a new job starts)."""
+        self._cancel.clear()
+
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if :meth:`cancel` was called since the job started."""
         if self._cancel.is_set():
@@ -235,7 +239,7 @@ class SamcamSession:
 
     def run(self, job: Job) -> Any:
         """Run a job to its end in the calling thread and apply its result; return that."""
-        self._cancel.clear()
+        self.clear_cancel()
         try:
             while True:
                 next(job)

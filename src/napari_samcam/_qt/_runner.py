@@ -113,7 +113,7 @@ class JobRunner(QObject):
             logger.error("%s could not start", title, exc_info=exc)
             show_error(error_message(title, exc))
             return False
-        self.session._cancel.clear()
+        self.session.clear_cancel()
         self._title = title
         worker = create_worker(
             guarded, job, leave_free=self.leave_free, _start_thread=False, _ignore_errors=True
