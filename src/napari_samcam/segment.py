@@ -6,6 +6,8 @@ exclusive. :func:`to_sam_coords` is the only place that converts to SAM's ``(x, 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -23,6 +25,7 @@ __all__ = [
     "Embedding",
     "Region",
     "Segmenter",
+    "embedding_key",
     "load_segmenter",
     "to_sam_coords",
 ]
@@ -77,6 +80,8 @@ class Embedding:
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     offset: tuple[int, int] = (0, 0)
+    #: Per-embedding data the decoder derives once (its token layout), not part of the value.
+    _derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def to_sam_coords(
@@ -155,6 +160,81 @@ class _MaskUpsampler:
         return out
 
 
+_CHUNK = 1 << 22  # bytes per SHA-256 leaf of the content digest
+_DIGEST_POOL = None
+_DIGEST_POOL_LOCK = threading.Lock()
+_KEY_MEMO: OrderedDict[bytes, str] = OrderedDict()
+_KEY_MEMO_SIZE = 256
+
+
+def _digest_pool():
+    global _DIGEST_POOL
+    with _DIGEST_POOL_LOCK:
+        if _DIGEST_POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = max(
+                1,
+                min(
+                    4,
+                    len(os.sched_getaffinity(0))
+                    if hasattr(os, "sched_getaffinity")
+                    else os.cpu_count() or 1,
+                ),
+            )
+            _DIGEST_POOL = ThreadPoolExecutor(workers, thread_name_prefix="samcam-digest")
+        return _DIGEST_POOL
+
+
+def content_digest(array: np.ndarray) -> bytes:
+    """A SHA-256 tree digest of an array's shape, dtype and bytes, hashed in parallel.
+
+    The bytes are cut into fixed 4 MiB leaves (independent of the machine), each leaf is
+    hashed with SHA-256 on a thread pool (hashlib releases the GIL), and the leaf digests are
+    hashed together with the shape and dtype. About 2x cheaper than BLAKE2b on one core (SHA
+    instructions) and parallel on several; collision resistance is SHA-256's.
+    """
+    array = np.ascontiguousarray(array)
+    data = memoryview(array).cast("B")
+    header = str((array.shape, array.dtype.str, data.nbytes)).encode()
+    if data.nbytes <= 2 * _CHUNK:
+        return hashlib.sha256(header + b"\0" + hashlib.sha256(data).digest()).digest()
+    leaves = [data[i : i + _CHUNK] for i in range(0, data.nbytes, _CHUNK)]
+    digests = _digest_pool().map(lambda leaf: hashlib.sha256(leaf).digest(), leaves)
+    return hashlib.sha256(header + b"\1" + b"".join(digests)).digest()
+
+
+def embedding_key(image: np.ndarray) -> str:
+    """:func:`~napari_samcam.images.image_hash` of ``image``, computed once per content.
+
+    The embedding cache is keyed by ``image_hash`` (BLAKE2b), which callers may also pass as
+    ``key=``. Prompting the same image again would hash all of it again; here a cheaper
+    :func:`content_digest` of the content looks up the ``image_hash`` computed the first time.
+    Both are content hashes, so an array edited in place gets a new key.
+    """
+    digest = content_digest(image)
+    with _DIGEST_POOL_LOCK:
+        key = _KEY_MEMO.get(digest)
+        if key is not None:
+            _KEY_MEMO.move_to_end(digest)
+            return key
+    key = image_hash(image)
+    with _DIGEST_POOL_LOCK:
+        _KEY_MEMO[digest] = key
+        while len(_KEY_MEMO) > _KEY_MEMO_SIZE:
+            _KEY_MEMO.popitem(last=False)
+    return key
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
+
+
 class Segmenter:
     """Prompted Segment Anything with embeddings cached per (image content, window, crop).
 
@@ -164,6 +244,16 @@ class Segmenter:
         From :func:`~napari_samcam.sam_models.load_sam_model`.
     cache_size : int
         How many embeddings to keep (least recently used are dropped).
+    accelerate : bool, optional
+        Run inference-only copies of the encoder and decoder with folded batch norms,
+        channels-last convolutions, fused oneDNN kernels on CPU and fused attention (see
+        ``napari_samcam._accel``): same masks, several times faster. Default on; the environment
+        variable ``SAMCAM_ACCELERATE=0`` turns it off.
+    compile_encoder : bool, optional
+        Also ``torch.compile`` the encoder. Its first use compiles (a minute or more cold,
+        seconds with inductor's disk cache warm), so it is off by default; turn it on for long
+        batch runs, or with ``SAMCAM_COMPILE=1``. Falls back to the uncompiled encoder if
+        compilation fails.
 
     Attributes
     ----------
@@ -171,12 +261,26 @@ class Segmenter:
         How many times the image encoder ran (cache misses).
     """
 
-    def __init__(self, model: SamModel, *, cache_size: int = 16):
+    def __init__(
+        self,
+        model: SamModel,
+        *,
+        cache_size: int = 16,
+        accelerate: bool | None = None,
+        compile_encoder: bool | None = None,
+    ):
         self.model = model
         self.cache_size = int(cache_size)
         self.encoder_calls = 0
+        self.accelerate = (
+            _env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
+        )
+        self.compile_encoder = (
+            _env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
+        )
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
         self._upsamplers: dict[tuple, _MaskUpsampler] = {}
+        self._fast: dict[str, Any] = {}
         self._lock = threading.RLock()
 
     @property
@@ -194,6 +298,68 @@ class Segmenter:
         with self._lock:
             self._cache.clear()
 
+    # -- inference modules -------------------------------------------------------------------
+    def _modules(self) -> dict[str, Any]:
+        """Encoder, decoder and dense positional encoding to run, rebuilt when weights change.
+
+        The accelerated copies are made from the model's current weights; a change of any
+        parameter or buffer (loading, in-place edits, moving devices) is detected by
+        :func:`napari_samcam._accel.fingerprint` and rebuilds them.
+        """
+        import torch
+
+        from . import _accel
+
+        sam = self.model.sam
+        state = (bool(self.accelerate), bool(self.compile_encoder), _accel.fingerprint(sam))
+        with self._lock:
+            if self._fast.get("state") == state:
+                return self._fast
+            encoder, decoder = sam.image_encoder, sam.mask_decoder
+            if self.accelerate:
+                encoder = _accel.accelerate_encoder(sam.image_encoder)
+                decoder = _accel.accelerate_decoder(sam.mask_decoder)
+            if self.compile_encoder:
+                try:
+                    encoder = _accel.compile_module(encoder)
+                except Exception as exc:  # no compiler, unsupported platform
+                    warnings.warn(
+                        f"torch.compile is unavailable ({exc}); using the eager encoder.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+            with torch.inference_mode():
+                pe = sam.prompt_encoder.get_dense_pe()
+            self._fast = {
+                "state": state,
+                "encoder": encoder,
+                "decoder": decoder,
+                "tokens": isinstance(decoder, _accel.AcceleratedDecoder),
+                "pe": pe,
+                "pe_tokens": _accel.tokens_of(pe),
+            }
+            return self._fast
+
+    def _run_encoder(self, tensor):
+        import torch
+
+        encoder = self._modules()["encoder"]
+        with torch.inference_mode():
+            try:
+                return encoder(tensor)
+            except Exception as exc:
+                if not self.compile_encoder:
+                    raise
+                # A compiled encoder failing on first use (no C compiler, ...): run eagerly.
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {exc}); using the eager "
+                    "encoder.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.compile_encoder = False
+                return self._modules()["encoder"](tensor)
+
     # -- embedding ---------------------------------------------------------------------------
     def _prepare(self, unit: np.ndarray):
         """``[0, 1]`` image -> normalised, resized and padded ``(1, 3, S, S)`` encoder input."""
@@ -207,9 +373,10 @@ class Segmenter:
         tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
         tensor = tensor.permute(2, 0, 1)[None] if tensor.ndim == 3 else tensor[None, None]
         tensor = tensor.to(self.device) * 255.0
+        # Resizing is per channel: resize a grey image once, then repeat it as RGB.
+        tensor = F.interpolate(tensor, size=new, mode="bilinear", antialias=True)
         if tensor.shape[1] == 1:
             tensor = tensor.expand(-1, 3, -1, -1)
-        tensor = F.interpolate(tensor, size=new, mode="bilinear", antialias=True)
         sam = self.model.sam
         tensor = (tensor - sam.pixel_mean) / sam.pixel_std
         tensor = F.pad(tensor, (0, size - new[1], 0, size - new[0]))
@@ -239,11 +406,9 @@ class Segmenter:
         progress : callable, optional
             Called as ``progress(done, total)``.
         """
-        import torch
-
         image = validate_image(image)
         cache_key = (
-            key or image_hash(image),
+            key or embedding_key(image),
             self.name,
             None if window is None else tuple(map(float, window)),
             None if crop is None else tuple(int(v) for v in crop),
@@ -259,8 +424,7 @@ class Segmenter:
         view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
         unit = to_unit_range(view, window)
         tensor, new = self._prepare(unit)
-        with torch.inference_mode():
-            features = self.model.sam.image_encoder(tensor)
+        features = self._run_encoder(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
         embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
         with self._lock:
@@ -312,14 +476,26 @@ class Segmenter:
         if mask_input is not None:
             masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
             masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:]).expand(n, -1, -1, -1)
+        modules = self._modules()
         with torch.inference_mode():
             sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
-            low_res, iou = sam.mask_decoder(
+            extra = {}
+            if modules["tokens"]:
+                from ._accel import tokens_of
+
+                if "tokens" not in embedding._derived:
+                    embedding._derived["tokens"] = tokens_of(embedding.features)
+                extra = {
+                    "image_tokens": embedding._derived["tokens"],
+                    "pe_tokens": modules["pe_tokens"],
+                }
+            low_res, iou = modules["decoder"](
                 image_embeddings=embedding.features,
-                image_pe=sam.prompt_encoder.get_dense_pe(),
+                image_pe=modules["pe"],
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
+                **extra,
             )
             best = iou.argmax(1)
             upsampler = self._upsampler(embedding, low_res.shape[-1])
@@ -345,6 +521,7 @@ class Segmenter:
         text: str | None = None,
         clip: Any = None,
         progress: Callable[[int, int], None] | None = None,
+        key: str | None = None,
         **text_options: Any,
     ) -> list[Region]:
         """Segment regions from prompts.
@@ -377,6 +554,9 @@ class Segmenter:
             Text prompt: see :func:`napari_samcam.text.segment_text`.
         progress : callable, optional
             ``progress(done, total)`` over encoder runs.
+        key : str, optional
+            A precomputed :func:`~napari_samcam.images.image_hash` of ``image`` (skips hashing
+            it; it must be the hash of this very content).
 
         Returns
         -------
@@ -408,7 +588,8 @@ class Segmenter:
             multimask = boxes_arr is None and pts is not None and len(pts) == 1
         if source is None:
             source = "sam-box" if boxes_arr is not None else "sam-points"
-        key = image_hash(image)
+        if key is None:
+            key = embedding_key(image)
         prompt_base: dict[str, Any] = {}
         if pts is not None:
             prompt_base["points"] = pts.tolist()
