@@ -337,10 +337,10 @@ def _marker_tag(rng: np.random.Generator, size: int) -> np.ndarray:
     """A bright tag with a dark block letter, as float32 values in [0, 1]."""
     letter = _GLYPHS["R" if rng.random() < 0.5 else "L"]
     bitmap = np.array([[c == "1" for c in row] for row in letter])
-    height = max(12, int(round(rng.uniform(0.065, 0.09) * size)))
+    height = max(12, round(rng.uniform(0.065, 0.09) * size))
     scale = max(1, int(np.floor(0.7 * height / 7)))
     glyph = np.kron(bitmap, np.ones((scale, scale), dtype=bool))
-    width = max(glyph.shape[1] + 2 * max(2, scale), int(round(height * rng.uniform(0.75, 0.95))))
+    width = max(glyph.shape[1] + 2 * max(2, scale), round(height * rng.uniform(0.75, 0.95)))
     tag = np.full((height, width), rng.uniform(0.88, 1.0), dtype=np.float32)
     r0 = (height - glyph.shape[0]) // 2
     c0 = (width - glyph.shape[1]) // 2
@@ -351,8 +351,8 @@ def _marker_tag(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _marker_box(rng: np.random.Generator, tag_shape, size: int) -> Box:
     h, w = tag_shape
-    margin_r = int(round(rng.uniform(0.02, 0.06) * size))
-    margin_c = int(round(rng.uniform(0.02, 0.06) * size))
+    margin_r = round(rng.uniform(0.02, 0.06) * size)
+    margin_c = round(rng.uniform(0.02, 0.06) * size)
     top = rng.random() < 0.5
     left = rng.random() < 0.5
     r0 = margin_r if top else size - margin_r - h
@@ -369,7 +369,7 @@ def _annotation_box(rng: np.random.Generator, mask: np.ndarray) -> Box:
     margins = []
     for extent in (h, w, h, w):
         pad = rng.uniform(0.10, 0.25) * extent + rng.integers(-2, 3)
-        margins.append(max(1, int(round(pad))))
+        margins.append(max(1, round(pad)))
     size_r, size_c = mask.shape
     return (
         int(max(0, r0 - margins[0])),
@@ -613,7 +613,7 @@ def generate_phantoms(
     names, weights = _background_weights(backgrounds)
     n, seed, size = int(n), int(seed), int(size)
 
-    n_pos = int(round(n * positive_fraction))
+    n_pos = round(n * positive_fraction)
     labels = np.zeros(n, dtype=int)
     labels[:n_pos] = 1
     labels = np.random.default_rng(np.random.SeedSequence([seed, 2**31])).permutation(labels)
