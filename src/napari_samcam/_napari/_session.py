@@ -94,13 +94,16 @@ class _PlaneRequest:
 
 
 def builtin_classifier_names() -> tuple[str, ...]:
-    """Names of the classifiers shipped with the package."""
-    try:
-        from ..builtin_classifiers import BUILTIN_CLASSIFIERS
+    """Names of the classifiers shipped with the package.
 
-        return tuple(BUILTIN_CLASSIFIERS)
-    except ImportError:  # the registry module is optional for the widget
-        return BUILTIN_CLASSIFIER_NAMES
+    The registry module imports torch (seconds); when it is not loaded yet the known names are
+    returned instead, so that opening the widget stays fast.
+    """
+    import sys
+
+    registry = sys.modules.get("napari_samcam.builtin_classifiers")
+    names = getattr(registry, "BUILTIN_CLASSIFIERS", None)
+    return tuple(names) if names else BUILTIN_CLASSIFIER_NAMES
 
 
 def clip_status(spec: str | None) -> tuple[bool, str]:
