@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import TinyCNN, build_tiny_sam
-from napari_samcam.errors import InputError, OutputExistsError
+from napari_samcam.errors import InputError, ModelNotAvailableError, OutputExistsError
 from napari_samcam.evaluate import COLUMNS, evaluate
 
 SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box", "sam-saliency-peak")
@@ -190,6 +190,8 @@ def test_bad_options_are_refused(phantom_manifest, models, tmp_path):
         _run(phantom_manifest, tmp_path, models, methods=("nocam",))
     with pytest.raises(InputError, match="SAM model"):
         _run(phantom_manifest, tmp_path, models | {"sam": None})
+    with pytest.raises(ModelNotAvailableError, match="sam-text"):
+        _run(phantom_manifest, tmp_path, models, region_sources=("sam-text",), text="nodule")
     assert not any(tmp_path.iterdir())
 
 
@@ -350,3 +352,43 @@ def test_real_builtins_and_litemedsam(tmp_path):
         assert 0.3 * mask.sum() < area < 3 * mask.sum()
     peak = metrics[metrics["region_source"] == "sam-saliency-peak"]["prompt"].map(json.loads)
     assert all("boxes" in p and "point" in p for p in peak)  # box-only model: half-maximum box
+
+
+class BrightnessClip:
+    """A CLIP stand-in: crops embed by mean brightness, texts with "bright" prefer bright crops."""
+
+    name = "brightness-stand-in"
+    image_size = 16
+    logit_scale = 10.0
+
+    def encode_images(self, images):
+        means = np.array([float(np.mean(image)) for image in images])
+        features = np.stack([means, 1.0 - means], 1) + 1e-6
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+    def encode_texts(self, texts):
+        return np.array([[1.0, 0.0] if "bright" in t else [0.0, 1.0] for t in texts])
+
+
+def test_sam_text_region_source(phantom_manifest, models, tmp_path):
+    result = _run(
+        phantom_manifest,
+        tmp_path,
+        models,
+        region_sources=("ground-truth", "sam-text"),
+        text="bright lesion",
+        clip=BrightnessClip(),
+        text_options={
+            "proposals": "boxes",
+            "pred_iou_thresh": 0,
+            "stability_score_thresh": 0,
+            "box_fit_thresh": 0,
+        },
+    )
+    rows = result.metrics[result.metrics["region_source"] == "sam-text"]
+    assert len(rows) and rows["item"].nunique() == result.n_images
+    prompt = json.loads(rows["prompt"].iloc[0])
+    assert prompt["text"] == "bright lesion" and prompt["clip"] == "brightness-stand-in"
+    assert prompt["proposals"] == "boxes"
+    assert result.config["clip"] == "brightness-stand-in"
+    assert (rows["region_area"] > 0).any()

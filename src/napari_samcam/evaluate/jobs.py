@@ -257,8 +257,10 @@ class EvalSpec:
         of a 2-class model, else the top-scoring class.
     text : str or None
         ``sam-text`` prompt; ``None`` uses the item's class name.
-    clip : str or None
+    clip : str, ClipEncoder or None
         CLIP model for ``sam-text``.
+    text_options : dict
+        Options of :func:`napari_samcam.text.segment_text` (``proposals``, ``top_k``, ...).
     """
 
     classifiers: tuple
@@ -270,7 +272,8 @@ class EvalSpec:
     saliency_max_boxes: int = 1
     target: int | str | None = None
     text: str | None = None
-    clip: str | None = None
+    clip: Any = None
+    text_options: dict = field(default_factory=dict)
 
     def config(self) -> dict:
         """The JSON-friendly configuration (model identities instead of objects)."""
@@ -286,7 +289,8 @@ class EvalSpec:
             "saliency_max_boxes": self.saliency_max_boxes,
             "target": self.target,
             "text": self.text,
-            "clip": self.clip,
+            "clip": None if self.clip is None else _describe(self.clip),
+            "text_options": dict(self.text_options),
             "napari_samcam": __version__,
         }
 
@@ -527,6 +531,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     window=window,
                     text=spec.text or item.cls or None,
                     clip=spec.clip,
+                    text_options=spec.text_options,
                 )
                 if region is not None:
                     fixed.append(region)
@@ -591,6 +596,10 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
     if keep_arrays:
         result.saliencies = saliencies
     return result
+
+
+def _describe(value: Any) -> str:
+    return value if isinstance(value, str) else getattr(value, "name", type(value).__name__)
 
 
 def _plain(value: Any) -> Any:

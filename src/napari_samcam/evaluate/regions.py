@@ -97,6 +97,7 @@ def annotation_region(
     window=None,
     text: str | None = None,
     clip: Any = None,
+    text_options: dict | None = None,
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
@@ -132,8 +133,10 @@ def annotation_region(
     if source == "sam-text":
         if not text:
             return None
-        regions = segmenter.segment(image, text=text, clip=clip, window=window)
-        prompt = {"text": text, "clip": None if clip is None else str(clip)}
+        options = dict(text_options or {})
+        regions = segmenter.segment(image, text=text, clip=clip, window=window, **options)
+        name = clip if clip is None or isinstance(clip, str) else getattr(clip, "name", "")
+        prompt = {"text": text, "clip": name or type(clip).__name__, **options}
         if regions:
             prompt.update({k: v for k, v in regions[0].prompt.items() if k != "text"})
         return _union(regions, shape, source, prompt, segmenter.name)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from .jobs import (
     EvalSpec,
     Job,
@@ -171,7 +171,8 @@ def make_spec(
     context: float | None = 2.5,
     saliency_max_boxes: int = 1,
     text: str | None = None,
-    clip: str | None = None,
+    clip: Any = None,
+    text_options: dict | None = None,
     device: Any = None,
     checkpoint: Any = None,
     trust_checkpoint: bool = False,
@@ -203,6 +204,12 @@ def make_spec(
         if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
             options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
         refs.append(classifier_ref(spec, **options))
+    if "sam-text" in sources:
+        from ..text import clip_available
+
+        ok, message = clip_available(clip)
+        if not ok:
+            raise ModelNotAvailableError(f"region source 'sam-text': {message}")
     needs_sam = any(s in SAM_SOURCES for s in sources)
     sam_reference = None
     if needs_sam:
@@ -222,7 +229,8 @@ def make_spec(
         saliency_max_boxes=int(saliency_max_boxes),
         target=target,
         text=text,
-        clip=None if clip is None else str(clip),
+        clip=clip,
+        text_options=dict(text_options or {}),
     )
 
 
@@ -371,7 +379,8 @@ def evaluate(
     context: float | None = 2.5,
     saliency_max_boxes: int = 1,
     text: str | None = None,
-    clip: str | None = None,
+    clip: Any = None,
+    text_options: dict | None = None,
     image_root: str | os.PathLike | None = None,
     limit: int | None = None,
     scheduler: str | None = None,
@@ -419,7 +428,11 @@ def evaluate(
     saliency_max_boxes : int
         Components of the binarized saliency used as ``sam-saliency-box`` prompts.
     text, clip : str, optional
-        ``sam-text``: the prompt (default: the item's class) and the CLIP model.
+        ``sam-text``: the prompt (default: the item's class) and the CLIP model (a folder, a
+        cached hub id or a ``ClipEncoder``).
+    text_options : dict, optional
+        ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
+        ``top_k``, ``threshold``, ...).
     image_root : path, optional
         Folder image paths are relative to (default: the manifest's folder).
     limit : int, optional
@@ -475,6 +488,7 @@ def evaluate(
         saliency_max_boxes=saliency_max_boxes,
         text=text,
         clip=clip,
+        text_options=text_options,
         device=device,
         checkpoint=checkpoint,
         trust_checkpoint=trust_checkpoint,
