@@ -28,6 +28,7 @@ inductor's on-disk cache is warm), which interactive use should not pay for unas
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
@@ -39,11 +40,13 @@ __all__ = [
     "AcceleratedEncoder",
     "accelerate_decoder",
     "accelerate_encoder",
+    "bilinear_matrix",
     "compile_module",
     "configure_threads",
     "fingerprint",
     "thread_settings",
     "tokens_of",
+    "torch_threads",
 ]
 
 #: The switches of :func:`accelerate_encoder` / :func:`accelerate_decoder`, all on by default.
@@ -86,6 +89,34 @@ def _activate(x, activation: str):
     return x
 
 
+# -- resizing as matrix products --------------------------------------------------------------
+
+_BILINEAR: dict[tuple[int, int], Any] = {}
+_BILINEAR_LOCK = threading.Lock()
+
+
+def bilinear_matrix(n_out: int, n_in: int):
+    """The ``(n_out, n_in)`` float32 CPU matrix of 1-D bilinear resizing (``align_corners=False``).
+
+    Exactly the weights ``F.interpolate(..., mode="bilinear", align_corners=False)`` uses along
+    one axis (it is computed by interpolating the identity); cached per size pair.
+    """
+    key = (int(n_out), int(n_in))
+    with _BILINEAR_LOCK:
+        matrix = _BILINEAR.get(key)
+    if matrix is None:
+        torch = _torch()
+        import torch.nn.functional as F
+
+        eye = torch.eye(key[1], dtype=torch.float32)[None, None]
+        matrix = F.interpolate(eye, size=key, mode="bilinear", align_corners=False)[0, 0]
+        with _BILINEAR_LOCK:
+            if len(_BILINEAR) > 64:
+                _BILINEAR.clear()
+            _BILINEAR[key] = matrix
+    return matrix
+
+
 # -- threads -----------------------------------------------------------------------------------
 
 
@@ -120,19 +151,38 @@ def configure_threads(threads: int | None = None) -> int:
     return threads
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` intra-op threads (``None``: leave as is), then restore.
+
+    With torch's OpenMP backend the setting applies to the calling thread (OpenMP keeps it per
+    thread), so a napari worker can prompt single-threaded while another thread encodes.
+    """
+    torch = _torch()
+    before = torch.get_num_threads()
+    if threads is None or int(threads) == before:
+        yield
+        return
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # -- staleness ---------------------------------------------------------------------------------
 
 
 def fingerprint(module) -> tuple:
-    """Identity, storage, device and in-place version of every parameter and buffer.
+    """Identity, storage and in-place version of every parameter and buffer.
 
     Changes when weights are loaded or edited in place (``copy_``, optimiser steps), replaced, or
-    moved to another device: a copy made from ``module`` is stale when this differs.
+    moved to another device (new storage): a copy made from ``module`` is stale when this
+    differs.
     """
-    out = []
-    for tensor in (*module.parameters(), *module.buffers()):
-        out.append((id(tensor), tensor.data_ptr(), str(tensor.device), tensor._version))
-    return tuple(out)
+    return tuple(
+        (id(t), t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers())
+    )
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -255,7 +305,6 @@ class ConvTranspose2x2(_nn().Module):
         self.c_out = int(c_out)
 
     def forward(self, x):
-
         b, _, h, w = x.shape
         tokens = x.permute(0, 2, 3, 1)  # a view when x is channels-last
         out = self.linear(tokens)
@@ -278,6 +327,67 @@ class LayerNorm2dLast(_nn().Module):
 
         out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         return out.permute(0, 3, 1, 2)
+
+
+class _UnshuffledUpscaling(_nn().Module):
+    """SAM's mask upscaling and hypernetwork product without moving the upscaled features.
+
+    ``output_upscaling`` is ``ConvT(2x2, s2) -> LayerNorm2d -> GELU -> ConvT(2x2, s2) -> GELU``:
+    every step acts on each pixel separately, so the whole chain runs on ``(pixel, channel)``
+    rows in the order the transposed convolutions produce them, the product with the mask
+    tokens' hypernetwork outputs reduces the channels there, and only the final one-channel
+    masks are shuffled into image order (upstream shuffles the 32-channel features twice).
+    """
+
+    def __init__(self, upscaling, fused: bool):
+        super().__init__()
+        up1, norm, _, up2, _ = upscaling
+        self.up1 = ConvTranspose2x2(up1, fused=fused).linear
+        self.up2 = ConvTranspose2x2(up2, fused=fused).linear
+        self.up2.activation = "gelu"
+        self.register_buffer("norm_weight", norm.weight.detach().clone())
+        self.register_buffer("norm_bias", norm.bias.detach().clone())
+        self.eps = float(norm.eps)
+        self.c1 = int(up1.weight.shape[1])
+        self.c2 = int(up2.weight.shape[1])
+
+    @staticmethod
+    def matches(upscaling) -> bool:
+        nn = _nn()
+        if not isinstance(upscaling, nn.Sequential) or len(upscaling) != 5:
+            return False
+        up1, norm, act1, up2, act2 = upscaling
+        return (
+            all(_is_2x2_transpose(m) for m in (up1, up2))
+            and type(norm).__name__ == "LayerNorm2d"
+            and _is_exact_gelu(act1)
+            and _is_exact_gelu(act2)
+        )
+
+    def masks(self, tokens, hyper_in, h: int, w: int):
+        """``tokens`` ``(n, h*w, C)``, ``hyper_in`` ``(n, k, C2)`` -> masks ``(n, k, 4h, 4w)``."""
+        import torch.nn.functional as F
+
+        n, k = hyper_in.shape[:2]
+        x = self.up1(tokens).view(n, h * w * 4, self.c1)  # rows: (y, x, dy1, dx1)
+        x = F.gelu(F.layer_norm(x, (self.c1,), self.norm_weight, self.norm_bias, self.eps))
+        x = self.up2(x).view(n, h * w * 16, self.c2)  # rows: (y, x, dy1, dx1, dy2, dx2)
+        m = (x @ hyper_in.transpose(1, 2)).view(n, h, w, 2, 2, 2, 2, k)
+        # output row = 4y + 2dy1 + dy2, column = 4x + 2dx1 + dx2
+        return m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(n, k, 4 * h, 4 * w)
+
+
+def _is_2x2_transpose(layer) -> bool:
+    nn = _nn()
+    return (
+        isinstance(layer, nn.ConvTranspose2d)
+        and tuple(layer.kernel_size) == (2, 2)
+        and tuple(layer.stride) == (2, 2)
+        and tuple(layer.padding) == (0, 0)
+        and tuple(layer.output_padding) == (0, 0)
+        and layer.groups == 1
+        and tuple(layer.dilation) == (1, 1)
+    )
 
 
 def _to_channels_last(x):
@@ -563,13 +673,16 @@ class _SamAttention(_nn().Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q, k, v):
+        return self.attend(self.q_proj(q), self.k_proj(k), self.v_proj(v))
+
+    def attend(self, q, k, v):
+        """Attention of already projected ``q``, ``k``, ``v`` (batch 1 broadcasts)."""
         import math
 
         import torch.nn.functional as F
 
-        q = self._heads(self.q_proj(q))
-        k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
+        n = max(q.shape[0], k.shape[0], v.shape[0])
+        q, k, v = (self._heads(t.expand(n, -1, -1)) for t in (q, k, v))
         if self.sdpa:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
@@ -584,6 +697,11 @@ class _TwoWayTransformer(_nn().Module):
 
     Upstream flattens ``(B, C, H, W)`` to a transposed ``(B, H*W, C)`` view, so every add and
     projection on the 4096 image tokens works on strided memory (and copies it again).
+
+    ``static``: a dict kept per image embedding. When the image tokens do not depend on the prompt
+    (no mask prompt), the first block's projections of them (keys and values of the
+    token-to-image attention, queries of the image-to-token attention) are the same for every
+    prompt: they are computed on the first prompt and reused from ``static``.
     """
 
     def __init__(self, transformer):
@@ -591,13 +709,44 @@ class _TwoWayTransformer(_nn().Module):
         self.layers = transformer.layers
         self.final_attn_token_to_image = transformer.final_attn_token_to_image
         self.norm_final_attn = transformer.norm_final_attn
+        first = self.layers[0] if len(self.layers) else None
+        self.static_ok = (
+            first is not None
+            and type(first).__name__ == "TwoWayAttentionBlock"
+            and bool(first.skip_first_layer_pe)
+            and isinstance(first.cross_attn_token_to_image, _SamAttention)
+            and isinstance(first.cross_attn_image_to_token, _SamAttention)
+        )
 
-    def forward(self, keys, key_pe, point_embedding):
+    def _first_block(self, layer, queries, keys, query_pe, key_pe, static):
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        if "t2i_k" not in static:
+            # Every row of keys is the same image here: project one.
+            one = keys[:1]
+            pos_one = one + key_pe
+            static["t2i_k"] = t2i.k_proj(pos_one)
+            static["t2i_v"] = t2i.v_proj(one)
+            static["i2t_q"] = i2t.q_proj(pos_one)
+        # TwoWayAttentionBlock.forward with skip_first_layer_pe, static projections reused.
+        queries = layer.norm1(layer.self_attn(q=queries, k=queries, v=queries))
+        q = t2i.q_proj(queries + query_pe)
+        queries = layer.norm2(queries + t2i.attend(q, static["t2i_k"], static["t2i_v"]))
+        queries = layer.norm3(queries + layer.mlp(queries))
+        k = i2t.k_proj(queries + query_pe)
+        keys = layer.norm4(keys + i2t.attend(static["i2t_q"], k, i2t.v_proj(queries)))
+        return queries, keys
+
+    def forward(self, keys, key_pe, point_embedding, static=None):
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(
-                queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe
-            )
+        for i, layer in enumerate(self.layers):
+            if i == 0 and static is not None and self.static_ok:
+                queries, keys = self._first_block(
+                    layer, queries, keys, point_embedding, key_pe, static
+                )
+            else:
+                queries, keys = layer(
+                    queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe
+                )
         q = queries + point_embedding
         k = keys + key_pe
         queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
@@ -613,8 +762,11 @@ class AcceleratedDecoder(_nn().Module):
     """An inference-only copy of a SAM ``MaskDecoder`` (same call signature and outputs).
 
     ``forward`` also takes ``image_tokens`` / ``pe_tokens``: :func:`tokens_of` the image
-    embedding and of the dense positional encoding, which callers can compute once per image.
-    Only the masks asked for are computed (upstream computes all four and slices).
+    embedding and of the dense positional encoding, which callers can compute once per image,
+    and ``static``, a dict the caller keeps per (image embedding, this decoder) and passes only
+    while the dense prompt embedding is the same for every prompt (no mask prompt): the
+    prompt-independent projections of the image tokens are stored there and reused. Only the
+    masks asked for are computed (upstream computes all four and slices).
     """
 
     def __init__(self, decoder, **flags):
@@ -639,17 +791,13 @@ class AcceleratedDecoder(_nn().Module):
             self.tokens = True
             self.report["two_way_transformer"] = 1
         upscaling = getattr(body, "output_upscaling", None)
+        self.unshuffled = None
+        if opts["channels_last"] and _UnshuffledUpscaling.matches(upscaling):
+            self.unshuffled = _UnshuffledUpscaling(upscaling, opts["fused"])
+            self.report["unshuffled_upscaling"] = 1
         if isinstance(upscaling, nn.Sequential) and opts["channels_last"]:
             for i, layer in enumerate(list(upscaling)):
-                if (
-                    isinstance(layer, nn.ConvTranspose2d)
-                    and tuple(layer.kernel_size) == (2, 2)
-                    and tuple(layer.stride) == (2, 2)
-                    and tuple(layer.padding) == (0, 0)
-                    and tuple(layer.output_padding) == (0, 0)
-                    and layer.groups == 1
-                    and tuple(layer.dilation) == (1, 1)
-                ):
+                if _is_2x2_transpose(layer):
                     upscaling[i] = ConvTranspose2x2(layer, fused=opts["fused"])
                     self.report["conv_transpose"] = self.report.get("conv_transpose", 0) + 1
                 elif type(layer).__name__ == "LayerNorm2d":
@@ -666,6 +814,7 @@ class AcceleratedDecoder(_nn().Module):
         multimask_output: bool,
         image_tokens=None,
         pe_tokens=None,
+        static=None,
     ):
         torch = _torch()
         body = self.body
@@ -689,15 +838,18 @@ class AcceleratedDecoder(_nn().Module):
         # there is no mask prompt): upstream's repeat_interleave + add, in token layout.
         keys = image_tokens + dense_prompt_embeddings.flatten(2).transpose(1, 2)
         keys = keys.contiguous()
-        hs, keys = body.transformer(keys, pe_tokens, tokens)
+        hs, keys = body.transformer(keys, pe_tokens, tokens, static)
         iou_pred = body.iou_prediction_head(hs[:, 0, :])
         picked = range(1, body.num_mask_tokens) if multimask_output else range(1)
-        upscaled = body.output_upscaling(keys.transpose(1, 2).view(n, c, h, w))
         hyper_in = torch.stack(
             [body.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in picked], dim=1
         )
-        b, c_up, h_up, w_up = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c_up, h_up * w_up)).view(b, -1, h_up, w_up)
+        if self.unshuffled is not None:
+            masks = self.unshuffled.masks(keys, hyper_in, h, w)
+        else:
+            upscaled = body.output_upscaling(keys.transpose(1, 2).view(n, c, h, w))
+            b, c_up, h_up, w_up = upscaled.shape
+            masks = (hyper_in @ upscaled.reshape(b, c_up, h_up * w_up)).view(b, -1, h_up, w_up)
         return masks, iou_pred[:, picked.start : picked.stop]
 
 

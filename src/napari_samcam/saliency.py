@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -168,22 +169,71 @@ def _cam_setup(classifier: Classifier) -> tuple[Any, Any, int]:
     return classifier.extra["cam_setup"]
 
 
-def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> Any:
+    """Bilinear resize (``align_corners=False``) of a small map to ``shape``, as a tensor.
+
+    Bilinear resizing is separable and linear: ``rows @ cam @ cols.T`` with the two
+    ``F.interpolate`` weight matrices, a few MFLOP instead of interpolating every output pixel.
+    """
     import torch
-    import torch.nn.functional as F
 
-    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    if tuple(tensor.shape[-2:]) != tuple(shape):
-        tensor = F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=False)
-    return tensor[0, 0].numpy()
+    from ._accel import bilinear_matrix
+
+    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))
+    if tuple(tensor.shape) == tuple(shape):
+        return tensor.clone()
+    rows = bilinear_matrix(int(shape[0]), tensor.shape[0])
+    cols = bilinear_matrix(int(shape[1]), tensor.shape[1])
+    return (rows @ tensor) @ cols.T
 
 
-def _normalise(cam: np.ndarray) -> np.ndarray:
-    cam = np.maximum(cam, 0, dtype=np.float32)
+def _normalise(cam) -> np.ndarray:
+    """Negative values to 0, then divided by the maximum (an all-zero map stays zero)."""
+    cam = cam.clamp_min_(0)
     high = float(cam.max())
     if high > 0:
         cam /= high
-    return cam
+    return cam.numpy()
+
+
+def _target_gradient_only(cam: Any) -> bool:
+    """Whether the method needs gradients at the target layers only (not inputs, not weights)."""
+    return bool(
+        getattr(cam, "uses_gradients", False)
+        and not getattr(cam, "compute_input_gradient", True)
+        and getattr(getattr(cam, "activations_and_grads", None), "detach", False)
+    )
+
+
+@contextlib.contextmanager
+def _gradients_from(model, layer):
+    """Backpropagate only from the outputs down to ``layer``'s output.
+
+    pytorch-grad-cam runs ``loss.backward()`` with the model's weights requiring gradients, so
+    the backward pass computes every weight's gradient down to the first layer — none of which
+    a CAM uses. Here the weights are frozen for the call and ``layer``'s output is made the
+    leaf that requires gradients: the layers before it record no graph, the backward pass stops
+    there, and the gradient at ``layer`` is the same partial derivative as before.
+    """
+
+    def start_graph(module, args, output):
+        import torch
+
+        if isinstance(output, torch.Tensor) and not output.requires_grad:
+            # a non-leaf view of a new leaf: later in-place ops stay allowed
+            return output.detach().requires_grad_(True).view_as(output)
+        return None
+
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    handle = layer.register_forward_hook(start_graph, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def explain(
@@ -249,7 +299,12 @@ def explain(
     with cam_cls(model=classifier.model, target_layers=[layer], reshape_transform=reshape) as cam:
         cam.samcam_raw = []
         targets = None if index is None else [ClassifierOutputTarget(index)]
-        with torch.enable_grad():
+        shortcut = (
+            _gradients_from(classifier.model, layer)
+            if _target_gradient_only(cam)
+            else contextlib.nullcontext()
+        )
+        with torch.enable_grad(), shortcut:
             scaled = cam(
                 input_tensor=tensor,
                 targets=targets,

@@ -254,6 +254,13 @@ class Segmenter:
         seconds with inductor's disk cache warm), so it is off by default; turn it on for long
         batch runs, or with ``SAMCAM_COMPILE=1``. Falls back to the uncompiled encoder if
         compilation fails.
+    prompt_threads : int or None
+        torch threads for answering a prompt on a cached embedding (prompt encoder, mask
+        decoder, mask upsampling); ``None`` keeps torch's setting. The default, 1, keeps a
+        prompt's latency steady when other work keeps the cores busy: the decoder runs many
+        small kernels, and with several threads each one waits for every thread to be
+        scheduled (measured on 2 busy cores: 1 thread ~85 ms, 2 threads ~700 ms per prompt;
+        on idle cores the two are within ~10 ms of each other). The encoder uses all threads.
 
     Attributes
     ----------
@@ -268,6 +275,7 @@ class Segmenter:
         cache_size: int = 16,
         accelerate: bool | None = None,
         compile_encoder: bool | None = None,
+        prompt_threads: int | None = 1,
     ):
         self.model = model
         self.cache_size = int(cache_size)
@@ -278,6 +286,7 @@ class Segmenter:
         self.compile_encoder = (
             _env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
         )
+        self.prompt_threads = prompt_threads
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
         self._upsamplers: dict[tuple, _MaskUpsampler] = {}
         self._fast: dict[str, Any] = {}
@@ -332,6 +341,7 @@ class Segmenter:
                 pe = sam.prompt_encoder.get_dense_pe()
             self._fast = {
                 "state": state,
+                "token": object(),
                 "encoder": encoder,
                 "decoder": decoder,
                 "tokens": isinstance(decoder, _accel.AcceleratedDecoder),
@@ -406,7 +416,10 @@ class Segmenter:
         progress : callable, optional
             Called as ``progress(done, total)``.
         """
-        image = validate_image(image)
+        return self._embed(validate_image(image), window, crop, key, progress)
+
+    def _embed(self, image, window, crop, key, progress) -> Embedding:
+        """:meth:`embed` of an already validated image."""
         cache_key = (
             key or embedding_key(image),
             self.name,
@@ -477,7 +490,9 @@ class Segmenter:
             masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
             masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:]).expand(n, -1, -1, -1)
         modules = self._modules()
-        with torch.inference_mode():
+        from ._accel import torch_threads
+
+        with torch.inference_mode(), torch_threads(self.prompt_threads):
             sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
             extra = {}
             if modules["tokens"]:
@@ -489,6 +504,14 @@ class Segmenter:
                     "image_tokens": embedding._derived["tokens"],
                     "pe_tokens": modules["pe_tokens"],
                 }
+                if masks_arg is None:
+                    # Same dense prompt for every prompt: the decoder may keep the
+                    # prompt-independent projections of this embedding (per decoder build).
+                    owner, static = embedding._derived.get("static", (None, None))
+                    if owner is not modules["token"]:
+                        static = {}
+                        embedding._derived["static"] = (modules["token"], static)
+                    extra["static"] = static
             low_res, iou = modules["decoder"](
                 image_embeddings=embedding.features,
                 image_pe=modules["pe"],
@@ -598,7 +621,7 @@ class Segmenter:
             return self._segment_in_context(
                 image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
             )
-        embedding = self.embed(image, window=window, key=key, progress=progress)
+        embedding = self._embed(image, window, None, key, progress)
         decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
         regions = []
         for i, (mask, score) in enumerate(decoded):
@@ -617,7 +640,7 @@ class Segmenter:
         regions = []
         for i, box in enumerate(boxes):
             crop = context_crop(box, (height, width), context, self.model.image_size // 4)
-            embedding = self.embed(image, window=window, crop=crop, key=key)
+            embedding = self._embed(image, window, crop, key, None)
             offset = np.array(crop[:2])
             local_box = (box - np.tile(offset, 2))[None]
             local_pts = None
