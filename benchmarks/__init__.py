@@ -1,0 +1,1 @@
+"""napari-samcam benchmarks: ``python -m benchmarks [--quick] [--json out.json]``."""

@@ -1,0 +1,129 @@
+"""Benchmark: one box prompt on a cached 2048 x 2048 image, against upstream SamPredictor.predict.
+
+Same model (LiteMedSAM), same box; the image is embedded once by each side (``set_image`` /
+the segmenter's cache), then one prompt is timed: ``Segmenter.segment`` (content key, decoder,
+mask upsampling to 2048 x 2048, the Region) against ``SamPredictor.predict(box=...,
+multimask_output=False)``. Also timed: the image content hashes on the 2k x 2k float32 image
+(BLAKE2b ``image_hash``, the parallel SHA-256 ``content_digest``, the memoised
+``embedding_key``), ``segment`` with a precomputed ``key=``, and the prompt path with all
+threads instead of one.
+
+Usage::
+
+    python benchmarks/bench_prompt.py [--rounds N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import ensure_importable
+else:
+    from ._common import ensure_importable
+
+ensure_importable()
+
+from benchmarks._common import interleaved, median, pick_device, summary  # noqa: E402
+
+TARGET_MS = 50.0
+BOX = (420, 200, 1610, 1000)  # (row0, col0, row1, col1) around the right lung, end exclusive
+
+
+def run(rounds: int = 15, device: str = "auto") -> dict:
+    import numpy as np
+    import torch
+    from segment_anything import SamPredictor
+
+    from benchmarks._common import radiograph_2k
+    from napari_samcam.images import image_hash, to_unit_range
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter, content_digest, embedding_key
+
+    dev = pick_device(device)
+    model = load_sam_model("litemedsam", device=dev)
+    image = radiograph_2k()
+    segmenter = Segmenter(model)
+    all_threads = Segmenter(model, prompt_threads=None)
+    ours = segmenter.segment(image, boxes=[BOX])[0]
+    all_threads.segment(image, boxes=[BOX])
+    predictor = SamPredictor(model.sam)
+    rgb8 = np.repeat((to_unit_range(image) * 255).astype(np.uint8)[..., None], 3, -1)
+    predictor.set_image(rgb8)
+    r0, c0, r1, c1 = BOX
+    xyxy = np.array([c0, r0, c1 - 1, r1 - 1])
+    masks, scores, _ = predictor.predict(box=xyxy, multimask_output=False)
+    key = image_hash(image)
+    embedding_key(image)
+
+    candidates = {
+        "segment": lambda: segmenter.segment(image, boxes=[BOX]),
+        "SamPredictor.predict": lambda: predictor.predict(box=xyxy, multimask_output=False),
+        "segment, key given": lambda: segmenter.segment(image, boxes=[BOX], key=key),
+        "segment, all threads": lambda: all_threads.segment(image, boxes=[BOX]),
+        "image_hash (BLAKE2b)": lambda: image_hash(image),
+        "content_digest (SHA-256 tree)": lambda: content_digest(image),
+        "embedding_key (memo hit)": lambda: embedding_key(image),
+    }
+    times = interleaved(candidates, rounds, device=dev)
+    figures = {name: summary(t) for name, t in times.items()}
+    ours_ms = figures["segment"]["median_ms"]
+    upstream_ms = figures["SamPredictor.predict"]["median_ms"]
+    inter = np.logical_and(ours.mask, masks[0]).sum()
+    union = np.logical_or(ours.mask, masks[0]).sum()
+    return {
+        "image_shape": list(image.shape),
+        "box": list(BOX),
+        "segment_ms": ours_ms,
+        "predict_ms": upstream_ms,
+        "speedup": upstream_ms / ours_ms,
+        "ratio": ours_ms / upstream_ms,
+        "target_ms": TARGET_MS,
+        "target_met": ours_ms <= TARGET_MS,
+        "hash_speedup": figures["image_hash (BLAKE2b)"]["median_ms"]
+        / figures["embedding_key (memo hit)"]["median_ms"],
+        "figures": figures,
+        "encoder_calls": segmenter.encoder_calls,
+        "mask_iou_vs_upstream": float(inter / max(union, 1)),
+        "score": ours.score,
+        "upstream_score": float(scores[0]),
+        "note": "upstream embeds its own uint8 RGB resize (set_image), so masks differ slightly",
+        "rounds": rounds,
+        "torch_threads": torch.get_num_threads(),
+        "prompt_threads": segmenter.prompt_threads,
+        "median_segment_s": median(times["segment"]),
+    }
+
+
+def print_result(result: dict) -> None:
+    shape = "x".join(map(str, result["image_shape"]))
+    print(f"one box prompt on a cached {shape} image (median of {result['rounds']})")
+    print(f"{'what':<32}{'median ms':>10}{'min ms':>9}")
+    for name, fig in result["figures"].items():
+        print(f"{name:<32}{fig['median_ms']:>10.1f}{fig['min_ms']:>9.1f}")
+    verdict = "met" if result["target_met"] else "MISSED"
+    print(
+        f"segment {result['segment_ms']:.1f} ms = {result['speedup']:.1f}x faster than "
+        f"SamPredictor.predict; target {result['target_ms']:.0f} ms {verdict}"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    result = run(args.rounds, args.device)
+    print_result(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The napari-samcam benchmark suite: every figure as a ratio to a baseline measured in the run.
+
+Usage::
+
+    python -m benchmarks [--quick] [--json results.json] [--only encoder,prompt,...]
+
+(or ``python benchmarks/run_all.py`` with the same options). Runs on CUDA when available
+(``--device cpu`` to force the CPU). Figures:
+
+encoder   LiteMedSAM's image encoder vs its FLOP bound (FLOPs / measured fp32 matmul rate)
+prompt    one box prompt on a cached 2048 x 2048 image vs upstream SamPredictor.predict
+cam       Grad-CAM (explain) vs one forward + backward of the same classifier and input
+metrics   localization_metrics of one 1024 x 1024 pair vs a straightforward reference
+evaluate  samcam evaluate on N phantoms vs its model compute (encoder + decode + CAM)
+demo      peak RSS of samcam demo (a subprocess)
+
+Prints a table (figure, measured, baseline, ratio, target, whether it holds) and writes every
+detail as JSON. Timings are medians of interleaved rounds; on a shared machine, the load
+average at the start and end is recorded with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import ensure_importable
+else:
+    from ._common import ensure_importable
+
+ensure_importable()
+
+from benchmarks._common import load_average, machine, pick_device  # noqa: E402
+
+SUITES = ("encoder", "prompt", "cam", "metrics", "evaluate", "demo")
+
+
+def _settings(quick: bool) -> dict:
+    if quick:
+        return {
+            "encoder": {"rounds": 3, "compile": False},
+            "prompt": {"rounds": 7},
+            "cam": {"rounds": 5},
+            "metrics": {"repeats": 5},
+            "evaluate": {"n": 3},
+            "demo": {"n": 2},
+        }
+    return {
+        "encoder": {"rounds": 5, "compile": True},
+        "prompt": {"rounds": 15},
+        "cam": {"rounds": 9},
+        "metrics": {"repeats": 11},
+        "evaluate": {"n": 8},
+        "demo": {"n": 8},
+    }
+
+
+def run_suite(name: str, options: dict, device: str) -> dict:
+    if name == "encoder":
+        from benchmarks import bench_encoder
+
+        return bench_encoder.run(options["rounds"], device, options["compile"])
+    if name == "prompt":
+        from benchmarks import bench_prompt
+
+        return bench_prompt.run(options["rounds"], device)
+    if name == "cam":
+        from benchmarks import bench_cam
+
+        return bench_cam.run(options["rounds"], device)
+    if name == "metrics":
+        from benchmarks.bench_metrics import run
+
+        return run(repeats=options["repeats"])
+    if name == "evaluate":
+        from benchmarks import bench_evaluate
+
+        return bench_evaluate.run(options["n"], device)
+    if name == "demo":
+        from benchmarks import bench_demo
+
+        return bench_demo.run(options["n"], device)
+    raise ValueError(name)
+
+
+def _holds(value) -> str:
+    return "n/a" if value is None else ("yes" if value else "NO")
+
+
+def table_rows(results: dict) -> list[dict]:
+    """One row per figure: what, measured, baseline, ratio, target, holds."""
+    rows = []
+
+    def add(figure, measured, baseline, ratio, target, holds):
+        rows.append(
+            {
+                "figure": figure,
+                "measured": measured,
+                "baseline": baseline,
+                "ratio": ratio,
+                "target": target,
+                "holds": _holds(holds),
+            }
+        )
+
+    for name, result in results.items():
+        if "error" in result and name != "demo":
+            add(name, "error", "", "", "", None)
+            continue
+        if name == "encoder":
+            bound = f"FLOP bound {result['flop_bound_ms']:.0f} ms"
+            add(
+                "encoder, LiteMedSAM 256x256 (default)",
+                f"{result['encoder_ms']:.0f} ms",
+                f"{bound} ({result['gflop']:.1f} GFLOP @ {result['matmul_gflops']:.0f} GFLOP/s)",
+                f"{result['ratio']:.2f}x",
+                "<= 1.5x bound",
+                result["target_met"],
+            )
+            one = result.get("one_thread")
+            if one:
+                add(
+                    "encoder, 1 thread",
+                    f"{one['encoder_ms']:.0f} ms",
+                    f"1-thread bound {one['flop_bound_ms']:.0f} ms "
+                    f"(@ {one['matmul_gflops']:.0f} GFLOP/s)",
+                    f"{one['ratio']:.2f}x",
+                    "(info)",
+                    None,
+                )
+            for variant in ("set_image (upstream)", "plain"):
+                fig = result["figures"][variant]
+                add(
+                    f"encoder, {variant}",
+                    f"{fig['median_ms']:.0f} ms",
+                    bound,
+                    f"{fig['x_flop_bound']:.2f}x",
+                    "(before)",
+                    None,
+                )
+            for phase, info in result.get("compile", {}).items():
+                best = info.get("unfused")
+                if best:
+                    add(
+                        f"encoder, torch.compile ({phase} cache)",
+                        f"{1e3 * best['run_s']:.0f} ms, first call {best['first_call_s']:.0f} s",
+                        bound,
+                        f"{best['x_flop_bound']:.2f}x",
+                        "(opt-in)",
+                        None,
+                    )
+        elif name == "prompt":
+            figs = result["figures"]
+            add(
+                "one prompt, cached 2048x2048 image",
+                f"{result['segment_ms']:.1f} ms",
+                f"SamPredictor.predict {result['predict_ms']:.0f} ms",
+                f"{result['ratio']:.3f}x ({result['speedup']:.0f}x faster)",
+                "<= 50 ms",
+                result["target_met"],
+            )
+            add(
+                "one prompt, all threads",
+                f"{figs['segment, all threads']['median_ms']:.1f} ms",
+                f"1 thread {result['segment_ms']:.1f} ms",
+                f"{figs['segment, all threads']['median_ms'] / result['segment_ms']:.2f}x",
+                "(info)",
+                None,
+            )
+            add(
+                "image content key, 2048x2048 float32",
+                f"{figs['embedding_key (memo hit)']['median_ms']:.1f} ms",
+                f"image_hash {figs['image_hash (BLAKE2b)']['median_ms']:.1f} ms",
+                f"{1 / result['hash_speedup']:.2f}x",
+                "(info)",
+                None,
+            )
+        elif name == "cam":
+            add(
+                "Grad-CAM (explain), " + result["classifier"].split(" (")[0],
+                f"{result['explain_ms']:.1f} ms",
+                f"forward + backward {result['forward_backward_ms']:.1f} ms",
+                f"{result['ratio']:.2f}x",
+                "<= 1.5x",
+                result["target_met"],
+            )
+        elif name == "metrics":
+            add(
+                "localization_metrics, 1024x1024 pair",
+                f"{result['localization_metrics_ms']:.1f} ms",
+                f"reference {result['reference_ms']:.0f} ms",
+                f"{1 / result['speedup']:.3f}x (agree: {result['agree']})",
+                f"< {result['target_ms']:.0f} ms",
+                result["target_met"],
+            )
+        elif name == "evaluate":
+            add(
+                f"samcam evaluate, {result['n_images']} phantoms",
+                f"{result['total_s']:.1f} s ({result['images_per_s']:.2f} img/s)",
+                f"model compute {result['model_compute_s']:.1f} s",
+                f"{result['ratio']:.2f}x",
+                "<= 1.10x",
+                result["target_met"],
+            )
+            add(
+                "samcam evaluate, per-image jobs only",
+                f"{result['jobs_s']:.1f} s",
+                f"model compute {result['model_compute_s']:.1f} s",
+                f"{result['jobs_ratio']:.2f}x",
+                "(info)",
+                None,
+            )
+        elif name == "demo":
+            if "error" in result:
+                add("samcam demo peak RSS", "error", "", "", "<= 2 GB", None)
+            else:
+                state = "" if result["completed"] else " (demo failed)"
+                add(
+                    "samcam demo peak RSS",
+                    f"{result['peak_rss_gb']:.2f} GB{state}",
+                    "",
+                    "",
+                    "<= 2 GB",
+                    result["target_met"],
+                )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    headers = ("figure", "measured", "baseline", "ratio", "target", "holds")
+    widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in headers]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(headers, widths)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no torch.compile")
+    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(SUITES)}")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads for the run")
+    args = parser.parse_args(argv)
+    names = SUITES if not args.only else tuple(s.strip() for s in args.only.split(","))
+    unknown = set(names) - set(SUITES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
+    if args.threads:
+        from napari_samcam._accel import configure_threads
+
+        configure_threads(args.threads)
+    device = pick_device(args.device)
+    settings = _settings(args.quick)
+    info = machine(device)
+    print(
+        f"device {info['device']} ({info.get('gpu', info['cpu'])}), torch {info['torch']}, "
+        f"{info['intra_op_threads']} threads, load average {info['load_average']}"
+    )
+    results: dict = {}
+    durations: dict = {}
+    for name in names:
+        print(f"\n== {name} ==", flush=True)
+        start = time.perf_counter()
+        try:
+            results[name] = run_suite(name, settings[name], str(device))
+        except Exception as exc:
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        durations[name] = time.perf_counter() - start
+        print(f"({durations[name]:.0f} s)", flush=True)
+    rows = table_rows(results)
+    print()
+    print_table(rows)
+    report = {
+        "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
+        "machine": info,
+        "load_average_end": load_average(),
+        "settings": {n: settings[n] for n in names},
+        "seconds": durations,
+        "table": rows,
+        "results": results,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
