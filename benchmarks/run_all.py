@@ -235,11 +235,11 @@ def table_rows(results: dict) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     headers = ("figure", "measured", "baseline", "ratio", "target", "holds")
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in headers]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line)
     print("-" * len(line))
     for row in rows:
-        print("  ".join(str(row[h]).ljust(w) for h, w in zip(headers, widths)))
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(headers, widths, strict=True)))
 
 
 def main(argv=None) -> int:

@@ -158,15 +158,40 @@ def _layer_name(model, layer) -> str:
 def _cam_setup(classifier: Classifier) -> tuple[Any, Any, int]:
     """Target layer, reshape transform and class count, found once per classifier."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     if "cam_setup" not in classifier.extra:
         layer, reshape = find_target_layer(classifier)
         size = classifier.input_size or (224, 224)
         probe = torch.zeros(1, classifier.channels, *size, device=classifier.device)
+        flops = None
         with torch.inference_mode():
-            n_classes = int(classifier.model(probe).shape[-1])
+            try:
+                with FlopCounterMode(display=False) as counter:
+                    n_classes = int(classifier.model(probe).shape[-1])
+                flops = float(counter.get_total_flops())
+            except Exception:  # a model the FLOP counter cannot trace: just run it
+                n_classes = int(classifier.model(probe).shape[-1])
         classifier.extra["cam_setup"] = (layer, reshape, n_classes)
+        classifier.extra.setdefault("forward_flops", flops)
     return classifier.extra["cam_setup"]
+
+
+#: Below this many FLOPs per forward pass, a CAM runs on one CPU thread (see :func:`_cam_threads`).
+SMALL_FORWARD_FLOPS = 5e9
+
+
+def _cam_threads(classifier: Classifier) -> int | None:
+    """torch threads for one CAM on CPU: 1 for small classifiers, else torch's setting.
+
+    A small network's layers are short kernels; with several threads each one waits until every
+    thread is scheduled, which costs more than the kernel itself as soon as other work keeps the
+    cores busy (measured for a resnet18 on 2 busy cores: ~50 ms on one thread, ~1 s on two).
+    """
+    if classifier.device.type != "cpu":
+        return None
+    flops = classifier.extra.get("forward_flops")
+    return 1 if flops is not None and flops < SMALL_FORWARD_FLOPS else None
 
 
 def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> Any:
@@ -279,6 +304,8 @@ def explain(
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    from ._accel import torch_threads
+
     image = validate_image(image)
     if not isinstance(classifier, Classifier):
         classifier = load_classifier(classifier, device=device)
@@ -294,34 +321,38 @@ def explain(
         )
     layer, reshape, n_classes = _cam_setup(classifier)
     index = classifier.class_index(target, n_classes)
-    tensor = classifier_tensor(image, classifier, window=window)
-    cam_cls = _recording(classes[key])
-    with cam_cls(model=classifier.model, target_layers=[layer], reshape_transform=reshape) as cam:
-        cam.samcam_raw = []
-        targets = None if index is None else [ClassifierOutputTarget(index)]
-        shortcut = (
-            _gradients_from(classifier.model, layer)
-            if _target_gradient_only(cam)
-            else contextlib.nullcontext()
-        )
-        with torch.enable_grad(), shortcut:
-            scaled = cam(
-                input_tensor=tensor,
-                targets=targets,
-                aug_smooth=aug_smooth,
-                eigen_smooth=eigen_smooth,
+    # One thread for small classifiers (see _cam_threads); torch's setting otherwise.
+    with torch_threads(_cam_threads(classifier)):
+        tensor = classifier_tensor(image, classifier, window=window)
+        cam_cls = _recording(classes[key])
+        with cam_cls(
+            model=classifier.model, target_layers=[layer], reshape_transform=reshape
+        ) as cam:
+            cam.samcam_raw = []
+            targets = None if index is None else [ClassifierOutputTarget(index)]
+            shortcut = (
+                _gradients_from(classifier.model, layer)
+                if _target_gradient_only(cam)
+                else contextlib.nullcontext()
             )
-        probs = _probabilities(cam.outputs, classifier)
-        raw_layers = list(cam.samcam_raw)
-    if index is None:
-        index = int(np.argmax(probs))
-    spatial = image.shape[:2]
-    if raw_layers and not aug_smooth:
-        raw = np.maximum(raw_layers[-1][0], 0)
-        saliency_map = _normalise(_upsample(raw, spatial))
-    else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
-        raw = np.asarray(scaled[0], dtype=np.float32)
-        saliency_map = _normalise(_upsample(raw, spatial))
+            with torch.enable_grad(), shortcut:
+                scaled = cam(
+                    input_tensor=tensor,
+                    targets=targets,
+                    aug_smooth=aug_smooth,
+                    eigen_smooth=eigen_smooth,
+                )
+            probs = _probabilities(cam.outputs, classifier)
+            raw_layers = list(cam.samcam_raw)
+        if index is None:
+            index = int(np.argmax(probs))
+        spatial = image.shape[:2]
+        if raw_layers and not aug_smooth:
+            raw = np.maximum(raw_layers[-1][0], 0)
+            saliency_map = _normalise(_upsample(raw, spatial))
+        else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
+            raw = np.asarray(scaled[0], dtype=np.float32)
+            saliency_map = _normalise(_upsample(raw, spatial))
     return Saliency(
         map=saliency_map,
         raw=raw.astype(np.float32),
