@@ -20,7 +20,7 @@ __all__ = ["bar_plot", "scatter_plot", "write_plots"]
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 REFERENCE = "ground-truth"
 #: Metrics plotted by default (the others are in the tables).
-PLOT_METRICS = ("iou", "dice", "hit", "energy", "rank_accuracy", "top_k", "auroc")
+PLOT_METRICS = ("iou", "dice", "hit", "energy")
 
 
 def _figure(width: float, height: float):
