@@ -1,0 +1,329 @@
+"""Same answers with and without each speed optimisation (speed itself is in benchmarks/).
+
+Encoder features and decoder logits agree to float32 rounding; LiteMedSAM's masks on the real
+chest radiograph are identical for box prompts except at pixels whose logit is within float
+rounding of the threshold (where the plain model itself differs between thread counts); CAMs and
+metrics agree to 1e-6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_samcam import _accel
+
+torch = pytest.importorskip("torch")
+
+OFF = dict.fromkeys(_accel.OPTIMISATIONS, False)
+VARIANTS = {
+    "none": OFF,
+    **{name: dict(OFF, **{name: True}) for name in _accel.OPTIMISATIONS},
+    "fused+fold": dict(OFF, fused=True, fold_bn=True),
+    "all": {},
+}
+
+# (row0, col0, row1, col1) on the 1955 x 1841 radiograph: lungs, upper chest, lower mediastinum
+ANATOMICAL_BOXES = [
+    [400, 200, 1500, 900],
+    [400, 950, 1500, 1650],
+    [100, 100, 600, 700],
+    [1200, 600, 1800, 1300],
+]
+
+
+# -- tiny models: mechanics, fast ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_accelerated_tiny_sam_matches_plain(tiny_sam, variant):
+    flags = VARIANTS[variant]
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    encoder = _accel.accelerate_encoder(tiny_sam.image_encoder, **flags)
+    decoder = _accel.accelerate_decoder(tiny_sam.mask_decoder, **flags)
+    pe = tiny_sam.prompt_encoder.get_dense_pe()
+    boxes = torch.tensor([[5.0, 6.0, 40.0, 50.0], [0.0, 0.0, 20.0, 30.0]])
+    with torch.inference_mode():
+        ref = tiny_sam.image_encoder(x)
+        fast = encoder(x)
+        assert fast.is_contiguous()
+        np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=1e-5 * float(ref.abs().max()))
+        sparse, dense = tiny_sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        for multimask in (False, True):
+            args = dict(
+                image_embeddings=ref,
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            low_ref, iou_ref = tiny_sam.mask_decoder(**args)
+            low, iou = decoder(**args)
+            assert low.shape == low_ref.shape and iou.shape == iou_ref.shape
+            np.testing.assert_allclose(low.numpy(), low_ref.numpy(), atol=1e-4)
+            np.testing.assert_allclose(iou.numpy(), iou_ref.numpy(), atol=1e-5)
+
+
+def test_decoder_reuses_static_projections_only_per_image(tiny_sam):
+    decoder = _accel.accelerate_decoder(tiny_sam.mask_decoder)
+    pe = tiny_sam.prompt_encoder.get_dense_pe()
+    with torch.inference_mode():
+        images = [
+            torch.randn(1, 32, 8, 8, generator=torch.Generator().manual_seed(s)) for s in (1, 2)
+        ]
+        for image in images:
+            static: dict = {}
+            for box in ([[5.0, 6.0, 40.0, 50.0]], [[1.0, 2.0, 20.0, 30.0]]):
+                sparse, dense = tiny_sam.prompt_encoder(
+                    points=None, boxes=torch.tensor(box), masks=None
+                )
+                args = dict(
+                    image_embeddings=image,
+                    image_pe=pe,
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=False,
+                )
+                cached = decoder(**args, static=static)
+                fresh = decoder(**args)
+                assert set(static) == {"t2i_k", "t2i_v", "i2t_q"}
+                for a, b in zip(cached, fresh, strict=True):
+                    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_segmenter_masks_match_the_plain_model(tiny_sam, rng):
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
+
+    model = load_sam_model(tiny_sam, device="cpu")
+    fast, plain = Segmenter(model), Segmenter(model, accelerate=False)
+    image = rng.integers(0, 255, (96, 80), dtype=np.uint8)
+    boxes = [[5, 5, 60, 70], [30, 10, 90, 40]]
+    fast_regions = fast.segment(image, boxes=boxes)
+    plain_regions = plain.segment(image, boxes=boxes)
+    for a, b in zip(fast_regions, plain_regions, strict=True):
+        # random weights put many logits near 0: allow a rare flip at the threshold
+        assert (a.mask != b.mask).mean() < 1e-3
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_segmenter_follows_weights_edited_in_place(tiny_sam, rng):
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
+
+    model = load_sam_model(tiny_sam, device="cpu")
+    fast = Segmenter(model)
+    image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+    before = fast.embed(image).features.clone()
+    first = fast._modules()["encoder"]
+    with torch.no_grad():
+        model.sam.image_encoder.neck[0].weight.mul_(2.0)
+    fast.clear_cache()
+    after = fast.embed(image).features
+    assert fast._modules()["encoder"] is not first
+    with torch.inference_mode():
+        expected = Segmenter(model, accelerate=False).embed(image).features
+    assert not torch.allclose(before, after)
+    np.testing.assert_allclose(after.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_prompt_threads_leave_torch_threads_unchanged(tiny_segmenter, rng):
+    image = rng.integers(0, 255, (40, 60), dtype=np.uint8)
+    before = torch.get_num_threads()
+    tiny_segmenter.segment(image, boxes=[[5, 5, 30, 40]])
+    assert torch.get_num_threads() == before
+    with _accel.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+# -- content keys -------------------------------------------------------------------------------
+
+
+def test_embedding_key_is_the_image_hash_and_sees_in_place_edits():
+    from napari_samcam.images import image_hash
+    from napari_samcam.segment import embedding_key
+
+    image = np.random.default_rng(0).random((1200, 1100), dtype=np.float32)  # > 2 leaves
+    assert embedding_key(image) == image_hash(image)
+    assert embedding_key(image) == image_hash(image)  # memo hit
+    image[600, 550] += 1.0  # in place: same object, same buffer
+    assert embedding_key(image) == image_hash(image)
+    image[-1, -1] = np.nextafter(image[-1, -1], np.float32(2))  # last leaf, last byte region
+    assert embedding_key(image) == image_hash(image)
+
+
+def test_content_digest_depends_on_bytes_shape_and_dtype():
+    from napari_samcam.segment import content_digest
+
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)
+    assert content_digest(a) == content_digest(a.copy())
+    assert content_digest(a) != content_digest(a.reshape(6, 4))
+    assert content_digest(a) != content_digest(a.view(np.int32))
+    assert content_digest(a[:, ::2]) == content_digest(np.ascontiguousarray(a[:, ::2]))
+    big = np.random.default_rng(1).random((1500, 1500))  # 18 MB: several parallel leaves
+    other = big.copy()
+    other[1499, 1499] += 1e-9
+    assert content_digest(big) == content_digest(big.copy())
+    assert content_digest(big) != content_digest(other)
+
+
+# -- Grad-CAM -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "layercam", "eigencam"])
+def test_gradient_shortcut_gives_the_same_cam(tiny_classifier, rng, monkeypatch, method):
+    from napari_samcam import saliency
+
+    image = rng.random((50, 70)).astype(np.float32)
+    fast = saliency.explain(image, tiny_classifier, method=method, target=1)
+    params = list(tiny_classifier.model.parameters())
+    assert all(p.requires_grad for p in params)  # restored after the call
+    monkeypatch.setattr(saliency, "_target_gradient_only", lambda cam: False)
+    slow = saliency.explain(image, tiny_classifier, method=method, target=1)
+    np.testing.assert_allclose(fast.raw, slow.raw, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(fast.map, slow.map)
+    assert fast.probabilities == pytest.approx(slow.probabilities, abs=1e-7)
+
+
+def test_cam_upsampling_matches_interpolate(rng):
+    import torch.nn.functional as F
+
+    from napari_samcam.saliency import _normalise, _upsample
+
+    for small, shape in (((7, 7), (1955, 1841)), ((14, 9), (100, 333)), ((5, 5), (5, 5))):
+        cam = rng.random(small).astype(np.float32)
+        ref = F.interpolate(
+            torch.from_numpy(cam)[None, None], size=shape, mode="bilinear", align_corners=False
+        )[0, 0].numpy()
+        fast = _upsample(cam, shape).numpy()
+        np.testing.assert_allclose(fast, ref, atol=1e-6)
+        norm = _normalise(_upsample(cam, shape))
+        np.testing.assert_allclose(norm, ref / ref.max(), atol=1e-6)
+
+
+# -- the real model on the real radiograph (slow) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def radiograph(chest_radiograph):
+    return np.asarray(chest_radiograph.array, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def plain_litemedsam(litemedsam):
+    from napari_samcam.segment import Segmenter
+
+    return Segmenter(litemedsam.model, accelerate=False)
+
+
+@pytest.mark.slow
+def test_litemedsam_encoder_features_with_each_optimisation(litemedsam, radiograph):
+    from napari_samcam.images import to_unit_range
+
+    x, _ = litemedsam._prepare(to_unit_range(radiograph))
+    encoder = litemedsam.model.sam.image_encoder
+    with torch.inference_mode():
+        ref = encoder(x)  # torch's thread setting
+        scale = float(ref.abs().max())
+        with _accel.torch_threads(1):  # every variant, one thread (steady on busy machines)
+            for name, flags in VARIANTS.items():
+                out = _accel.accelerate_encoder(encoder, **flags)(x)
+                assert float((out - ref).abs().max()) < 2e-5 * scale, name
+        out = _accel.accelerate_encoder(encoder)(x)
+        assert float((out - ref).abs().max()) < 2e-5 * scale
+
+
+def _reference_logits(segmenter, embedding, box) -> np.ndarray:
+    """The plain model's full-resolution mask logits for one box (-inf outside the window)."""
+    from napari_samcam.segment import to_sam_coords
+
+    sam = segmenter.model.sam
+    corners = np.array([[box[:2], [box[2] - 1, box[3] - 1]]], dtype=float)
+    xy = to_sam_coords(corners, embedding.original_size, embedding.input_size)
+    with torch.inference_mode():
+        sparse, dense = sam.prompt_encoder(
+            points=None, boxes=torch.as_tensor(xy.reshape(1, 4)), masks=None
+        )
+        low, _ = sam.mask_decoder(
+            image_embeddings=embedding.features,
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+    window, (r0, r1, c0, c1) = segmenter._upsampler(embedding, low.shape[-1]).logits(low[0, 0])
+    full = np.full(embedding.original_size, -np.inf, dtype=np.float32)
+    full[r0:r1, c0:c1] = window.numpy()
+    return full
+
+
+@pytest.mark.slow
+def test_litemedsam_masks_identical_wherever_the_logit_is_not_at_the_threshold(
+    litemedsam, plain_litemedsam, radiograph
+):
+    """Box prompts: masks with and without the optimisations are identical, except at pixels
+    whose logit is within float rounding of the threshold (|logit| < 1e-3).
+
+    Such pixels cannot be pinned down by any change of kernels: the plain model flips the same
+    ones between 1 and 2 torch threads (a pixel or two per box on this image, of 10^5).
+    """
+    rng = np.random.default_rng(1)
+    boxes = [list(b) for b in ANATOMICAL_BOXES]
+    for _ in range(4):
+        r0, c0 = rng.integers(0, 1500), rng.integers(0, 1400)
+        boxes.append([r0, c0, r0 + rng.integers(40, 450), c0 + rng.integers(40, 440)])
+    fast = litemedsam.segment(radiograph, boxes=boxes)
+    plain = plain_litemedsam.segment(radiograph, boxes=boxes)
+    embedding = plain_litemedsam.embed(radiograph)
+    for box, a, b in zip(boxes, fast, plain, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        logits = _reference_logits(plain_litemedsam, embedding, box)
+        np.testing.assert_array_equal(b.mask, logits > 0)
+        stable = np.abs(logits) >= 1e-3
+        np.testing.assert_array_equal(a.mask[stable], b.mask[stable])
+        assert (a.mask != b.mask).sum() <= max(3, 1e-4 * b.area)
+
+
+@pytest.mark.slow
+def test_litemedsam_context_mode_masks_agree(litemedsam, plain_litemedsam, radiograph):
+    fast = litemedsam.segment(radiograph, boxes=ANATOMICAL_BOXES[:2], context=2.5)
+    plain = plain_litemedsam.segment(radiograph, boxes=ANATOMICAL_BOXES[:2], context=2.5)
+    for a, b in zip(fast, plain, strict=True):
+        assert (a.mask != b.mask).sum() <= 3
+
+
+@pytest.mark.slow
+def test_metrics_agree_with_and_without_optimisations(
+    litemedsam, plain_litemedsam, radiograph, tiny_classifier, monkeypatch
+):
+    from napari_samcam import saliency
+    from napari_samcam.metrics import METRIC_NAMES, localization_metrics
+
+    box = ANATOMICAL_BOXES[0]
+    (fast_region,) = litemedsam.segment(radiograph, boxes=[box])
+    (plain_region,) = plain_litemedsam.segment(radiograph, boxes=[box])
+    fast_map = saliency.explain(radiograph, tiny_classifier, target=1).map
+    monkeypatch.setattr(saliency, "_target_gradient_only", lambda cam: False)
+    monkeypatch.setattr(saliency, "_cam_threads", lambda classifier: None)
+    plain_map = saliency.explain(radiograph, tiny_classifier, target=1).map
+    fast = localization_metrics(fast_map, fast_region.mask)
+    plain = localization_metrics(plain_map, plain_region.mask)
+    for name in METRIC_NAMES:
+        assert fast[name] == pytest.approx(plain[name], abs=1e-6, nan_ok=True), name
+
+
+@pytest.mark.slow
+def test_compiled_encoder_matches_eager(tiny_sam):
+    """torch.compile (inductor, frozen weights): same features (needs a C compiler)."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile needs a C compiler")
+    encoder = _accel.accelerate_encoder(tiny_sam.image_encoder, fused=False)
+    compiled = _accel.compile_module(encoder)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = tiny_sam.image_encoder(x)
+        out = compiled(x)
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5 * float(ref.abs().max()))
