@@ -314,16 +314,23 @@ def test_metrics_agree_with_and_without_optimisations(
 
 
 @pytest.mark.slow
-def test_compiled_encoder_matches_eager(tiny_sam):
+def test_compiled_encoder_matches_eager(tiny_sam, rng):
     """torch.compile (inductor, frozen weights): same features (needs a C compiler)."""
     import shutil
+    import warnings
+
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("torch.compile needs a C compiler")
-    encoder = _accel.accelerate_encoder(tiny_sam.image_encoder, fused=False)
-    compiled = _accel.compile_module(encoder)
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        ref = tiny_sam.image_encoder(x)
-        out = compiled(x)
+    model = load_sam_model(tiny_sam, device="cpu")
+    compiled = Segmenter(model, compile_encoder=True)
+    plain = Segmenter(model, accelerate=False)
+    image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager encoder
+        out = compiled.embed(image).features
+    ref = plain.embed(image).features
+    assert compiled.compile_encoder  # compiled, not fallen back to eager
     np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5 * float(ref.abs().max()))

@@ -134,22 +134,32 @@ class _MaskUpsampler:
         self.rows = _interp_matrix(original_size[0], input_size[0]) @ rows
         self.cols = _interp_matrix(original_size[1], input_size[1]) @ cols
         self.shape = tuple(original_size)
+        self._devices: dict[str, tuple] = {}
+
+    def _on(self, device) -> tuple:
+        """``rows``, ``cols`` and where each is positive, on ``device`` (kept per device)."""
+        key = str(device)
+        if key not in self._devices:
+            rows, cols = self.rows.to(device), self.cols.to(device)
+            self._devices[key] = (rows, cols, rows > 0, cols > 0)
+        return self._devices[key]
 
     @staticmethod
-    def _span(matrix, support):
-        touched = (matrix[:, support] > 0).any(1).nonzero()
+    def _span(positive_weights, support):
+        touched = positive_weights[:, support].any(1).nonzero()
         if len(touched) == 0:
             return 0, 0
         return int(touched[0]), int(touched[-1]) + 1
 
     def logits(self, low_res) -> tuple[Any, tuple[int, int, int, int]]:
         """Upsampled logits inside the positive window, and the window ``(r0, r1, c0, c1)``."""
+        rows, cols, rows_pos, cols_pos = self._on(low_res.device)
         positive = low_res > 0
-        r0, r1 = self._span(self.rows, positive.any(1))
-        c0, c1 = self._span(self.cols, positive.any(0))
+        r0, r1 = self._span(rows_pos, positive.any(1))
+        c0, c1 = self._span(cols_pos, positive.any(0))
         if r1 == r0 or c1 == c0:
             return low_res.new_zeros((0, 0)), (0, 0, 0, 0)
-        window = self.rows[r0:r1] @ low_res @ self.cols[c0:c1].T
+        window = rows[r0:r1] @ low_res @ cols[c0:c1].T
         return window, (r0, r1, c0, c1)
 
     def mask(self, low_res, threshold: float = 0.0) -> np.ndarray:
@@ -326,7 +336,9 @@ class Segmenter:
                 return self._fast
             encoder, decoder = sam.image_encoder, sam.mask_decoder
             if self.accelerate:
-                encoder = _accel.accelerate_encoder(sam.image_encoder)
+                # inductor makes its own fused kernels (and cannot trace the oneDNN ones)
+                fused = not self.compile_encoder
+                encoder = _accel.accelerate_encoder(sam.image_encoder, fused=fused)
                 decoder = _accel.accelerate_decoder(sam.mask_decoder)
             if self.compile_encoder:
                 try:
