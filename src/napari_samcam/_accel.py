@@ -50,6 +50,7 @@ __all__ = [
     "compile_module",
     "configure_threads",
     "fingerprint",
+    "matmul_t",
     "thread_settings",
     "tokens_of",
     "torch_threads",
@@ -121,6 +122,15 @@ def bilinear_matrix(n_out: int, n_in: int):
                 _BILINEAR.clear()
             _BILINEAR[key] = matrix
     return matrix
+
+
+def matmul_t(a, b):
+    """``a @ b.T`` for 2-D float tensors; on CPU by oneDNN (about 2x MKL's rate on AVX-512 CPUs
+    for the thin products of separable resizing)."""
+    if _mkldnn_ok(a) and _mkldnn_ok(b) and a.ndim == 2 and b.ndim == 2:
+        torch = _torch()
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return a @ b.T
 
 
 # -- threads -----------------------------------------------------------------------------------

@@ -202,14 +202,14 @@ def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> Any:
     """
     import torch
 
-    from ._accel import bilinear_matrix
+    from ._accel import bilinear_matrix, matmul_t
 
     tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))
     if tuple(tensor.shape) == tuple(shape):
         return tensor.clone()
     rows = bilinear_matrix(int(shape[0]), tensor.shape[0])
     cols = bilinear_matrix(int(shape[1]), tensor.shape[1])
-    return (rows @ tensor) @ cols.T
+    return matmul_t(rows @ tensor, cols)
 
 
 def _normalise(cam) -> np.ndarray:
