@@ -1,8 +1,8 @@
 """The viewer stays responsive while LiteMedSAM computes an embedding in the widget's worker.
 
 A QTimer fires every 10 ms on the GUI thread and records the gaps between its ticks while a real
-LiteMedSAM embedding of the chest radiograph (~2.5 s on a 2-core CPU) runs in the worker. The
-longest gap is the longest event-loop stall the user would feel.
+LiteMedSAM embedding of the chest radiograph (about 1 s on one core of a 2-core CPU) runs in the
+worker. The longest gap is the longest event-loop stall the user would feel.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_no_stall_while_litemedsam_embeds_in_the_worker(make_napari_viewer, qtbo
     assert litemedsam.encoder_calls == calls + 1  # the embedding really ran in this job
     embed_start = next(t for t, text in steps if "embedding" in text)
     embed_end = next(t for t, text in steps if text.endswith("SAM boxes"))
-    assert embed_end - embed_start > 0.5  # a real, seconds-long embedding
+    assert embed_end - embed_start > 0.2 and len(meter.gaps(embed_start, embed_end)) > 10
     during = meter.gaps(embed_start, embed_end)
     job = meter.gaps(started, meter.ticks[-1])
     longest_embedding, longest_job = float(during.max()), float(job.max())
