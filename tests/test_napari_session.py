@@ -182,3 +182,15 @@ def test_save_and_reopen_through_the_session(session, tmp_path):
     assert [lyr.name for lyr in layers] == [lyr.name for lyr in session.viewer.layers]
     written = session.export_metrics(tmp_path / "m.csv")
     assert written == [str(tmp_path / "m.csv")]
+
+
+def test_saliency_boxes_of_other_slices_are_kept(tiny_classifier, tiny_segmenter):
+    viewer = _viewer(phantom_stack)
+    session = SamcamSession(viewer, classifier=tiny_classifier, segmenter=tiny_segmenter)
+    session.explain(all_slices=True)
+    session.segment(prompt="saliency", index=1)
+    session.segment(prompt="saliency", index=2)
+    session.segment(prompt="saliency", index=2)  # again: replaces slice 2's box
+    boxes = viewer.layers["phantom stack saliency boxes"]
+    assert sorted(int(v[0, 0]) for v in boxes.data) == [1, 2]
+    assert sorted(session.metrics()["slice"]) == ["1", "2"]

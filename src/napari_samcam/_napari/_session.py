@@ -848,22 +848,31 @@ class SamcamSession:
         if shapes_layer is not None and summaries:
             _label_shapes(shapes_layer, summaries)
         if saliency_boxes_layer:
-            self._show_saliency_boxes(image, saliency_boxes_layer)
+            self._show_saliency_boxes(image, saliency_boxes_layer, replaced)
         layers.selection.active = layer
         for note in notes:
             self._warn(note)
         self.status.emit(f"{len(rows)} region(s) from {source} in {name!r}")
         return layer
 
-    def _show_saliency_boxes(self, image, boxes: list[tuple]):
-        """Show the boxes derived from the saliency, labelled with their metrics."""
+    def _show_saliency_boxes(self, image, boxes: list[tuple], replaced: set[str]):
+        """Show the boxes derived from the saliency, labelled with their metrics.
+
+        Boxes of the slices segmented now replace earlier ones; other slices keep theirs.
+        """
         layers = self._layers()
         name = f"{image.name} saliency boxes"
         lead = bool(leading_shape(image))
         shapes = [box_to_rectangle(box, index if lead else ()) for index, box, _ in boxes]
         texts = [text for _, _, text in boxes]
-        if name in layers:
-            layers.remove(name)
+        old = _find(layers, name)
+        if old is not None:
+            if lead and "metrics" in old.features:
+                for vertices, text in zip(old.data, old.features["metrics"], strict=True):
+                    if _index_text((int(round(vertices[0, 0])),)) not in replaced:
+                        shapes.append(np.asarray(vertices))
+                        texts.append(str(text))
+            layers.remove(old)
         self.viewer.add_shapes(
             shapes,
             shape_type="rectangle",
