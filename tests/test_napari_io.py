@@ -306,3 +306,19 @@ def test_rectangles_and_boxes_convert_exactly():
     assert rectangle_to_box(np.array([[-5.0, -5.0], [30.0, 30.0]]), (20, 20)) == (0, 0, 20, 20)
     rect3 = box_to_rectangle(box, (2,))
     assert rect3.shape == (4, 3) and set(rect3[:, 0]) == {2.0}
+
+
+def test_reader_nifti_volume_gets_slices_first_and_spacing_as_scale(tmp_path):
+    import nibabel as nib
+
+    xyz = np.arange(5 * 4 * 3, dtype=np.float32).reshape(5, 4, 3)  # NIfTI (x, y, z)
+    image = nib.Nifti1Image(xyz, np.diag([0.5, 0.75, 2.0, 1.0]))
+    path = tmp_path / "brain.nii.gz"
+    nib.save(image, str(path))
+    ((data, meta, kind),) = napari_get_reader(str(path))(str(path))
+    assert kind == "image" and meta["name"] == "brain"
+    assert data.shape == (3, 4, 5)  # (slice, row, col)
+    np.testing.assert_array_equal(data, xyz.transpose(2, 1, 0))
+    np.testing.assert_allclose(meta["scale"], (2.0, 0.75, 0.5))
+    assert meta["units"] == ("mm", "mm", "mm")
+    assert meta["contrast_limits"] == (0.0, float(xyz.max()))
