@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch._dynamo  # noqa: F401
+
+# torch._dynamo pulls in triton, whose LLVM clashes with the one software OpenGL loads for a
+# napari canvas: importing it after a viewer exists kills the process. Import it first.
 
 
 def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0):

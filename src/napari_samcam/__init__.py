@@ -45,6 +45,7 @@ _API = {
     "load_clip": "text",
     "clip_available": "text",
     "SamcamError": "errors",
+    "SamcamSession": "_napari",
     "InputError": "errors",
 }
 
