@@ -625,7 +625,10 @@ def _options(**flags) -> dict[str, bool]:
 
 
 class AcceleratedEncoder(_nn().Module):
-    """An inference-only copy of a SAM image encoder; returns contiguous NCHW features.
+    """An inference-only copy of a SAM image encoder.
+
+    Returns ``(B, C, H, W)`` features; with ``channels_last`` their memory is channels-last
+    (as the last convolution leaves it), which is the token layout the decoder works in.
 
     Attributes
     ----------
@@ -657,6 +660,8 @@ class AcceleratedEncoder(_nn().Module):
         if self.options["channels_last"]:
             x = _to_channels_last(x)
         out = self.body(x)
+        if self.options["channels_last"]:
+            return out.contiguous(memory_format=_torch().channels_last)
         return out.contiguous()
 
 

@@ -80,8 +80,6 @@ class Embedding:
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     offset: tuple[int, int] = (0, 0)
-    #: Per-embedding data the decoder derives once (its token layout), not part of the value.
-    _derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def to_sam_coords(
@@ -170,6 +168,7 @@ class _MaskUpsampler:
         return out
 
 
+_UPSAMPLERS_KEPT = 32
 _CHUNK = 1 << 22  # bytes per SHA-256 leaf of the content digest
 _DIGEST_POOL = None
 _DIGEST_POOL_LOCK = threading.Lock()
@@ -298,7 +297,9 @@ class Segmenter:
         )
         self.prompt_threads = prompt_threads
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
-        self._upsamplers: dict[tuple, _MaskUpsampler] = {}
+        self._upsamplers: OrderedDict[tuple, _MaskUpsampler] = OrderedDict()
+        # the decoder's prompt-independent projections of the last prompted embedding
+        self._static: tuple = (None, None, None)
         self._fast: dict[str, Any] = {}
         self._lock = threading.RLock()
 
@@ -464,11 +465,20 @@ class Segmenter:
     # -- prompting ---------------------------------------------------------------------------
     def _upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
         key = (low, self.model.image_size, embedding.input_size, embedding.original_size)
-        if key not in self._upsamplers:
-            self._upsamplers[key] = _MaskUpsampler(
-                low, self.model.image_size, embedding.input_size, embedding.original_size
-            )
-        return self._upsamplers[key]
+        with self._lock:
+            upsampler = self._upsamplers.get(key)
+            if upsampler is None:
+                upsampler = _MaskUpsampler(
+                    low, self.model.image_size, embedding.input_size, embedding.original_size
+                )
+                self._upsamplers[key] = upsampler
+                while (
+                    len(self._upsamplers) > _UPSAMPLERS_KEPT
+                ):  # one per crop size in context mode
+                    self._upsamplers.popitem(last=False)
+            else:
+                self._upsamplers.move_to_end(key)
+        return upsampler
 
     def _decode(
         self,
@@ -510,19 +520,18 @@ class Segmenter:
             if modules["tokens"]:
                 from ._accel import tokens_of
 
-                if "tokens" not in embedding._derived:
-                    embedding._derived["tokens"] = tokens_of(embedding.features)
+                # free when the features are channels-last (the accelerated encoder's output)
                 extra = {
-                    "image_tokens": embedding._derived["tokens"],
+                    "image_tokens": tokens_of(embedding.features),
                     "pe_tokens": modules["pe_tokens"],
                 }
                 if masks_arg is None:
-                    # Same dense prompt for every prompt: the decoder may keep the
-                    # prompt-independent projections of this embedding (per decoder build).
-                    owner, static = embedding._derived.get("static", (None, None))
-                    if owner is not modules["token"]:
+                    # Same dense prompt for every prompt: the decoder keeps the prompt-independent
+                    # projections of this embedding, for the last embedding prompted only.
+                    owner, token, static = self._static
+                    if owner is not embedding or token is not modules["token"]:
                         static = {}
-                        embedding._derived["static"] = (modules["token"], static)
+                        self._static = (embedding, modules["token"], static)
                     extra["static"] = static
             low_res, iou = modules["decoder"](
                 image_embeddings=embedding.features,
