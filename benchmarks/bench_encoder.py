@@ -74,12 +74,13 @@ def _variants(encoder):
     return out
 
 
-def _compile_child(cache_dir: str, device: str) -> dict:
+def _compile_child(cache_dir: str, device: str, threads: int) -> dict:
     """Runs in a subprocess: compile the accelerated encoder, time compile and steady state."""
     import time
 
     import torch
 
+    torch.set_num_threads(int(threads))
     from napari_samcam import _accel
     from napari_samcam.sam_models import load_sam_model
 
@@ -107,18 +108,29 @@ def _compile_child(cache_dir: str, device: str) -> dict:
 
 def measure_compile(device) -> dict:
     """Cold then warm compile, each in a fresh interpreter sharing one new inductor cache."""
+    import torch
+
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="samcam-inductor-") as cache:
         env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
         code = (
             "import json, sys; sys.path[:0] = sys.argv[1:3]; "
             "from benchmarks.bench_encoder import _compile_child; "
-            "print('RESULT' + json.dumps(_compile_child(sys.argv[3], sys.argv[4])))"
+            "print('RESULT' + json.dumps(_compile_child(*sys.argv[3:6])))"
         )
         root = Path(__file__).resolve().parents[1]
         for phase in ("cold", "warm"):
             proc = subprocess.run(
-                [sys.executable, "-c", code, str(root), str(root / "src"), cache, str(device)],
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    str(root),
+                    str(root / "src"),
+                    cache,
+                    str(device),
+                    str(torch.get_num_threads()),
+                ],
                 capture_output=True,
                 text=True,
                 env=env,
