@@ -350,8 +350,19 @@ def test_real_builtins_and_litemedsam(tmp_path):
         rows = metrics[(metrics["item"] == item.index) & (metrics["region_source"] == "sam-box")]
         area = rows["region_area"].iloc[0]
         assert 0.3 * mask.sum() < area < 3 * mask.sum()
-    peak = metrics[metrics["region_source"] == "sam-saliency-peak"]["prompt"].map(json.loads)
-    assert all("boxes" in p and "point" in p for p in peak)  # box-only model: half-maximum box
+    peak = metrics[
+        (metrics["region_source"] == "sam-saliency-peak")
+        & (metrics["classifier"] == "lesion-detector")
+    ]
+    prompts = peak["prompt"].map(json.loads)
+    assert all("boxes" in p and "point" in p for p in prompts)  # box-only: half-maximum box
+    # The shortcut detector sees no lesion evidence without its marker: a flat map, no prompt.
+    flat = metrics[
+        (metrics["classifier"] == "shortcut-detector")
+        & (metrics["region_source"] == "sam-saliency-peak")
+    ]
+    for prompt, value in zip(flat["prompt"], flat["value"], strict=True):
+        assert "note" in json.loads(prompt) or not np.isnan(value)
 
 
 class BrightnessClip:
