@@ -34,6 +34,7 @@ Resume and overwrite
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -347,6 +348,7 @@ def _run_dask(jobs, spec, on_done, *, scheduler, n_workers) -> None:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            silence_logs=logging.ERROR,
         )
         client = Client(cluster)
         client.run(_set_torch_threads, 1)
