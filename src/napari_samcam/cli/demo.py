@@ -14,8 +14,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "with Grad-CAM, segment each lesion with LiteMedSAM prompted by the box annotation and "
         "by a box from the saliency map, and score every saliency map against the ground-truth "
         "mask and both SAM regions. Then run a real chest radiograph (pydicom-data "
-        "RG1_UNCI.dcm) through Grad-CAM and SAM. Writes phantoms/, metrics.csv, summary.csv, "
-        "summary.json, radiograph.csv and overlays/*.png into --out.",
+        "RG1_UNCI.dcm) through Grad-CAM and SAM. Writes phantoms/, metrics.csv, regions.csv, "
+        "summary.csv, summary.json, radiograph.csv and overlays/*.png into --out.",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
