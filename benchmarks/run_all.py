@@ -303,7 +303,9 @@ def main(argv=None) -> int:
     print()
     print_table(rows)
     report = {
-        "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
+        "command": " ".join(
+            ["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "machine": info,
         "load_average_end": load_average(),
         "settings": {n: settings[n] for n in names},

@@ -123,7 +123,8 @@ class _MaskUpsampler:
 
     Bilinear resizing is separable and linear, so both steps fold into one matrix per axis.
     Output pixels only depend on a few low-res logits with non-negative weights: where all of
-    those are <= 0 the output is too, so only the window around positive logits is computed.
+    those are <= 0 the output is too, so only the window around positive logits is computed,
+    and only from the band of low-res rows and columns that window depends on.
     """
 
     def __init__(self, low: int, padded: int, input_size, original_size):
@@ -132,32 +133,51 @@ class _MaskUpsampler:
         self.rows = _interp_matrix(original_size[0], input_size[0]) @ rows
         self.cols = _interp_matrix(original_size[1], input_size[1]) @ cols
         self.shape = tuple(original_size)
+        # each output row's first and last low-res index with a positive weight
+        self._bands = tuple(self._band(m) for m in (self.rows, self.cols))
         self._devices: dict[str, tuple] = {}
 
+    @staticmethod
+    def _band(matrix) -> tuple[np.ndarray, np.ndarray]:
+        positive = (matrix > 0).numpy()
+        first = np.where(positive.any(1), positive.argmax(1), matrix.shape[1])
+        last = matrix.shape[1] - 1 - positive[:, ::-1].argmax(1)
+        return first, np.where(positive.any(1), last, -1)
+
     def _on(self, device) -> tuple:
-        """``rows``, ``cols`` and where each is positive, on ``device`` (kept per device)."""
+        """``rows`` and ``cols`` on ``device`` (kept per device)."""
         key = str(device)
         if key not in self._devices:
-            rows, cols = self.rows.to(device), self.cols.to(device)
-            self._devices[key] = (rows, cols, rows > 0, cols > 0)
+            self._devices[key] = (self.rows.to(device), self.cols.to(device))
         return self._devices[key]
 
     @staticmethod
-    def _span(positive_weights, support):
-        touched = positive_weights[:, support].any(1).nonzero()
-        if len(touched) == 0:
+    def _span(band, support: np.ndarray) -> tuple[int, int]:
+        """First and last+1 output index whose band holds a positive low-res index."""
+        first, last = band
+        hits = np.flatnonzero(support)
+        if len(hits) == 0:
             return 0, 0
-        return int(touched[0]), int(touched[-1]) + 1
+        # does [first_i, last_i] contain one of the sorted hits?
+        touched = np.searchsorted(hits, last, side="right") > np.searchsorted(hits, first)
+        index = np.flatnonzero(touched)
+        if len(index) == 0:
+            return 0, 0
+        return int(index[0]), int(index[-1]) + 1
 
     def logits(self, low_res) -> tuple[Any, tuple[int, int, int, int]]:
         """Upsampled logits inside the positive window, and the window ``(r0, r1, c0, c1)``."""
-        rows, cols, rows_pos, cols_pos = self._on(low_res.device)
-        positive = low_res > 0
-        r0, r1 = self._span(rows_pos, positive.any(1))
-        c0, c1 = self._span(cols_pos, positive.any(0))
+        positive = (low_res > 0).cpu().numpy()
+        r0, r1 = self._span(self._bands[0], positive.any(1))
+        c0, c1 = self._span(self._bands[1], positive.any(0))
         if r1 == r0 or c1 == c0:
             return low_res.new_zeros((0, 0)), (0, 0, 0, 0)
-        window = rows[r0:r1] @ low_res @ cols[c0:c1].T
+        rows, cols = self._on(low_res.device)
+        # the low-res rows / columns the window reads (weights outside are exactly zero)
+        lo_r, hi_r = int(self._bands[0][0][r0:r1].min()), int(self._bands[0][1][r0:r1].max()) + 1
+        lo_c, hi_c = int(self._bands[1][0][c0:c1].min()), int(self._bands[1][1][c0:c1].max()) + 1
+        band = low_res[lo_r:hi_r, lo_c:hi_c]
+        window = rows[r0:r1, lo_r:hi_r] @ band @ cols[c0:c1, lo_c:hi_c].T
         return window, (r0, r1, c0, c1)
 
     def mask(self, low_res, threshold: float = 0.0) -> np.ndarray:
