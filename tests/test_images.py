@@ -106,10 +106,10 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(ImageReadError, match="unsupported file type"):
         read_image(tmp_path / "x.xyz")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    with pytest.raises(ImageReadError, match="broken.png"):
+    with pytest.raises(ImageReadError, match=r"broken\.png"):
         read_image(tmp_path / "broken.png")
     (tmp_path / "broken.dcm").write_bytes(b"\x00" * 200)
-    with pytest.raises(ImageReadError, match="broken.dcm"):
+    with pytest.raises(ImageReadError, match=r"broken\.dcm"):
         read_image(tmp_path / "broken.dcm")
 
 

@@ -22,7 +22,7 @@ def test_map_is_at_image_resolution_with_provenance(tiny_classifier):
     image = np.random.default_rng(1).integers(0, 255, (45, 61), dtype=np.uint8)
     sal = explain(image, tiny_classifier)
     assert sal.map.shape == (45, 61) and sal.map.dtype == np.float32
-    assert 0.0 <= sal.map.min() and sal.map.max() <= 1.0
+    assert sal.map.min() >= 0.0 and sal.map.max() <= 1.0
     assert sal.raw.shape == (16, 16)  # conv stage before pooling at 32x32 input
     probs = predict(image, tiny_classifier)
     top = max(probs, key=probs.get)
