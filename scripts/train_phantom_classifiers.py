@@ -39,14 +39,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_samcam.builtin_classifiers import BUILTIN_CLASSIFIERS, CLASS_NAMES, PhantomCNN
+from napari_samcam.builtin_classifiers import (
+    BUILTIN_CLASSIFIERS,
+    CLASS_NAMES,
+    DEFAULT_WIDTHS,
+    PhantomCNN,
+)
 from napari_samcam.classifiers import Classifier, classifier_tensor
 from napari_samcam.phantoms import generate_phantoms
 from napari_samcam.saliency import explain
 
 VERSION = "1.0.0"
 INPUT_SIZE = 256
-WIDTHS = (16, 24, 48, 64, 64)
+WIDTHS = DEFAULT_WIDTHS
 SHARPNESS = 1.0
 FAINT_CONTRAST = (0.03, 0.08)
 TOLERANCE = 15  # pixels, pointing-game tolerance

@@ -43,7 +43,7 @@ BUILTIN_CLASSIFIERS: dict[str, str] = {
 }
 
 CLASS_NAMES = ["no lesion", "lesion"]
-DEFAULT_WIDTHS = (16, 32, 64, 96, 128)
+DEFAULT_WIDTHS = (16, 24, 48, 64, 64)
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
