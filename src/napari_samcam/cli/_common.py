@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,25 @@ def prepare_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
     out = check_out(out, overwrite=overwrite, names=names)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextmanager
+def progress_bar(desc: str, *, quiet: bool = False):
+    """A ``progress(done, total)`` callback drawing a tqdm bar (with ETA), closed on exit."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="image", desc=desc, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()

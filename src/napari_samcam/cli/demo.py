@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import progress_bar
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -35,21 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..demo import run_demo
 
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=total, unit="image", desc="demo", dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    try:
+    with progress_bar("demo", quiet=args.quiet) as progress:
         result = run_demo(
             args.out,
             n=args.n,
@@ -60,9 +50,6 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=progress,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     print("\nWhere do the classifiers look? Mean over the phantoms (1 = all in the region):\n")
     print(f"  {'classifier':<19} {'region':<18} {'hit rate':>8} {'energy':>8} {'IoU':>8}")
     for row in result.table.to_dict("records"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_sam_arguments
+from ._common import add_sam_arguments, progress_bar
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -148,21 +148,9 @@ def _target(text):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..evaluate import evaluate
 
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=total, unit="image", desc="evaluate", dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    try:
+    with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,
             args.out,
@@ -190,9 +178,6 @@ def run(args: argparse.Namespace) -> int:
             report=not args.no_report,
             n_resamples=args.bootstrap,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     print(
         f"{result.n_images} images: {result.n_computed} computed, {result.n_reused} reused "
         f"from an earlier run; {len(result.metrics)} metric values."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import progress_bar
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -39,17 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..phantoms import write_phantoms
 
-    bar = None if args.quiet else tqdm(total=args.n, unit="image", desc="phantoms")
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.update(done - bar.n)
-
-    try:
+    with progress_bar("phantoms", quiet=args.quiet) as progress:
         manifest = write_phantoms(
             args.n,
             args.out,
@@ -60,8 +54,5 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     print(f"wrote {args.n} phantoms and {manifest}")
     return 0
