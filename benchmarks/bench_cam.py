@@ -99,8 +99,8 @@ def run(rounds: int = 9, device: str = "auto") -> dict:
         "explain, full-size image": lambda: saliency.explain(full, classifier, target=target),
         "explain, full-size, full backward": lambda: explain_full_backward(full),
         "full-size preprocessing": lambda: classifier_tensor(full, classifier),
-        "full-size map upsampling + normalisation": lambda: saliency._normalise(
-            saliency._upsample(raw, full.shape)
+        "full-size map upsampling + normalisation": lambda: saliency._saliency_map(
+            raw, full.shape
         ),
     }
     times = interleaved(candidates, rounds, device=dev)

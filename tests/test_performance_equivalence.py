@@ -192,17 +192,74 @@ def test_gradient_shortcut_gives_the_same_cam(tiny_classifier, rng, monkeypatch,
 def test_cam_upsampling_matches_interpolate(rng):
     import torch.nn.functional as F
 
-    from napari_samcam.saliency import _normalise, _upsample
+    from napari_samcam._resample import upsample
+    from napari_samcam.saliency import _saliency_map
 
-    for small, shape in (((7, 7), (1955, 1841)), ((14, 9), (100, 333)), ((5, 5), (5, 5))):
+    cases = (((7, 7), (1955, 1841)), ((14, 9), (100, 333)), ((32, 32), (20, 17)), ((1, 3), (9, 9)))
+    for small, shape in cases:
         cam = rng.random(small).astype(np.float32)
         ref = F.interpolate(
             torch.from_numpy(cam)[None, None], size=shape, mode="bilinear", align_corners=False
         )[0, 0].numpy()
-        fast = _upsample(cam, shape).numpy()
+        fast = upsample(torch.from_numpy(cam), shape).numpy()
         np.testing.assert_allclose(fast, ref, atol=1e-6)
-        norm = _normalise(_upsample(cam, shape))
-        np.testing.assert_allclose(norm, ref / ref.max(), atol=1e-6)
+        np.testing.assert_allclose(_saliency_map(cam, shape), ref / ref.max(), atol=1e-6)
+    # negative values are set to 0 before upsampling
+    cam = rng.normal(size=(6, 5)).astype(np.float32)
+    ref = F.interpolate(
+        torch.from_numpy(cam).clamp_min(0)[None, None],
+        size=(50, 40),
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0]
+    np.testing.assert_allclose(_saliency_map(cam, (50, 40)), (ref / ref.max()).numpy(), atol=1e-6)
+    assert not _saliency_map(-np.ones((4, 4), np.float32), (8, 8)).any()
+
+
+@pytest.mark.parametrize(
+    "shape, size", [((1955, 1841), (256, 256)), ((300, 200), (224, 224)), ((64, 700), (32, 48))]
+)
+def test_antialiased_downsampling_matches_interpolate(rng, shape, size):
+    import torch.nn.functional as F
+
+    from napari_samcam._resample import downsample
+
+    image = torch.from_numpy(rng.random((2, *shape), dtype=np.float32) * 4000)
+    ref = F.interpolate(image[None], size=size, mode="bilinear", antialias=True)[0]
+    np.testing.assert_allclose(downsample(image, size).numpy(), ref.numpy(), rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_classifier_tensor_resizes_before_mapping_intensities(rng, dtype, channels):
+    """Resize-then-map equals the plain map-then-resize (``to_unit_range``, interpolate)."""
+    import torch.nn.functional as F
+
+    from napari_samcam.classifiers import Classifier, classifier_tensor
+    from napari_samcam.images import to_unit_range
+
+    high = 255 if dtype == np.uint8 else 3000
+    image = (rng.random((333, 257, 3)) * high + 7).astype(dtype)
+    for colour in (False, True):
+        data = image if colour else image[..., 0]
+        classifier = Classifier(
+            model=torch.nn.Identity(),
+            name="identity",
+            class_names=["a", "b"],
+            input_size=(64, 48),
+            channels=channels,
+            mean=(0.5,) * channels,
+            std=(0.25,) * channels,
+        )
+        unit = torch.from_numpy(to_unit_range(data))
+        unit = unit.permute(2, 0, 1) if colour else unit[None]
+        if channels == 1:
+            unit = unit.mean(0, keepdim=True)
+        ref = F.interpolate(unit[None], size=(64, 48), mode="bilinear", antialias=True)
+        ref = (ref.expand(-1, channels, -1, -1) - 0.5) / 0.25
+        got = classifier_tensor(data, classifier)
+        assert got.shape == (1, channels, 64, 48)
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=2e-5)
 
 
 # -- the real model on the real radiograph (slow) ------------------------------------------------

@@ -46,11 +46,9 @@ __all__ = [
     "AcceleratedEncoder",
     "accelerate_decoder",
     "accelerate_encoder",
-    "bilinear_matrix",
     "compile_module",
     "configure_threads",
     "fingerprint",
-    "matmul_t",
     "thread_settings",
     "tokens_of",
     "torch_threads",
@@ -94,43 +92,6 @@ def _activate(x, activation: str):
     if activation == "relu":
         return F.relu(x)
     return x
-
-
-# -- resizing as matrix products --------------------------------------------------------------
-
-_BILINEAR: dict[tuple[int, int], Any] = {}
-_BILINEAR_LOCK = threading.Lock()
-
-
-def bilinear_matrix(n_out: int, n_in: int):
-    """The ``(n_out, n_in)`` float32 CPU matrix of 1-D bilinear resizing (``align_corners=False``).
-
-    Exactly the weights ``F.interpolate(..., mode="bilinear", align_corners=False)`` uses along
-    one axis (it is computed by interpolating the identity); cached per size pair.
-    """
-    key = (int(n_out), int(n_in))
-    with _BILINEAR_LOCK:
-        matrix = _BILINEAR.get(key)
-    if matrix is None:
-        torch = _torch()
-        import torch.nn.functional as F
-
-        eye = torch.eye(key[1], dtype=torch.float32)[None, None]
-        matrix = F.interpolate(eye, size=key, mode="bilinear", align_corners=False)[0, 0]
-        with _BILINEAR_LOCK:
-            if len(_BILINEAR) > 64:
-                _BILINEAR.clear()
-            _BILINEAR[key] = matrix
-    return matrix
-
-
-def matmul_t(a, b):
-    """``a @ b.T`` for 2-D float tensors; on CPU by oneDNN (about 2x MKL's rate on AVX-512 CPUs
-    for the thin products of separable resizing)."""
-    if _mkldnn_ok(a) and _mkldnn_ok(b) and a.ndim == 2 and b.ndim == 2:
-        torch = _torch()
-        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
-    return a @ b.T
 
 
 # -- threads -----------------------------------------------------------------------------------

@@ -24,8 +24,10 @@ from .errors import ImageReadError, InputError
 __all__ = [
     "ImageData",
     "image_hash",
+    "intensity_range",
     "read_image",
     "to_unit_range",
+    "unit_range_limits",
     "validate_image",
 ]
 
@@ -185,7 +187,7 @@ def _read_raster(path: Path) -> ImageData:
 
 
 def validate_image(
-    array: np.ndarray, *, name: str = "image", allow_volume: bool = False
+    array: np.ndarray, *, name: str = "image", allow_volume: bool = False, finite: bool = True
 ) -> np.ndarray:
     """Check that ``array`` is an image the project can work on, and return it as an array.
 
@@ -197,6 +199,9 @@ def validate_image(
         How the error messages refer to the input.
     allow_volume : bool
         Accept 3-D grayscale volumes.
+    finite : bool
+        Also check that every value is finite (one pass over the data). Callers that go on to
+        :func:`intensity_range` anyway pass False: it checks the same thing.
 
     Raises
     ------
@@ -221,13 +226,39 @@ def validate_image(
             f"{name}: shape {array.shape} is empty or one pixel wide; an image needs at least "
             "2x2 pixels."
         )
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    if finite:
+        intensity_range(array, name=name)
+    return array
+
+
+def intensity_range(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:
+    """The smallest and largest value of ``array``, which must all be finite.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+    name : str
+        How the error message refers to the input.
+
+    Returns
+    -------
+    (float, float)
+
+    Raises
+    ------
+    InputError
+        Some values are NaN or infinite.
+    """
+    # NaN propagates through min and max, and an infinity is one of them: two passes that
+    # also check finiteness, without a boolean copy of the image
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise InputError(
             f"{name}: {bad} pixel(s) are NaN or infinite. Replace them (e.g. numpy.nan_to_num) "
             "before computing saliency or masks."
         )
-    return array
+    return low, high
 
 
 def to_unit_range(
@@ -254,11 +285,12 @@ def to_unit_range(
     numpy.ndarray
         float32, same spatial shape, values in ``[0, 1]``.
     """
-    array = validate_image(array)
+    array = validate_image(array, finite=False)
     if rgb is None:
         rgb = array.ndim == 3
     if rgb and array.shape[-1] == 4:
         array = array[..., :3]
+    low, high = unit_range_limits(array)
     if window is not None:
         low, high = float(window[0]), float(window[1])
         if not high > low:
@@ -268,13 +300,24 @@ def to_unit_range(
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     out = array.astype(np.float32)
-    low, high = float(out.min()), float(out.max())
     if high > low:
         out -= low
         out /= high - low
     else:
         out[...] = 0.0
     return out
+
+
+def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:
+    """The values :func:`to_unit_range` maps to 0 and 1 when no window is given.
+
+    ``(0, 255)`` for 8-bit integers, else the range of the values (checked finite). Without a
+    window, ``to_unit_range`` is the affine map ``(x - low) / (high - low)`` (all zeros when
+    ``high == low``), which commutes with linear resizing: resize first, map the few pixels left.
+    """
+    if array.dtype == np.uint8:
+        return 0.0, 255.0
+    return intensity_range(array, name=name)
 
 
 def image_hash(array: np.ndarray) -> str:

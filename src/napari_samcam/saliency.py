@@ -194,31 +194,23 @@ def _cam_threads(classifier: Classifier) -> int | None:
     return 1 if flops is not None and flops < SMALL_FORWARD_FLOPS else None
 
 
-def _upsample(cam: np.ndarray, shape: tuple[int, int]) -> Any:
-    """Bilinear resize (``align_corners=False``) of a small map to ``shape``, as a tensor.
+def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A small map upsampled (bilinear, ``align_corners=False``) to ``shape``, over its maximum.
 
-    Bilinear resizing is separable and linear: ``rows @ cam @ cols.T`` with the two
-    ``F.interpolate`` weight matrices, a few MFLOP instead of interpolating every output pixel.
+    Negative values are set to 0 first (an all-zero map stays zero); the maps ``explain``
+    passes are non-negative already (ReLU'd raw CAMs, pytorch-grad-cam's [0, 1] maps).
     """
     import torch
 
-    from ._accel import bilinear_matrix, matmul_t
+    from ._resample import upsample
 
-    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))
-    if tuple(tensor.shape) == tuple(shape):
-        return tensor.clone()
-    rows = bilinear_matrix(int(shape[0]), tensor.shape[0])
-    cols = bilinear_matrix(int(shape[1]), tensor.shape[1])
-    return matmul_t(rows @ tensor, cols)
-
-
-def _normalise(cam) -> np.ndarray:
-    """Negative values to 0, then divided by the maximum (an all-zero map stays zero)."""
-    cam = cam.clamp_min_(0)
-    high = float(cam.max())
+    tensor = torch.from_numpy(np.maximum(np.asarray(cam, dtype=np.float32), 0))
+    if tuple(tensor.shape) != tuple(shape):
+        tensor = upsample(tensor, shape)
+    high = float(torch.amax(tensor))  # a reduction over all dimensions: faster than max()
     if high > 0:
-        cam /= high
-    return cam.numpy()
+        tensor *= 1.0 / high
+    return tensor.numpy()
 
 
 def _target_gradient_only(cam: Any) -> bool:
@@ -306,7 +298,8 @@ def explain(
 
     from ._accel import torch_threads
 
-    image = validate_image(image)
+    # shape and type now; classifier_tensor checks the values on its way through them
+    image = validate_image(image, finite=False)
     if not isinstance(classifier, Classifier):
         classifier = load_classifier(classifier, device=device)
     elif device is not None:
@@ -349,10 +342,9 @@ def explain(
         spatial = image.shape[:2]
         if raw_layers and not aug_smooth:
             raw = np.maximum(raw_layers[-1][0], 0)
-            saliency_map = _normalise(_upsample(raw, spatial))
         else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
             raw = np.asarray(scaled[0], dtype=np.float32)
-            saliency_map = _normalise(_upsample(raw, spatial))
+        saliency_map = _saliency_map(raw, spatial)
     return Saliency(
         map=saliency_map,
         raw=raw.astype(np.float32),

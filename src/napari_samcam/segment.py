@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
 from .sam_models import SamModel, load_sam_model
@@ -107,17 +108,6 @@ def to_sam_coords(
     )
 
 
-def _interp_matrix(n_out: int, n_in: int):
-    """The ``(n_out, n_in)`` matrix of 1-D bilinear resizing as ``F.interpolate`` does it."""
-    import torch
-    import torch.nn.functional as F
-
-    eye = torch.eye(n_in, dtype=torch.float32)[None, None]  # rows: input index
-    # Interpolating along the first axis of the identity gives the weights of every output row.
-    matrix = F.interpolate(eye, size=(n_out, n_in), mode="bilinear", align_corners=False)
-    return matrix[0, 0]
-
-
 class _MaskUpsampler:
     """Exact two-step SAM mask upsampling (low-res -> padded input -> crop -> original).
 
@@ -128,10 +118,10 @@ class _MaskUpsampler:
     """
 
     def __init__(self, low: int, padded: int, input_size, original_size):
-        rows = _interp_matrix(padded, low)[: input_size[0]]
-        cols = _interp_matrix(padded, low)[: input_size[1]]
-        self.rows = _interp_matrix(original_size[0], input_size[0]) @ rows
-        self.cols = _interp_matrix(original_size[1], input_size[1]) @ cols
+        rows = bilinear_matrix(padded, low)[: input_size[0]]
+        cols = bilinear_matrix(padded, low)[: input_size[1]]
+        self.rows = bilinear_matrix(original_size[0], input_size[0]) @ rows
+        self.cols = bilinear_matrix(original_size[1], input_size[1]) @ cols
         self.shape = tuple(original_size)
         # each output row's first and last low-res index with a positive weight
         self._bands = tuple(self._band(m) for m in (self.rows, self.cols))

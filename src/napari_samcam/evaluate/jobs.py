@@ -532,6 +532,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     text=spec.text or item.cls or None,
                     clip=spec.clip,
                     text_options=spec.text_options,
+                    key=image_key,
                 )
                 if region is not None:
                     fixed.append(region)
@@ -563,6 +564,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                                 context=spec.context,
                                 max_boxes=spec.saliency_max_boxes,
                                 window=window,
+                                key=image_key,
                             )
                         regions.append(saliency_regions[rkey])
                         add_region_row(item, saliency_regions[rkey], mask, classifier.name, method)

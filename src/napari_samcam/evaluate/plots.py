@@ -27,9 +27,28 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _margins(fig, *, left, right, bottom, top, wspace=0.0, hspace=0.0, rows=1, cols=1) -> None:
+    """Fixed margins and gaps in inches.
+
+    The labels have fixed font sizes, so fixed margins fit them; matplotlib's constrained
+    layout would measure every text first, which took most of the time of writing the plots.
+    """
+    width, height = fig.get_size_inches()
+    panel_w = (width - left - right - wspace * (cols - 1)) / cols
+    panel_h = (height - top - bottom - hspace * (rows - 1)) / rows
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=wspace / panel_w,
+        hspace=hspace / panel_h,
+    )
 
 
 def _save(fig, path: Path) -> Path:
@@ -47,6 +66,7 @@ def scatter_plot(metrics, metric: str, path: Path) -> Path | None:
     combos = list(dict.fromkeys(zip(metrics["classifier"], metrics["cam_method"], strict=True)))
     fig = _figure(3.2 * len(sources) + 0.4, 3.4)
     axes = fig.subplots(1, len(sources), squeeze=False)[0]
+    _margins(fig, left=0.6, right=0.15, bottom=0.5, top=0.6, wspace=0.65, cols=len(sources))
     any_points = False
     tables = {c: paired_scores(metrics, metric, *c) for c in combos}
     for ax, source in zip(axes, sources, strict=True):
@@ -94,6 +114,7 @@ def bar_plot(summary, metric: str, path: Path) -> Path | None:
     groups = list(dict.fromkeys(sub["group"]))
     fig = _figure(max(4.0, 1.2 * len(groups) * max(1, len(sources)) / 2 + 1.5), 2.8 * len(combos))
     axes = fig.subplots(len(combos), 1, squeeze=False)[:, 0]
+    _margins(fig, left=0.6, right=0.15, bottom=0.35, top=0.6, hspace=0.6, rows=len(combos))
     width = 0.8 / max(1, len(sources))
     for ax, (classifier, cam_method) in zip(axes, combos, strict=True):
         part = sub[(sub["classifier"] == classifier) & (sub["cam_method"] == cam_method)]

@@ -98,11 +98,12 @@ def annotation_region(
     text: str | None = None,
     clip: Any = None,
     text_options: dict | None = None,
+    key: str | None = None,
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
     ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
-    needs a text.
+    needs a text. ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
     """
     shape = image.shape[:2]
     boxes = [tuple(int(v) for v in b) for b in boxes]
@@ -126,7 +127,7 @@ def annotation_region(
             return None
         clipped = [_clip_box(b, shape) for b in boxes]
         regions = segmenter.segment(
-            image, boxes=np.array(clipped), context=context, window=window, source=source
+            image, boxes=np.array(clipped), context=context, window=window, source=source, key=key
         )
         prompt = {"boxes": [list(b) for b in clipped], "context": context}
         return _union(regions, shape, source, prompt, segmenter.name)
@@ -178,8 +179,12 @@ def saliency_region(
     context: float | None = 2.5,
     max_boxes: int = 1,
     window=None,
+    key: str | None = None,
 ) -> Region:
-    """The region of a saliency-prompted source; an empty region when the map is flat."""
+    """The region of a saliency-prompted source; an empty region when the map is flat.
+
+    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    """
     from ..prompts import saliency_boxes, saliency_peak_points
 
     shape = image.shape[:2]
@@ -194,7 +199,7 @@ def saliency_region(
             empty.prompt = prompt
             return empty
         regions = segmenter.segment(
-            image, boxes=boxes, context=context, window=window, source=source
+            image, boxes=boxes, context=context, window=window, source=source, key=key
         )
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-saliency-peak":
@@ -205,7 +210,7 @@ def saliency_region(
         if segmenter.model.box_only:
             box = half_maximum_box(saliency, peak)
             regions = segmenter.segment(
-                image, boxes=box[None], context=context, window=window, source=source
+                image, boxes=box[None], context=context, window=window, source=source, key=key
             )
             prompt = {
                 "point": peak.tolist(),
@@ -214,7 +219,9 @@ def saliency_region(
                 "context": context,
             }
         else:
-            regions = segmenter.segment(image, points=peak[None], window=window, source=source)
+            regions = segmenter.segment(
+                image, points=peak[None], window=window, source=source, key=key
+            )
             prompt = {"point": peak.tolist()}
         return _union(regions, shape, source, prompt, segmenter.name)
     raise InputError(f"{source!r} is not a saliency-based region source.")
