@@ -189,6 +189,43 @@ def test_gradient_shortcut_gives_the_same_cam(tiny_classifier, rng, monkeypatch,
     assert fast.probabilities == pytest.approx(slow.probabilities, abs=1e-7)
 
 
+class _InPlaceAfterTarget(torch.nn.Module):
+    """DenseNet's pattern: ``relu_`` on the target layer's output."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        )
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        out = torch.nn.functional.relu(self.features(x), inplace=True)
+        return self.fc(out.mean((2, 3)))
+
+
+def test_gradient_shortcut_allows_in_place_ops_after_the_target(rng, monkeypatch):
+    from napari_samcam import saliency
+    from napari_samcam.classifiers import load_classifier
+
+    classifier = load_classifier(
+        _InPlaceAfterTarget().eval(),
+        class_names=["a", "b"],
+        input_size=(16, 16),
+        channels=1,
+        mean=(0.5,),
+        std=(0.25,),
+        target_layer="features",
+    )
+    image = rng.random((40, 30)).astype(np.float32)
+    fast = saliency.explain(image, classifier, target=1)
+    monkeypatch.setattr(saliency, "_target_gradient_only", lambda cam: False)
+    slow = saliency.explain(image, classifier, target=1)
+    assert fast.raw.max() > 0
+    np.testing.assert_allclose(fast.raw, slow.raw, rtol=1e-6, atol=1e-7)
+
+
 def test_cam_upsampling_matches_interpolate(rng):
     import torch.nn.functional as F
 

@@ -237,8 +237,9 @@ def _gradients_from(model, layer):
         import torch
 
         if isinstance(output, torch.Tensor) and not output.requires_grad:
-            # a non-leaf view of a new leaf: later in-place ops stay allowed
-            return output.detach().requires_grad_(True).view_as(output)
+            # a copy of a new leaf: the model may change it in place afterwards, as DenseNet's
+            # relu_ after its last norm does (autograd forbids that on a leaf or a leaf's view)
+            return output.detach().requires_grad_(True).clone()
         return None
 
     frozen = [p for p in model.parameters() if p.requires_grad]
