@@ -10,8 +10,9 @@ logit's gradient with respect to every weight, as a training step or pytorch-gra
 size (so the figure is the CAM itself), and the radiograph at full size, 1955 x 1841, where
 ``explain`` also converts and resizes 3.6 M pixels on the way in and upsamples and normalises
 the map to 3.6 M pixels on the way out. Also timed: ``explain`` with the backward pass through
-every layer (the gradient shortcut off), the preprocessing (``classifier_tensor``) and the
-map's upsampling + normalisation alone.
+every layer (the gradient shortcut off), ``explain`` on the classifier's own model instead of
+its channels-last copy, a forward + backward of that copy, the preprocessing
+(``classifier_tensor``) and the map's upsampling + normalisation alone.
 
 Usage::
 
@@ -90,6 +91,26 @@ def run(rounds: int = 9, device: str = "auto") -> dict:
         finally:
             saliency._target_gradient_only = original
 
+    def explain_own_model(image):
+        # the channels-last copy off: the CAM runs on the classifier's model as given
+        original = saliency._cam_model
+        saliency._cam_model = lambda classifier, layer, reshape: (classifier.model, layer)
+        try:
+            return saliency.explain(image, classifier, target=target)
+        finally:
+            saliency._cam_model = original
+
+    from napari_samcam._accel import channels_last_copy
+
+    clone = channels_last_copy(model) or model
+    tensor_cl = tensor.contiguous(memory_format=torch.channels_last)
+
+    def forward_backward_channels_last():
+        with torch.enable_grad():
+            out = clone(tensor_cl)
+            out[0, target].backward()
+        clone.zero_grad(set_to_none=True)
+
     fast = saliency.explain(full, classifier, target=target)
     slow = explain_full_backward(full)
     raw = fast.raw
@@ -98,6 +119,8 @@ def run(rounds: int = 9, device: str = "auto") -> dict:
         "forward + backward": forward_backward,
         "explain, full-size image": lambda: saliency.explain(full, classifier, target=target),
         "explain, full-size, full backward": lambda: explain_full_backward(full),
+        "explain, input-size, own model layout": lambda: explain_own_model(small),
+        "forward + backward, channels-last copy": forward_backward_channels_last,
         "full-size preprocessing": lambda: classifier_tensor(full, classifier),
         "full-size map upsampling + normalisation": lambda: saliency._saliency_map(
             raw, full.shape

@@ -202,6 +202,15 @@ def table_rows(results: dict) -> list[dict]:
                 result["target_met_full"],
             )
             add(
+                "  explain on the model as given (no channels-last copy)",
+                f"{full['explain, input-size, own model layout']['median_ms']:.1f} ms",
+                "forward + backward of the channels-last copy "
+                f"{full['forward + backward, channels-last copy']['median_ms']:.1f} ms",
+                "",
+                "(info)",
+                None,
+            )
+            add(
                 "  of which full-size pre- / post-processing",
                 f"{full['full-size preprocessing']['median_ms']:.1f} + "
                 f"{full['full-size map upsampling + normalisation']['median_ms']:.1f} ms",

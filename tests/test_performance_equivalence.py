@@ -226,6 +226,44 @@ def test_gradient_shortcut_allows_in_place_ops_after_the_target(rng, monkeypatch
     np.testing.assert_allclose(fast.raw, slow.raw, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "fullgrad"])
+def test_channels_last_copy_gives_the_same_cam(tiny_classifier, rng, monkeypatch, method):
+    from napari_samcam import saliency
+
+    image = rng.random((50, 70)).astype(np.float32)
+    fast = saliency.explain(image, tiny_classifier, method=method, target=1)
+    _, layer, clone, clone_layer = tiny_classifier.extra["cam_copy"]
+    assert clone is not tiny_classifier.model and clone_layer is not layer
+    conv = next(m for m in clone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for p in tiny_classifier.model.parameters():  # the user's model is left as it was
+        assert p.is_contiguous()
+    monkeypatch.setenv("SAMCAM_ACCELERATE", "0")
+    plain = saliency.explain(image, tiny_classifier, method=method, target=1)
+    np.testing.assert_allclose(fast.raw, plain.raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.map, plain.map, atol=1e-5)
+    assert fast.probabilities == pytest.approx(plain.probabilities, abs=1e-6)
+
+
+def test_channels_last_copy_follows_weight_changes(tiny_classifier, rng, monkeypatch):
+    from napari_samcam import saliency
+
+    image = rng.random((40, 40)).astype(np.float32)
+    before = saliency.explain(image, tiny_classifier, target=1)
+    conv = next(m for m in tiny_classifier.model.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.mul_(-1.5)
+    try:
+        after = saliency.explain(image, tiny_classifier, target=1)
+        monkeypatch.setenv("SAMCAM_ACCELERATE", "0")
+        plain = saliency.explain(image, tiny_classifier, target=1)
+    finally:
+        with torch.no_grad():
+            conv.weight.div_(-1.5)
+    assert not np.allclose(after.raw, before.raw)
+    np.testing.assert_allclose(after.raw, plain.raw, rtol=1e-5, atol=1e-6)
+
+
 def test_cam_upsampling_matches_interpolate(rng):
     import torch.nn.functional as F
 

@@ -46,8 +46,10 @@ __all__ = [
     "AcceleratedEncoder",
     "accelerate_decoder",
     "accelerate_encoder",
+    "channels_last_copy",
     "compile_module",
     "configure_threads",
+    "env_flag",
     "fingerprint",
     "thread_settings",
     "tokens_of",
@@ -128,6 +130,16 @@ def configure_threads(threads: int | None = None) -> int:
     return threads
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """A boolean environment switch (``1/true/yes/on``, ``0/false/no/off``), else ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None):
     """Run the block with ``threads`` intra-op threads (``None``: leave as is), then restore.
@@ -160,6 +172,25 @@ def fingerprint(module) -> tuple:
     return tuple(
         (id(t), t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers())
     )
+
+
+def channels_last_copy(model):
+    """A deep copy of ``model`` with its 4-D weights in channels-last memory format, or None.
+
+    For CNNs on CPU: oneDNN's channels-last convolutions, and max pooling in particular, are
+    faster than the contiguous ones (measured: a torchvision resnet18 / densenet121 Grad-CAM
+    12-15 % faster, the built-in classifiers' forward pass 2x). None when the model has no 2-D
+    convolution or cannot be deep-copied.
+    """
+    torch = _torch()
+    nn = _nn()
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return None
+    try:
+        clone = copy.deepcopy(model)
+    except Exception:  # modules holding locks, files, ... : run the original
+        return None
+    return clone.to(memory_format=torch.channels_last)
 
 
 # -- building blocks ---------------------------------------------------------------------------

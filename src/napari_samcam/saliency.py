@@ -155,6 +155,36 @@ def _layer_name(model, layer) -> str:
     return type(layer).__name__
 
 
+def _cam_model(classifier: Classifier, layer, reshape) -> tuple[Any, Any]:
+    """The model and target layer a CAM runs on.
+
+    On CPU, for CNNs (no reshape transform), a channels-last copy of the classifier's model,
+    kept in ``classifier.extra`` and rebuilt when the weights change; the classifier's own
+    model otherwise, or when ``SAMCAM_ACCELERATE=0``.
+    """
+    from ._accel import channels_last_copy, env_flag, fingerprint
+
+    if (
+        reshape is not None
+        or classifier.device.type != "cpu"
+        or not env_flag("SAMCAM_ACCELERATE", True)
+    ):
+        return classifier.model, layer
+    stamp = fingerprint(classifier.model)
+    cached = classifier.extra.get("cam_copy")
+    if cached is None or cached[0] != stamp or cached[1] is not layer:
+        clone = channels_last_copy(classifier.model)
+        names = {id(m): name for name, m in classifier.model.named_modules()}
+        clone_layer = None
+        if clone is not None and id(layer) in names:
+            clone_layer = dict(clone.named_modules()).get(names[id(layer)])
+        cached = (stamp, layer, clone, clone_layer)
+        classifier.extra["cam_copy"] = cached
+    if cached[3] is None:
+        return classifier.model, layer
+    return cached[2], cached[3]
+
+
 def _cam_setup(classifier: Classifier) -> tuple[Any, Any, int]:
     """Target layer, reshape transform and class count, found once per classifier."""
     import torch
@@ -315,17 +345,18 @@ def explain(
         )
     layer, reshape, n_classes = _cam_setup(classifier)
     index = classifier.class_index(target, n_classes)
+    model, cam_layer = _cam_model(classifier, layer, reshape)
     # One thread for small classifiers (see _cam_threads); torch's setting otherwise.
     with torch_threads(_cam_threads(classifier)):
         tensor = classifier_tensor(image, classifier, window=window)
+        if model is not classifier.model and tensor.ndim == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
         cam_cls = _recording(classes[key])
-        with cam_cls(
-            model=classifier.model, target_layers=[layer], reshape_transform=reshape
-        ) as cam:
+        with cam_cls(model=model, target_layers=[cam_layer], reshape_transform=reshape) as cam:
             cam.samcam_raw = []
             targets = None if index is None else [ClassifierOutputTarget(index)]
             shortcut = (
-                _gradients_from(classifier.model, layer)
+                _gradients_from(model, cam_layer)
                 if _target_gradient_only(cam)
                 else contextlib.nullcontext()
             )

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._accel import env_flag
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
@@ -245,15 +246,6 @@ def embedding_key(image: np.ndarray) -> str:
     return key
 
 
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    return default
-
-
 class Segmenter:
     """Prompted Segment Anything with embeddings cached per (image content, window, crop).
 
@@ -299,11 +291,9 @@ class Segmenter:
         self.model = model
         self.cache_size = int(cache_size)
         self.encoder_calls = 0
-        self.accelerate = (
-            _env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
-        )
+        self.accelerate = env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
         self.compile_encoder = (
-            _env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
+            env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
         )
         self.prompt_threads = prompt_threads
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
