@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -84,8 +85,8 @@ def test_rows_are_tidy_with_provenance(local_result, phantom_manifest):
     assert len(list((out / "parts").glob("*.metrics.parquet"))) == len(items)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), metrics)
     report = (out / "report.html").read_text()
-    assert "data:image/png;base64," in report and "<table" in report
-    assert list((out / "plots").glob("scatter_iou.png"))
+    assert "data:image/svg+xml;base64," in report and "<table" in report
+    assert list((out / "plots").glob("scatter_iou.svg"))
     summary = json.loads((out / "summary.json").read_text())
     assert {"summary", "agreement", "sam_vs_box", "regions", "config"} <= set(summary)
 
@@ -403,3 +404,34 @@ def test_sam_text_region_source(phantom_manifest, models, tmp_path):
     assert prompt["proposals"] == "boxes"
     assert result.config["clip"] == "brightness-stand-in"
     assert (rows["region_area"] > 0).any()
+
+
+def test_plots_are_reproducible_svg_with_one_point_per_item(local_result, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from napari_samcam.evaluate.plots import PLOT_METRICS, write_plots
+
+    first = write_plots(local_result.metrics, local_result.summary, tmp_path / "a")
+    again = write_plots(local_result.metrics, local_result.summary, tmp_path / "b")
+    assert set(first) == set(again) and "scatter_iou.svg" in first
+    assert {name.split("_")[1][:-4] for name in first} <= set(PLOT_METRICS)
+    for name, path in first.items():
+        assert path.read_bytes() == again[name].read_bytes(), name  # no dates, fixed ids
+    svg = first["scatter_iou.svg"].read_text()
+    root = ET.fromstring(svg)
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "iou vs ground truth" in texts  # text kept as text, not glyph paths
+    # one marker per item that has both a ground-truth and a sam-box IoU
+    metrics = local_result.metrics
+    iou = metrics[metrics["metric"] == "iou"].pivot_table(
+        index="item", columns="region_source", values="value"
+    )
+    n_pairs = int(iou[["ground-truth", "sam-box"]].notna().all(axis=1).sum())
+    sources = [s for s in dict.fromkeys(metrics["region_source"]) if s != "ground-truth"]
+    svg_g = "{http://www.w3.org/2000/svg}g"
+    panels = [g for g in root.iter(svg_g) if re.fullmatch(r"axes_\d+", g.get("id", ""))]
+    assert len(panels) == len(sources)
+    panel = panels[sources.index("sam-box")]
+    points = next(g for g in panel.iter(svg_g) if g.get("id", "").startswith("PathCollection"))
+    markers = points.findall(".//{http://www.w3.org/2000/svg}use")
+    assert len(markers) == n_pairs > 0

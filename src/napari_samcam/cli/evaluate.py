@@ -18,7 +18,7 @@ region source x metric), summary.csv (mean with bootstrap 95% CI per class and o
 agreement.csv (agreement of each region source with the ground truth: Pearson, Spearman, mean
 absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
 region_summary.csv (each region's Dice / IoU with the ground-truth mask), summary.json,
-plots/*.png and a self-contained report.html.
+plots/*.svg and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
 resumes where it stopped. A folder holding results of another configuration is refused unless
@@ -134,7 +134,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)"
     )
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--overwrite", action="store_true", help="delete earlier results first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

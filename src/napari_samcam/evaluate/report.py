@@ -32,7 +32,7 @@ def _table(frame, *, digits: int = 3) -> str:
 
 def _image(path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f"<img alt='{html.escape(Path(path).name)}' src='data:image/png;base64,{data}'>"
+    return f"<img alt='{html.escape(Path(path).name)}' src='data:image/svg+xml;base64,{data}'>"
 
 
 def write_report(
@@ -110,7 +110,7 @@ def write_report(
     parts += ["<h2>All summaries</h2>", _table(summary)]
     if plots:
         folder = path.parent / "plots"
-        images = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        images = sorted(folder.glob("*.svg")) if folder.is_dir() else []
         if images:
             parts.append("<h2>Plots</h2>")
             parts += [_image(p) for p in images]
