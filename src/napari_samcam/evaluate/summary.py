@@ -187,10 +187,21 @@ def agreement_table(metrics, *, reference: str = "ground-truth") -> Any:
         combos = metrics[["classifier", "cam_method", "metric"]].drop_duplicates()
         combos = combos.assign(_m=combos["metric"].map(order))
         combos = combos.sort_values(["classifier", "cam_method", "_m"], kind="stable")
+        # one reshape for all combinations: items as rows, region sources as columns
+        wide = metrics.groupby(
+            ["classifier", "cam_method", "metric", "item", "target_class", "region_source"],
+            sort=False,
+        )["value"].mean()
+        wide = wide.unstack("region_source")
+        tables = dict(iter(wide.groupby(level=[0, 1, 2], sort=False)))
+        present = metrics.groupby(["classifier", "cam_method", "metric"], sort=False)[
+            "region_source"
+        ].unique()
         for classifier, cam_method, metric in combos[
             ["classifier", "cam_method", "metric"]
         ].itertuples(index=False):
-            table = paired_scores(metrics, metric, classifier, cam_method)
+            table = tables[(classifier, cam_method, metric)]
+            table = table[list(present[(classifier, cam_method, metric)])]
             for source in sources:
                 if source not in table:
                     continue
