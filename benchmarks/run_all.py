@@ -161,7 +161,7 @@ def table_rows(results: dict) -> list[dict]:
                 "one prompt, cached 2048x2048 image",
                 f"{result['segment_ms']:.1f} ms",
                 f"SamPredictor.predict {result['predict_ms']:.0f} ms",
-                f"{result['ratio']:.3f}x ({result['speedup']:.0f}x faster)",
+                f"{result['ratio']:.3f}x ({result['speedup']:.1f}x faster)",
                 "<= 50 ms",
                 result["target_met"],
             )

@@ -58,12 +58,24 @@ def test_methods_by_name(tiny_classifier, method):
     assert sal.map.shape == (20, 20) and np.isfinite(sal.map).all()
 
 
+@pytest.mark.parametrize("method", CAM_METHODS)
+def test_every_method_explains_the_requested_class(tiny_classifier, method):
+    image = np.random.default_rng(4).random((40, 36)).astype(np.float32)
+    sal = explain(image, tiny_classifier, method=method, target="dog")
+    assert sal.class_index == 1 and sal.method == method
+    assert sal.map.shape == (40, 36) and np.isfinite(sal.map).all()
+    assert sal.map.min() >= 0.0 and sal.map.max() <= 1.0
+    assert sal.probability == pytest.approx(predict(image, tiny_classifier)["dog"], rel=1e-4)
+
+
 def test_no_hooks_left_after_many_calls(tiny_classifier):
     image = np.random.default_rng(3).random((32, 32)).astype(np.float32)
     before = _hooks(tiny_classifier.model)
     for i in range(50):
         explain(image, tiny_classifier, target=i % 2)
+    clone = tiny_classifier.extra["cam_copy"][2]  # the CAM ran on this channels-last copy
     assert _hooks(tiny_classifier.model) == before == 0
+    assert _hooks(clone) == 0
 
 
 def test_bad_inputs(tiny_classifier):

@@ -245,6 +245,7 @@ def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _target_gradient_only(cam: Any) -> bool:
     """Whether the method needs gradients at the target layers only (not inputs, not weights)."""
+    cam = getattr(cam, "base_cam", cam)  # FinerCAM wraps another method
     return bool(
         getattr(cam, "uses_gradients", False)
         and not getattr(cam, "compute_input_gradient", True)
@@ -343,6 +344,12 @@ def explain(
         raise InputError(
             f"method {method!r} is not a CAM method; choose one of {', '.join(CAM_METHODS)}."
         )
+    finer = key == "finercam"
+    if finer and aug_smooth:
+        raise InputError(
+            "method 'finercam' has no test-time augmentation; pass aug_smooth=False or choose "
+            "another method."
+        )
     layer, reshape, n_classes = _cam_setup(classifier)
     index = classifier.class_index(target, n_classes)
     model, cam_layer = _cam_model(classifier, layer, reshape)
@@ -351,24 +358,46 @@ def explain(
         tensor = classifier_tensor(image, classifier, window=window)
         if model is not classifier.model and tensor.ndim == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
-        cam_cls = _recording(classes[key])
-        with cam_cls(model=model, target_layers=[cam_layer], reshape_transform=reshape) as cam:
-            cam.samcam_raw = []
-            targets = None if index is None else [ClassifierOutputTarget(index)]
-            shortcut = (
-                _gradients_from(model, cam_layer)
-                if _target_gradient_only(cam)
-                else contextlib.nullcontext()
-            )
-            with torch.enable_grad(), shortcut:
-                scaled = cam(
-                    input_tensor=tensor,
-                    targets=targets,
-                    aug_smooth=aug_smooth,
-                    eigen_smooth=eigen_smooth,
+        options = {"model": model, "target_layers": [cam_layer], "reshape_transform": reshape}
+        if finer:  # FinerCAM runs a Grad-CAM of (target - most similar classes)
+            options["base_method"] = _recording(classes["gradcam"])
+            cam_cls = classes[key]
+        else:
+            cam_cls = _recording(classes[key])
+        outputs = []
+        # FinerCAM keeps no outputs: record them from the model itself
+        record = model.register_forward_hook(lambda module, args, output: outputs.append(output))
+        try:
+            with cam_cls(**options) as cam:
+                recorder = getattr(cam, "base_cam", cam)
+                recorder.samcam_raw = []
+                shortcut = (
+                    _gradients_from(model, cam_layer)
+                    if _target_gradient_only(cam)
+                    else contextlib.nullcontext()
                 )
-            probs = _probabilities(cam.outputs, classifier)
-            raw_layers = list(cam.samcam_raw)
+                with torch.enable_grad(), shortcut:
+                    if finer:
+                        scaled = cam(
+                            input_tensor=tensor,
+                            targets=None,
+                            eigen_smooth=eigen_smooth,
+                            target_idx=index,
+                        )
+                    else:
+                        scaled = cam(
+                            input_tensor=tensor,
+                            targets=None if index is None else [ClassifierOutputTarget(index)],
+                            aug_smooth=aug_smooth,
+                            eigen_smooth=eigen_smooth,
+                        )
+                raw_layers = list(recorder.samcam_raw)
+        finally:
+            record.remove()
+        if aug_smooth:  # the recorded passes saw augmented copies of the image
+            with torch.no_grad():
+                outputs = [model(tensor)]
+        probs = _probabilities(outputs[0], classifier)
         if index is None:
             index = int(np.argmax(probs))
         spatial = image.shape[:2]
