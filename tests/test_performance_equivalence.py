@@ -428,6 +428,31 @@ def test_litemedsam_context_mode_masks_agree(litemedsam, plain_litemedsam, radio
         assert (a.mask != b.mask).sum() <= 3
 
 
+def _plain_classifier_tensor(image, classifier, *, window=None):
+    """Map intensities, then resize with ``F.interpolate``: the straightforward order."""
+    import torch.nn.functional as F
+
+    from napari_samcam.images import to_unit_range
+
+    unit = torch.from_numpy(to_unit_range(image, window))
+    unit = unit.permute(2, 0, 1)[None] if unit.ndim == 3 else unit[None, None]
+    if unit.shape[1] != classifier.channels:
+        unit = unit.mean(1, keepdim=True).expand(-1, classifier.channels, -1, -1)
+    unit = F.interpolate(unit, size=classifier.input_size, mode="bilinear", antialias=True)
+    mean = torch.tensor(classifier.mean).view(1, -1, 1, 1)
+    std = torch.tensor(classifier.std).view(1, -1, 1, 1)
+    return (unit - mean) / std
+
+
+def _plain_saliency_map(cam, shape):
+    import torch.nn.functional as F
+
+    up = F.interpolate(
+        torch.from_numpy(np.maximum(cam, 0))[None, None], size=tuple(shape), mode="bilinear"
+    )[0, 0]
+    return (up / up.max() if up.max() > 0 else up).numpy()
+
+
 @pytest.mark.slow
 def test_metrics_agree_with_and_without_optimisations(
     litemedsam, plain_litemedsam, radiograph, tiny_classifier, monkeypatch
@@ -441,11 +466,20 @@ def test_metrics_agree_with_and_without_optimisations(
     fast_map = saliency.explain(radiograph, tiny_classifier, target=1).map
     monkeypatch.setattr(saliency, "_target_gradient_only", lambda cam: False)
     monkeypatch.setattr(saliency, "_cam_threads", lambda classifier: None)
+    monkeypatch.setenv("SAMCAM_ACCELERATE", "0")  # no channels-last copy
+    monkeypatch.setattr(saliency, "classifier_tensor", _plain_classifier_tensor)
+    monkeypatch.setattr(saliency, "_saliency_map", _plain_saliency_map)
     plain_map = saliency.explain(radiograph, tiny_classifier, target=1).map
+    np.testing.assert_allclose(fast_map, plain_map, atol=1e-5)
     fast = localization_metrics(fast_map, fast_region.mask)
     plain = localization_metrics(plain_map, plain_region.mask)
+    # Sums over the map agree to float rounding. Metrics that count pixels (above the K-th
+    # value, above a threshold) can move by a pixel whose value ties the cut-off within that
+    # rounding, as any change of summation order makes them: one pixel of the region.
+    pixel = 1.0 / plain_region.mask.sum()
     for name in METRIC_NAMES:
-        assert fast[name] == pytest.approx(plain[name], abs=1e-6, nan_ok=True), name
+        tolerance = 1e-6 if name in ("energy", "auroc", "auprc", "hit") else 1e-6 + 2 * pixel
+        assert fast[name] == pytest.approx(plain[name], abs=tolerance, nan_ok=True), name
 
 
 @pytest.mark.slow
