@@ -533,21 +533,9 @@ def evaluate(
             _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
     seconds = time.perf_counter() - started
 
+    outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
     with _gc_paused():
-        return _finish(
-            out,
-            jobs,
-            spec,
-            config,
-            manifest,
-            pending,
-            n_reused,
-            seconds,
-            plots=plots,
-            report=report,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
+        return _finish(out, jobs, spec, manifest, (len(pending), n_reused, seconds), **outputs)
 
 
 @contextlib.contextmanager
@@ -568,21 +556,14 @@ def _gc_paused():
 
 
 def _finish(
-    out,
-    jobs,
-    spec,
-    config,
-    manifest,
-    pending,
-    n_reused,
-    seconds,
-    *,
-    plots,
-    report,
-    n_resamples,
-    seed,
+    out, jobs, spec, manifest, counts, *, plots, report, n_resamples, seed
 ) -> EvaluationResult:
-    """Tables, summaries, plots and the report from the per-image parts in ``out``."""
+    """Tables, summaries, plots and the report from the per-image parts in ``out``.
+
+    ``counts``: images computed and reused in this run, and the seconds the jobs took.
+    """
+    n_computed, n_reused, seconds = counts
+    config = spec.config()
     import pandas as pd
 
     from .summary import agreement_table as agreement_of
@@ -646,7 +627,7 @@ def _finish(
         region_summary=quality,
         paths=paths,
         n_images=len(jobs),
-        n_computed=len(pending),
+        n_computed=n_computed,
         n_reused=n_reused,
         config=config,
         seconds=seconds,
