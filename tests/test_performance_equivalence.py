@@ -245,6 +245,21 @@ def test_channels_last_copy_gives_the_same_cam(tiny_classifier, rng, monkeypatch
     assert fast.probabilities == pytest.approx(plain.probabilities, abs=1e-6)
 
 
+def test_no_channels_last_copy_of_large_classifiers(rng, monkeypatch):
+    from conftest import TinyCNN
+    from napari_samcam import _accel, saliency
+    from napari_samcam.classifiers import load_classifier
+
+    model = TinyCNN.build()
+    size = sum(p.numel() * 4 for p in model.parameters())
+    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size - 1)
+    classifier = load_classifier(model, class_names=["a", "b"], input_size=(32, 32))
+    sal = saliency.explain(rng.random((40, 40)).astype(np.float32), classifier, target=1)
+    assert classifier.extra["cam_copy"][2] is None and sal.map.shape == (40, 40)
+    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size + 1)
+    assert _accel.channels_last_copy(model) is not None
+
+
 def test_channels_last_copy_follows_weight_changes(tiny_classifier, rng, monkeypatch):
     from napari_samcam import saliency
 
