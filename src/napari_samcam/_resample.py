@@ -88,11 +88,9 @@ def downsample(image, size: tuple[int, int]):
     rows = antialias_matrix(height, image.shape[-2])
     cols = antialias_matrix(width, image.shape[-1])
     out = torch.empty((image.shape[0], height, width), dtype=torch.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for channel in range(image.shape[0]):
-            tall = rows @ image[channel]  # (height, W): reads each input row once
-            out[channel] = (cols @ tall.T.contiguous()).T
+    for channel in range(image.shape[0]):
+        tall = rows @ image[channel]  # (height, W): reads each input row once
+        out[channel] = (cols @ tall.T.contiguous()).T
     return out
 
 
@@ -116,17 +114,15 @@ def _row_blocks(n_out: int, n_in: int) -> tuple:
     return _cached(("blocks", int(n_out), int(n_in)), build)
 
 
-def upsample(small, shape: tuple[int, int], out=None):
+def upsample(small, shape: tuple[int, int]):
     """Bilinear resize (``align_corners=False``) of a small 2-D float32 CPU tensor to ``shape``.
 
-    Equal to ``F.interpolate`` to float32 rounding. ``out``: an optional ``shape`` float32
-    tensor to write into.
+    Equal to ``F.interpolate`` to float32 rounding.
     """
     import torch
 
     height, width = (int(s) for s in shape)
-    if out is None:
-        out = torch.empty((height, width), dtype=torch.float32)
+    out = torch.empty((height, width), dtype=torch.float32)
     wide = small @ bilinear_matrix(width, small.shape[1]).T  # (h, width), small
     for start, end, lo, hi, weights in _row_blocks(height, small.shape[0]):
         torch.mm(weights, wide[lo:hi], out=out[start:end])

@@ -156,12 +156,13 @@ def classifier_tensor(
         image = image[..., :3]
     size = None if classifier.input_size is None else tuple(int(s) for s in classifier.input_size)
     resize = size is not None and tuple(image.shape[:2]) != size
-    if window is None and resize:
+    # a window clips, which does not commute with resizing: then map at full size
+    map_after = window is None and resize
+    if map_after:
         low, high = unit_range_limits(image)
         array = image
-    else:  # a window clips, which does not commute with resizing
+    else:
         array = to_unit_range(image, window, rgb=rgb)
-        low, high = 0.0, 1.0
     if array.dtype != np.float32 or not array.flags.writeable:
         array = array.astype(np.float32)
     elif not array.flags.c_contiguous:
@@ -172,7 +173,7 @@ def classifier_tensor(
         tensor = tensor.mean(0, keepdim=True)
     if resize:
         tensor = downsample(tensor, size)
-    if (low, high) != (0.0, 1.0):
+    if map_after:
         tensor = (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
     if classifier.channels == 3 and tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1)

@@ -226,7 +226,7 @@ def validate_image(
             f"{name}: shape {array.shape} is empty or one pixel wide; an image needs at least "
             "2x2 pixels."
         )
-    if finite:
+    if finite and np.issubdtype(array.dtype, np.floating):  # integers are always finite
         intensity_range(array, name=name)
     return array
 

@@ -376,21 +376,13 @@ def explain(
                     if _target_gradient_only(cam)
                     else contextlib.nullcontext()
                 )
+                if finer:  # it builds its own targets from the class index
+                    call = {"targets": None, "target_idx": index}
+                else:
+                    targets = None if index is None else [ClassifierOutputTarget(index)]
+                    call = {"targets": targets, "aug_smooth": aug_smooth}
                 with torch.enable_grad(), shortcut:
-                    if finer:
-                        scaled = cam(
-                            input_tensor=tensor,
-                            targets=None,
-                            eigen_smooth=eigen_smooth,
-                            target_idx=index,
-                        )
-                    else:
-                        scaled = cam(
-                            input_tensor=tensor,
-                            targets=None if index is None else [ClassifierOutputTarget(index)],
-                            aug_smooth=aug_smooth,
-                            eigen_smooth=eigen_smooth,
-                        )
+                    scaled = cam(input_tensor=tensor, eigen_smooth=eigen_smooth, **call)
                 raw_layers = list(recorder.samcam_raw)
         finally:
             record.remove()

@@ -562,12 +562,13 @@ def _finish(
 
     ``counts``: images computed and reused in this run, and the seconds the jobs took.
     """
-    n_computed, n_reused, seconds = counts
-    config = spec.config()
     import pandas as pd
 
     from .summary import agreement_table as agreement_of
     from .summary import region_summary, sam_vs_box, summarize, summary_record
+
+    n_computed, n_reused, seconds = counts
+    config = spec.config()
 
     parts = [_read_part(out, job) for job in jobs]
     frames = [m for m, _ in parts if len(m)]

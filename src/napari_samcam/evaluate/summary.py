@@ -149,16 +149,33 @@ def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: fl
     return table.drop(columns=["_m", "_s", "_g"]).reset_index(drop=True)
 
 
+def paired_score_tables(metrics) -> dict:
+    """Per ``(classifier, cam_method, metric)``: its per-item scores, one column per region
+    source that has rows for it (items and explained classes as rows), from one reshape."""
+    if len(metrics) == 0:
+        return {}
+    keys = ["classifier", "cam_method", "metric"]
+    wide = metrics.groupby([*keys, "item", "target_class", "region_source"], sort=False)[
+        "value"
+    ].mean()
+    wide = wide.unstack("region_source")
+    present = metrics.groupby(keys, sort=False)["region_source"].unique()
+    return {
+        key: table.droplevel([0, 1, 2])[list(present[key])]
+        for key, table in wide.groupby(level=[0, 1, 2], sort=False)
+    }
+
+
 def paired_scores(metrics, metric: str, classifier: str, cam_method: str):
     """Per-item scores of one metric, one column per region source (items as rows)."""
+    import pandas as pd
+
     sub = metrics[
         (metrics["metric"] == metric)
         & (metrics["classifier"] == classifier)
         & (metrics["cam_method"] == cam_method)
     ]
-    return sub.pivot_table(
-        index=["item", "target_class"], columns="region_source", values="value", dropna=False
-    )
+    return paired_score_tables(sub).get((classifier, cam_method, metric), pd.DataFrame())
 
 
 def agreement_table(metrics, *, reference: str = "ground-truth") -> Any:
@@ -187,21 +204,11 @@ def agreement_table(metrics, *, reference: str = "ground-truth") -> Any:
         combos = metrics[["classifier", "cam_method", "metric"]].drop_duplicates()
         combos = combos.assign(_m=combos["metric"].map(order))
         combos = combos.sort_values(["classifier", "cam_method", "_m"], kind="stable")
-        # one reshape for all combinations: items as rows, region sources as columns
-        wide = metrics.groupby(
-            ["classifier", "cam_method", "metric", "item", "target_class", "region_source"],
-            sort=False,
-        )["value"].mean()
-        wide = wide.unstack("region_source")
-        tables = dict(iter(wide.groupby(level=[0, 1, 2], sort=False)))
-        present = metrics.groupby(["classifier", "cam_method", "metric"], sort=False)[
-            "region_source"
-        ].unique()
+        tables = paired_score_tables(metrics)
         for classifier, cam_method, metric in combos[
             ["classifier", "cam_method", "metric"]
         ].itertuples(index=False):
             table = tables[(classifier, cam_method, metric)]
-            table = table[list(present[(classifier, cam_method, metric)])]
             for source in sources:
                 if source not in table:
                     continue
