@@ -1,0 +1,341 @@
+"""Files from someone else: no model file runs code unless trusted, and bad files get clear errors.
+
+Every malicious file here carries a live payload: unpickling it creates a marker folder. Each
+test checks that napari-samcam refuses the file with a :class:`SamcamError` naming it, that the
+marker is absent, and then that the payload was live (loading the file the unsafe way creates
+the marker), so a test cannot pass on a harmless file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from conftest import TinyCNN
+from napari_samcam.classifiers import load_checkpoint, load_classifier
+from napari_samcam.cli import main
+from napari_samcam.errors import (
+    CheckpointError,
+    InputError,
+    ModelNotAvailableError,
+    SamcamError,
+    UntrustedFileError,
+)
+
+
+class Payload:
+    """Unpickling this creates the folder ``marker``: a stand-in for any code an attacker runs."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _payload_bytes(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(Payload(marker), buffer)
+    return buffer.getvalue()
+
+
+def _refused(excinfo, path: Path, marker: Path) -> str:
+    error = excinfo.value
+    assert isinstance(error, SamcamError)
+    assert str(path) in str(error)
+    assert not marker.exists()
+    return str(error)
+
+
+def _rewrite_zip(source: Path, target: Path, replace) -> None:
+    """Copy a zip archive entry by entry, ``replace(name, data)`` giving each entry's bytes."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, replace(info.filename, src.read(info.filename)))
+
+
+@pytest.fixture
+def marker(tmp_path):
+    return tmp_path / "PAYLOAD-RAN"
+
+
+@pytest.fixture
+def exported(tmp_path):
+    path = tmp_path / "good.pt2"
+    program = torch.export.export(TinyCNN.build(), (torch.zeros(1, 3, 32, 32),))
+    torch.export.save(program, str(path))
+    return path
+
+
+@pytest.fixture
+def evil_pt2(tmp_path, exported, marker):
+    """A real torch.export archive whose pickled sample inputs hold the payload."""
+    path = tmp_path / "evil.pt2"
+    payload = _payload_bytes(marker)
+
+    def replace(name, data):
+        return payload if name.endswith("sample_inputs/model.pt") else data
+
+    _rewrite_zip(exported, path, replace)
+    return path
+
+
+@pytest.fixture
+def evil_torchscript(tmp_path, marker):
+    """A torch.jit.save archive whose data.pkl is replaced by the payload's pickle."""
+    scripted = tmp_path / "good.ts"
+    with pytest.warns(FutureWarning):
+        torch.jit.script(TinyCNN.build()).save(str(scripted))
+    path = tmp_path / "evil.pt"
+    payload = pickle.dumps(Payload(marker), protocol=2)
+
+    def replace(name, data):
+        return payload if name.endswith("/data.pkl") else data
+
+    _rewrite_zip(scripted, path, replace)
+    return path
+
+
+@pytest.fixture
+def spy_loaders(monkeypatch):
+    """Record every call of torch's code-running loaders (and refuse to run them)."""
+    calls: list[str] = []
+
+    def refuse(name):
+        def loader(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} was called on an untrusted file")
+
+        return loader
+
+    monkeypatch.setattr(torch.export, "load", refuse("torch.export.load"))
+    monkeypatch.setattr(torch.jit, "load", refuse("torch.jit.load"))
+    return calls
+
+
+# -- .pt / .pth state dicts -------------------------------------------------------------------
+
+
+def test_state_dict_with_a_reduce_payload_is_refused(tmp_path, marker):
+    import torchvision
+
+    path = tmp_path / "weights.pth"
+    state = dict(torchvision.models.resnet18(num_classes=2).state_dict())
+    state["extra"] = Payload(marker)
+    torch.save(state, path)
+    with pytest.raises(UntrustedFileError) as excinfo:
+        load_classifier("torchvision:resnet18", checkpoint=path, device="cpu")
+    message = _refused(excinfo, path, marker)
+    assert "trust_checkpoint=True" in message and "--trust-checkpoint" in message
+    assert "posix.mkdir" in message  # what the unpickler refused
+    torch.load(path, weights_only=False)  # the payload is live
+    assert marker.exists()
+
+
+def test_trusted_checkpoint_that_needs_unpickling_still_loads(tmp_path):
+    import argparse
+
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=3)
+    path = tmp_path / "full.pth"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(UntrustedFileError):
+        load_checkpoint(path)
+    clf = load_classifier(
+        "torchvision:resnet18", checkpoint=path, trust_checkpoint=True, device="cpu"
+    )
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(clf.model(x), model.eval()(x))
+
+
+# -- torch.export archives (.pt2) -------------------------------------------------------------
+
+
+def test_pt2_is_not_opened_without_trust(evil_pt2, marker, spy_loaders):
+    with pytest.raises(UntrustedFileError) as excinfo:
+        load_classifier(evil_pt2, device="cpu")
+    message = _refused(excinfo, evil_pt2, marker)
+    assert "trust_checkpoint=True" in message and "--trust-checkpoint" in message
+    assert spy_loaders == []
+
+
+def test_pt2_payload_is_live(evil_pt2, marker):
+    """The archive above runs its payload when opened the plain way."""
+    with pytest.raises(Exception):  # noqa: B017 - torch fails after unpickling
+        torch.export.load(str(evil_pt2))
+    assert marker.exists()
+
+
+def test_trusted_pt2_loads_and_explains(exported):
+    from napari_samcam.saliency import explain
+
+    clf = load_classifier(exported, device="cpu", trust_checkpoint=True)
+    assert clf.input_size == (32, 32)
+    saliency = explain(np.random.default_rng(0).random((40, 50)), clf)
+    assert saliency.map.shape == (40, 50) and np.isfinite(saliency.map).all()
+
+
+def test_random_bytes_pt2_is_a_clean_error_even_when_trusted(tmp_path, capfd, spy_loaders):
+    path = tmp_path / "rand.pt2"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError) as excinfo:
+        load_classifier(path, device="cpu", trust_checkpoint=True)
+    assert str(path) in str(excinfo.value) and "torch.export" in str(excinfo.value)
+    assert spy_loaders == []  # refused before torch reads it
+    assert capfd.readouterr().err == ""
+
+
+def test_broken_trusted_pt2_leaks_no_torch_log(tmp_path, exported, capfd):
+    """An archive torch fails on (a real one with its program truncated) gives one error."""
+    path = tmp_path / "broken.pt2"
+
+    def replace(name, data):
+        return data[:10] if name.endswith("models/model.json") else data
+
+    _rewrite_zip(exported, path, replace)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_classifier(path, device="cpu", trust_checkpoint=True)
+    assert str(path) in str(excinfo.value)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# -- TorchScript ------------------------------------------------------------------------------
+
+
+def test_torchscript_is_not_opened_without_trust(evil_torchscript, marker, spy_loaders):
+    with pytest.raises(UntrustedFileError) as excinfo:
+        load_classifier(evil_torchscript, device="cpu")
+    message = _refused(excinfo, evil_torchscript, marker)
+    assert "TorchScript" in message and "--trust-checkpoint" in message
+    assert spy_loaders == []
+
+
+def test_torchscript_payload_pickle_is_live(evil_torchscript, marker):
+    with zipfile.ZipFile(evil_torchscript) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+        pickle.loads(archive.read(name))
+    assert marker.exists()
+
+
+def test_trusted_torchscript_loads(tmp_path):
+    model = TinyCNN.build()
+    path = tmp_path / "m.ts"
+    with pytest.warns(FutureWarning):
+        torch.jit.script(model).save(str(path))
+    clf = load_classifier(path, device="cpu", trust_checkpoint=True)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(clf.model(x), model(x))
+
+
+# -- transformers folders (hf:) ---------------------------------------------------------------
+
+
+def _hf_model():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=2)
+    return ResNetForImageClassification(config).eval()
+
+
+def _evil_bin(folder: Path, model, marker: Path) -> Path:
+    state = dict(model.state_dict())
+    state["payload"] = Payload(marker)
+    path = folder / "pytorch_model.bin"
+    torch.save(state, path)
+    return path
+
+
+def test_hf_folder_with_a_malicious_bin_is_refused(tmp_path, marker):
+    model = _hf_model()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    weights = _evil_bin(folder, model, marker)
+    with pytest.raises(UntrustedFileError) as excinfo:
+        load_classifier(f"hf:{folder}", device="cpu")
+    message = _refused(excinfo, weights, marker)
+    assert "--trust-checkpoint" in message and "safetensors" in message
+    torch.load(weights, weights_only=False)  # the payload is live
+    assert marker.exists()
+
+
+def test_hf_folder_prefers_safetensors(tmp_path, marker):
+    model = _hf_model()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    _evil_bin(folder, model, marker)
+    clf = load_classifier(f"hf:{folder}", device="cpu", trust_checkpoint=True)
+    assert not marker.exists()  # the pickle beside the safetensors was never read
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(clf.model(x), model(pixel_values=x).logits)
+
+
+def test_hf_hub_id_is_resolved_locally_without_network(monkeypatch, tmp_path):
+    import socket
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    connects = []
+
+    def no_network(self, *args, **kwargs):
+        connects.append(args)
+        raise OSError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    with pytest.raises(ModelNotAvailableError) as excinfo:
+        load_classifier("hf:someone/not-cached", device="cpu")
+    assert "someone/not-cached" in str(excinfo.value) and "@COMMIT" in str(excinfo.value)
+    with pytest.raises(InputError, match="pinned revision"):
+        load_classifier("hf:someone/not-cached", device="cpu", download=True)
+    assert connects == []
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "img.png"
+    iio.imwrite(path, np.random.default_rng(0).integers(0, 255, (40, 50), dtype=np.uint8))
+    return path
+
+
+def test_cli_explain_refuses_an_untrusted_pt2(tmp_path, image_file, evil_pt2, marker, capsys):
+    out = tmp_path / "out"
+    args = ["explain", str(image_file), "--model", str(evil_pt2), "--out", str(out)]
+    assert main([*args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(evil_pt2) in err and "--trust-checkpoint" in err
+    assert not marker.exists() and not out.exists()
+
+
+def test_cli_explain_random_bytes_pt2_with_trust(tmp_path, image_file, capfd):
+    path = tmp_path / "rand.pt2"
+    path.write_bytes(np.random.default_rng(1).bytes(2048))
+    out = tmp_path / "out"
+    args = ["explain", str(image_file), "--model", str(path), "--out", str(out)]
+    assert main([*args, "--trust-checkpoint", "--device", "cpu"]) == 2
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(path) in err
+    assert not out.exists()
+
+
+def test_cli_evaluate_refuses_an_untrusted_pt2_before_any_work(tmp_path, evil_pt2, marker, capsys):
+    from napari_samcam.phantoms import write_phantoms
+
+    manifest = write_phantoms(2, tmp_path / "phantoms", seed=0, size=64)
+    out = tmp_path / "eval"
+    args = ["evaluate", str(manifest), "--out", str(out), "--model", str(evil_pt2)]
+    assert main([*args, "--regions", "box", "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(evil_pt2) in err and "--trust-checkpoint" in err
+    assert not marker.exists() and not out.exists()
