@@ -339,3 +339,62 @@ def test_cli_evaluate_refuses_an_untrusted_pt2_before_any_work(tmp_path, evil_pt
     err = capsys.readouterr().err
     assert str(evil_pt2) in err and "--trust-checkpoint" in err
     assert not marker.exists() and not out.exists()
+
+
+# -- SAM checkpoint downloads -----------------------------------------------------------------
+
+
+def test_sam_download_pins_are_full_sha256():
+    from napari_samcam import sam_models
+
+    for filename, digest in sam_models._SAM_CHECKPOINTS.values():
+        assert len(digest) == 64 and int(digest, 16) >= 0, filename
+
+
+@pytest.fixture
+def fake_release(tmp_path, monkeypatch):
+    """The official download URL pointed at a local file (no network)."""
+    import hashlib
+
+    from napari_samcam import sam_models
+
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "sam_vit_b_01ec64.pth").write_bytes(b"not the real checkpoint")
+    monkeypatch.setattr(sam_models, "_SAM_URL", release.as_uri() + "/{}")
+    monkeypatch.setenv("SAMCAM_CACHE", str(tmp_path / "cache"))
+    return hashlib.sha256(b"not the real checkpoint").hexdigest()
+
+
+def test_sam_download_checks_the_whole_digest(fake_release, tmp_path, monkeypatch):
+    from napari_samcam import sam_models
+
+    # the same digest but for its last hex digit: a prefix check would accept the file
+    almost = fake_release[:-1] + ("0" if fake_release[-1] != "0" else "1")
+    monkeypatch.setitem(sam_models._SAM_CHECKPOINTS, "vit_b", ("sam_vit_b_01ec64.pth", almost))
+    with pytest.raises(ModelNotAvailableError) as excinfo:
+        sam_models.load_sam_model("vit_b", download=True, device="cpu")
+    assert "sam_vit_b_01ec64.pth" in str(excinfo.value) and "invalid hash" in str(excinfo.value)
+    cache = tmp_path / "cache"
+    assert not cache.exists() or list(cache.iterdir()) == []  # nothing half-downloaded kept
+
+
+def test_sam_download_refused_without_a_pinned_digest(fake_release, tmp_path, monkeypatch):
+    from napari_samcam import sam_models
+
+    monkeypatch.setitem(sam_models._SAM_CHECKPOINTS, "vit_b", ("sam_vit_b_01ec64.pth", ""))
+    with pytest.raises(ModelNotAvailableError, match="no full SHA-256 is pinned"):
+        sam_models.load_sam_model("vit_b", download=True, device="cpu")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_sam_download_with_the_pinned_digest_is_kept(fake_release, tmp_path, monkeypatch):
+    from napari_samcam import sam_models
+
+    monkeypatch.setitem(
+        sam_models._SAM_CHECKPOINTS, "vit_b", ("sam_vit_b_01ec64.pth", fake_release)
+    )
+    # the verified file is then read as a state dict (weights only): this one is not one
+    with pytest.raises(CheckpointError, match=r"sam_vit_b_01ec64\.pth"):
+        sam_models.load_sam_model("vit_b", download=True, device="cpu")
+    assert (tmp_path / "cache" / "sam_vit_b_01ec64.pth").read_bytes() == b"not the real checkpoint"
