@@ -9,6 +9,7 @@ the marker), so a test cannot pass on a harmless file.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -398,3 +399,150 @@ def test_sam_download_with_the_pinned_digest_is_kept(fake_release, tmp_path, mon
     with pytest.raises(CheckpointError, match=r"sam_vit_b_01ec64\.pth"):
         sam_models.load_sam_model("vit_b", download=True, device="cpu")
     assert (tmp_path / "cache" / "sam_vit_b_01ec64.pth").read_bytes() == b"not the real checkpoint"
+
+
+# -- session folders --------------------------------------------------------------------------
+
+
+def _save(folder: Path, *names: str) -> Path:
+    from napari_samcam._napari._session_io import write_session
+
+    rng = np.random.default_rng(0)
+    layers = [(rng.random((6, 7)).astype(np.float32), {"name": n}, "image") for n in names]
+    write_session(folder, layers)
+    return folder
+
+
+def _edit_session(folder: Path, change) -> Path:
+    """Change the first layer's record of a saved session as an editor of the JSON would."""
+    from napari_samcam._napari._session_io import SESSION_FILE, decode, encode
+
+    session_file = folder / SESSION_FILE
+    document = json.loads(session_file.read_text())
+    record = decode(document["layers"][0])
+    change(record)
+    document["layers"][0] = encode(record)
+    session_file.write_text(json.dumps(document))
+    return session_file
+
+
+@pytest.fixture
+def outside(tmp_path):
+    import tifffile
+
+    path = tmp_path / "outside.tif"
+    tifffile.imwrite(path, np.full((3, 3), 7, np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute"])
+def test_session_data_file_outside_the_folder_is_refused(tmp_path, outside, kind):
+    from napari_samcam._napari._session_io import read_session
+
+    folder = _save(tmp_path / "session", "scan")
+    name = "../outside.tif" if kind == "dotdot" else str(outside)
+    session_file = _edit_session(folder, lambda layer: layer.update(data_file=name))
+    with pytest.raises(SamcamError) as excinfo:
+        read_session(folder)
+    message = str(excinfo.value)
+    assert str(session_file) in message and name in message and "outside" in message
+
+
+def test_session_link_leading_out_of_the_folder_is_refused(tmp_path, outside):
+    from napari_samcam._napari._session_io import read_session
+
+    folder = _save(tmp_path / "session", "scan")
+    link = folder / "layers" / "00-scan.tif"
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(SamcamError) as excinfo:
+        read_session(folder)
+    assert "layers/00-scan.tif" in str(excinfo.value) and "link" in str(excinfo.value)
+
+
+def test_session_layer_without_state_names_the_file_and_the_layer(tmp_path):
+    from napari_samcam._napari._session_io import read_session
+
+    folder = _save(tmp_path / "session", "scan")
+    session_file = _edit_session(folder, lambda layer: layer.pop("state"))
+    with pytest.raises(SamcamError) as excinfo:
+        read_session(folder)
+    message = str(excinfo.value)
+    assert str(session_file) in message and "layer 0" in message and "'state'" in message
+
+
+def test_session_with_a_missing_tiff_names_it(tmp_path):
+    from napari_samcam._napari._reader import read_paths
+
+    folder = _save(tmp_path / "session", "scan")
+    (folder / "layers" / "00-scan.tif").unlink()
+    with pytest.raises(SamcamError) as excinfo:
+        read_paths(str(folder))
+    message = str(excinfo.value)
+    assert "samcam-session.json" in message and "layers/00-scan.tif" in message
+    assert "missing" in message
+
+
+def test_resaving_a_session_keeps_the_users_files(tmp_path):
+    from napari_samcam._napari._session_io import read_session
+
+    folder = _save(tmp_path / "session", "scan", "map")
+    (folder / "my_notes.txt").write_text("keep me")
+    (folder / "layers" / "readme.txt").write_text("mine too")
+    (folder / "figures").mkdir()
+    (folder / "figures" / "fig1.svg").write_text("<svg/>")
+    _save(folder, "other")
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+    assert (folder / "layers" / "readme.txt").read_text() == "mine too"
+    assert (folder / "figures" / "fig1.svg").read_text() == "<svg/>"
+    assert sorted(p.name for p in (folder / "layers").iterdir()) == ["00-other.tif", "readme.txt"]
+    assert [state["name"] for _, state, _ in read_session(folder)] == ["other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]  # no temporary folders
+
+
+def test_a_session_file_listing_a_users_file_does_not_make_it_ours(tmp_path):
+    folder = _save(tmp_path / "session", "scan")
+    (folder / "my_notes.txt").write_text("keep me")
+    _edit_session(folder, lambda layer: layer.update(features_file="my_notes.txt"))
+    _save(folder, "scan")
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+
+
+def test_resaving_refuses_to_replace_a_users_file_and_changes_nothing(tmp_path):
+    from napari_samcam._napari._session_io import read_session
+    from napari_samcam.errors import OutputExistsError
+
+    folder = _save(tmp_path / "session", "scan")
+    (folder / "my_notes.txt").write_text("keep me")
+    (folder / "layers" / "00-other.tif").write_bytes(b"the user's own file")
+    with pytest.raises(OutputExistsError) as excinfo:
+        _save(folder, "other")
+    assert "layers/00-other.tif" in str(excinfo.value)
+    assert (folder / "layers" / "00-other.tif").read_bytes() == b"the user's own file"
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+    assert [state["name"] for _, state, _ in read_session(folder)] == ["scan"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]
+
+
+def test_a_failed_resave_leaves_the_old_session_whole(tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_samcam._napari._session_io import read_session
+
+    folder = _save(tmp_path / "session", "scan")
+    (folder / "my_notes.txt").write_text("keep me")
+    real = tifffile.imwrite
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", fail_second)
+    with pytest.raises(OSError, match="disk full"):
+        _save(folder, "a", "b")
+    assert [state["name"] for _, state, _ in read_session(folder)] == ["scan"]
+    assert (folder / "my_notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]
