@@ -561,6 +561,14 @@ def _load_open_clip(spec: str, kind: str, target: str, device, download: bool):
         problem = _hub_problem(target, _OPEN_CLIP_WEIGHTS, "open_clip_config.json")
         if problem:
             raise ModelNotAvailableError(clip_available(f"hf-hub:{target}")[1])
+    if kind == "open_clip" and not download:
+        pretrained = target.partition(":")[2]
+        if pretrained and not Path(pretrained).expanduser().is_file():
+            raise ModelNotAvailableError(
+                f"CLIP model {spec!r}: open_clip fetches the pretrained weights {pretrained!r} "
+                "from the internet, and nothing is downloaded unless asked; pass download=True, "
+                f"or a local checkpoint file: 'open_clip:{target.partition(':')[0]}:FILE'."
+            )
     try:
         if kind == "open_clip":
             arch, _, pretrained = target.partition(":")

@@ -262,7 +262,8 @@ def hf_pretrained(
     folder = Path(source)
     kwargs: dict = {"trust_remote_code": False}
     if weights:
-        kwargs["weights_only"] = not trusted
+        if trusted:  # transformers reads pickles with weights_only=True by default
+            kwargs["weights_only"] = False
         if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
             kwargs["use_safetensors"] = True
     if revision is not None and not folder.is_dir():
