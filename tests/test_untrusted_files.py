@@ -161,12 +161,17 @@ def test_trusted_checkpoint_that_needs_unpickling_still_loads(tmp_path):
 # -- torch.export archives (.pt2) -------------------------------------------------------------
 
 
-def test_pt2_is_not_opened_without_trust(evil_pt2, marker, spy_loaders):
+@pytest.mark.parametrize(
+    ("archive", "kind"), [("evil_pt2", "torch.export"), ("evil_torchscript", "TorchScript")]
+)
+def test_code_archives_are_not_opened_without_trust(request, archive, kind, marker, spy_loaders):
+    path = request.getfixturevalue(archive)
     with pytest.raises(UntrustedFileError) as excinfo:
-        load_classifier(evil_pt2, device="cpu")
-    message = _refused(excinfo, evil_pt2, marker)
+        load_classifier(path, device="cpu")
+    message = _refused(excinfo, path, marker)
+    assert kind in message
     assert "trust_checkpoint=True" in message and "--trust-checkpoint" in message
-    assert spy_loaders == []
+    assert spy_loaders == []  # neither torch.export.load nor torch.jit.load was called
 
 
 def test_pt2_payload_is_live(evil_pt2, marker):
@@ -210,14 +215,6 @@ def test_broken_trusted_pt2_leaks_no_torch_log(tmp_path, exported, capfd):
 
 
 # -- TorchScript ------------------------------------------------------------------------------
-
-
-def test_torchscript_is_not_opened_without_trust(evil_torchscript, marker, spy_loaders):
-    with pytest.raises(UntrustedFileError) as excinfo:
-        load_classifier(evil_torchscript, device="cpu")
-    message = _refused(excinfo, evil_torchscript, marker)
-    assert "TorchScript" in message and "--trust-checkpoint" in message
-    assert spy_loaders == []
 
 
 def test_torchscript_payload_pickle_is_live(evil_torchscript, marker):
