@@ -104,23 +104,41 @@ def check_classifier_trust(spec, *, trusted: bool) -> None:
         require_trust(path, "TorchScript file", trusted=False)
 
 
+class _TorchLog(logging.Filter):
+    """Holds back what torch logs while it opens a file: the error raised instead says what
+    went wrong (torch's own messages refer to "the warnings above")."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def detail(self, exc: BaseException) -> str:
+        """The most telling message: the first exception torch logged, else ``exc``'s."""
+        for record in self.records:
+            if record.exc_info and record.exc_info[1] is not None:
+                return f"{type(record.exc_info[1]).__name__}: {first_line(record.exc_info[1])}"
+        return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 @contextlib.contextmanager
 def _quiet_torch():
-    """Keep torch's own warnings and log records about a failing file out of the output: the
-    error raised instead says what went wrong."""
-    # torch's loggers do not all propagate to "torch": silence each one for the call
+    # torch's loggers do not all propagate to "torch": filter each one for the call
     names = [n for n in logging.root.manager.loggerDict if n == "torch" or n.startswith("torch.")]
     loggers = [logging.getLogger(n) for n in names]
-    before = [logger.disabled for logger in loggers]
+    log = _TorchLog()
     for logger in loggers:
-        logger.disabled = True
+        logger.addFilter(log)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            yield
+            yield log
     finally:
-        for logger, disabled in zip(loggers, before, strict=True):
-            logger.disabled = disabled
+        for logger in loggers:
+            logger.removeFilter(log)
 
 
 def load_exported_program(path: str | Path, *, trusted: bool = False):
@@ -143,14 +161,14 @@ def load_exported_program(path: str | Path, *, trusted: bool = False):
             "(example_input,)), 'model.pt2')."
         )
     require_trust(path, "torch.export archive", trusted=trusted)
-    try:
-        with _quiet_torch():
+    with _quiet_torch() as log:
+        try:
             return torch.export.load(str(path))
-    except Exception as exc:
-        raise CheckpointError(
-            f"torch.export archive {str(path)!r} could not be loaded ({type(exc).__name__}: "
-            f"{first_line(exc)}); save it again with this torch version's torch.export.save."
-        ) from exc
+        except Exception as exc:
+            raise CheckpointError(
+                f"torch.export archive {str(path)!r} could not be loaded ({log.detail(exc)}); "
+                "save it again with this torch version's torch.export.save."
+            ) from exc
 
 
 def load_torchscript(path: str | Path, *, trusted: bool = False):
@@ -167,14 +185,13 @@ def load_torchscript(path: str | Path, *, trusted: bool = False):
 
     path = Path(path)
     require_trust(path, "TorchScript file", trusted=trusted)
-    try:
-        with _quiet_torch():
+    with _quiet_torch() as log:
+        try:
             return torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(
-            f"TorchScript file {str(path)!r} could not be loaded ({type(exc).__name__}: "
-            f"{first_line(exc)})."
-        ) from exc
+        except Exception as exc:
+            raise CheckpointError(
+                f"TorchScript file {str(path)!r} could not be loaded ({log.detail(exc)})."
+            ) from exc
 
 
 def first_line(exc: BaseException) -> str:
