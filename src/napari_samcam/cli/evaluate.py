@@ -65,7 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
     parser.add_argument(
         "--method",

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
+from ..model_files import check_classifier_trust
 from .jobs import (
     EvalSpec,
     Job,
@@ -203,9 +204,10 @@ def make_spec(
         raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
     refs = []
     for spec in classifiers:
-        options: dict[str, Any] = {"device": device}
+        check_classifier_trust(spec, trusted=trust_checkpoint)
+        options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
         if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
-            options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
+            options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
         from ..text import clip_available
@@ -454,8 +456,11 @@ def evaluate(
         ``progress(done, total)`` over the images still to compute (``(0, total)`` first).
     device : optional
         Torch device of every model (default CUDA when available).
-    checkpoint, trust_checkpoint : optional
-        For ``torchvision:`` / ``timm:`` classifiers.
+    checkpoint : path, optional
+        State dict for ``torchvision:`` / ``timm:`` classifiers.
+    trust_checkpoint : bool
+        Trust the classifier files: open ``.pt2`` and TorchScript files and checkpoints that
+        need full unpickling (they can run code; see ``load_classifier``).
     sam_checkpoint : path, optional
         For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
     plots, report : bool
