@@ -8,10 +8,10 @@ One ``parts/<key>.arrays.npz`` per image (job), written next to its metric rows:
     its item, source, classifier and CAM method (empty for annotation-based regions, which all
     maps of an item share), prompt and COCO RLE (:func:`~.manifests.encode_rle`).
 ``saliency_<i>``
-    The un-normalised CAM at the network's resolution (:attr:`~napari_samcam.saliency.Saliency.raw`)
-    as float16. :func:`saliency_at` upsamples it to any size the way
-    :func:`~napari_samcam.saliency.explain` makes its map, so the map at image resolution comes
-    back up to float16 rounding.
+    The un-normalised CAM at the network's resolution
+    (:attr:`~napari_samcam.saliency.Saliency.raw`) as float16. :func:`saliency_at` upsamples
+    it to any size the way :func:`~napari_samcam.saliency.explain` makes its map, so the map at
+    image resolution comes back up to float16 rounding.
 
 The image itself is not copied: it is read again from its file.
 """
@@ -168,7 +168,9 @@ class JobArrays:
         """Region records of ``item`` (each with its ``rle``), in stored order."""
         return [r for r in self.meta["regions"] if r["item"] == item]
 
-    def region(self, item: int, source: str, classifier: str = "", method: str = "") -> dict | None:
+    def region(
+        self, item: int, source: str, classifier: str = "", method: str = ""
+    ) -> dict | None:
         """The record of one region: annotation-based ones ignore classifier and method."""
         for r in self.regions(item):
             if r["region_source"] != source:

@@ -52,6 +52,7 @@ from typing import Any
 
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
+from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
     EvalSpec,
     Job,
@@ -62,7 +63,6 @@ from .jobs import (
     run_job,
     sam_ref,
 )
-from .arrays import arrays_path, pack_job_arrays
 from .manifests import _file_digest, load_manifest
 from .regions import DEFAULT_REGION_SOURCES, SAM_SOURCES, check_region_sources
 

@@ -20,7 +20,8 @@ from .arrays import ARRAYS_SUFFIX, JobArrays, read_job_arrays, region_mask, sali
 
 __all__ = ["ItemView", "StoredEvaluation", "is_evaluation_folder", "open_evaluation"]
 
-#: Columns that identify one scored (item, saliency map, region) in :attr:`StoredEvaluation.scores`.
+#: Columns that identify one scored (item, saliency map, region) in
+#: :attr:`StoredEvaluation.scores`.
 SCORE_KEYS = ("item", "image", "image_key", "classifier", "cam_method", "region_source")
 
 
