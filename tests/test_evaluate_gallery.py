@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import TinyCNN, build_tiny_sam
+from conftest import build_tiny_sam
 from napari_samcam.evaluate import evaluate
 from napari_samcam.evaluate.arrays import arrays_path, pack_job_arrays, read_job_arrays
 from napari_samcam.evaluate.gallery import gallery_html, thumbnail
@@ -18,20 +18,13 @@ SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
 
 
 @pytest.fixture(scope="module")
-def phantom_manifest(tmp_path_factory):
-    from napari_samcam.phantoms import write_phantoms
-
-    folder = tmp_path_factory.mktemp("phantoms")
-    return write_phantoms(5, folder, seed=3, size=96, positive_fraction=0.8)
+def phantom_manifest(tiny_phantoms):
+    return tiny_phantoms
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    from napari_samcam.classifiers import load_classifier
-
-    return load_classifier(
-        TinyCNN.build(), class_names=["no lesion", "lesion"], input_size=(32, 32), device="cpu"
-    )
+def classifier(tiny_lesion_classifier):
+    return tiny_lesion_classifier
 
 
 def _run(manifest, out, classifier, **kwargs):

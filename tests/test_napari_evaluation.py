@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import TinyCNN, build_tiny_sam
+from conftest import build_tiny_sam
 
 pytest.importorskip("napari")
 
@@ -15,20 +15,16 @@ KEY = "samcam_evaluation"
 
 
 @pytest.fixture(scope="module")
-def evaluation(tmp_path_factory):
-    from napari_samcam.classifiers import load_classifier
+def evaluation(tmp_path_factory, tiny_lesion_classifier):
     from napari_samcam.evaluate import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     folder = tmp_path_factory.mktemp("eval")
     manifest = write_phantoms(4, folder / "data", seed=5, size=80, positive_fraction=0.75)
-    classifier = load_classifier(
-        TinyCNN.build(), class_names=["no lesion", "lesion"], input_size=(32, 32), device="cpu"
-    )
     return evaluate(
         manifest,
         folder / "out",
-        classifiers=[classifier],
+        classifiers=[tiny_lesion_classifier],
         methods=METHODS,
         region_sources=SOURCES,
         sam=build_tiny_sam(),
