@@ -124,6 +124,13 @@ def test_no_keep_arrays_writes_no_arrays_and_no_gallery(phantom_manifest, classi
     assert not list((out / "parts").glob("*.arrays.npz"))
     report = (out / "report.html").read_text()
     assert "<h2>Gallery</h2>" not in report and "image/jpeg" not in report
+    # napari's reader says why it cannot draw the items
+    from napari_samcam._napari._evaluation import read_evaluation
+    from napari_samcam.errors import InputError
+
+    assert open_evaluation(out).items() == []
+    with pytest.raises(InputError, match=r"kept no arrays.*--no-keep-arrays"):
+        read_evaluation(out)
 
 
 def test_gallery_shows_lowest_and_highest(result):

@@ -28,13 +28,18 @@ def looks_like_evaluation(path: Path) -> bool:
 
 def read_evaluation(folder: str | Path, item: int | None = None) -> list[LayerData]:
     """Layers of one item of an evaluation: by default the one with the lowest mean IoU."""
+    from ..errors import InputError
     from ..evaluate.stored import open_evaluation
 
     stored = open_evaluation(folder)
     if item is None:
         items = stored.items()
         if not items:
-            stored.job_arrays(-1)  # raises: no arrays were kept
+            raise InputError(
+                f"evaluation {str(folder)!r} kept no arrays to draw its items (it ran with "
+                "keep_arrays=False); run it again into a new folder without --no-keep-arrays "
+                "to open it in napari."
+            )
         item = items[0]
     return item_layers(stored, item)
 
