@@ -204,7 +204,15 @@ def gallery_html(
     wide = wide[wide["item"].isin(list(files))].reset_index(drop=True)
     stored_cache: dict = {}
     backgrounds: dict = {}  # job key -> (image shape, gray thumbnail): each image read once
+    masks: dict = {}  # id of a region record -> its mask: each region decoded once
     drawn: dict = {}
+
+    def mask_of(record):
+        if record is None:
+            return None
+        if id(record) not in masks:
+            masks[id(record)] = region_mask(record)
+        return masks[id(record)]
 
     def arrays_of(item):
         path = files[item][1]
@@ -225,9 +233,8 @@ def gallery_html(
             backgrounds[job.key] = (image.shape[:2], _gray(image, stored.meta["window"], shape))
         image_shape, background = backgrounds[job.key]
         record = stored.region(item, row["region_source"], row["classifier"], row["cam_method"])
-        truth_record = stored.region(item, "ground-truth")
-        truth = region_mask(truth_record) if truth_record is not None else None
-        region = region_mask(record) if record is not None else None
+        truth = mask_of(stored.region(item, "ground-truth"))
+        region = mask_of(record)
         boxes = [tuple(b) for b in stored.item_info(item)["boxes"]]
         if not boxes and truth is not None:
             boxes = mask_boxes(truth)
