@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import arrays_path, read_job_arrays, region_mask, saliency_at
+from .arrays import arrays_path, read_job_arrays, region_mask
 from .stored import mask_boxes
 
 __all__ = ["GALLERY_METRICS", "THUMBNAIL", "gallery_html", "thumbnail"]
@@ -77,6 +77,22 @@ def _gray(image: np.ndarray, window, shape: tuple[int, int]) -> np.ndarray:
     return np.repeat(np.asarray(small, dtype=np.float32)[..., None], 3, axis=-1)
 
 
+def _resize_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A CAM resized (bilinear) to ``shape`` and scaled to [0, 1] by its maximum.
+
+    PIL rather than torch: a few small resizes, where torch's thread pool costs more than the
+    work on busy cores.
+    """
+    from PIL import Image
+
+    cam = np.maximum(np.asarray(cam, dtype=np.float32), 0)
+    resized = np.asarray(
+        Image.fromarray(cam, mode="F").resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    )
+    high = float(resized.max()) if resized.size else 0.0
+    return resized / high if high > 0 else np.zeros(shape, dtype=np.float32)
+
+
 def _nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     rows = (np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0]
     cols = (np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1]
@@ -128,7 +144,7 @@ def _compose(background, image_shape, saliency, region, truth, boxes, quality) -
     shape = background.shape[:2]
     picture = background.copy()
     if saliency is not None:
-        small = saliency_at(saliency, shape)
+        small = _resize_map(saliency, shape)
         color = _LUT[np.clip((small * 255).astype(np.int32), 0, 255)]
         alpha = (0.6 * small)[..., None]
         picture = picture * (1 - alpha) + color * alpha
