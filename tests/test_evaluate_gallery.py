@@ -223,7 +223,7 @@ def test_report_stays_under_10_mb_for_1000_items(tmp_path):
                         )  # fmt: skip
         arrays_path(out, job.key).write_bytes(pack_job_arrays(job, result))
         jobs.append(job)
-    assert read_job_arrays(arrays_path(out, "k0000")).raws[("a", "gradcam")].dtype == np.float32
+    assert read_job_arrays(arrays_path(out, "k0000")).raw(0, "a", "gradcam").dtype == np.float32
     metrics = rows_frame(rows, pd)
     html = gallery_html(out, jobs, metrics)
     n_thumbs = html.count("data:image/jpeg")
@@ -232,3 +232,36 @@ def test_report_stays_under_10_mb_for_1000_items(tmp_path):
     assert size < 8_000_000, size
     print(f"gallery of 1000 items, {n_thumbs} thumbnails: {size} bytes")
     assert manifest.exists()
+
+
+def test_large_maps_are_kept_small_and_each_item_keeps_its_own_map(tmp_path):
+    """A map read from a file (image-sized) is shrunk; two items of one image explaining
+    different classes keep their own maps."""
+    from napari_samcam.evaluate.jobs import Job, JobResult
+    from napari_samcam.evaluate.manifests import Item
+    from napari_samcam.saliency import Saliency
+    from napari_samcam.segment import Region
+
+    path = tmp_path / "x.png"
+    items = tuple(Item(image="x.png", path=path, index=i) for i in (0, 1))
+    job = Job(path, "x.png", items, key="k")
+    big = np.zeros((2000, 1000), dtype=np.float32)
+    big[:1000] = 1.0
+    small = np.eye(4, dtype=np.float32)
+    result = JobResult([], image=np.zeros((2000, 1000)), window=None)
+    result.saliencies = {
+        ("c", "gradcam", 0): Saliency(big, big, 0, "a", 0.5, "gradcam", "l", "c"),
+        ("c", "gradcam", 1): Saliency(small, small, 1, "b", 0.5, "gradcam", "l", "c"),
+    }
+    mask = np.zeros((2000, 1000), dtype=bool)
+    result.regions = {
+        (0, "c", "gradcam", 0, "ground-truth"): Region(mask, "ground-truth"),
+        (1, "c", "gradcam", 1, "ground-truth"): Region(mask, "ground-truth"),
+    }
+    arrays_path(tmp_path, "k").parent.mkdir()
+    arrays_path(tmp_path, "k").write_bytes(pack_job_arrays(job, result))
+    stored = read_job_arrays(arrays_path(tmp_path, "k"))
+    first, second = stored.raw(0, "c", "gradcam"), stored.raw(1, "c", "gradcam")
+    assert first.shape == (512, 256) and first[:256].min() == 1 and first[256:].max() == 0
+    np.testing.assert_array_equal(second, small)
+    assert [e["target_class"] for e, _ in stored.saliencies(1)] == ["b"]

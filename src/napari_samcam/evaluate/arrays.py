@@ -45,6 +45,22 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
+#: Longest side a stored map keeps; CAMs are far smaller, maps read from files may not be.
+MAX_MAP_SIDE = 512
+
+
+def _small(raw: np.ndarray) -> np.ndarray:
+    """``raw`` as float16, shrunk (area average) to at most :data:`MAX_MAP_SIDE` a side."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.ndim == 2 and max(raw.shape) > MAX_MAP_SIDE:
+        from PIL import Image
+
+        scale = MAX_MAP_SIDE / max(raw.shape)
+        size = (max(1, round(raw.shape[1] * scale)), max(1, round(raw.shape[0] * scale)))
+        raw = np.asarray(Image.fromarray(raw, mode="F").resize(size, Image.Resampling.BOX))
+    return raw.astype(np.float16)
+
+
 def pack_job_arrays(job, result) -> bytes:
     """The ``.npz`` bytes of one job's kept arrays (``run_job(..., keep_arrays=True)``).
 
@@ -57,14 +73,22 @@ def pack_job_arrays(job, result) -> bytes:
     from .jobs import _plain
 
     arrays: dict[str, np.ndarray] = {}
+    # which items each map was scored for: items of one image may explain different classes
+    users: dict[tuple, list[int]] = {}
+    for item, classifier, method, target, _source in result.regions:
+        found = users.setdefault((classifier, method, target), [])
+        if item not in found:
+            found.append(int(item))
     saliencies = []
-    for (classifier, method, _target), saliency in result.saliencies.items():
+    for skey, saliency in result.saliencies.items():
+        classifier, method, _target = skey
         name = f"saliency_{len(saliencies)}"
-        arrays[name] = np.asarray(saliency.raw, dtype=np.float16)
+        arrays[name] = _small(saliency.raw)
         saliencies.append(
             {
                 "classifier": classifier,
                 "cam_method": method,
+                "items": users.get(skey, []),
                 "class_index": int(saliency.class_index),
                 "target_class": saliency.class_name,
                 "probability": float(saliency.probability),
@@ -129,7 +153,8 @@ class JobArrays:
     meta : dict
         See the module docstring.
     raws : dict
-        ``(classifier, cam_method) -> float32`` CAM at the network's resolution.
+        Array name -> float32 CAM at the network's resolution (maps read from files: at most
+        :data:`MAX_MAP_SIDE` pixels a side).
     """
 
     path: Path
@@ -155,14 +180,20 @@ class JobArrays:
                 return entry
         raise InputError(f"{str(self.path)!r} holds no item {item}.")
 
-    def saliency_info(self, classifier: str, method: str) -> dict:
-        for entry in self.meta["saliencies"]:
-            if entry["classifier"] == classifier and entry["cam_method"] == method:
-                return entry
-        raise InputError(
-            f"{str(self.path)!r} holds no saliency map of classifier {classifier!r} and method "
-            f"{method!r}."
-        )
+    def saliencies(self, item: int) -> list[tuple[dict, np.ndarray]]:
+        """``(record, raw map)`` of every saliency map scored for ``item``."""
+        return [
+            (entry, self.raws[entry["array"]])
+            for entry in self.meta["saliencies"]
+            if item in entry["items"]
+        ]
+
+    def raw(self, item: int, classifier: str, method: str) -> np.ndarray | None:
+        """The raw map of ``classifier`` and ``method`` scored for ``item``, if kept."""
+        for entry, raw in self.saliencies(item):
+            if (entry["classifier"], entry["cam_method"]) == (classifier, method):
+                return raw
+        return None
 
     def regions(self, item: int) -> list[dict]:
         """Region records of ``item`` (each with its ``rle``), in stored order."""
@@ -193,10 +224,7 @@ def read_job_arrays(path: str | Path) -> JobArrays:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
-            raws = {
-                (s["classifier"], s["cam_method"]): archive[s["array"]].astype(np.float32)
-                for s in meta["saliencies"]
-            }
+            raws = {s["array"]: archive[s["array"]].astype(np.float32) for s in meta["saliencies"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f"{str(path)!r} is not an evaluation's arrays file ({exc}); run the evaluation "

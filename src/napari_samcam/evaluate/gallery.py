@@ -257,7 +257,7 @@ def gallery_html(
         png = _compose(
             background,
             image_shape,
-            stored.raws.get((row["classifier"], row["cam_method"])),
+            stored.raw(item, row["classifier"], row["cam_method"]),
             None if row["region_source"] == "ground-truth" else region,
             truth,
             boxes,

@@ -131,9 +131,8 @@ class StoredEvaluation:
         rows = self.metrics[self.metrics["item"] == item]
         image_key = str(rows["image_key"].iloc[0]) if len(rows) else ""
         saliencies = []
-        for entry in stored.meta["saliencies"]:
-            raw = stored.raws[(entry["classifier"], entry["cam_method"])]
-            provenance = {k: v for k, v in entry.items() if k != "array"}
+        for entry, raw in stored.saliencies(item):
+            provenance = {k: v for k, v in entry.items() if k not in ("array", "items")}
             saliencies.append((provenance, saliency_at(raw, shape)))
         wide = self.scores
         wide = wide[wide["item"] == item]
