@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     viewer.open(str(folder), plugin="napari-samcam")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "SAM-CAM results")
     table = widget.table
+    window = viewer.window._qt_window
+    for dock in window.findChildren(type(_dock)):
+        if widget in dock.findChildren(type(widget)):
+            window.resizeDocks([dock], [int(width * 0.45)], Qt.Orientation.Horizontal)
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
     table.sortItems(headers.index("iou"))
     sources = [widget.row_key(r)["region_source"] for r in range(table.rowCount())]
