@@ -704,7 +704,7 @@ def test_prepared_map_gives_the_same_values_as_the_array():
     [{}, {"method": "fixed", "threshold": 0.5}, {"method": "fixed", "threshold": 0.0}],
 )
 def test_binarizing_from_the_sorted_values_equals_binarize(seed, options):
-    from napari_samcam.metrics import _binarize_options, prepare_map
+    from napari_samcam.metrics import prepare_map
 
     rng = np.random.default_rng(seed)
     s = np.round(ndi.gaussian_filter(rng.standard_normal((50, 45)), 2) * (4 + 40 * seed))
@@ -712,8 +712,15 @@ def test_binarizing_from_the_sorted_values_equals_binarize(seed, options):
         s = s.astype(np.float32)
     prepared = prepare_map(s)
     prepared.order  # noqa: B018 - the sorted values are there, so binarizing uses them
-    opts = _binarize_options(options.get("method", "otsu"), options.get("threshold"), None, None)
-    np.testing.assert_array_equal(prepared.binary(opts), binarize(s, **options))
+    expected = binarize(s, **options)
+    np.testing.assert_array_equal(prepared.binarize(**options), expected)
+    # the shared mask gives saliency prompts the same boxes as binarizing again
+    from napari_samcam.prompts import saliency_boxes
+
+    np.testing.assert_array_equal(
+        saliency_boxes(s, max_boxes=3, binary=prepared.binarize(**options), **options),
+        saliency_boxes(s, max_boxes=3, **options),
+    )
 
 
 def test_degenerate_warning_names_the_region_of_several():

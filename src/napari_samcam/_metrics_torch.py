@@ -17,8 +17,8 @@ import torch
 class TorchSortedMap:
     """Same attributes and methods as ``metrics._SortedMap``, sorted with ``torch.sort``.
 
-    ``values``, ``starts`` and ``sizes`` are numpy copies of the device's arrays (the metrics
-    index them per region group); the device keeps its own for the per-region look-ups.
+    ``values`` and ``bounds`` are numpy copies of the device's arrays (the metrics index them
+    per region group); the device keeps its own for the per-region look-ups.
     """
 
     def __init__(self, flat: np.ndarray, tensor: Any, device: Any) -> None:
@@ -29,14 +29,22 @@ class TorchSortedMap:
         self.n = flat.size
         ascending = torch.sort(self.flat).values
         cut = torch.nonzero(ascending[1:] != ascending[:-1]).reshape(-1) + 1
-        starts = torch.cat([torch.zeros(1, dtype=torch.int64, device=self.device), cut])
-        self._values = ascending[starts]
+        ends = torch.tensor([0, self.n], dtype=torch.int64, device=self.device)
+        bounds = torch.cat([ends[:1], cut, ends[1:]])
+        self._values = ascending[bounds[:-1]]
         del ascending
-        ends = torch.cat([starts[1:], torch.tensor([self.n], device=self.device)])
-        self._sizes = ends - starts
+        self._sizes = bounds[1:] - bounds[:-1]
         self.values = self._values.cpu().numpy()
-        self.starts = starts.cpu().numpy()
-        self.sizes = self._sizes.cpu().numpy()
+        self.bounds = bounds.cpu().numpy()
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self.bounds[:-1]
+
+    def sizes(self, groups: np.ndarray | None = None) -> np.ndarray:
+        if groups is None:
+            return np.diff(self.bounds)
+        return self.bounds[groups + 1] - self.bounds[groups]
 
     def region_groups(self, inside: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
         """``(groups, counts)`` of the region's pixels; see ``metrics._SortedMap``."""

@@ -560,20 +560,30 @@ def tune_thresholds(
 class _SortedMap:
     """The map's values sorted once, as runs of equal values ("groups").
 
-    ``values[g]`` is the g-th distinct value (ascending), ``starts[g]`` the number of pixels
-    strictly below it and ``sizes[g]`` the number equal to it. That is all the rank metrics need
-    from the map; a region then only adds its own pixels' groups (:meth:`region_groups`).
+    ``values[g]`` is the g-th distinct value (ascending), ``bounds[g]`` the number of pixels
+    strictly below it and ``bounds[g + 1] - bounds[g]`` the number equal to it (12 bytes per
+    distinct value). That is all the rank metrics need from the map; a region then only adds
+    its own pixels' groups (:meth:`region_groups`).
     """
 
     def __init__(self, flat: np.ndarray) -> None:
         self.flat = flat
         ascending = np.sort(flat)
         # -0.0 == 0.0 share a group: the comparison, not the bits, decides equality.
-        starts = np.flatnonzero(ascending[1:] != ascending[:-1]) + 1
-        self.starts = np.concatenate(([0], starts)).astype(np.int64, copy=False)
-        self.values = ascending[self.starts]
-        del ascending
-        self.sizes = np.diff(np.append(self.starts, flat.size))
+        cut = np.flatnonzero(ascending[1:] != ascending[:-1]) + 1
+        self.bounds = np.concatenate(([0], cut, [flat.size])).astype(np.int64, copy=False)
+        self.values = ascending[self.bounds[:-1]]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Pixels strictly below each distinct value."""
+        return self.bounds[:-1]
+
+    def sizes(self, groups: np.ndarray | None = None) -> np.ndarray:
+        """Pixels equal to each distinct value (of ``groups``, or all of them)."""
+        if groups is None:
+            return np.diff(self.bounds)
+        return self.bounds[groups + 1] - self.bounds[groups]
 
     def region_groups(self, inside: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
         """``(groups, counts)``: the groups holding region pixels (ascending) and how many.
@@ -585,7 +595,7 @@ class _SortedMap:
             values, counts = _runs(np.sort(self.flat[inside]))
             return np.searchsorted(self.values, values), counts
         values, counts = _runs(np.sort(self.flat[~inside]))
-        inside_counts = self.sizes.copy()
+        inside_counts = self.sizes()
         inside_counts[np.searchsorted(self.values, values)] -= counts
         groups = np.flatnonzero(inside_counts)
         return groups, inside_counts[groups]
@@ -666,6 +676,30 @@ class PreparedMap:
         g = int(np.searchsorted(order.starts, self.n - k, side="right")) - 1
         return float(order.values[g])
 
+    def binarize(
+        self,
+        *,
+        method: str = "otsu",
+        threshold: float | None = None,
+        percentile: float | None = None,
+        fill_holes: bool | None = None,
+    ) -> np.ndarray:
+        """:func:`binarize` of this map, computed once per set of options.
+
+        The overlap metrics (IoU, Dice, precision, recall, specificity) of every region read
+        the same cached mask. Do not modify the returned array.
+        """
+        opts = _binarize_options(method, threshold, percentile, fill_holes)
+        if self.constant and not self.was_bool:
+            warnings.warn(
+                f"binarize: {_constant(self.lo)}, so it has no foreground; returning an "
+                "all-False mask.",
+                DegenerateInputWarning,
+                stacklevel=2,
+            )
+            return np.zeros(self.shape, dtype=bool)
+        return self.binary(opts)
+
     def binary(self, opts: _Options) -> np.ndarray:
         """The binarized map (cached per options); a bool map is used as it is."""
         if opts not in self._masks:
@@ -699,7 +733,7 @@ class PreparedMap:
             at = _first_at_least(
                 order.values, lambda v: (255.0 * norm(v)).astype(np.uint8), levels
             )
-            pixels_below = np.append(order.starts, self.n)[at]
+            pixels_below = order.bounds[at]
             first = int(at[_otsu_level_of(np.diff(pixels_below)) + 1])
         if first < order.values.size:
             mask = self.s >= order.values[first]
@@ -784,7 +818,7 @@ class _Pair:
         order = self.map.order
         groups, counts = order.region_groups(self.r.ravel(), self.n_pos)
         before = np.cumsum(counts) - counts
-        return groups, counts, order.starts[groups], order.sizes[groups], before
+        return groups, counts, order.starts[groups], order.sizes(groups), before
 
     @cached_property
     def ranking(self) -> tuple[float, float]:
@@ -806,7 +840,7 @@ class _Pair:
         """Expected share of region pixels among the ``k`` highest, ties shared evenly."""
         order = self.map.order
         g = int(np.searchsorted(order.starts, self.n - k, side="right")) - 1
-        all_eq = int(order.sizes[g])
+        all_eq = int(order.bounds[g + 1] - order.bounds[g])
         all_gt = self.n - int(order.starts[g]) - all_eq
         groups, counts, _, _, before = self.groups
         j = int(np.searchsorted(groups, g, side="left"))

@@ -16,6 +16,7 @@ import json
 import math
 import threading
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +507,13 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
 
     loaded = [get_classifier(ref) for ref in spec.classifiers]
     metrics_device = _metrics_device(loaded)
+    # How many items use each saliency map: a map and its regions are dropped after the last.
+    uses = Counter(
+        (entry.classifier.name, method, _resolve_target(entry, item, spec.target))
+        for item in job.items
+        for entry in loaded
+        for method in spec.methods
+    )
     # The map every region of an item is scored against, sorted once; kept until the next map
     # (one at a time: a prepared 6.6 MP map holds ~60 MB of sorted values).
     prepared: list = [None, None]
@@ -553,6 +561,8 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                                 image, classifier, method=method, target=target, window=window
                             )
                     saliency = saliencies[skey]
+                    if prepared[0] != skey:
+                        prepared[:] = skey, prepare_map(saliency.map, device=metrics_device)
                     regions = list(fixed)
                     for source in spec.region_sources:
                         if source not in SALIENCY_SOURCES:
@@ -569,6 +579,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                                 max_boxes=spec.saliency_max_boxes,
                                 window=window,
                                 key=image_key,
+                                binary=_shared_binary(prepared[1], source, binarization),
                             )
                         regions.append(saliency_regions[rkey])
                         add_region_row(item, saliency_regions[rkey], mask, classifier.name, method)
@@ -585,8 +596,6 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                         "target_class": saliency.class_name,
                         "probability": saliency.probability,
                     }
-                    if prepared[0] != skey:
-                        prepared[:] = skey, prepare_map(saliency.map, device=metrics_device)
                     scores = localization_metrics(
                         prepared[1], [region.mask for region in regions], **binarization
                     )
@@ -603,9 +612,22 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                             rows.append(dict(common, metric=metric, value=value))
                         if keep_arrays:
                             result.regions[(item.index, *skey, region.source)] = region
+                    uses[skey] -= 1
+                    if not uses[skey] and not keep_arrays:  # no later item needs this map
+                        del saliencies[skey]
+                        for source in SALIENCY_SOURCES:
+                            saliency_regions.pop((*skey, source), None)
     if keep_arrays:
         result.saliencies = saliencies
     return result
+
+
+def _shared_binary(prepared, source: str, binarization: dict):
+    """The map's binarized mask for ``sam-saliency-box`` prompts: the one the metrics use."""
+    if source != "sam-saliency-box" or prepared.constant:
+        return None
+    prepared.order  # noqa: B018 - sorted first: binarizing then reads the sorted values
+    return prepared.binarize(**binarization)
 
 
 def _metrics_device(loaded: list[_LoadedClassifier]):

@@ -78,9 +78,12 @@ def check_region_sources(sources) -> tuple[str, ...]:
 
 
 def _union(regions: list[Region], shape, source: str, prompt: dict, model: str) -> Region:
-    mask = np.zeros(shape, dtype=bool)
-    for region in regions:
-        mask |= region.mask
+    if len(regions) == 1:
+        mask = regions[0].mask  # no full-size copy of a single region
+    else:
+        mask = np.zeros(shape, dtype=bool)
+        for region in regions:
+            mask |= region.mask
     scores = [r.score for r in regions if np.isfinite(r.score)]
     score = float(np.mean(scores)) if scores else float("nan")
     return Region(mask, source, prompt, score, model)
@@ -180,10 +183,12 @@ def saliency_region(
     max_boxes: int = 1,
     window=None,
     key: str | None = None,
+    binary: np.ndarray | None = None,
 ) -> Region:
     """The region of a saliency-prompted source; an empty region when the map is flat.
 
-    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known. ``binary``: the
+    map binarized with ``binarization`` when already computed (the metrics need it too).
     """
     from ..prompts import saliency_boxes, saliency_peak_points
 
@@ -193,7 +198,7 @@ def saliency_region(
         empty.prompt = {"note": "constant saliency map: no prompt"}
         return empty
     if source == "sam-saliency-box":
-        boxes = saliency_boxes(saliency, max_boxes=max_boxes, **binarization)
+        boxes = saliency_boxes(saliency, max_boxes=max_boxes, binary=binary, **binarization)
         prompt = {"boxes": boxes.tolist(), "context": context, "binarization": binarization}
         if len(boxes) == 0:
             empty.prompt = prompt
