@@ -20,6 +20,7 @@ what the plain methods (:meth:`explain`, :meth:`segment`, ...) do.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -740,17 +741,20 @@ class SamcamSession:
             self.check_cancelled()
             yield Step(f"SAM {kind}{where}", step + 1, total)
             step += 2
-            kwargs: dict[str, Any] = {"window": plane.window, "source": source}
+            kwargs: dict[str, Any] = {"window": plane.window}
+            run = segmenter.segment
             if kind == "text":
-                kwargs.update(text=settings["text"], clip=settings["clip"])
-                kwargs.update(settings["text_options"])
+                from ..text import segment_text
+
+                run = functools.partial(segment_text, segmenter, text=settings["text"])
+                kwargs.update(clip=settings["clip"], **settings["text_options"])
             else:
-                kwargs.update(boxes=boxes, points=points, point_labels=labels)
+                kwargs.update(boxes=boxes, points=points, point_labels=labels, source=source)
                 if context is not None and boxes is not None and len(boxes):
                     kwargs["context"] = context
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                regions = segmenter.segment(
+                regions = run(
                     plane.array, progress=self._progress_callback("segmenting"), **kwargs
                 )
             for warning in caught:

@@ -138,7 +138,9 @@ def annotation_region(
         if not text:
             return None
         options = dict(text_options or {})
-        regions = segmenter.segment(image, text=text, clip=clip, window=window, **options)
+        from ..text import segment_text
+
+        regions = segment_text(segmenter, image, text, clip=clip, window=window, **options)
         name = clip if clip is None or isinstance(clip, str) else getattr(clip, "name", "")
         prompt = {"text": text, "clip": name or type(clip).__name__, **options}
         if regions:
