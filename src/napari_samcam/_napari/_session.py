@@ -760,18 +760,13 @@ class SamcamSession:
             for warning in caught:
                 if not _is_metric_warning(warning):
                     notes.append(str(warning.message))
-            rows = []
-            for region in regions:
-                row: dict[str, Any] = {}
-                if request.saliency is not None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        row.update(
-                            localization_metrics(
-                                request.saliency, region.mask, **settings["metric_options"]
-                            )
-                        )
-                rows.append(row)
+            rows: list[dict[str, Any]] = [{} for _ in regions]
+            if request.saliency is not None and regions:
+                with warnings.catch_warnings():  # one sort of the map for all its regions
+                    warnings.simplefilter("ignore")
+                    rows = localization_metrics(
+                        request.saliency, [r.mask for r in regions], **settings["metric_options"]
+                    )
             results.append((request, boxes, regions, rows))
         self.check_cancelled()
         yield Step("done", total, total)
