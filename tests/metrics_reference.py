@@ -1,7 +1,8 @@
 """The per-pair implementation of the localization metrics as it was before the per-map
 precomputation: it sorts each (map, region) pair's region and background values separately and
-merges them. Kept frozen here so the equivalence tests can say that the shared-work version
-gives the very same numbers."""
+merges them. Kept frozen here (the pair, its sort, ranking and binarization, the pointing game
+and energy) so the equivalence tests can say that the shared-work version gives the very same
+numbers."""
 
 from __future__ import annotations
 
@@ -16,19 +17,25 @@ from napari_samcam.metrics import (
     METRIC_NAMES,
     _as_map,
     _as_region,
+    _auprc,
+    _auroc,
     _binarize_options,
     _binary_mask,
     _constant,
+    _dice,
+    _iou,
     _k_count,
     _Options,
+    _precision,
+    _rank_accuracy,
+    _recall,
+    _specificity,
     _tolerance,
+    _top_k,
 )
 
 _EMPTY = "the region is empty"
-_FULL = "the region covers the whole image"
 _NO_MASS = "the saliency map has no positive value"
-_EMPTY_PRED = "the binarized saliency map is empty"
-_BOTH_EMPTY = "both the binarized saliency map and the region are empty"
 
 
 class _Pair:
@@ -128,55 +135,11 @@ class _Pair:
 
 
 # --------------------------------------------------------------------------------------------
-# Metric kernels: (value, reason-it-is-undefined or None)
+# The pointing game and energy as they were; the other kernels only ask the pair for its
+# confusion counts, ranking and top fraction, and are the module's own.
 # --------------------------------------------------------------------------------------------
 
 _Result = tuple[float, str | None]
-
-
-def _binary_reason(p: _Pair) -> str | None:
-    return _constant(p.lo) if p.constant and not p.was_bool else None
-
-
-def _iou(p: _Pair, opts: _Options) -> _Result:
-    if (why := _binary_reason(p)) is not None:
-        return math.nan, why
-    tp, pp = p.confusion(opts)
-    union = pp + p.n_pos - tp
-    return (math.nan, _BOTH_EMPTY) if union == 0 else (tp / union, None)
-
-
-def _dice(p: _Pair, opts: _Options) -> _Result:
-    if (why := _binary_reason(p)) is not None:
-        return math.nan, why
-    tp, pp = p.confusion(opts)
-    denom = pp + p.n_pos
-    return (math.nan, _BOTH_EMPTY) if denom == 0 else (2 * tp / denom, None)
-
-
-def _precision(p: _Pair, opts: _Options) -> _Result:
-    if (why := _binary_reason(p)) is not None:
-        return math.nan, why
-    tp, pp = p.confusion(opts)
-    return (math.nan, _EMPTY_PRED) if pp == 0 else (tp / pp, None)
-
-
-def _recall(p: _Pair, opts: _Options) -> _Result:
-    if p.n_pos == 0:
-        return math.nan, _EMPTY
-    if (why := _binary_reason(p)) is not None:
-        return math.nan, why
-    tp, _ = p.confusion(opts)
-    return tp / p.n_pos, None
-
-
-def _specificity(p: _Pair, opts: _Options) -> _Result:
-    if p.n_neg == 0:
-        return math.nan, _FULL
-    if (why := _binary_reason(p)) is not None:
-        return math.nan, why
-    tp, pp = p.confusion(opts)
-    return (p.n_neg - (pp - tp)) / p.n_neg, None
 
 
 def _rank_reason(p: _Pair) -> str | None:
@@ -212,36 +175,6 @@ def _energy(p: _Pair) -> _Result:
     if total == 0:
         return math.nan, _NO_MASS
     return float(mass.sum(where=p.r, dtype=np.float64)) / total, None
-
-
-def _rank_accuracy(p: _Pair) -> _Result:
-    if (why := _rank_reason(p)) is not None:
-        return math.nan, why
-    return p.top_fraction(p.n_pos), None
-
-
-def _top_k(p: _Pair, k: int) -> _Result:
-    if (why := _rank_reason(p)) is not None:
-        return math.nan, why
-    return p.top_fraction(k), None
-
-
-def _auc_reason(p: _Pair) -> str | None:
-    if p.n_neg == 0:
-        return _FULL
-    return _rank_reason(p)
-
-
-def _auroc(p: _Pair) -> _Result:
-    if (why := _auc_reason(p)) is not None:
-        return math.nan, why
-    return p.ranking[0], None
-
-
-def _auprc(p: _Pair) -> _Result:
-    if (why := _auc_reason(p)) is not None:
-        return math.nan, why
-    return p.ranking[1], None
 
 
 def reference_metrics(

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .metrics import _SortedMap
 
-class TorchSortedMap:
-    """Same attributes and methods as ``metrics._SortedMap``, sorted with ``torch.sort``.
+
+class TorchSortedMap(_SortedMap):
+    """``metrics._SortedMap`` sorted with ``torch.sort`` on a torch device.
 
     ``values`` and ``bounds`` are numpy copies of the device's arrays (the metrics index them
     per region group); the device keeps its own for the per-region look-ups.
@@ -36,15 +38,6 @@ class TorchSortedMap:
         self._sizes = bounds[1:] - bounds[:-1]
         self.values = self._values.cpu().numpy()
         self.bounds = bounds.cpu().numpy()
-
-    @property
-    def starts(self) -> np.ndarray:
-        return self.bounds[:-1]
-
-    def sizes(self, groups: np.ndarray | None = None) -> np.ndarray:
-        if groups is None:
-            return np.diff(self.bounds)
-        return self.bounds[groups + 1] - self.bounds[groups]
 
     def region_groups(self, inside: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
         """``(groups, counts)`` of the region's pixels; see ``metrics._SortedMap``."""
