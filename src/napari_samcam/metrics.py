@@ -16,8 +16,9 @@ Python ``float``.
 * :func:`pixel_precision`, :func:`pixel_recall`, :func:`pixel_specificity` (``"precision"``,
   ``"recall"``, ``"specificity"``): the binarized map as a pixel classifier.
 
-:func:`localization_metrics` computes all of them for one pair in one call and shares the work
-(one sort of the map, one binarization).
+:func:`localization_metrics` computes all of them for one map and one or several regions in one
+call and shares the work (one sort of the map, one binarization); :func:`prepare_map` keeps that
+work for regions scored later. Every function accepts a :class:`PreparedMap` for the map.
 
 Conventions
 -----------
@@ -59,6 +60,7 @@ __all__ = [
     "BINARIZE_METHODS",
     "METRIC_NAMES",
     "DegenerateInputWarning",
+    "PreparedMap",
     "binarize",
     "dice",
     "energy_pointing_game",
@@ -68,6 +70,7 @@ __all__ = [
     "pixel_recall",
     "pixel_specificity",
     "pointing_game",
+    "prepare_map",
     "relevance_rank_accuracy",
     "saliency_auprc",
     "saliency_auroc",
