@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, InputError, ModelNotAvailableError
-from .images import to_unit_range, unit_range_limits, validate_image
+from .images import float32_safe, to_unit_range, unit_range_limits, validate_image
 
 __all__ = [
     "Classifier",
@@ -207,8 +207,7 @@ def classifier_tensor(
     # a window clips, which does not commute with resizing: then map at full size
     map_after = window is None and resize
     if map_after:
-        low, high = unit_range_limits(image)
-        array = image
+        array, low, high = float32_safe(image, *unit_range_limits(image))
     else:
         array = to_unit_range(image, window, rgb=rgb)
     if array.dtype != np.float32 or not array.flags.writeable:
