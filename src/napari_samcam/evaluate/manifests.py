@@ -7,7 +7,9 @@ Three formats are read into the same list of :class:`Item` objects:
   0/non-zero mask image) and ``box_r0, box_c0, box_r1, box_c1`` (optional, all four or none;
   end exclusive). Paths are relative to the manifest's folder. An empty ``mask`` cell means an
   empty ground truth when the label is negative (``0``, ``false``, ``no``, ``negative`` or
-  empty) and "no ground truth" otherwise. Several rows may name the same image.
+  empty) and "no ground truth" otherwise. Several rows may name the same image (different
+  classes: several findings). A row that repeats an earlier one (same image, class and
+  annotation) is dropped with a warning; rows of one image and class that differ are an error.
 * **COCO JSON** (``images``, ``annotations``, ``categories``): one item per image and category
   holding the union of that category's masks (polygons, or RLE — compressed or not) and its
   boxes (``bbox`` ``[x, y, w, h]`` converted to ``(row0, col0, row1, col1)``). An image without

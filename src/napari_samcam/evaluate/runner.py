@@ -29,6 +29,9 @@ Resume and overwrite
   :class:`~napari_samcam.errors.OutputExistsError`, unless ``overwrite=True``.
 * ``overwrite=True`` always starts afresh: stored parts and outputs are deleted first (other
   files in the folder are left alone).
+* One run at a time: a run holds ``.samcam.lock`` (an operating-system file lock, released when
+  its process ends, even by a crash) and a second run into the same folder raises
+  :class:`~napari_samcam.errors.OutputBusyError` at once.
 """
 
 from __future__ import annotations
@@ -472,6 +475,10 @@ def evaluate(
         Bad options or a bad manifest (the message names the file, row and column).
     OutputExistsError
         ``out`` holds results of another configuration and ``overwrite`` is False.
+    OutputNotWritableError
+        ``out`` cannot be written (checked before any model is loaded).
+    OutputBusyError
+        Another run is writing into ``out``.
     """
     started = time.perf_counter()
     out = check_writable(out)
