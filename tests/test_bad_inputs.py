@@ -116,6 +116,22 @@ def test_cli_prompt_that_is_not_a_finite_box_is_one_line(
     assert not out.exists()
 
 
+def test_cli_box_outside_the_image_fails_before_the_model_loads(
+    tmp_path, image_file, monkeypatch, capsys
+):
+    import napari_samcam.segment
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(napari_samcam.segment, "load_segmenter", no_model)
+    out = tmp_path / "out"
+    argv = ["segment", str(image_file), "--box", "1,1,9,9", "--box", "0,0,50,60"]
+    err = _cli_error([*argv, "--out", str(out)], capsys)
+    assert "--box[1] = (0.0, 0.0, 50.0, 60.0) reaches outside the image of shape (40, 50)" in err
+    assert not out.exists()
+
+
 def test_segment_names_the_bad_prompt_and_its_index(tiny_segmenter):
     from napari_samcam.prompts import box_region
 

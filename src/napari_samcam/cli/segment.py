@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
+    from .._prompt_checks import check_boxes, check_points
     from ..errors import PromptError
     from ..images import read_image
     from ..overlays import save_overlay
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
     data = read_image(check_input_file(args.image))
     image = select_2d(data, args.slice, args.image)
+    check_boxes(args.box, image.shape[:2], name="--box")  # before the model loads
+    check_points([*args.point, *args.negative_point], None, image.shape[:2], name="--point")
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
     if args.text:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
