@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -443,7 +442,7 @@ def test_second_concurrent_run_refuses_and_a_dead_runs_lock_does_not_block(
     (hold / "release").unlink()
     killed = _start(script, phantoms, out, hold)
     _wait_for(hold / "started", killed)
-    killed.send_signal(signal.SIGKILL)
+    killed.kill()
     killed.wait(timeout=60)
     assert json.loads((out / ".samcam.lock").read_text())["pid"] == killed.pid
     result = _evaluate(phantoms, out, classifier)

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .._folders import atomic_path, check_writable
-from ..errors import InputError, OutputExistsError
+from .._prompt_checks import check_boxes, check_points
+from ..errors import InputError, OutputExistsError, PromptError
 
 
 def _coordinates(text: str, n: int, what: str, check) -> tuple[int, ...]:
     """Parse ``"a,b,..."`` into ``n`` pixel coordinates checked by ``check``."""
-    from ..errors import PromptError
-
     cells = text.split(",")
     try:
         values = [float(v) for v in cells]
@@ -33,15 +32,11 @@ def _coordinates(text: str, n: int, what: str, check) -> tuple[int, ...]:
 
 def box_arg(text: str) -> tuple[int, ...]:
     """``r0,c0,r1,c1`` -> box (end exclusive)."""
-    from .._prompt_checks import check_boxes
-
     return _coordinates(text, 4, "box", check_boxes)
 
 
 def point_arg(text: str) -> tuple[int, ...]:
     """``r,c`` -> point."""
-    from .._prompt_checks import check_points
-
     return _coordinates(text, 2, "point", lambda v, name: check_points(v, name=name)[0])
 
 
@@ -100,7 +95,6 @@ def text_arg(text: str) -> str:
 def device_arg(text: str) -> str:
     """A torch device present on this machine (cpu, cuda[:N], mps)."""
     from ..classifiers import check_device
-    from ..errors import InputError
 
     try:
         check_device(text)
