@@ -127,7 +127,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="lesion-detector",
         help="classifier: a built-in name (lesion-detector, shortcut-detector), "
-        "torchvision:ARCH / timm:ARCH with --checkpoint, a TorchScript file, or hf:FOLDER_OR_ID "
+        "torchvision:ARCH / timm:ARCH with --checkpoint, a .pt2 or TorchScript file (with "
+        "--trust-checkpoint), or hf:FOLDER_OR_ID[@REVISION] "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -138,7 +139,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
     add_device_argument(parser)
 
