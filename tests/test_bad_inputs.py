@@ -211,11 +211,22 @@ def test_repeated_manifest_rows_are_scored_once(tmp_path, phantoms, classifier):
 def test_contradicting_manifest_rows_are_refused(tmp_path, phantoms):
     rows = pd.read_csv(phantoms, keep_default_na=False)
     changed = rows.iloc[[0]].copy()
-    changed["box_r1"] = changed["box_r1"] - 1
+    changed["label"] = 0
     manifest = phantoms.parent / "contradicting.csv"
     pd.concat([rows.iloc[[0]], rows.iloc[[1]], changed]).to_csv(manifest, index=False)
     with pytest.raises(InputError, match=r"row 1 \(line 2\) and row 3 \(line 4\) annotate"):
         load_manifest(manifest)
+
+
+def test_rows_with_another_box_of_one_finding_are_kept(tmp_path, phantoms):
+    # a CSV row holds one box: two lesions of one class on one image take two rows
+    rows = pd.read_csv(phantoms, keep_default_na=False)
+    second = rows.iloc[[0]].copy()
+    second["box_r1"] = second["box_r1"] - 1
+    manifest = phantoms.parent / "two-lesions.csv"
+    pd.concat([rows.iloc[[0]], second]).to_csv(manifest, index=False)
+    items = load_manifest(manifest)
+    assert len(items) == 2 and items[0].boxes != items[1].boxes
 
 
 def test_box_beyond_the_image_is_clipped_with_a_warning_naming_the_row(

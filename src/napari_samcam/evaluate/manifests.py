@@ -379,8 +379,10 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
 def _without_repeats(items: list[Item], path: Path) -> list[Item]:
     """Drop items that repeat an earlier one (same image, class and annotation), with a warning.
 
-    Scoring a repeated item again would only count the image twice in every mean. Two items
-    of one image and class with different annotations contradict each other: an error.
+    Scoring a repeated item again would only count the image twice in every mean. Items of
+    one image and class that differ only in their boxes are several lesions of one finding (a
+    CSV row holds one box) and are all kept; items that disagree on the label or the mask
+    contradict each other: an error.
     """
     prefix = f"manifest {str(path)!r}, "
     first: dict[tuple[str, str], Item] = {}
@@ -391,12 +393,17 @@ def _without_repeats(items: list[Item], path: Path) -> list[Item]:
             kept.append(item)
             continue
         here, there = item.where.removeprefix(prefix), earlier.where.removeprefix(prefix)
+        if _annotation(earlier, boxes=False) == _annotation(item, boxes=False) and (
+            _annotation(earlier) != _annotation(item)
+        ):
+            kept.append(item)  # another lesion of the same finding
+            continue
         if _annotation(earlier) != _annotation(item):
             what = f"class {item.cls!r} of image" if item.cls else "image"
             raise InputError(
                 f"{earlier.where} and {here} annotate the same {what} {item.image!r} "
-                "differently; keep one entry per image and class (several findings of one "
-                "image need different classes)."
+                "differently (label or mask); keep one label and mask per image and class "
+                "(several findings of one image need different classes)."
             )
         repeats.append(f"{here} repeats {there}")
     if repeats:
@@ -409,13 +416,15 @@ def _without_repeats(items: list[Item], path: Path) -> list[Item]:
     return kept
 
 
-def _annotation(item: Item) -> str:
-    """Everything that defines an item's annotation, comparable across items."""
+def _annotation(item: Item, *, boxes: bool = True) -> str:
+    """Everything that defines an item's annotation (without its boxes: ``boxes=False``),
+    comparable across items."""
     mask = item.mask
     if mask is not None and "path" in mask:
         mask = {"path": str(Path(mask["path"]).resolve())}
+    box_list = [list(map(int, b)) for b in item.boxes] if boxes else []
     return json.dumps(
-        [item.positive, mask, [list(map(int, b)) for b in item.boxes], item.boxes_from_mask],
+        [item.positive, mask, box_list, item.boxes_from_mask],
         sort_keys=True,
         default=str,
     )
