@@ -217,9 +217,8 @@ class SamcamSession:
                 raise InputError(f"layer {layer.name!r} is not {article} {kind} layer.")
             return layer
         candidates = [lyr for lyr in layers if isinstance(lyr, cls) and not _derived(lyr)]
-        if kind == "image" and self._image is not None:
-            if any(lyr is self._image for lyr in candidates):
-                return self._image
+        if kind == "image" and any(lyr is self._image for lyr in candidates):
+            return self._image
         if image is not None and kind in _PROMPT_KIND_OF:
             own = [
                 lyr
