@@ -207,4 +207,3 @@ def test_example_runs_in_a_fresh_process(number, tmp_path, builtin_models):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     CHECKS[number][1](_printed(out.stdout), _layers(out.stdout), tmp_path)
-
