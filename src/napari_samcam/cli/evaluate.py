@@ -239,7 +239,7 @@ def _print_headline(result) -> None:
         print("\nagreement with ground-truth-mask scores (mean |difference|, Pearson r):")
         for row in shown.to_dict("records"):
             print(
-                f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
+                f"  {row['classifier']:<20} {row['cam_method']:<9} {row['metric']:<7} sam-box MAD "
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )
