@@ -572,9 +572,12 @@ class _SortedMap:
     def __init__(self, flat: np.ndarray) -> None:
         self.flat = flat
         ascending = np.sort(flat)
-        # -0.0 == 0.0 share a group: the comparison, not the bits, decides equality.
-        cut = np.flatnonzero(ascending[1:] != ascending[:-1]) + 1
-        self.bounds = np.concatenate(([0], cut, [flat.size])).astype(np.int64, copy=False)
+        # A group starts where the value changes (-0.0 == 0.0 share one: the comparison, not
+        # the bits, decides equality); one flag pass, one index pass, no concatenation.
+        starts = np.empty(flat.size + 1, dtype=bool)
+        starts[0] = starts[-1] = True
+        np.not_equal(ascending[1:], ascending[:-1], out=starts[1:-1])
+        self.bounds = np.flatnonzero(starts).astype(np.int64, copy=False)
         self.values = ascending[self.bounds[:-1]]
 
     @property
