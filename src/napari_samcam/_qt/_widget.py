@@ -152,7 +152,8 @@ class SamcamWidget(QWidget):
 
     def _button(self, text: str, slot, tip: str = "") -> QPushButton:
         button = QPushButton(text)
-        button.clicked.connect(slot)
+        # `clicked` carries a `checked` bool that Qt would pass into the slot's first argument
+        button.clicked.connect(lambda _checked=False: slot())
         if tip:
             button.setToolTip(tip)
         self._buttons.append(button)
@@ -183,7 +184,7 @@ class SamcamWidget(QWidget):
         browse = QPushButton("…")
         browse.setToolTip("Choose a classifier file (TorchScript) or folder.")
         browse.setMaximumWidth(32)
-        browse.clicked.connect(self._browse_classifier)
+        browse.clicked.connect(lambda _checked=False: self._browse_classifier())
         self.checkpoint = widgets.FileEdit(
             label="checkpoint",
             mode="r",
@@ -297,7 +298,7 @@ class SamcamWidget(QWidget):
         self.status.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.clicked.connect(lambda _checked=False: self.cancel())
 
         image_form = widgets.Container(widgets=[self.image])
         image_form.native.layout().setContentsMargins(0, 0, 0, 0)
