@@ -298,3 +298,18 @@ def _finite(value) -> bool:
         return value is not None and bool(np.isfinite(float(value)))
     except (TypeError, ValueError):
         return False
+
+
+def index_text(index: tuple[int, ...]) -> str:
+    """How a plane index is written in tables and messages (``""`` for a 2-D image)."""
+    if not index:
+        return ""
+    return str(index[0]) if len(index) == 1 else ",".join(str(i) for i in index)
+
+
+def find_layer(layers, name: str):
+    """The layer called ``name``, or ``None`` (napari's LayerList has no ``get``)."""
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    return None

@@ -8,8 +8,6 @@ beyond what its fields show.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from .._napari._session import (
     builtin_classifier_names,
     clip_status,
 )
+from .._napari._triton_guard import guard_triton
 from ._runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -49,23 +48,6 @@ _PROMPT_LABELS = {
 }
 _TOP_CLASS = "top class"
 _AUTO_LAYER = "auto"
-
-
-def guard_triton() -> bool:
-    """Keep torch from importing triton on machines without a GPU driver; True if it did so.
-
-    triton (which ``torch._dynamo`` imports, and torchvision and transformers import that) crashes
-    the process when it is first loaded after Mesa's software OpenGL, which napari uses on
-    machines without a GPU, has loaded its own LLVM. Without an NVIDIA or ROCm device triton has
-    nothing to compile for, so marking it absent costs nothing there.
-    """
-    if "triton" in sys.modules or not sys.platform.startswith("linux"):
-        return False
-    if any(os.path.exists(dev) for dev in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
-        return False
-    sys.modules["triton"] = None  # `import triton` now raises ImportError: torch skips it
-    logger.debug("no GPU device: triton marked unavailable for this napari session")
-    return True
 
 
 def _cam_methods() -> tuple[str, ...]:
