@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance()
     viewer.window._qt_window.resize(width, height)
     viewer.open_sample("napari-samcam", "phantom-lesion")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "SAM-CAM")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "Saliency localization")
     widget.classifier.setCurrentText(args.classifier)
 
     widget.load_button.click()

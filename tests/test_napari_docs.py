@@ -86,7 +86,7 @@ def test_script_example_runs(make_napari_viewer, builtin_models, monkeypatch, tm
     namespace: dict = {}
     exec(compile(code, str(DOC), "exec"), namespace)
     viewer = namespace["viewer"]
-    regions = viewer.layers["phantom lesion regions"]
+    regions = viewer.layers["phantom lesion box regions"]
     assert len(regions.features) == 1
     assert (tmp_path / "phantom-metrics.csv").is_file()
     assert np.asarray(regions.data).any()

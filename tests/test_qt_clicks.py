@@ -79,7 +79,7 @@ def errors_in(notes) -> list[str]:
 def dock_widget(viewer, qtbot, segmenter=None):
     """Open the dock widget from the plugin menu entry (as napari does); optionally give its
     session a tiny SAM so that the mechanics run in milliseconds."""
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "SAM-CAM")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "Saliency localization")
     if segmenter is not None:
         widget.session.segmenter_spec = segmenter
     return widget

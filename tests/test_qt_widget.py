@@ -80,8 +80,9 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     assert errors == []
     saliency = _saliency(viewer)
     assert saliency.name in ("Sequential gradcam [cat]", "Sequential gradcam [dog]")
-    assert saliency.colormap.name == "inferno"
-    assert str(saliency.blending) == "additive"
+    assert saliency.colormap.name == "samcam saliency"
+    assert str(saliency.blending) == "translucent"
+    assert saliency.colormap.map([0.1])[0, 3] == 0.0  # low saliency leaves the image clear
     assert 0.3 <= saliency.opacity <= 0.7
     assert saliency.data.shape == image.data.shape and saliency.data.dtype == np.float32
     provenance = saliency.metadata[META_KEY]["provenance"]
@@ -91,9 +92,10 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    regions = viewer.layers["phantom lesion regions"]
+    regions = viewer.layers["phantom lesion box regions"]
     table = regions.features
-    assert list(table.columns[:5]) == ["index", "label", "region_source", "score", "iou"]
+    assert list(table.columns[:4]) == ["label", "iou", "dice", "hit"]  # metrics first
+    assert table.columns[-1] == "index"
     for column in EXPECTED_COLUMNS:
         assert column in table.columns
     assert len(table) == 1
@@ -147,7 +149,7 @@ def test_points_and_saliency_prompts(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = viewer.layers["phantom lesion point regions"].features
     assert table["region_source"].tolist() == ["sam-points"]
     assert "point_labels" in table["prompt"].iloc[0]
 
@@ -157,7 +159,7 @@ def test_points_and_saliency_prompts(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = widget.session.metrics()
     assert sorted(table["region_source"]) == ["sam-points", "sam-saliency-box"]
     assert "phantom lesion saliency boxes" in viewer.layers
 
@@ -241,7 +243,7 @@ def test_volume_slices_and_all_slices(
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     box_slices = sorted({int(v[0, 0]) for v in boxes.data})
     viewer.dims.set_current_step(0, box_slices[0])
-    assert f"slice {box_slices[0] + 1}/8" in widget.slice_label.text()
+    assert f"slice {box_slices[0]} / 7" in widget.slice_label.text()  # as napari's slider
 
     widget.explain_button.click()
     _wait(widget, qtbot)
@@ -257,13 +259,13 @@ def test_volume_slices_and_all_slices(
 
     widget.segment_button.click()  # displayed slice only
     _wait(widget, qtbot)
-    table = viewer.layers["phantom stack regions"].features
+    table = viewer.layers["phantom stack box regions"].features
     assert table["slice"].tolist() == [str(box_slices[0])]
 
     widget.segment_all_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    regions = viewer.layers["phantom stack regions"]
+    regions = viewer.layers["phantom stack box regions"]
     table = regions.features
     assert sorted(table["slice"].astype(int)) == box_slices
     for _, row in table.iterrows():
@@ -395,7 +397,7 @@ def test_text_prompt_with_a_local_clip_folder(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = viewer.layers["phantom lesion text regions"].features
     assert table["region_source"].tolist() == ["sam-text"]
     assert '"text": "nodule"' in table["prompt"].iloc[0]
 
@@ -437,7 +439,7 @@ def test_builtin_models_end_to_end_on_the_phantom_sample(
     widget.segment_button.click()
     _wait(widget, qtbot, timeout=120000)
     assert errors == []
-    regions = viewer.layers["phantom lesion regions"]
+    regions = viewer.layers["phantom lesion box regions"]
     row = regions.features.iloc[0]
     mask = regions.data == row["label"]
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
