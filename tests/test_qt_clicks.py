@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 
 pytest.importorskip("napari")
@@ -21,7 +22,9 @@ with contextlib.suppress(ImportError):
     import torch._dynamo  # noqa: F401
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtWidgets import QDockWidget, QFileDialog, QPushButton
+
+from napari_samcam._napari._layers import META_KEY
 
 pytestmark = pytest.mark.gui
 
@@ -196,3 +199,250 @@ def test_cancel_ends_with_cancelled_and_a_notification(
     assert ("info", "Explain all slices cancelled.") in notes
     assert len(viewer.layers) == n_layers  # nothing applied
     assert not widget.cancel_button.isEnabled() and widget.explain_all_button.isEnabled()
+
+
+# -- defect 5: overlapping regions ----------------------------------------------------------------
+def region_layers(viewer) -> list:
+    return [
+        lyr for lyr in viewer.layers if lyr.metadata.get(META_KEY, {}).get("kind") == "regions"
+    ]
+
+
+def assert_tables_match_pixels(viewer) -> int:
+    """Every region of every regions layer shows all its pixels, and only listed labels show.
+
+    Returns the number of regions.
+    """
+    n = 0
+    for layer in region_layers(viewer):
+        table = layer.features
+        for label, area in zip(table["label"], table["area"], strict=True):
+            assert (np.asarray(layer.data) == label).sum() == area, (layer.name, label)
+        assert set(np.unique(layer.data)) - {0} == set(table["label"]), layer.name
+        n += len(table)
+    return n
+
+
+def test_overlapping_box_regions_each_show_all_their_pixels(
+    make_napari_viewer, qtbot, tiny_segmenter, notes
+):
+    viewer = make_napari_viewer()
+    open_sample(viewer, "phantom-lesion")
+    boxes = viewer.layers["phantom lesion box"]
+    boxes.add_rectangles(boxes.data[0].copy())  # the user draws the same box again
+    widget = dock_widget(viewer, qtbot, tiny_segmenter)
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    assert errors_in(notes) == []
+    assert assert_tables_match_pixels(viewer) == 2
+    assert [lyr.name for lyr in region_layers(viewer)] == [
+        "phantom lesion box regions",
+        "phantom lesion box regions 2",
+    ]
+
+
+# -- every control, every prompt kind -------------------------------------------------------------
+def test_plugin_menu_sample_and_dock_title(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    open_sample(viewer, "phantom-lesion")
+    # the sample selects its box layer: never the hidden mask (whose paint tools would show)
+    assert viewer.layers.selection.active is viewer.layers["phantom lesion box"]
+    window = viewer.window._qt_window
+    actions = [a for menu in window.menuBar().actions() for a in _menu_actions(menu)]
+    entry = next(a for a in actions if "Saliency localization" in a.text())
+    entry.trigger()  # Plugins > SAM-CAM > Saliency localization
+    docks = [d for d in window.findChildren(QDockWidget) if "Saliency" in d.windowTitle()]
+    assert [d.windowTitle() for d in docks] == ["Saliency localization (SAM-CAM)"]
+
+
+def _menu_actions(action):
+    menu = action.menu()
+    if menu is None:
+        return [action]
+    return [a for sub in menu.actions() for a in _menu_actions(sub)]
+
+
+def test_browse_puts_the_chosen_classifier_file_in_the_field(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    viewer = make_napari_viewer()
+    widget = dock_widget(viewer, qtbot)
+    browse = next(b for b in widget.findChildren(QPushButton) if b.text() == "…")
+    chosen = tmp_path / "model.pt"
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(chosen), ""))
+    )
+    click(qtbot, browse)
+    assert widget.classifier.currentText() == str(chosen)
+    assert widget.session.classifier_spec == str(chosen)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
+    click(qtbot, browse)  # dialog closed: the field keeps its value
+    assert widget.classifier.currentText() == str(chosen)
+
+
+def test_every_prompt_kind_on_the_2d_sample(
+    make_napari_viewer, qtbot, tiny_segmenter, tiny_clip_folder, notes, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    open_sample(viewer, "phantom-lesion")
+    widget = dock_widget(viewer, qtbot, tiny_segmenter)
+    widget.session.text_options = PERMISSIVE_TEXT
+    assert widget.image.value is viewer.layers["phantom lesion"]
+
+    # classifier: the built-in, loaded; the finding class is the default target
+    assert widget.classifier.currentText() == "lesion-detector"
+    click(qtbot, widget.load_button)
+    wait_for_job(widget, qtbot)
+    assert widget.target.native.currentText() == "lesion (finding class)"
+    assert widget.predictions.text().startswith("predicted:")
+    choose(widget.method, "gradcam")
+    click(qtbot, widget.explain_button)
+    wait_for_job(widget, qtbot)
+    saliency = viewer.layers["lesion-detector gradcam [lesion]"]
+    assert widget.saliency.value is saliency  # the new map is chosen, not "-----"
+
+    # boxes: the sample's lesion box
+    choose(widget.prompt_kind, "boxes")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    box_label = viewer.layers["phantom lesion box"].features["metrics"].iloc[0]
+    assert box_label.startswith("IoU ") and ", hit " in box_label  # hit has its value
+
+    # points: the prompt layers, a positive and a negative point (T flips the selected one)
+    click(qtbot, widget.prompt_layers_button)
+    points = viewer.layers["phantom lesion points"]
+    assert widget.points.value is points
+    points.add([[300.0, 400.0], [60.0, 60.0]])
+    points.selected_data = {1}
+    viewer.layers.selection.active = points
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key.Key_T)
+    assert points.features["positive"].tolist() == [True, False]
+    choose(widget.prompt_kind, "points")
+    assert not widget.points.native.isHidden() and widget.shapes.native.isHidden()
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    prompt = viewer.layers["phantom lesion point regions"].features["prompt"].iloc[0]
+    assert '"point_labels": [1, 0]' in prompt
+
+    # text: a short message until a CLIP folder is typed, then the text field opens
+    choose(widget.prompt_kind, "text")
+    assert not widget.text.enabled
+    message = widget.clip_message.text()
+    assert len(message) < 120 and len(widget.clip_message.toolTip()) > len(message)
+    type_into(qtbot, widget.clip, str(tiny_clip_folder))
+    assert widget.text.enabled, widget.clip_message.toolTip()
+    type_into(qtbot, widget.text, "nodule")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    assert '"text": "nodule"' in viewer.layers["phantom lesion text regions"].features["prompt"][0]
+
+    # from saliency: boxes around the map's hot region, labelled under the box
+    choose(widget.prompt_kind, "from saliency")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    derived = viewer.layers["phantom lesion saliency boxes"]
+    assert derived.text.anchor == "lower_left" and derived.features["metrics"].iloc[0]
+    assert errors_in(notes) == []
+
+    # every region in the table, each with all its pixels
+    n_regions = assert_tables_match_pixels(viewer)
+    assert n_regions >= 4
+    click(qtbot, widget.table_button)
+    table_dock = next(
+        d
+        for d in viewer.window._qt_window.findChildren(QDockWidget)
+        if "Features table" in d.windowTitle()
+    )
+    assert (
+        viewer.window._qt_window.dockWidgetArea(table_dock)
+        == Qt.DockWidgetArea.BottomDockWidgetArea
+    )
+    selected = set(viewer.layers.selection)
+    assert selected == {lyr for lyr in region_layers(viewer) if len(lyr.features)}
+    csv = tmp_path / "all.csv"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(csv), ""))
+    )
+    click(qtbot, widget.export_button)
+    import pandas as pd
+
+    exported = pd.read_csv(csv)
+    assert len(exported) == n_regions and exported["label"].is_unique
+    assert list(exported.columns[:3]) == ["label", "iou", "dice"]  # the metrics come first
+    assert set(exported["region_source"]) == {
+        "sam-box",
+        "sam-points",
+        "sam-text",
+        "sam-saliency-box",
+    }
+
+
+#: Text prompts keep every proposal of the random tiny CLIP (mechanics, not quality).
+PERMISSIVE_TEXT = {
+    "pred_iou_thresh": 0.0,
+    "stability_score_thresh": 0.0,
+    "box_fit_thresh": 0.0,
+    "min_area_fraction": 0.0,
+    "max_area_fraction": 1.0,
+}
+
+
+def test_every_prompt_kind_on_the_3d_stack(
+    make_napari_viewer, qtbot, tiny_segmenter, tiny_clip_folder, notes
+):
+    viewer = make_napari_viewer(show=True)
+    image = open_sample(viewer, "phantom-stack")
+    boxes = viewer.layers["phantom stack boxes"]
+    box_slices = sorted({int(v[0, 0]) for v in boxes.data})
+    widget = dock_widget(viewer, qtbot, tiny_segmenter)
+    widget.session.text_options = PERMISSIVE_TEXT
+    shown = box_slices[1]
+    viewer.dims.set_current_step(0, shown)
+    qtbot.wait(50)
+    # the widget, napari's slider and the table number slices alike (from 0)
+    slider = viewer.window._qt_viewer.dims.slider_widgets[0]
+    assert slider.curslice_label.text() == str(shown)
+    assert f"slice {shown} / {slider.totslice_label.text()}" in widget.slice_label.text()
+
+    click(qtbot, widget.explain_button)
+    wait_for_job(widget, qtbot)
+    saliency = widget.saliency.value
+    assert [i for i in range(8) if saliency.data[i].any()] == [shown]
+    click(qtbot, widget.explain_all_button)
+    wait_for_job(widget, qtbot)
+    assert all(saliency.data[i].any() for i in range(8))
+
+    click(qtbot, widget.segment_button)  # boxes, displayed slice
+    wait_for_job(widget, qtbot)
+    table = viewer.layers["phantom stack box regions"].features
+    assert table["slice"].tolist() == [str(shown)]
+    click(qtbot, widget.segment_all_button)
+    wait_for_job(widget, qtbot)
+    table = viewer.layers["phantom stack box regions"].features
+    assert sorted(table["slice"].astype(int)) == box_slices
+
+    click(qtbot, widget.prompt_layers_button)
+    points = viewer.layers[f"{image.name} points"]
+    points.add([[shown, 300.0, 250.0]])
+    choose(widget.prompt_kind, "points")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    assert viewer.layers["phantom stack point regions"].features["slice"].tolist() == [str(shown)]
+
+    choose(widget.prompt_kind, "text")
+    type_into(qtbot, widget.clip, str(tiny_clip_folder))
+    type_into(qtbot, widget.text, "nodule")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    assert set(viewer.layers["phantom stack text regions"].features["slice"]) == {str(shown)}
+
+    choose(widget.prompt_kind, "from saliency")
+    click(qtbot, widget.segment_all_button)
+    wait_for_job(widget, qtbot)
+    table = viewer.layers["phantom stack saliency regions"].features
+    assert len(set(table["slice"])) > 1
+    assert errors_in(notes) == []
+    assert_tables_match_pixels(viewer)
+    for layer in region_layers(viewer):  # each row's pixels lie on its own slice
+        for label, plane in zip(layer.features["label"], layer.features["slice"], strict=True):
+            assert (np.asarray(layer.data[int(plane)]) == label).any()

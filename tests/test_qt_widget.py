@@ -326,57 +326,6 @@ def test_prompt_geometry_follows_layer_scale(make_napari_viewer, qtbot):
     assert boxes.tolist() == [[10, 20, 30, 40]] and ids == [0]
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_folder(tmp_path_factory):
-    """A small random-weight CLIP saved as a local folder (weights, tokenizer, processor)."""
-    import json
-
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip")
-    # a byte-level vocabulary: every byte has a printable symbol, alone and word-final
-    codes = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = iter(range(256, 512))
-    symbol = {b: chr(b) if b in codes else chr(next(extra)) for b in range(256)}
-    tokens = [symbol[b] for b in range(256)] + [symbol[b] + "</w>" for b in range(256)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    torch.manual_seed(1)
-    special = {"bos_token_id": len(tokens) - 2, "eos_token_id": len(tokens) - 1}
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokens),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 32,
-            "pad_token_id": special["eos_token_id"],
-            **special,
-        },
-        vision_config={
-            "image_size": 32,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-        },
-        projection_dim=16,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    CLIPTokenizer(
-        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
-    ).save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
-    return folder
-
-
 def test_text_prompt_with_a_local_clip_folder(
     make_napari_viewer, qtbot, tiny_segmenter, tiny_clip_folder, errors
 ):
