@@ -300,6 +300,7 @@ def test_every_prompt_kind_on_the_2d_sample(
     wait_for_job(widget, qtbot)
     saliency = viewer.layers["lesion-detector gradcam [lesion]"]
     assert widget.saliency.value is saliency  # the new map is chosen, not "-----"
+    assert widget.target.native.currentText() == "lesion (finding class)"  # kept
 
     # boxes: the sample's lesion box
     choose(widget.prompt_kind, "boxes")
@@ -446,3 +447,60 @@ def test_every_prompt_kind_on_the_3d_stack(
     for layer in region_layers(viewer):  # each row's pixels lie on its own slice
         for label, plane in zip(layer.features["label"], layer.features["slice"], strict=True):
             assert (np.asarray(layer.data[int(plane)]) == label).any()
+
+
+# -- the built-in models, where the values matter -------------------------------------------------
+def test_radiograph_explains_the_finding_class_and_stays_readable(
+    make_napari_viewer, qtbot, notes
+):
+    viewer = make_napari_viewer()
+    image = open_sample(viewer, "chest-radiograph")
+    widget = dock_widget(viewer, qtbot)
+    click(qtbot, widget.explain_button)  # no classifier loaded first: the default target
+    wait_for_job(widget, qtbot)
+    assert errors_in(notes) == []
+    saliency = widget.saliency.value
+    provenance = saliency.metadata[META_KEY]["provenance"]
+    assert provenance["class_name"] == "lesion"  # the finding, not the top class "no lesion"
+    assert widget.predictions.text().startswith("predicted: no lesion")
+    # the overlay covers only where the map is high: most of the radiograph is left untinted
+    alpha = saliency.colormap.map(np.asarray(saliency.data, dtype=np.float32).ravel()[::97])[:, 3]
+    assert str(saliency.blending) == "translucent" and np.mean(alpha > 0) < 0.5
+    assert image.name in saliency.metadata[META_KEY]["image_layer"]
+    # "top class" is still one choice away
+    choose(widget.target, "top class")
+    click(qtbot, widget.explain_button)
+    wait_for_job(widget, qtbot)
+    assert widget.saliency.value.metadata[META_KEY]["provenance"]["class_name"] == "no lesion"
+
+
+@pytest.mark.slow
+def test_litemedsam_box_and_saliency_regions_overlap_and_both_show(
+    make_napari_viewer, qtbot, litemedsam, notes
+):
+    """The case of the report: a box region and a saliency region on the same lesion."""
+    viewer = make_napari_viewer()
+    open_sample(viewer, "phantom-lesion")
+    truth = np.asarray(viewer.layers["phantom lesion mask"].data) > 0
+    widget = dock_widget(viewer, qtbot, litemedsam)
+    click(qtbot, widget.explain_button)
+    wait_for_job(widget, qtbot)
+    click(qtbot, widget.segment_button)  # the sample's lesion box
+    wait_for_job(widget, qtbot)
+    choose(widget.prompt_kind, "from saliency")
+    click(qtbot, widget.segment_button)
+    wait_for_job(widget, qtbot)
+    assert errors_in(notes) == []
+
+    box = viewer.layers["phantom lesion box regions"]
+    derived = viewer.layers["phantom lesion saliency regions"]
+    box_mask = np.asarray(box.data) == box.features["label"].iloc[0]
+    derived_mask = np.asarray(derived.data) > 0
+    assert (box_mask & derived_mask).sum() > 0.5 * box_mask.sum()  # they do overlap
+    assert assert_tables_match_pixels(viewer) == len(box.features) + len(derived.features)
+    dice = 2 * (box_mask & truth).sum() / (box_mask.sum() + truth.sum())
+    assert dice > 0.7, dice  # LiteMedSAM outlines the lesion from its box
+    row = box.features.iloc[0]
+    assert row["hit"] == 1.0 and 0.0 < row["energy"] <= 1.0
+    label = viewer.layers["phantom lesion box"].features["metrics"].iloc[0]
+    assert label == f"IoU {row['iou']:.2f}, hit 1, energy {row['energy']:.2f}"

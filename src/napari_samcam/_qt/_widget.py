@@ -294,7 +294,9 @@ class SamcamWidget(QWidget):
 
         image_form = widgets.Container(widgets=[self.image])
         image_form.native.layout().setContentsMargins(0, 0, 0, 0)
-        self._forms = [image_form, classifier_form, self.sam_form, metrics_form]
+        # the forms whose drop-downs list layers; the classifier's (target class, layer) list
+        # what the loaded classifier has, and magicgui's reset would forget that
+        self._forms = [image_form, self.sam_form, metrics_form]
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -338,6 +340,7 @@ class SamcamWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+        self._content, self._scroll = content, scroll
         self.setMinimumWidth(300)
 
     def _connect(self) -> None:
@@ -691,6 +694,13 @@ class SamcamWidget(QWidget):
             return []
         show_info(f"Session saved to {Path(written[0])}")
         return written
+
+    def showEvent(self, event) -> None:
+        # wide enough for every row (the scroll area never scrolls sideways); known once shown
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        needed = self._content.minimumSizeHint().width() + bar + 4
+        self.setMinimumWidth(max(300, needed))
+        super().showEvent(event)
 
     def closeEvent(self, event) -> None:
         if self.runner.running:
