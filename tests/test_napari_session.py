@@ -225,3 +225,49 @@ def test_saliency_boxes_of_other_slices_are_kept(tiny_classifier, tiny_segmenter
     boxes = viewer.layers["phantom stack saliency boxes"]
     assert sorted(int(v[0, 0]) for v in boxes.data) == [1, 2]
     assert sorted(session.metrics()["slice"]) == ["1", "2"]
+
+
+def test_default_image_stays_on_the_image_last_used(session):
+    """The console sequence of docs/napari.md: a map added by hand does not become the target."""
+    viewer = session.viewer
+    lesion = viewer.layers["phantom lesion"]
+    saliency = session.explain(lesion)
+    session.segment(boxes=[(128, 366, 184, 438)])
+    viewer.add_image(np.asarray(saliency.data), name="by hand")  # selected and topmost now
+    assert viewer.layers.selection.active.name == "by hand"
+    assert session.image is lesion
+
+    session.segment(points=[(150, 400)])
+    session.explain(all_slices=True)
+    session.segment(prompt="saliency")
+    session.segment(boxes=[(128, 366, 184, 438)])
+    table = session.metrics()
+    assert sorted(table["region_source"]) == ["sam-box", "sam-points", "sam-saliency-box"]
+    assert table[["iou", "energy"]].notna().all().all()  # every row scored against the map
+    assert set(table["saliency"]) == {saliency.name}
+    assert "by hand regions" not in viewer.layers
+    assert not any(layer.name.startswith("by hand ") for layer in viewer.layers)
+
+    # naming a layer makes it the default; removing it falls back to the selected image
+    session.image = "by hand"
+    assert session.image_layer().name == "by hand"
+    viewer.layers.remove("by hand")
+    viewer.layers.selection.active = lesion
+    assert session.image is lesion
+
+
+def test_default_prompt_layers_are_the_images_own_not_the_derived_boxes(session):
+    session.explain()
+    session.segment(prompt="saliency")
+    derived = session.viewer.layers["phantom lesion saliency boxes"]
+    session.viewer.layers.selection.active = derived
+    session.segment()  # boxes: the sample's box layer, not the boxes around the saliency
+    boxes = session.metrics().query("region_source == 'sam-box'")["prompt"]
+    assert [json.loads(p)["box"] for p in boxes] == [[128, 366, 184, 438]]
+    # a fresh session never starts on a layer the plugin made, even when it is selected
+    saliency = session.saliency_layer()
+    session.viewer.layers.selection.active = saliency
+    fresh = SamcamSession(session.viewer)
+    assert fresh.image.name == "phantom lesion"
+    with pytest.raises(InputError, match="is not an image layer"):
+        fresh.explain(derived)

@@ -163,6 +163,7 @@ class SamcamSession:
         self.predictions: dict[str, float] = {}
         self._classifiers: dict[tuple, Any] = {}
         self._announced: Any = None
+        self._image = None
         self._cancel = Cancellation()
         self._lock = threading.Lock()
 
@@ -201,17 +202,15 @@ class SamcamSession:
             raise InputError("this session has no viewer; create it with SamcamSession(viewer).")
         return self.viewer.layers
 
-    def _resolve(self, layer, kind: str):
-        """A layer given by object or name (``None``: the selected layer of that kind, else the
-        topmost one)."""
-        from napari import layers as napari_layers
+    def _resolve(self, layer, kind: str, image=None):
+        """A layer given by object or name, or the default of that kind (``layer=None``).
 
-        cls = {
-            "image": napari_layers.Image,
-            "labels": napari_layers.Labels,
-            "shapes": napari_layers.Shapes,
-            "points": napari_layers.Points,
-        }[kind]
+        Defaults: for images, :attr:`image`; for prompt layers (``shapes``, ``points``), the
+        prompt layer made for ``image`` (by *Add prompt layers* or a sample), else the selected
+        layer of that kind, else the topmost one. Layers the plugin derived itself (saliency
+        maps, boxes around the saliency) are never a default.
+        """
+        cls = _layer_class(kind)
         layers = self._layers()
         if isinstance(layer, str):
             if layer not in layers:
@@ -219,14 +218,24 @@ class SamcamSession:
             layer = layers[layer]
         if layer is not None:
             if not isinstance(layer, cls):
-                raise InputError(f"layer {layer.name!r} is not a {kind} layer.")
+                article = "an" if kind == "image" else "a"
+                raise InputError(f"layer {layer.name!r} is not {article} {kind} layer.")
             return layer
+        candidates = [lyr for lyr in layers if isinstance(lyr, cls) and not _derived(lyr)]
+        if kind == "image" and any(lyr is self._image for lyr in candidates):
+            return self._image
+        if image is not None and kind in _PROMPT_KIND_OF:
+            own = [
+                lyr
+                for lyr in candidates
+                if samcam_meta(lyr).get("kind") == _PROMPT_KIND_OF[kind]
+                and samcam_meta(lyr).get("image_layer") == image.name
+            ]
+            if own:
+                return own[-1]
         active = layers.selection.active
-        if isinstance(active, cls) and not (kind == "image" and samcam_meta(active)):
+        if any(lyr is active for lyr in candidates):
             return active
-        candidates = [lyr for lyr in layers if isinstance(lyr, cls)]
-        if kind == "image":
-            candidates = [lyr for lyr in candidates if not samcam_meta(lyr)] or candidates
         if not candidates:
             raise InputError(
                 f"no {kind} layer in the viewer: "
@@ -238,9 +247,29 @@ class SamcamSession:
             )
         return candidates[-1]
 
+    @property
+    def image(self):
+        """The image layer every action uses when none is given.
+
+        It is the image the last action was given (by object or by name; a widget button gives
+        the image chosen in the widget). Before any, or once that layer left the viewer, it is the
+        selected image layer, else the topmost one that the plugin did not make. Layers added
+        later, by hand or by the plugin, do not change it. Assign a layer or a name to choose.
+        """
+        return self.image_layer()
+
+    @image.setter
+    def image(self, layer) -> None:
+        self._image = None if layer is None else self._resolve(layer, "image")
+
     def image_layer(self, layer=None):
-        """The image layer the session works on (given, selected, or the topmost image)."""
-        return self._resolve(layer, "image")
+        """The image layer ``layer`` (object or name), or :attr:`image` when ``None``.
+
+        The layer returned becomes :attr:`image`, the default of the next action.
+        """
+        image = self._resolve(layer, "image")
+        self._image = image
+        return image
 
     def _dims_point(self):
         return None if self.viewer is None else tuple(self.viewer.dims.point)
@@ -521,9 +550,9 @@ class SamcamSession:
         dims_point = self._dims_point()
         shapes_layer = None
         if kind == "boxes" and boxes is None:
-            shapes_layer = self._resolve(shapes, "shapes")
+            shapes_layer = self._resolve(shapes, "shapes", image)
         if kind == "points" and points is None:
-            points_layer = self._resolve(points_layer, "points")
+            points_layer = self._resolve(points_layer, "points", image)
         requests = []
         for idx in indices:
             request = PlaneRequest(image_plane(image, idx))
@@ -656,3 +685,25 @@ def _saliency_class(layer) -> str | None:
         return None
     provenance = samcam_meta(layer).get("provenance", {})
     return provenance.get("class_name")
+
+
+#: Which prompt layer the plugin makes for each kind of prompt layer.
+_PROMPT_KIND_OF = {"shapes": "box-prompts", "points": "point-prompts"}
+
+#: Kinds of layer the plugin derives from its results (never a default input).
+_DERIVED_KINDS = ("saliency", "saliency-boxes", "regions")
+
+
+def _layer_class(kind: str):
+    from napari import layers
+
+    return {
+        "image": layers.Image,
+        "labels": layers.Labels,
+        "shapes": layers.Shapes,
+        "points": layers.Points,
+    }[kind]
+
+
+def _derived(layer) -> bool:
+    return samcam_meta(layer).get("kind") in _DERIVED_KINDS
