@@ -43,6 +43,8 @@ BUILTIN_CLASSIFIERS: dict[str, str] = {
 }
 
 CLASS_NAMES = ["no lesion", "lesion"]
+#: The class a localization check of the built-ins is about: where is the lesion evidence?
+FINDING_CLASS = "lesion"
 DEFAULT_WIDTHS = (16, 24, 48, 64, 64)
 
 
@@ -159,8 +161,9 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
     Returns
     -------
     napari_samcam.classifiers.Classifier
-        In eval mode, with class names ``["no lesion", "lesion"]``, 1 channel, its input size
-        and mean/std, ``target_layer`` = the last conv stage, ``version`` from the metadata.
+        In eval mode, with class names ``["no lesion", "lesion"]`` and finding class
+        ``"lesion"``, 1 channel, its input size and mean/std, ``target_layer`` = the last conv
+        stage, ``version`` from the metadata.
 
     Raises
     ------
@@ -211,4 +214,5 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
         target_layer=model.stage5,
         version=str(meta.get("version", "")),
         source=f"napari_samcam/weights/{name}.pt",
+        finding_class=meta.get("finding_class", FINDING_CLASS),
     )

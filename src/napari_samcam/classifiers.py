@@ -136,6 +136,9 @@ class Classifier:
         Weights version or checksum, for provenance.
     source : str
         Where the weights came from (file, package, hub id).
+    finding_class : str or None
+        The class whose evidence a localization check is about (the built-ins: ``"lesion"``);
+        napari's widget explains it by default. ``None`` when the classifier declares none.
     """
 
     model: Any
@@ -150,6 +153,7 @@ class Classifier:
     multilabel: bool = False
     version: str = ""
     source: str = ""
+    finding_class: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property

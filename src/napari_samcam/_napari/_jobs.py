@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamcamError
-from ._choices import REGION_SOURCES
+from ._choices import REGION_SOURCES, explain_target
 from ._layers import Plane, index_text
 
 Job = Generator["Step", None, Callable[[], Any] | None]
@@ -145,7 +145,7 @@ def explain_steps(
             plane.array,
             classifier,
             method=settings["method"],
-            target=settings["target"],
+            target=explain_target(classifier, settings["target"]),
             target_layer=settings["target_layer"],
             window=plane.window,
         )
