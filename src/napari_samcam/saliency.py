@@ -101,6 +101,9 @@ class Saliency:
     classifier_version : str
     probabilities : list of float
         Every class's probability.
+    source : str
+        The file the map was read from (``method="file"``, see
+        :func:`napari_samcam.saliency_files.read_saliency`); ``""`` when computed.
     """
 
     map: np.ndarray
@@ -113,6 +116,7 @@ class Saliency:
     classifier: str
     classifier_version: str = ""
     probabilities: list[float] = field(default_factory=list)
+    source: str = ""
 
     def provenance(self) -> dict[str, Any]:
         """Everything but the arrays, as a JSON-friendly dict."""

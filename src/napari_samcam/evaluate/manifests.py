@@ -13,7 +13,7 @@ Three formats are read into the same list of :class:`Item` objects:
   boxes (``bbox`` ``[x, y, w, h]`` converted to ``(row0, col0, row1, col1)``). An image without
   annotations becomes one negative item with an empty ground truth. ``file_name`` is relative
   to ``image_root`` (default: the JSON's folder).
-* **CheXlocalize ground truth** (``{img_id: {task: {"img_size": [h, w], "counts": RLE}}}``):
+* **CheXlocalize ground truth** (``{img_id: {task: {"size": [h, w], "counts": RLE}}}``):
   one item per image and task; the label is 1 when the mask is non-empty. Boxes are derived
   from the mask, one per connected component. Images are looked up under ``image_root`` as
   ``<img_id>.<ext>`` or as CheXpert's ``patientX/studyY/viewZ_frontal.<ext>``.
@@ -75,6 +75,8 @@ class Item:
         Derive boxes from the mask's connected components (CheXlocalize).
     where : str
         Where in the manifest the item comes from, for error messages.
+    image_id : str
+        The dataset's own name of the image (CheXlocalize's ``img_id``), ``""`` if none.
     """
 
     image: str
@@ -86,6 +88,7 @@ class Item:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     boxes_from_mask: bool = False
     where: str = ""
+    image_id: str = ""
 
     @property
     def positive(self) -> bool:
@@ -612,6 +615,7 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
                     mask={"rle": [dict(rle)]} if mask.any() else {"empty": True},
                     boxes_from_mask=True,
                     where=where,
+                    image_id=str(img_id),
                 )
             )
     return items

@@ -34,6 +34,7 @@ Resume and overwrite
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -47,6 +48,7 @@ from typing import Any
 
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from .jobs import (
+    COLUMNS,
     EvalSpec,
     Job,
     classifier_ref,
@@ -164,7 +166,7 @@ def _binarization(binarization: Any, threshold: float | None) -> dict:
 
 def make_spec(
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -180,10 +182,54 @@ def make_spec(
     checkpoint: Any = None,
     trust_checkpoint: bool = False,
     sam_checkpoint: Any = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
+    from ..protocols import get_protocol
     from ..saliency import CAM_METHODS, _key
 
+    protocol_name = get_protocol(protocol).name
+    if saliency is not None:
+        if classifiers:
+            raise InputError(
+                "pass either saliency= (maps read from files) or classifiers= (maps computed), "
+                "not both (CLI: --saliency DIR or --model NAME)."
+            )
+        folder = Path(saliency)
+        if not folder.is_dir():
+            raise InputError(
+                f"saliency={str(saliency)!r} is not a folder; pass the folder holding the map "
+                "files (CLI: --saliency DIR)."
+            )
+        sources = check_region_sources(region_sources)
+        if context is not None and not float(context) >= 1.0:
+            raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
+        base = make_spec(
+            classifiers=["lesion-detector"],
+            region_sources=sources,
+            sam=sam,
+            binarization=binarization,
+            threshold=threshold,
+            context=context,
+            saliency_max_boxes=saliency_max_boxes,
+            text=text,
+            clip=clip,
+            text_options=text_options,
+            device=device,
+            sam_checkpoint=sam_checkpoint,
+        )
+        return dataclasses.replace(
+            base,
+            classifiers=(),
+            methods=("file",),
+            saliency=str(folder.resolve()),
+            trust_saliency=bool(trust_saliency),
+            protocol=protocol_name,
+        )
+    if classifiers is None:
+        classifiers = ("lesion-detector",)
     if isinstance(classifiers, (str, bytes)) or not isinstance(classifiers, Sequence):
         classifiers = [classifiers]
     if not classifiers:
@@ -234,6 +280,7 @@ def make_spec(
         text=text,
         clip=clip,
         text_options=dict(text_options or {}),
+        protocol=protocol_name,
     )
 
 
@@ -311,6 +358,9 @@ def _read_part(out: Path, job: Job):
     import pandas as pd
 
     metrics = pd.read_parquet(_part_path(out, job))
+    if "protocol" not in metrics:  # a part written before protocols were recorded
+        metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
+        metrics = metrics[list(COLUMNS)]
     path = _regions_path(out, job)
     regions = pd.read_parquet(path) if path.exists() else region_frame([])
     return metrics, regions
@@ -373,7 +423,7 @@ def evaluate(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -385,6 +435,9 @@ def evaluate(
     text: str | None = None,
     clip: Any = None,
     text_options: dict | None = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
     image_root: str | os.PathLike | None = None,
     limit: int | None = None,
     scheduler: str | None = None,
@@ -409,9 +462,10 @@ def evaluate(
         (see :mod:`~napari_samcam.evaluate.manifests`).
     out : path
         Output folder (see the module docstring for its layout and for resume / overwrite).
-    classifiers : sequence
+    classifiers : sequence, optional
         Classifier specs (built-in names, ``torchvision:ARCH`` with ``checkpoint``, TorchScript
-        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects).
+        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects); default
+        ``("lesion-detector",)``, none with ``saliency``.
     methods : sequence of str
         CAM methods (``napari_samcam.saliency.CAM_METHODS``).
     region_sources : sequence of str
@@ -437,6 +491,18 @@ def evaluate(
     text_options : dict, optional
         ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
         ``top_k``, ``threshold``, ...).
+    saliency : path, optional
+        Score the saliency maps in this folder instead of computing them (no classifier):
+        ``.npy``, ``.npz``, TIFF, PNG, NIfTI or CheXlocalize's ``<img_id>_<task>_map.pkl``,
+        found per item as described in :class:`~napari_samcam.saliency_files.SaliencyFolder`.
+        Rows name the folder as ``classifier`` and ``file`` as ``cam_method``.
+    trust_saliency : bool
+        Unpickle ``.pkl`` maps without restriction (only for files you trust); by default only
+        pickles of tensors and arrays, as CheXlocalize writes them, are read.
+    protocol : {'samcam', 'chexlocalize'}
+        Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
+        CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
+        its bootstrap).
     image_root : path, optional
         Folder image paths are relative to (default: the manifest's folder).
     limit : int, optional
@@ -492,6 +558,9 @@ def evaluate(
         checkpoint=checkpoint,
         trust_checkpoint=trust_checkpoint,
         sam_checkpoint=sam_checkpoint,
+        saliency=saliency,
+        trust_saliency=trust_saliency,
+        protocol=protocol,
     )
     if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
         raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
@@ -582,7 +651,7 @@ def _finish(
     paths["regions.parquet"] = _atomic(out / "regions.parquet", regions.to_parquet, index=False)
     paths["regions.csv"] = _atomic(out / "regions.csv", regions.to_csv, index=False)
 
-    summary = summarize(metrics, n_resamples=n_resamples, seed=seed)
+    summary = summarize(metrics, n_resamples=n_resamples, seed=seed, protocol=spec.protocol)
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
