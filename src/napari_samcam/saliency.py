@@ -232,13 +232,18 @@ def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A small map upsampled (bilinear, ``align_corners=False``) to ``shape``, over its maximum.
 
     Negative values are set to 0 first (an all-zero map stays zero); the maps ``explain``
-    passes are non-negative already (ReLU'd raw CAMs, pytorch-grad-cam's [0, 1] maps).
+    passes are non-negative already (ReLU'd raw CAMs, pytorch-grad-cam's [0, 1] maps). A
+    constant map stays exactly constant: resizing would add rounding noise that the metrics
+    would take for structure.
     """
     import torch
 
     from ._resample import upsample
 
-    tensor = torch.from_numpy(np.maximum(np.asarray(cam, dtype=np.float32), 0))
+    clipped = np.maximum(np.asarray(cam, dtype=np.float32), 0)
+    if clipped.size and clipped.min() == clipped.max():
+        return np.full(tuple(shape), 1.0 if clipped.flat[0] > 0 else 0.0, dtype=np.float32)
+    tensor = torch.from_numpy(clipped)
     if tuple(tensor.shape) != tuple(shape):
         tensor = upsample(tensor, shape)
     high = float(torch.amax(tensor))  # a reduction over all dimensions: faster than max()

@@ -162,7 +162,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _load_pickle(path: Path, trust: bool) -> Any:
     with open(path, "rb") as handle:
         if trust:
-            return pickle.load(handle)  # noqa: S301 - the caller trusts this file
+            return pickle.load(handle)  # the caller trusts this file
         try:
             return _RestrictedUnpickler(handle, path).load()
         except UntrustedFileError:
@@ -337,9 +337,11 @@ def resize_map(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def _unit_range(array: np.ndarray) -> np.ndarray:
+def _unit_range(array: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``array`` min-max normalised to [0, 1]; all zeros when ``source`` (the map before
+    resizing) is constant, whatever rounding noise resizing added."""
     low, high = float(array.min()), float(array.max())
-    if not high > low:
+    if not high > low or float(source.min()) == float(source.max()):
         return np.zeros_like(array, dtype=np.float32)
     out = array - np.float32(low)
     out *= np.float32(1.0 / (high - low))
@@ -399,7 +401,7 @@ def read_saliency(
     resized = resize_map(loaded.array, shape)
     class_name = loaded.task or task
     return Saliency(
-        map=_unit_range(resized),
+        map=_unit_range(resized, loaded.array),
         raw=loaded.array,
         class_index=-1,
         class_name=class_name,
