@@ -39,36 +39,39 @@ def main(argv: list[str]) -> int:
     metrics = metrics[metrics["region_source"] == "ground-truth"]
     summary = summary[summary["region_source"] == "ground-truth"]
     differences = 0
-    print("| metric | image | task | samcam | CheXlocalize | same |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    items: dict[tuple, dict] = {}
+    figures: dict[str, dict] = {}
     for (ours, _, prefix), folder in zip(PAIRS, folders, strict=True):
         theirs = pd.read_csv(folder / f"{prefix}_results_per_cxr.csv").set_index("img_id")
-        rows = metrics[metrics["metric"] == ours]
-        for row in rows.to_dict("records"):
+        for row in metrics[metrics["metric"] == ours].to_dict("records"):
             reference = float(theirs.loc[row["image_id"], row["class"]])
             same = _same(float(row["value"]), reference, 1e-12)
             differences += not same
-            print(
-                f"| {ours} | {row['image_id']} | {row['class']} | {_text(row['value'], 6)} | "
-                f"{_text(reference, 6)} | {'yes' if same else 'NO'} |"
-            )
-    print()
-    print("| metric | task | figure | samcam | CheXlocalize | same |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (ours, _, prefix), folder in zip(PAIRS, folders, strict=True):
+            cell = f"{_text(row['value'], 4)} / {_text(reference, 4)}{'' if same else ' DIFFERS'}"
+            items.setdefault((row["image_id"], row["class"]), {})[ours] = cell
         theirs = pd.read_csv(folder / f"{prefix}_summary_results.csv").set_index("name")
         rows = summary[(summary["metric"] == ours) & summary["group"].str.startswith("class=")]
-        for row in rows.itertuples(index=False):
-            task = row.group.split("=", 1)[1]
-            for figure, column in (("mean", "mean"), ("ci_low", "lower"), ("ci_high", "upper")):
-                value = round(float(getattr(row, figure)), 3)
-                reference = float(theirs.loc[task, column])
-                same = _same(value, reference, 1e-9)
-                differences += not same
-                print(
-                    f"| {ours} | {task} | {figure} | {_text(value, 3)} | {_text(reference, 3)} | "
-                    f"{'yes' if same else 'NO'} |"
-                )
+        for row in rows.to_dict("records"):
+            task = row["group"].split("=", 1)[1]
+            mine = [round(float(row[f]), 3) for f in ("mean", "ci_low", "ci_high")]
+            reference = [float(theirs.loc[task, c]) for c in ("mean", "lower", "upper")]
+            same = all(_same(a, b, 1e-9) for a, b in zip(mine, reference, strict=True))
+            differences += 3 - sum(_same(a, b, 1e-9) for a, b in zip(mine, reference, strict=True))
+            text = [f"{_text(v, 3)}" for v in mine]
+            ref = [f"{_text(v, 3)}" for v in reference]
+            cell = f"{text[0]} [{text[1]}, {text[2]}] / {ref[0]} [{ref[1]}, {ref[2]}]"
+            figures.setdefault(task, {})[ours] = cell + ("" if same else " DIFFERS")
+    names = [p[0] for p in PAIRS]
+    print("Per item (samcam / CheXlocalize):\n")
+    print("| image | task | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for (image, task), cells in sorted(items.items()):
+        print(f"| {image} | {task} | " + " | ".join(cells.get(n, "") for n in names) + " |")
+    print("\nSummary, mean [95 % CI] (samcam rounded to 3 decimals / CheXlocalize):\n")
+    print("| task | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for task, cells in sorted(figures.items()):
+        print(f"| {task} | " + " | ".join(cells.get(n, "") for n in names) + " |")
     print(f"\n{differences} differences")
     return 1 if differences else 0
 
