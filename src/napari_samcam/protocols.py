@@ -6,7 +6,8 @@ protocol that made it (its ``protocol`` column).
 
 ``samcam`` (the default)
     :func:`napari_samcam.metrics.localization_metrics`: every metric, NaN where a score is
-    undefined (a constant map has no peak and no Otsu level), tied maxima share the hit, and the
+    undefined (a constant map has no peak and no Otsu level), a hit when any of tied maxima is
+    inside, and the
     percentile bootstrap of :func:`napari_samcam.agreement.bootstrap_ci` over defined values.
 ``chexlocalize``
     CheXlocalize's own definitions (:mod:`napari_samcam.chexlocalize`): ``iou`` (its
@@ -88,7 +89,7 @@ PROTOCOLS = {
     "samcam": Protocol(
         "samcam",
         tuple(METRIC_NAMES),
-        "napari-samcam's definitions: NaN where undefined, tied maxima share the hit",
+        "napari-samcam's definitions: NaN where undefined, any of tied maxima can hit",
     ),
     "chexlocalize": Protocol(
         "chexlocalize",
