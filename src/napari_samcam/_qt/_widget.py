@@ -101,6 +101,12 @@ def _layers_of(viewer, kind: str, *, ours: str | None = None, exclude_ours: bool
     return out
 
 
+def _saliency_choices(viewer):
+    """Computed saliency layers first, then every other single-channel Image layer."""
+    ours = _layers_of(viewer, "image", ours="saliency")
+    return ours + [lyr for lyr in _layers_of(viewer, "image") if lyr not in ours and not lyr.rgb]
+
+
 def _group(title: str, *rows: QWidget) -> QGroupBox:
     box = QGroupBox(title)
     layout = QVBoxLayout(box)
@@ -276,11 +282,10 @@ class SamcamWidget(QWidget):
         # -- metrics
         self.saliency = widgets.ComboBox(
             label="saliency",
-            choices=lambda _w: [
-                (lyr.name, lyr) for lyr in _layers_of(viewer, "image", ours="saliency")
-            ],
+            choices=lambda _w: [(lyr.name, lyr) for lyr in _saliency_choices(viewer)],
             nullable=True,
-            tooltip="Saliency map the metrics score (empty: the newest one of the image).",
+            tooltip="Saliency map the metrics score: a computed one, or any Image layer (a map "
+            "opened from disk); empty: the newest computed one of the image.",
         )
         metrics_form = widgets.Container(widgets=[self.saliency])
         metrics_form.native.layout().setContentsMargins(0, 0, 0, 0)
