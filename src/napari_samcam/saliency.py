@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .classifiers import Classifier, classifier_tensor, find_target_layer, load_classifier
+from .classifiers import (
+    Classifier,
+    center_crop_box,
+    classifier_tensor,
+    find_target_layer,
+    load_classifier,
+)
 from .errors import InputError
 from .images import validate_image
 
@@ -406,7 +412,12 @@ def explain(
             raw = np.maximum(raw_layers[-1][0], 0)
         else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
             raw = np.asarray(scaled[0], dtype=np.float32)
-        saliency_map = _saliency_map(raw, spatial)
+        if classifier.center_crop:  # the model saw the centred square only
+            row0, col0, side = center_crop_box(spatial)
+            saliency_map = np.zeros(spatial, dtype=np.float32)
+            saliency_map[row0 : row0 + side, col0 : col0 + side] = _saliency_map(raw, (side,) * 2)
+        else:
+            saliency_map = _saliency_map(raw, spatial)
     return Saliency(
         map=saliency_map,
         raw=raw.astype(np.float32),

@@ -148,13 +148,11 @@ def classifier_ref(spec: Any, **options: Any) -> ModelRef:
         token = f"{spec.name}|{spec.version}|{_state_digest(spec.model)}"
     elif isinstance(spec, str):
         version = ""
-        from ..builtin_classifiers import BUILTIN_CLASSIFIERS, builtin_metadata
+        from ..classifier_specs import find_spec
 
-        if spec in BUILTIN_CLASSIFIERS:
-            try:
-                version = str(builtin_metadata(spec).get("version", ""))
-            except Exception:  # missing metadata is reported when the model loads
-                version = "?"
+        named = find_spec(spec)
+        if named is not None:
+            version = named.version(spec)
         elif Path(spec).is_file():
             version = _file_token(spec)
         token = f"{spec}|{version}|{_file_token(options.get('checkpoint'))}"

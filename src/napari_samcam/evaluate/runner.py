@@ -250,7 +250,7 @@ def make_spec(
     refs = []
     for spec in classifiers:
         options: dict[str, Any] = {"device": device}
-        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
+        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "xrv:")):
             options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
