@@ -38,10 +38,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="lesion-detector",
         help="classifier: a built-in name (lesion-detector, shortcut-detector), "
-        "torchvision:ARCH / timm:ARCH with --checkpoint, a TorchScript file, or hf:FOLDER_OR_ID "
+        "xrv:WEIGHTS (torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
+        "timm:ARCH with --checkpoint, a TorchScript file, or hf:FOLDER_OR_ID "
         "(default: %(default)s)",
     )
-    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: architectures")
+    parser.add_argument(
+        "--checkpoint", help="state dict for torchvision:/timm:/xrv: architectures"
+    )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -59,6 +62,16 @@ def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
         "vit_h, mobile_sam (default: %(default)s)",
     )
     parser.add_argument("--sam-checkpoint", help="checkpoint file for vit_b/l/h or mobile_sam")
+
+
+def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:
+    """``--sam-preprocess``, for the commands that prompt SAM."""
+    parser.add_argument(
+        "--sam-preprocess",
+        metavar="NAME",
+        help="contrast pre-processing of the image SAM sees: clahe, clahe:CLIP, gamma:G, or "
+        "steps joined by + (e.g. clahe+gamma:0.8); default: none",
+    )
 
 
 def check_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_sam_arguments, progress_bar
+from ._common import add_sam_arguments, add_sam_preprocess_argument, progress_bar
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -59,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NAME",
-        help="classifier (repeatable): lesion-detector, shortcut-detector, torchvision:ARCH / "
+        help="classifier (repeatable): lesion-detector, shortcut-detector, xrv:WEIGHTS "
+        "(torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
         "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
         "(default: lesion-detector)",
     )
@@ -112,6 +113,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"(default: {' '.join(DEFAULT_REGION_SOURCES)})",
     )
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     parser.add_argument(
         "--context",
         type=float,
@@ -181,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             saliency=args.saliency,
             trust_saliency=args.trust_saliency,
             protocol=args.protocol,
+            sam_preprocess=args.sam_preprocess,
             methods=args.method or ["gradcam"],
             region_sources=args.regions,
             sam=args.sam,

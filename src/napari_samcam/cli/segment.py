@@ -6,6 +6,7 @@ import argparse
 
 from ._common import (
     add_sam_arguments,
+    add_sam_preprocess_argument,
     box_arg,
     check_input_file,
     check_out,
@@ -65,6 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--slice", type=int, default=None, help="slice index of a 3-D volume")
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             boxes=np.array(args.box) if args.box else None,
             context=args.context,
             window=data.window,
+            preprocess=args.sam_preprocess,
         )
     out.mkdir(parents=True, exist_ok=True)
     labels_image = np.zeros(image.shape[:2], dtype=np.uint16)

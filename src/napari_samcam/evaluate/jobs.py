@@ -269,6 +269,8 @@ class EvalSpec:
         Unpickle saliency ``.pkl`` files without restriction.
     protocol : str
         Metric definitions (:data:`napari_samcam.protocols.PROTOCOLS`).
+    sam_preprocess : str or None
+        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`).
     """
 
     classifiers: tuple
@@ -285,6 +287,7 @@ class EvalSpec:
     saliency: str | None = None
     trust_saliency: bool = False
     protocol: str = "samcam"
+    sam_preprocess: str | None = None
 
     def config(self) -> dict:
         """The JSON-friendly configuration (model identities instead of objects)."""
@@ -296,6 +299,8 @@ class EvalSpec:
             extra["trust_saliency"] = self.trust_saliency
         if self.protocol != "samcam":
             extra["protocol"] = self.protocol
+        if self.sam_preprocess is not None:
+            extra["sam_preprocess"] = self.sam_preprocess
         return {
             "classifiers": [c.describe() for c in self.classifiers],
             "methods": list(self.methods),
@@ -625,6 +630,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     clip=spec.clip,
                     text_options=spec.text_options,
                     key=image_key,
+                    preprocess=spec.sam_preprocess,
                 )
                 if region is not None:
                     fixed.append(region)
@@ -647,6 +653,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                             max_boxes=spec.saliency_max_boxes,
                             window=window,
                             key=image_key,
+                            preprocess=spec.sam_preprocess,
                         )
                     regions.append(saliency_regions[rkey])
                     add_region_row(item, saliency_regions[rkey], mask, name, method)

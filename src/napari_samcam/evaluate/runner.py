@@ -185,12 +185,15 @@ def make_spec(
     saliency: str | os.PathLike | None = None,
     trust_saliency: bool = False,
     protocol: str = "samcam",
+    sam_preprocess: str | None = None,
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
     from ..protocols import get_protocol
     from ..saliency import CAM_METHODS, _key
+    from ..sam_preprocess import canonical_name
 
     protocol_name = get_protocol(protocol).name
+    preprocess = canonical_name(sam_preprocess)
     if saliency is not None:
         if classifiers:
             raise InputError(
@@ -227,6 +230,7 @@ def make_spec(
             saliency=str(folder.resolve()),
             trust_saliency=bool(trust_saliency),
             protocol=protocol_name,
+            sam_preprocess=preprocess,
         )
     if classifiers is None:
         classifiers = ("lesion-detector",)
@@ -281,6 +285,7 @@ def make_spec(
         clip=clip,
         text_options=dict(text_options or {}),
         protocol=protocol_name,
+        sam_preprocess=preprocess,
     )
 
 
@@ -438,6 +443,7 @@ def evaluate(
     saliency: str | os.PathLike | None = None,
     trust_saliency: bool = False,
     protocol: str = "samcam",
+    sam_preprocess: str | None = None,
     image_root: str | os.PathLike | None = None,
     limit: int | None = None,
     scheduler: str | None = None,
@@ -503,6 +509,9 @@ def evaluate(
         Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
         CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
         its bootstrap).
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`:
+        ``"clahe"``, ``"gamma:0.5"``, ``"clahe+gamma:0.8"``); recorded in each region's prompt.
     image_root : path, optional
         Folder image paths are relative to (default: the manifest's folder).
     limit : int, optional
@@ -561,6 +570,7 @@ def evaluate(
         saliency=saliency,
         trust_saliency=trust_saliency,
         protocol=protocol,
+        sam_preprocess=sam_preprocess,
     )
     if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
         raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
