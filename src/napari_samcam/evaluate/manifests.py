@@ -249,7 +249,8 @@ def rle_to_string(runs: list[int]) -> str:
 def decode_rle(rle: dict) -> np.ndarray:
     """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
 
-    CheXlocalize's ``{"img_size": [h, w], "counts": ...}`` is accepted too. Runs alternate
+    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
+    too. Runs alternate
     background and foreground, starting with background, in column-major (Fortran) order.
     """
     if not isinstance(rle, dict) or "counts" not in rle:
@@ -342,7 +343,7 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
         else:
             raise InputError(
                 f"manifest {str(path)!r}: JSON is neither COCO (with 'images' and "
-                "'annotations') nor CheXlocalize ground truth ({img_id: {task: {'img_size', "
+                "'annotations') nor CheXlocalize ground truth ({img_id: {task: {'size', "
                 "'counts'}}})."
             )
     else:
