@@ -12,6 +12,7 @@ import pytest
 from chexlocalize_fixtures import SHAPE, block, write_dataset
 from napari_samcam import chexlocalize
 from napari_samcam.cli import main
+from napari_samcam.errors import InputError
 from napari_samcam.evaluate import evaluate
 from napari_samcam.evaluate.summary import summarize
 from napari_samcam.metrics import localization_metrics
@@ -219,3 +220,14 @@ def test_missing_map_names_the_item(tmp_path):
         evaluate(gt, tmp_path / "out", image_root=images, saliency=maps, region_sources=["box"])
     assert "Edema" in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_saliency_and_classifiers_are_exclusive(tmp_path):
+    _, (gt, images, maps) = _dataset(tmp_path)
+    with pytest.raises(InputError, match="either saliency= .* or classifiers="):
+        evaluate(gt, tmp_path / "o", image_root=images, saliency=maps, classifiers=["x"])
+    with pytest.raises(InputError, match="not a folder"):
+        evaluate(gt, tmp_path / "o", image_root=images, saliency=tmp_path / "none")
+    with pytest.raises(InputError, match="protocol 'chexlocalise' is unknown"):
+        evaluate(gt, tmp_path / "o", image_root=images, saliency=maps, protocol="chexlocalise")
+    assert not (tmp_path / "o").exists()

@@ -200,6 +200,7 @@ def saliency_region(
     from ..prompts import saliency_boxes, saliency_peak_points
 
     extra = {} if preprocess is None else {"preprocess": preprocess}
+    common = {"window": window, "source": source, "key": key, "preprocess": preprocess}
     shape = image.shape[:2]
     empty = Region(np.zeros(shape, dtype=bool), source, {}, float("nan"), segmenter.name)
     if float(saliency.max()) <= float(saliency.min()):
@@ -212,15 +213,7 @@ def saliency_region(
         if len(boxes) == 0:
             empty.prompt = prompt
             return empty
-        regions = segmenter.segment(
-            image,
-            boxes=boxes,
-            context=context,
-            window=window,
-            source=source,
-            key=key,
-            preprocess=preprocess,
-        )
+        regions = segmenter.segment(image, boxes=boxes, context=context, **common)
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-saliency-peak":
         peaks = saliency_peak_points(saliency, n=1)
@@ -229,15 +222,7 @@ def saliency_region(
         peak = peaks[0]
         if segmenter.model.box_only:
             box = half_maximum_box(saliency, peak)
-            regions = segmenter.segment(
-                image,
-                boxes=box[None],
-                context=context,
-                window=window,
-                source=source,
-                key=key,
-                preprocess=preprocess,
-            )
+            regions = segmenter.segment(image, boxes=box[None], context=context, **common)
             prompt = {
                 "point": peak.tolist(),
                 "boxes": [box.tolist()],
@@ -246,14 +231,7 @@ def saliency_region(
                 **extra,
             }
         else:
-            regions = segmenter.segment(
-                image,
-                points=peak[None],
-                window=window,
-                source=source,
-                key=key,
-                preprocess=preprocess,
-            )
+            regions = segmenter.segment(image, points=peak[None], **common)
             prompt = {"point": peak.tolist(), **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
     raise InputError(f"{source!r} is not a saliency-based region source.")

@@ -34,7 +34,6 @@ Resume and overwrite
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
 import logging
@@ -194,6 +193,7 @@ def make_spec(
 
     protocol_name = get_protocol(protocol).name
     preprocess = canonical_name(sam_preprocess)
+    folder = None
     if saliency is not None:
         if classifiers:
             raise InputError(
@@ -206,43 +206,18 @@ def make_spec(
                 f"saliency={str(saliency)!r} is not a folder; pass the folder holding the map "
                 "files (CLI: --saliency DIR)."
             )
-        sources = check_region_sources(region_sources)
-        if context is not None and not float(context) >= 1.0:
-            raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
-        base = make_spec(
-            classifiers=["lesion-detector"],
-            region_sources=sources,
-            sam=sam,
-            binarization=binarization,
-            threshold=threshold,
-            context=context,
-            saliency_max_boxes=saliency_max_boxes,
-            text=text,
-            clip=clip,
-            text_options=text_options,
-            device=device,
-            sam_checkpoint=sam_checkpoint,
-        )
-        return dataclasses.replace(
-            base,
-            classifiers=(),
-            methods=("file",),
-            saliency=str(folder.resolve()),
-            trust_saliency=bool(trust_saliency),
-            protocol=protocol_name,
-            sam_preprocess=preprocess,
-        )
+        classifiers, methods = [], ["file"]
     if classifiers is None:
         classifiers = ("lesion-detector",)
     if isinstance(classifiers, (str, bytes)) or not isinstance(classifiers, Sequence):
         classifiers = [classifiers]
-    if not classifiers:
+    if not classifiers and folder is None:
         raise InputError("no classifier given; pass at least one, e.g. 'lesion-detector'.")
     if isinstance(methods, str):
         methods = [methods]
     known = {_key(m) for m in CAM_METHODS}
     for method in methods:
-        if _key(method) not in known:
+        if folder is None and _key(method) not in known:
             raise InputError(
                 f"method {method!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}."
             )
@@ -284,6 +259,8 @@ def make_spec(
         text=text,
         clip=clip,
         text_options=dict(text_options or {}),
+        saliency=None if folder is None else str(folder.resolve()),
+        trust_saliency=bool(trust_saliency) and folder is not None,
         protocol=protocol_name,
         sam_preprocess=preprocess,
     )
