@@ -224,7 +224,7 @@ def test_missing_map_names_the_item(tmp_path):
 
 def test_saliency_and_classifiers_are_exclusive(tmp_path):
     _, (gt, images, maps) = _dataset(tmp_path)
-    with pytest.raises(InputError, match="either saliency= .* or classifiers="):
+    with pytest.raises(InputError, match=r"either saliency= .* or classifiers="):
         evaluate(gt, tmp_path / "o", image_root=images, saliency=maps, classifiers=["x"])
     with pytest.raises(InputError, match="not a folder"):
         evaluate(gt, tmp_path / "o", image_root=images, saliency=tmp_path / "none")
