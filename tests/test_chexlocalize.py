@@ -3,6 +3,7 @@ and ``samcam evaluate --saliency`` on CheXlocalize ``.pkl`` maps end to end."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -182,7 +183,8 @@ def test_evaluate_saliency_pkl_folder_end_to_end(tmp_path, capsys):
     # Edema hits in image-id order: [1, 0]
     expected = chexlocalize.bootstrap(np.array([1.0, 0.0]))
     assert (edema["mean"], edema["ci_low"], edema["ci_high"]) == pytest.approx(expected)
-    assert (out / "report.html").exists()
+    assert "protocol <code>chexlocalize</code>" in (out / "report.html").read_text()
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "chexlocalize"
     # the same command resumes: nothing computed again
     capsys.readouterr()
     assert main([*args, "--no-plots", "--quiet"]) == 0

@@ -651,6 +651,7 @@ def _finish(
         "n_images": len(jobs),
         "n_items": int(metrics["item"].nunique()) if len(metrics) else 0,
         "n_rows": len(metrics),
+        "protocol": spec.protocol,
         "config": config,
     }
     summary_file = out / "summary.json"
