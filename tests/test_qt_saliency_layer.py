@@ -49,3 +49,24 @@ def test_map_opened_from_disk_is_scored(make_napari_viewer, qtbot, tiny_segmente
     expected = localization_metrics(ramp, mask)
     assert row["energy"] == pytest.approx(expected["energy"])
     assert row["iou"] == pytest.approx(expected["iou"], nan_ok=True)
+
+
+def test_sam_contrast_choice_reaches_the_regions(make_napari_viewer, qtbot, tiny_segmenter):
+    import json
+
+    from napari_samcam._qt._widget import SamcamWidget
+
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-samcam", "phantom-lesion")
+    image = next(lyr for lyr in layers if lyr._type_string == "image")
+    session = SamcamSession(viewer, segmenter=tiny_segmenter)
+    widget = SamcamWidget(viewer, session=session)
+    viewer.window.add_dock_widget(widget, name="SAM-CAM")
+    combo = widget.sam_preprocess.native
+    names = [combo.itemText(i) for i in range(combo.count())]
+    combo.setCurrentIndex(names.index("clahe"))  # as a user picks it
+    assert session.sam_preprocess == "clahe"
+    widget.segment_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60000)
+    prompt = json.loads(viewer.layers[f"{image.name} regions"].features["prompt"].iloc[0])
+    assert prompt["preprocess"] == "clahe:0.01"

@@ -164,6 +164,9 @@ class SamcamSession:
         small lesions, one encoder run per box); ``None`` embeds the whole image once.
     clip : str, optional
         CLIP model (local folder or hub id) for text prompts.
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees for box and point prompts
+        (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
     device : str, optional
         Torch device; CUDA when available.
     metric_options : dict, optional
@@ -197,6 +200,7 @@ class SamcamSession:
         device: str | None = None,
         metric_options: dict | None = None,
         text_options: dict | None = None,
+        sam_preprocess: str | None = None,
     ):
         self.viewer = viewer
         self.classifier_spec = classifier
@@ -207,6 +211,7 @@ class SamcamSession:
         self.segmenter_spec = segmenter
         self.context = context
         self.clip = clip
+        self.sam_preprocess = sam_preprocess
         self.device = device
         self.metric_options = dict(metric_options or {})
         self.text_options = dict(text_options or {})
@@ -681,6 +686,7 @@ class SamcamSession:
             "text": text,
             "clip": self.clip,
             "context": self.context,
+            "preprocess": self.sam_preprocess,
             "metric_options": dict(self.metric_options),
             "text_options": dict(self.text_options),
             "saliency_name": None if saliency_layer is None else saliency_layer.name,
@@ -736,6 +742,7 @@ class SamcamSession:
                     plane.array,
                     window=plane.window,
                     progress=self._progress_callback("embedding"),
+                    preprocess=None if kind == "text" else settings["preprocess"],
                 )
             self.check_cancelled()
             yield Step(f"SAM {kind}{where}", step + 1, total)
@@ -746,6 +753,7 @@ class SamcamSession:
                 kwargs.update(settings["text_options"])
             else:
                 kwargs.update(boxes=boxes, points=points, point_labels=labels)
+                kwargs["preprocess"] = settings["preprocess"]
                 if context is not None and boxes is not None and len(boxes):
                     kwargs["context"] = context
             with warnings.catch_warnings(record=True) as caught:

@@ -37,6 +37,7 @@ from .._napari._session import (
     builtin_classifier_names,
     clip_status,
 )
+from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -233,6 +234,13 @@ class SamcamWidget(QWidget):
             tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
             "small lesions, one encoder run per box). 0 embeds the whole image once.",
         )
+        self.sam_preprocess = widgets.ComboBox(
+            label="SAM contrast",
+            choices=list(PREPROCESS_EXAMPLES),
+            value="none",
+            tooltip="Contrast pre-processing of the image SAM sees for box and point prompts "
+            "(CLAHE, gamma); recorded in each region's prompt.",
+        )
         self.prompt_kind = widgets.ComboBox(
             label="prompt",
             choices=[(_PROMPT_LABELS[k], k) for k in PROMPT_KINDS],
@@ -259,6 +267,7 @@ class SamcamWidget(QWidget):
         self.sam_form = widgets.Container(
             widgets=[
                 self.context,
+                self.sam_preprocess,
                 self.prompt_kind,
                 self.shapes,
                 self.points,
@@ -371,6 +380,7 @@ class SamcamWidget(QWidget):
         self.target.changed.connect(self._push_settings)
         self.target_layer.changed.connect(self._push_settings)
         self.context.changed.connect(self._push_settings)
+        self.sam_preprocess.changed.connect(self._push_settings)
         self.segmenter.currentTextChanged.connect(self._push_settings)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
@@ -439,6 +449,8 @@ class SamcamWidget(QWidget):
         if session.method in self.method.choices:
             self.method.value = session.method
         self.context.value = float(session.context or 0.0)
+        if (session.sam_preprocess or "none") in self.sam_preprocess.choices:
+            self.sam_preprocess.value = session.sam_preprocess or "none"
         if isinstance(session.segmenter_spec, str):
             self.segmenter.setCurrentText(session.segmenter_spec)
         if session.clip:
@@ -466,6 +478,9 @@ class SamcamWidget(QWidget):
         session.target = None if target in (None, _TOP_CLASS) else target
         layer = self.target_layer.value
         session.target_layer = None if layer in (None, _AUTO_LAYER) else layer
+        session.sam_preprocess = (
+            None if self.sam_preprocess.value == "none" else (self.sam_preprocess.value)
+        )
         context = float(self.context.value)
         session.context = context if context >= 1.0 else None
         segmenter = self.segmenter.currentText().strip()
