@@ -120,8 +120,12 @@ def test_offline_download_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(tmp_path))
     monkeypatch.setattr(requests, "get", no_network)
-    with pytest.raises(ModelNotAvailableError, match=r"could not be downloaded.*checkpoint="):
+    # nothing is downloaded unless asked
+    with pytest.raises(ModelNotAvailableError, match=r"download=True.*checkpoint="):
         load_classifier(SPEC, device="cpu")
+    assert calls == []
+    with pytest.raises(ModelNotAvailableError, match=r"could not be downloaded.*checkpoint="):
+        load_classifier(SPEC, device="cpu", download=True)
     assert calls and calls[0] is not None  # torchxrayvision's downloader sets a timeout
     assert not any(p.suffix == ".pt" for p in tmp_path.iterdir())
 

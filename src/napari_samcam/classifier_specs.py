@@ -32,7 +32,7 @@ class ClassifierSpec:
         The exact name (``"lesion-detector"``) or, with ``prefix=True``, the prefix
         (``"xrv:"``).
     load : callable
-        ``load(text, *, device, checkpoint, trust_checkpoint) -> Classifier``.
+        ``load(text, *, device, checkpoint, trust_checkpoint, download) -> Classifier``.
     version : callable
         ``version(text) -> str``: the weights' identity, for result provenance and resume keys
         (``""`` when unknown before loading).

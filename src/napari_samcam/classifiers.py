@@ -465,7 +465,11 @@ def load_classifier(
         named = find_spec(text)
         if named is not None:
             classifier = named.load(
-                text, device=device, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint
+                text,
+                device=device,
+                checkpoint=checkpoint,
+                trust_checkpoint=trust_checkpoint,
+                download=download,
             )
         elif text.startswith(("torchvision:", "timm:")):
             library, arch = text.split(":", 1)

@@ -15,11 +15,13 @@
   calibration (``op_threshs``) is not applied.
 
 Weights: ``checkpoint=`` a local state dict (``weights_only=True``), else torchxrayvision's own
-file in its cache (``~/.torchxrayvision/models_data``), downloaded there on first use by
-torchxrayvision's own downloader. Its DenseNet files are pickled modules: they are read with
+file in its cache (``~/.torchxrayvision/models_data``). With ``download=True`` a missing file is
+fetched there by torchxrayvision's own downloader (from its GitHub release; no digest is
+published to pin it to). Its DenseNet files are pickled modules: they are read with
 ``torch.load(weights_only=True)`` allowing only torchxrayvision's DenseNet classes and torch's
-layers; anything else needs ``trust_checkpoint=True``. Without network,
-:class:`~napari_samcam.errors.ModelNotAvailableError` says where to put the file.
+layers, so a file cannot run code; anything else needs ``trust_checkpoint=True``. A missing file
+without ``download=True``, or a failed download, is a
+:class:`~napari_samcam.errors.ModelNotAvailableError` that says where to put the file.
 """
 
 from __future__ import annotations
@@ -95,13 +97,16 @@ def build_xrv_model(weights: str):
     return model
 
 
-def xrv_weights_file(weights: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """torchxrayvision's weights file of ``weights``, downloaded into its cache if missing.
+def xrv_weights_file(
+    weights: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> Path:
+    """torchxrayvision's weights file of ``weights``; with ``download``, fetched into its cache
+    by torchxrayvision's downloader when missing.
 
     Raises
     ------
     ModelNotAvailableError
-        The file is not cached and cannot be downloaded.
+        The file is not cached, and ``download`` is False or the download fails.
     """
     xrv = _xrv()
     url = xrv.models.model_urls[weights]["weights_url"]
@@ -109,6 +114,12 @@ def xrv_weights_file(weights: str, cache_dir: str | os.PathLike | None = None) -
     local = folder.expanduser() / os.path.basename(url)
     if local.is_file():
         return local
+    if not download:
+        raise ModelNotAvailableError(
+            f"torchxrayvision weights {weights!r} are not in {str(folder)!r}; pass download=True "
+            f"to fetch {url} there, put the file at {str(local)!r}, or pass checkpoint= a "
+            "state dict."
+        )
     try:
         return Path(xrv.models.get_weights(weights, cache_dir=str(folder)))
     except Exception as exc:  # requests' connection errors, HTTP errors, a full disk
@@ -160,11 +171,14 @@ def _load(
     device: Any = None,
     checkpoint: Any = None,
     trust_checkpoint: bool = False,
+    download: bool = False,
     **_options: Any,
 ) -> Classifier:
     weights = _weights_name(text)
     model = build_xrv_model(weights)
-    source = str(checkpoint if checkpoint is not None else xrv_weights_file(weights))
+    if checkpoint is None:
+        checkpoint = xrv_weights_file(weights, download=download)
+    source = str(checkpoint)
     state = _read_weights(source, trust_checkpoint)
     load_state_strict(model, state, what=f"classifier {text!r} ({source})")
     if weights.startswith("densenet"):
