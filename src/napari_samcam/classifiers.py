@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
-from .images import to_unit_range, unit_range_limits, validate_image
+from .images import float32_safe, to_unit_range, unit_range_limits, validate_image
 from .model_files import (
     TRUST_FIX,
     first_line,
@@ -42,6 +42,8 @@ from .model_files import (
 
 __all__ = [
     "Classifier",
+    "available_devices",
+    "check_device",
     "classifier_tensor",
     "default_device",
     "find_target_layer",
@@ -54,12 +56,58 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_device(device: Any = None):
-    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``."""
+    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device of this machine (see :func:`check_device`).
+    """
     import torch
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device(device)
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine: ``cpu``, then ``cuda:N`` and ``mps`` when present."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: Any):
+    """``device`` as a ``torch.device`` that this machine has.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device name (``cpu``, ``cuda``, ``cuda:N``, ``mps``) or names one this
+        machine lacks; the message lists the devices it has.
+    """
+    import torch
+
+    try:
+        resolved = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    available = available_devices()
+    if resolved is not None:
+        kind, index = resolved.type, resolved.index
+        if kind == "cpu" or (kind == "mps" and index in (None, 0) and "mps" in available):
+            return resolved
+        if kind == "cuda" and f"cuda:{index or 0}" in available:
+            return resolved
+    raise InputError(
+        f"device {str(device)!r} is not available on this machine; choose one of "
+        f"{', '.join(available)}."
+    )
 
 
 @dataclass
@@ -188,8 +236,7 @@ def classifier_tensor(
     # a window clips, which does not commute with resizing: then map at full size
     map_after = window is None and resize
     if map_after:
-        low, high = unit_range_limits(image)
-        array = image
+        array, low, high = float32_safe(image, *unit_range_limits(image))
     else:
         array = to_unit_range(image, window, rgb=rgb)
     if array.dtype != np.float32 or not array.flags.writeable:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_sam_arguments, add_sam_preprocess_argument, progress_bar
+from .._folders import check_writable
+from ._common import (
+    add_sam_arguments,
+    add_sam_preprocess_argument,
+    cam_method_arg,
+    existing_file,
+    finite_float,
+    positive_int,
+    progress_bar,
+    text_arg,
+    zoom_factor_or_zero,
+)
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -87,7 +98,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "chexlocalize (CheXlocalize's segmentation, first-maximum hit, iou and iou_true_pos, "
         "its bootstrap)",
     )
-    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: classifiers")
+    parser.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        help="state dict for torchvision:/timm:/xrv: classifiers",
+    )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -97,6 +112,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--method",
+        type=cam_method_arg,
         action="append",
         default=None,
         metavar="METHOD",
@@ -120,7 +136,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_sam_preprocess_argument(parser)
     parser.add_argument(
         "--context",
-        type=float,
+        type=zoom_factor_or_zero,
         default=2.5,
         help="zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per "
         "box (default: %(default)s; 0 embeds the whole image once)",
@@ -134,11 +150,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="threshold in [0, 1] for --binarize fixed; percentage of pixels kept for "
         "--binarize percentile",
     )
-    parser.add_argument("--text", help="text prompt of sam-text (default: the item's class)")
+    parser.add_argument(
+        "--text", type=text_arg, help="text prompt of sam-text (default: the item's class)"
+    )
     parser.add_argument("--clip", help="CLIP model of sam-text: a local folder or a hub id")
     parser.add_argument(
         "--images",
@@ -153,15 +171,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="without --scheduler: N >= 2 starts a local Dask cluster of N worker processes "
         "(default: run in this process)",
     )
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)"
+        "--bootstrap",
+        type=positive_int,
+        default=1000,
+        help="bootstrap resamples (default: %(default)s)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -179,6 +200,7 @@ def _target(text):
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
+    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,

@@ -30,6 +30,9 @@ Resume and overwrite
   :class:`~napari_samcam.errors.OutputExistsError`, unless ``overwrite=True``.
 * ``overwrite=True`` always starts afresh: stored parts and outputs are deleted first (other
   files in the folder are left alone).
+* One run at a time: a run holds ``.samcam.lock`` (an operating-system file lock, released when
+  its process ends, even by a crash) and a second run into the same folder raises
+  :class:`~napari_samcam.errors.OutputBusyError` at once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._folders import atomic_path, check_writable, output_lock
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
 from .jobs import (
@@ -280,9 +284,8 @@ def make_spec(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
 
 
 def _clear(out: Path) -> None:
@@ -339,9 +342,8 @@ def _write_part(out: Path, job: Job, frames) -> None:
     """Write the region rows, then the metric rows: the latter marks the image as done."""
     metrics, regions = frames
     for frame, path in ((regions, _regions_path(out, job)), (metrics, _part_path(out, job))):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 def _read_part(out: Path, job: Job):
@@ -536,8 +538,19 @@ def evaluate(
         Bad options or a bad manifest (the message names the file, row and column).
     OutputExistsError
         ``out`` holds results of another configuration and ``overwrite`` is False.
+    OutputNotWritableError
+        ``out`` cannot be written (checked before any model is loaded).
+    OutputBusyError
+        Another run is writing into ``out``.
     """
     started = time.perf_counter()
+    out = check_writable(out)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise InputError(
+            f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
+            "(CLI: --bootstrap N), e.g. 1000."
+        )
+    _check_device(device, scheduler)
     spec = make_spec(
         classifiers=classifiers,
         methods=methods,
@@ -569,7 +582,6 @@ def evaluate(
     jobs = make_jobs(items, spec)
     if limit is not None:
         jobs = jobs[: int(limit)]
-    out = Path(out)
     config = spec.config()
     record = {
         "config": config,
@@ -578,8 +590,35 @@ def evaluate(
         "image_root": None if image_root is None else str(Path(image_root).resolve()),
     }
     record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
-    _prepare_store(out, record, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, what="evaluation"):
+        _prepare_store(out, record, overwrite)
+        outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
+        return _compute(out, jobs, spec, manifest, started, outputs, **run)
 
+
+def _check_device(device: Any, scheduler: str | None) -> None:
+    """A device this machine has; with a scheduler, only its name (the workers may differ)."""
+    if device is None:
+        return
+    if scheduler is None:
+        from ..classifiers import check_device
+
+        check_device(device)
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {str(device)!r} is not a torch device name; pass cpu, cuda, cuda:N or mps."
+        ) from None
+
+
+def _compute(out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers):
+    """Run the pending jobs of an evaluation, then write its tables (the folder is locked)."""
     pending = [job for job in jobs if not _part_path(out, job).exists()]
     n_reused = len(jobs) - len(pending)
     done = 0
@@ -599,8 +638,6 @@ def evaluate(
         else:
             _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
     seconds = time.perf_counter() - started
-
-    outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
     with _gc_paused():
         return _finish(out, jobs, spec, manifest, (len(pending), n_reused, seconds), **outputs)
 
@@ -711,7 +748,6 @@ def _finish(
 
 
 def _atomic(path: Path, writer: Callable, **kwargs) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writer(tmp, **kwargs)
     return path
