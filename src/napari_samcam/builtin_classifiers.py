@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .classifier_specs import ClassifierSpec, register
+from .classifiers import Classifier
 from .errors import CheckpointError, InputError
 
 __all__ = [
@@ -172,8 +174,6 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
     CheckpointError
         The weights or metadata are missing or do not fit the architecture.
     """
-    from .classifiers import Classifier
-
     meta = builtin_metadata(name)
     arch = meta.get("architecture", {})
     model = PhantomCNN(
@@ -216,3 +216,18 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
         source=f"napari_samcam/weights/{name}.pt",
         finding_class=meta.get("finding_class", FINDING_CLASS),
     )
+
+
+def _version(name: str) -> str:
+    try:
+        return str(builtin_metadata(name).get("version", ""))
+    except Exception:  # missing metadata is reported when the model loads
+        return "?"
+
+
+def _load(name: str, *, device: Any = None, **_options: Any) -> Classifier:
+    return load_builtin_classifier(name, device=device)
+
+
+for _name in BUILTIN_CLASSIFIERS:
+    register(ClassifierSpec(_name, _load, _version))

@@ -197,7 +197,10 @@ def segment_steps(
         if context is None or kind == "text":
             # The embedding is the long part: compute it as its own step (then cached).
             segmenter.embed(
-                plane.array, window=plane.window, progress=cancel.progress("embedding")
+                plane.array,
+                window=plane.window,
+                progress=cancel.progress("embedding"),
+                preprocess=None if kind == "text" else settings["preprocess"],
             )
         cancel.check()
         yield Step(f"SAM {kind}{where}", step + 1, total)
@@ -208,6 +211,7 @@ def segment_steps(
             kwargs.update(settings["text_options"])
         else:
             kwargs.update(boxes=boxes, points=points, point_labels=labels)
+            kwargs["preprocess"] = settings["preprocess"]
             if context is not None and boxes is not None and len(boxes):
                 kwargs["context"] = context
         with warnings.catch_warnings(record=True) as caught:

@@ -112,6 +112,9 @@ class SamcamSession:
         small lesions, one encoder run per box); ``None`` embeds the whole image once.
     clip : str, optional
         CLIP model (local folder or hub id) for text prompts.
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees for box and point prompts
+        (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
     device : str, optional
         Torch device; CUDA when available.
     metric_options : dict, optional
@@ -146,6 +149,7 @@ class SamcamSession:
         device: str | None = None,
         metric_options: dict | None = None,
         text_options: dict | None = None,
+        sam_preprocess: str | None = None,
     ):
         self.viewer = viewer
         self.classifier_spec = classifier
@@ -157,6 +161,7 @@ class SamcamSession:
         self.segmenter_spec = segmenter
         self.context = context
         self.clip = clip
+        self.sam_preprocess = sam_preprocess
         self.device = device
         self.metric_options = dict(metric_options or {})
         self.text_options = dict(text_options or {})
@@ -591,6 +596,7 @@ class SamcamSession:
             "text": text,
             "clip": self.clip,
             "context": self.context,
+            "preprocess": self.sam_preprocess,
             "metric_options": dict(self.metric_options),
             "text_options": dict(self.text_options),
             "saliency_name": None if saliency_layer is None else saliency_layer.name,

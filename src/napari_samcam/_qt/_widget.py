@@ -39,6 +39,7 @@ from .._napari._session import (
     clip_status,
 )
 from .._napari._triton_guard import guard_triton
+from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ def _layers_of(viewer, kind: str, *, ours: str | None = None, exclude_ours: bool
             continue
         out.append(layer)
     return out
+
+
+def _saliency_choices(viewer):
+    """Computed saliency layers first, then every other single-channel Image layer."""
+    ours = _layers_of(viewer, "image", ours="saliency")
+    return ours + [lyr for lyr in _layers_of(viewer, "image") if lyr not in ours and not lyr.rgb]
 
 
 def _group(title: str, *rows: QWidget) -> QGroupBox:
@@ -227,6 +234,13 @@ class SamcamWidget(QWidget):
             tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
             "small lesions, one encoder run per box). 0 embeds the whole image once.",
         )
+        self.sam_preprocess = widgets.ComboBox(
+            label="SAM contrast",
+            choices=list(PREPROCESS_EXAMPLES),
+            value="none",
+            tooltip="Contrast pre-processing of the image SAM sees for box and point prompts "
+            "(CLAHE, gamma); recorded in each region's prompt.",
+        )
         self.prompt_kind = widgets.ComboBox(
             label="prompt",
             choices=[(_PROMPT_LABELS[k], k) for k in PROMPT_KINDS],
@@ -253,6 +267,7 @@ class SamcamWidget(QWidget):
         self.sam_form = widgets.Container(
             widgets=[
                 self.context,
+                self.sam_preprocess,
                 self.prompt_kind,
                 self.shapes,
                 self.points,
@@ -276,11 +291,10 @@ class SamcamWidget(QWidget):
         # -- metrics
         self.saliency = widgets.ComboBox(
             label="saliency",
-            choices=lambda _w: [
-                (lyr.name, lyr) for lyr in _layers_of(viewer, "image", ours="saliency")
-            ],
+            choices=lambda _w: [(lyr.name, lyr) for lyr in _saliency_choices(viewer)],
             nullable=True,
-            tooltip="Saliency map the metrics score (empty: the newest one of the image).",
+            tooltip="Saliency map the metrics score: a computed one, or any Image layer (a map "
+            "opened from disk); empty: the newest computed one of the image.",
         )
         metrics_form = widgets.Container(widgets=[self.saliency])
         metrics_form.native.layout().setContentsMargins(0, 0, 0, 0)
@@ -372,6 +386,7 @@ class SamcamWidget(QWidget):
         self.target.changed.connect(self._push_settings)
         self.target_layer.changed.connect(self._push_settings)
         self.context.changed.connect(self._push_settings)
+        self.sam_preprocess.changed.connect(self._push_settings)
         self.segmenter.currentTextChanged.connect(self._push_settings)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layer_inserted)
@@ -469,6 +484,8 @@ class SamcamWidget(QWidget):
         if session.method in self.method.choices:
             self.method.value = session.method
         self.context.value = float(session.context or 0.0)
+        if (session.sam_preprocess or "none") in self.sam_preprocess.choices:
+            self.sam_preprocess.value = session.sam_preprocess or "none"
         if isinstance(session.segmenter_spec, str):
             self.segmenter.setCurrentText(session.segmenter_spec)
         if session.clip:
@@ -499,6 +516,9 @@ class SamcamWidget(QWidget):
         )
         layer = self.target_layer.value
         session.target_layer = None if layer in (None, _AUTO_LAYER) else layer
+        session.sam_preprocess = (
+            None if self.sam_preprocess.value == "none" else (self.sam_preprocess.value)
+        )
         context = float(self.context.value)
         session.context = context if context >= 1.0 else None
         segmenter = self.segmenter.currentText().strip()
