@@ -13,6 +13,8 @@ pytest.importorskip("pytestqt")
 with contextlib.suppress(ImportError):
     import torch._dynamo  # noqa: F401  (before any viewer: see test_qt_widget.py)
 
+from qtpy.QtCore import Qt
+
 from napari_samcam._napari._session import SamcamSession
 from napari_samcam.metrics import localization_metrics
 
@@ -40,9 +42,9 @@ def test_map_opened_from_disk_is_scored(make_napari_viewer, qtbot, tiny_segmente
     combo.setCurrentIndex(names.index(opened.name))  # as a user picks it from the list
     assert widget.saliency.value is opened
 
-    widget.segment_button.click()
+    qtbot.mouseClick(widget.segment_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60000)
-    regions = viewer.layers[f"{image.name} regions"]
+    regions = viewer.layers[f"{image.name} box regions"]
     row = regions.features.iloc[0]
     assert row["saliency"] == opened.name
     mask = regions.data == int(row["label"])
@@ -66,7 +68,7 @@ def test_sam_contrast_choice_reaches_the_regions(make_napari_viewer, qtbot, tiny
     names = [combo.itemText(i) for i in range(combo.count())]
     combo.setCurrentIndex(names.index("clahe"))  # as a user picks it
     assert session.sam_preprocess == "clahe"
-    widget.segment_button.click()
+    qtbot.mouseClick(widget.segment_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60000)
-    prompt = json.loads(viewer.layers[f"{image.name} regions"].features["prompt"].iloc[0])
+    prompt = json.loads(viewer.layers[f"{image.name} box regions"].features["prompt"].iloc[0])
     assert prompt["preprocess"] == "clahe:0.01"
