@@ -98,7 +98,7 @@ def _floats(text: str) -> list[float]:
 def check_console_explain_segment_metrics(printed, layers, folder):
     assert printed.splitlines()[0].startswith("lesion-detector ")
     assert "sam-box" in printed and "iou" in printed
-    assert layers["phantom lesion regions"]["rows"] == 1
+    assert layers["phantom lesion box regions"]["rows"] == 1
     assert layers["lesion-detector gradcam [lesion]"]["dtype"] == "float32"
 
 
@@ -113,15 +113,16 @@ def check_console_default_image(printed, layers, folder):
     for source in ("sam-box", "sam-points", "sam-saliency-box"):
         assert source in printed
     assert "lesion-detector gradcam [lesion]" in printed  # every row scored against the map
-    assert layers["phantom lesion regions"]["rows"] == 3
+    for kind in ("box", "point", "saliency"):  # each prompt kind in its own layer
+        assert layers[f"phantom lesion {kind} regions"]["rows"] == 1
     assert not any(name.startswith("by hand ") for name in layers)
 
 
 def check_script_session(printed, layers, folder):
     assert "sam-box" in printed
-    assert layers["phantom lesion regions"]["rows"] == 1
+    assert layers["phantom lesion box regions"]["rows"] == 1
     metrics = (folder / "phantom-metrics.csv").read_text(encoding="utf-8")
-    assert metrics.startswith("index,label,region_source") and "sam-box" in metrics
+    assert metrics.startswith("label,iou,dice,hit,energy,") and "sam-box" in metrics
 
 
 def check_script_open_dicom(printed, layers, folder):
@@ -139,7 +140,7 @@ def check_script_reader_preference(printed, layers, folder):
 def check_script_mask_round_trip(printed, layers, folder):
     assert printed.split() == ["Labels", "int32", "regions", "1"]
     assert (folder / "mask.nii.gz").is_file() and (folder / "mask.json").is_file()
-    assert layers["phantom lesion regions [1]"]["type"] == "Labels"
+    assert layers["phantom lesion box regions [1]"]["type"] == "Labels"
 
 
 CHECKS = [

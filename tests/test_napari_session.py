@@ -77,10 +77,41 @@ def test_segment_with_explicit_boxes_and_metrics(session):
     prompts = [json.loads(p) for p in table["prompt"]]
     assert prompts[0]["box"] == [128, 366, 184, 438]
     assert prompts[0]["context"] == 2.5
-    for label, area in zip(table["label"], table["area"], strict=True):
-        assert (regions.data == label).sum() <= area  # overlaps may hide a few pixels
+    for label, area, name in zip(table["label"], table["area"], table["layer"], strict=True):
+        assert (session.viewer.layers[name].data == label).sum() == area  # nothing hidden
     assert {"iou", "dice", "hit", "energy", "auroc"} <= set(table.columns)
     assert regions.features is not None and "index" in regions.features
+
+
+def test_overlapping_regions_each_keep_all_their_pixels(session):
+    """The same box twice and a box inside it: three regions that overlap, none hidden."""
+    session.explain()
+    box, inner = (128, 366, 184, 438), (140, 380, 170, 420)
+    session.segment(boxes=[box, box, inner])
+    layers = session.regions_layers()
+    assert [lyr.name for lyr in layers][:2] == [
+        "phantom lesion box regions",
+        "phantom lesion box regions 2",
+    ]
+    table = session.metrics()
+    assert table["label"].tolist() == [1, 2, 3]
+    assert table["area"].min() > 0
+    for _, row in table.iterrows():
+        layer = session.viewer.layers[row["layer"]]
+        assert (layer.data == row["label"]).sum() == row["area"]
+        assert row["label"] in layer.features["label"].tolist()
+    for layer in layers:  # each layer's table lists exactly the labels it shows
+        shown = set(np.unique(layer.data)) - {0}
+        assert shown == set(layer.features["label"])
+    # segmenting again replaces all three, in every layer of the kind
+    session.segment(boxes=[box])
+    assert len(session.metrics()) == 1
+    assert [lyr.name for lyr in session.regions_layers()] == ["phantom lesion box regions"]
+    # another prompt kind gets its own layer, labels stay unique
+    session.segment(points=[(150, 400)])
+    table = session.metrics()
+    assert table["label"].is_unique
+    assert set(table["layer"]) == {"phantom lesion box regions", "phantom lesion point regions"}
 
 
 def test_segment_without_saliency_warns_and_has_no_metrics(tiny_segmenter):

@@ -15,6 +15,10 @@ REGION_SOURCES = {
     "saliency": "sam-saliency-box",
 }
 
+#: The ``target`` that asks for the top-scoring class even when the classifier declares a
+#: finding class (``None``, the default, explains the finding class then).
+TOP_CLASS = "top"
+
 #: Built-in classifier names offered first (the registry may hold more).
 BUILTIN_CLASSIFIER_NAMES = ("lesion-detector", "shortcut-detector")
 
@@ -56,3 +60,19 @@ def guess_prompt(boxes, points, text, shapes, points_layer) -> str:
     if points is not None or points_layer is not None:
         return "points"
     return "boxes"
+
+
+def explain_target(classifier, target):
+    """The class to explain for a session's ``target`` setting (``None``: the top class).
+
+    ``None`` means the classifier's finding class when it declares one (the built-ins:
+    ``"lesion"``; a localization check is about the finding's evidence, not about whichever
+    class scores highest), else the top-scoring class; :data:`TOP_CLASS` always means the top
+    class; anything else is a class name or index.
+    """
+    if target == TOP_CLASS:
+        return None
+    if target is None:
+        finding = getattr(classifier, "finding_class", None)
+        return finding if finding in (classifier.class_names or ()) else None
+    return target

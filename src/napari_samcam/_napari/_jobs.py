@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamcamError
-from ._choices import REGION_SOURCES
+from ._choices import REGION_SOURCES, explain_target
 from ._layers import Plane, index_text
 
 Job = Generator["Step", None, Callable[[], Any] | None]
@@ -146,7 +146,7 @@ def explain_steps(
             plane.array,
             classifier,
             method=settings["method"],
-            target=settings["target"],
+            target=explain_target(classifier, settings["target"]),
             target_layer=settings["target_layer"],
             window=plane.window,
         )
@@ -198,7 +198,10 @@ def segment_steps(
         if context is None or kind == "text":
             # The embedding is the long part: compute it as its own step (then cached).
             segmenter.embed(
-                plane.array, window=plane.window, progress=cancel.progress("embedding")
+                plane.array,
+                window=plane.window,
+                progress=cancel.progress("embedding"),
+                preprocess=None if kind == "text" else settings["preprocess"],
             )
         cancel.check()
         yield Step(f"SAM {kind}{where}", step + 1, total)
@@ -212,6 +215,7 @@ def segment_steps(
             kwargs.update(clip=settings["clip"], **settings["text_options"])
         else:
             kwargs.update(boxes=boxes, points=points, point_labels=labels, source=source)
+            kwargs["preprocess"] = settings["preprocess"]
             if context is not None and boxes is not None and len(boxes):
                 kwargs["context"] = context
         with warnings.catch_warnings(record=True) as caught:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._choices import REGION_SOURCES
+from ._choices import PROMPT_KINDS
 from ._layers import (
     META_KEY,
     box_to_rectangle,
@@ -28,15 +28,35 @@ from ._layers import (
 )
 
 
-def text_style(ndim: int) -> dict:
-    """How metrics are written on boxes: yellow text above the box's upper-left corner."""
+def text_style(ndim: int, *, below: bool = False) -> dict:
+    """How metrics are written on boxes: yellow text above the box's upper-left corner, or
+    (``below``) under its lower-left corner, so that the labels of a prompt box and of a
+    saliency box around the same finding do not overlap."""
     return {
         "string": "{metrics}",
-        "anchor": "upper_left",
+        "anchor": "lower_left" if below else "upper_left",
         "size": 10,
-        "color": "yellow",
-        "translation": (0.0,) * (ndim - 2) + (-4.0, 0.0),
+        "color": "orange" if below else "yellow",
+        "translation": (0.0,) * (ndim - 2) + ((4.0 if below else -4.0), 0.0),
     }
+
+
+#: Saliency values (of the 0-1 map) drawn fully transparent.
+SALIENCY_CLEAR_BELOW = 0.2
+
+
+def saliency_colormap():
+    """inferno, transparent where the map is low: the image stays readable under the overlay.
+
+    Fully transparent up to 0.2 of the map's range, opaque from 0.7 on; drawn with
+    ``translucent`` blending, so a bright radiograph is not washed out as with ``additive``.
+    """
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    values = np.linspace(0.0, 1.0, 21)
+    colors = np.asarray(ensure_colormap("inferno").map(values), dtype=np.float32)
+    colors[:, 3] = np.clip((values - SALIENCY_CLEAR_BELOW) / 0.5, 0.0, 1.0)
+    return Colormap(colors=colors, controls=values, name="samcam saliency")
 
 
 def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
@@ -82,9 +102,9 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
         layer = viewer.add_image(
             data,
             name=name,
-            colormap="inferno",
-            blending="additive",
-            opacity=0.5,
+            colormap=saliency_colormap(),
+            blending="translucent",
+            opacity=0.7,
             contrast_limits=(0.0, 1.0),
             metadata=metadata,
             **geometry_kwargs(image),
@@ -95,50 +115,71 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
     return layer
 
 
-def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_layer):
-    """Put SAM regions into the image's regions Labels layer and its ``features`` table.
+def region_layers(layers, image, kind: str | None = None) -> list:
+    """The regions Labels layers of ``image`` (of one prompt ``kind``, or all), in stack order.
 
-    ``results`` are ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job. A new
-    run on a plane replaces the regions of the same source on that plane. The metrics are also
-    written on the prompt rectangles of ``shapes_layer`` and, for saliency prompts, on the boxes
-    derived from the saliency. Returns the layer and the number of new rows.
+    Each prompt kind has its own layers: ``"<image> box regions"`` holds the regions of box
+    prompts, and a region that would overlap one already on its plane goes into the next layer
+    of the stack (``"<image> box regions 2"``, ...), so that every region keeps all its pixels.
     """
-    import pandas as pd
+    found = []
+    for layer in layers:
+        meta = samcam_meta(layer)
+        if meta.get("kind") != "regions" or meta.get("image_layer") != image.name:
+            continue
+        layer_kind = meta.get("prompt", "")
+        if kind is None or layer_kind == kind:
+            order = PROMPT_KINDS.index(layer_kind) if layer_kind in PROMPT_KINDS else 99
+            found.append((order, int(meta.get("stack", 1)), layer))
+    return [layer for *_, layer in sorted(found, key=lambda item: item[:2])]
 
+
+def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_layer):
+    """Put SAM regions into the image's regions Labels layers and their ``features`` tables.
+
+    ``results`` are ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job. The
+    regions of one prompt kind go into that kind's layers (see :func:`region_layers`); no
+    region covers another, so each layer's table and pixels agree. Labels are unique over all
+    regions layers of the image. A new run on a plane replaces the regions of the same kind on
+    that plane. The metrics are also written on the prompt rectangles of ``shapes_layer`` and,
+    for saliency prompts, on the boxes derived from the saliency. Returns the layers that
+    received a region (the kind's first layer when none did) and the number of new rows.
+    """
+    kind = settings["kind"]
     layers = viewer.layers
     lead = leading_shape(image)
     shape = (*lead, *plane_shape(image))
-    name = regions_name(image)
-    layer = find_layer(layers, name)
-    if layer is not None and tuple(layer.data.shape) != shape:
+    stack = region_layers(layers, image, kind)
+    for layer in [lyr for lyr in stack if tuple(lyr.data.shape) != shape]:
         layers.remove(layer)
-        layer = None
-    data = np.zeros(shape, dtype=np.int32) if layer is None else np.asarray(layer.data)
-    old = _regions_table(layer)
-    source = REGION_SOURCES[settings["kind"]]
-    replaced = set()
-    for request, *_ in results:
-        replaced.add(index_text(request.plane.index))
-    if len(old):
-        drop = (old["region_source"] == source) & old["slice"].astype(str).isin(replaced)
-        for label in old.loc[drop, "label"]:
-            data[data == int(label)] = 0
-        old = old.loc[~drop].reset_index(drop=True)
-    next_label = int(max(data.max(initial=0), old["label"].max() if len(old) else 0)) + 1
-    rows, summaries = [], {}
-    saliency_boxes_layer = []
+        stack.remove(layer)
+    replaced = {index_text(request.plane.index) for request, *_ in results}
+    datas = [np.asarray(layer.data) for layer in stack]
+    tables = [_without_planes(lyr, data, replaced) for lyr, data in zip(stack, datas, strict=True)]
+    others = [lyr for lyr in region_layers(layers, image) if all(lyr is not s for s in stack)]
+    largest = [_largest_label_of(np.asarray(lyr.data), _regions_table(lyr)) for lyr in others]
+    largest += [_largest_label_of(d, t) for d, t in zip(datas, tables, strict=True)]
+    next_label = 1 + max(largest, default=0)
+    if not datas:  # the kind's first layer exists even when a run finds nothing
+        datas.append(np.zeros(shape, dtype=np.int32))
+        tables.append(None)
+    rows: list[list[dict]] = [[] for _ in datas]
+    summaries, saliency_boxes_layer = {}, []
+    received: set[int] = set()
     for request, boxes, regions, metric_rows in results:
         index = request.plane.index
-        plane = data[index] if index else data
-        order = np.argsort([-r.area for r in regions])  # small regions painted last, on top
-        labels_for = {}
-        for k in order:
-            plane[regions[k].mask] = next_label + k
-            labels_for[k] = next_label + k
         for k, (region, metrics) in enumerate(zip(regions, metric_rows, strict=True)):
+            place = _free_layer(datas, index, region.mask)
+            if place == len(datas):
+                datas.append(np.zeros(shape, dtype=np.int32))
+                tables.append(None)
+                rows.append([])
+            plane = datas[place][index] if index else datas[place]
+            plane[region.mask] = next_label
+            received.add(place)
             row = {
-                "index": labels_for[k],
-                "label": labels_for[k],
+                "index": next_label,
+                "label": next_label,
                 "slice": index_text(index),
                 "region_source": region.source,
                 "prompt": json_text(region.prompt),
@@ -149,35 +190,88 @@ def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_la
                 "class_name": settings["class_name"] or "",
                 **{m: float(v) for m, v in metrics.items()},
             }
-            rows.append(row)
+            rows[place].append(row)
+            next_label += 1
             if request.shape_ids and k < len(request.shape_ids):
                 summaries[request.shape_ids[k]] = metrics_summary(row)
-            if settings["kind"] == "saliency" and boxes is not None and k < len(boxes):
+            if kind == "saliency" and boxes is not None and k < len(boxes):
                 saliency_boxes_layer.append((index, boxes[k], metrics_summary(row)))
-        next_label += len(regions)
-    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if rows else old
-    table = _order_columns(table, bool(lead))
-    metadata = {
-        META_KEY: {
-            "kind": "regions",
-            "image_layer": image.name,
-            "segmenter": _first(r.model for _, _, regs, _ in results for r in regs),
+    segmenter = _first(r.model for _, _, regs, _ in results for r in regs)
+    written = []
+    for place, data in enumerate(datas):
+        table = _table(tables[place], rows[place], bool(lead))
+        layer = stack[place] if place < len(stack) else None
+        if place > 0 and not len(table):  # an emptied overflow layer goes away
+            if layer is not None:
+                layers.remove(layer)
+            continue
+        metadata = {
+            META_KEY: {
+                "kind": "regions",
+                "image_layer": image.name,
+                "prompt": kind,
+                "stack": place + 1,
+                "segmenter": segmenter,
+            }
         }
-    }
-    if layer is None:
-        layer = viewer.add_labels(
-            data, name=name, opacity=0.45, metadata=metadata, **geometry_kwargs(image)
-        )
-    else:
-        layer.data = data
-        layer.metadata = {**layer.metadata, **metadata}
-    layer.features = table  # reassigning fires the features event (features table widget)
+        if layer is None:
+            layer = viewer.add_labels(
+                data,
+                name=regions_name(image, kind, place + 1),
+                opacity=0.45,
+                metadata=metadata,
+                **geometry_kwargs(image),
+            )
+        else:
+            layer.data = data
+            layer.metadata = {**layer.metadata, **metadata}
+        layer.features = table  # reassigning fires the features event (features table widget)
+        written.append((place, layer))
     if shapes_layer is not None and summaries:
         label_shapes(shapes_layer, summaries)
     if saliency_boxes_layer:
         show_saliency_boxes(viewer, image, saliency_boxes_layer, replaced)
-    layers.selection.active = layer
-    return layer, len(rows)
+    chosen = [layer for place, layer in written if place in received] or [written[0][1]]
+    layers.selection.active = chosen[0]
+    return chosen, sum(len(r) for r in rows)
+
+
+def _free_layer(datas: list[np.ndarray], index: tuple[int, ...], mask: np.ndarray) -> int:
+    """The first layer of the stack where ``mask`` covers no region of plane ``index``."""
+    for place, data in enumerate(datas):
+        plane = data[index] if index else data
+        if not plane[mask].any():
+            return place
+    return len(datas)
+
+
+def _without_planes(layer, data: np.ndarray, planes: set[str]):
+    """The layer's table without the rows of ``planes``, whose pixels are cleared in ``data``."""
+    table = _regions_table(layer)
+    if not len(table):
+        return table
+    drop = table["slice"].astype(str).isin(planes)
+    for label in table.loc[drop, "label"]:
+        data[data == int(label)] = 0
+    return table.loc[~drop].reset_index(drop=True)
+
+
+def _largest_label_of(data: np.ndarray, table) -> int:
+    in_table = int(table["label"].max()) if table is not None and len(table) else 0
+    return max(int(data.max(initial=0)), in_table)
+
+
+def _table(old, rows: list[dict], volume: bool):
+    import pandas as pd
+
+    new = pd.DataFrame(rows)
+    if old is None or not len(old):
+        table = new
+    elif rows:
+        table = pd.concat([old, new], ignore_index=True)
+    else:
+        table = old
+    return _order_columns(table, volume) if len(table.columns) else table
 
 
 def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -> None:
@@ -206,7 +300,7 @@ def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -
         face_color="transparent",
         edge_width=2,
         features={"metrics": texts},
-        text=text_style(len(shapes[0][0]) if shapes else 2),
+        text=text_style(len(shapes[0][0]) if shapes else 2, below=True),
         metadata={META_KEY: {"kind": "saliency-boxes", "image_layer": image.name}},
         **geometry_kwargs(image),
     )
@@ -247,7 +341,12 @@ def _regions_table(layer):
 
 
 def _order_columns(table, volume: bool):
-    """Identity and score first, then the metrics, then provenance details, then the rest."""
+    """Where and what first, then the metrics, then the region's details and provenance.
+
+    napari's features table shows the columns in this order: the metric columns come right
+    after the label (and slice) so they are readable without scrolling; ``index`` (which napari
+    needs to map label values to rows) goes last.
+    """
     from ._layers import REGION_COLUMNS, REGION_DETAILS
 
     try:
@@ -257,9 +356,10 @@ def _order_columns(table, volume: bool):
     first = [c for c in REGION_COLUMNS if c in table and (volume or c != "slice")]
     metrics = [c for c in METRIC_NAMES if c in table]
     details = [c for c in REGION_DETAILS if c in table]
-    placed = set(first) | set(metrics) | set(details) | ({"slice"} if not volume else set())
+    placed = {*first, *metrics, *details, "index", "slice"}
     rest = [c for c in table.columns if c not in placed]
-    return table[first + metrics + details + rest].reset_index(drop=True)
+    last = ["index"] if "index" in table else []
+    return table[first + metrics + details + rest + last].reset_index(drop=True)
 
 
 def _first(values) -> str:

@@ -36,6 +36,7 @@ from ._choices import (
     REGION_SOURCES,
     builtin_classifier_names,
     clip_status,
+    explain_target,
     guess_prompt,
 )
 from ._jobs import (
@@ -54,18 +55,16 @@ from ._jobs import (
 from ._layers import (
     all_indices,
     current_index,
-    find_layer,
     image_plane,
     index_text,
     leading_shape,
     plane_shape,
     points_to_prompts,
-    regions_name,
     samcam_meta,
     shapes_to_boxes,
 )
 from ._prompt_layers import POLARITY_KEY, add_prompt_layers, bind_polarity_key, toggle_polarity
-from ._result_layers import text_style, write_regions, write_saliency
+from ._result_layers import region_layers, text_style, write_regions, write_saliency
 
 __all__ = [
     "BUILTIN_CLASSIFIER_NAMES",
@@ -102,7 +101,8 @@ class SamcamSession:
     method : str
         CAM method (see :data:`napari_samcam.saliency.CAM_METHODS`).
     target : int or str, optional
-        Class to explain; the top-scoring class when ``None``.
+        Class to explain. ``None``: the classifier's finding class when it declares one (the
+        built-ins: ``"lesion"``), else the top-scoring class; ``"top"``: the top-scoring class.
     target_layer : str, optional
         Dotted name of the CAM target layer; chosen automatically when ``None``.
     segmenter : str or Segmenter
@@ -112,6 +112,9 @@ class SamcamSession:
         small lesions, one encoder run per box); ``None`` embeds the whole image once.
     clip : str, optional
         CLIP model (local folder or hub id) for text prompts.
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees for box and point prompts
+        (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
     device : str, optional
         Torch device; CUDA when available.
     metric_options : dict, optional
@@ -146,6 +149,7 @@ class SamcamSession:
         device: str | None = None,
         metric_options: dict | None = None,
         text_options: dict | None = None,
+        sam_preprocess: str | None = None,
     ):
         self.viewer = viewer
         self.classifier_spec = classifier
@@ -157,6 +161,7 @@ class SamcamSession:
         self.segmenter_spec = segmenter
         self.context = context
         self.clip = clip
+        self.sam_preprocess = sam_preprocess
         self.device = device
         self.metric_options = dict(metric_options or {})
         self.text_options = dict(text_options or {})
@@ -300,12 +305,16 @@ class SamcamSession:
                 return layer
         return None
 
-    def regions_layer(self, image=None):
-        """The Labels layer holding the regions of ``image`` (``None`` before any segmentation)."""
+    def regions_layers(self, image=None, prompt: str | None = None) -> list:
+        """The Labels layers holding the regions of ``image`` (of one ``prompt`` kind, or all).
+
+        Each prompt kind has its own layer, ``"<image> box regions"`` and so on; a region that
+        would overlap another of its kind on the same plane goes into a further layer
+        (``"<image> box regions 2"``), so that every region keeps all its pixels. Empty before
+        any segmentation.
+        """
         image = self.image_layer(image)
-        name = regions_name(image)
-        layers = self._layers()
-        return find_layer(layers, name)
+        return region_layers(self._layers(), image, prompt)
 
     # ---------------------------------------------------------------------------------------
     # models
@@ -367,6 +376,11 @@ class SamcamSession:
             return [str(n) for n in classifier.class_names]
         n = classifier.extra.get("cam_setup", (None, None, 0))[2]
         return [str(i) for i in range(n)]
+
+    def finding_class(self) -> str | None:
+        """The loaded classifier's finding class (explained by default), if it declares one."""
+        found = explain_target(self._load_classifier(), None)
+        return None if found is None else str(found)
 
     def target_layer_names(self) -> tuple[str, list[str]]:
         """The automatically chosen CAM layer and every named module of the classifier."""
@@ -430,7 +444,7 @@ class SamcamSession:
         """Compute the saliency of the displayed plane (or of every plane) of an image layer.
 
         The result goes into an Image layer named after classifier, method and class, over the
-        image (heat colormap, additive blending); its metadata holds the provenance.
+        image (inferno, transparent where the map is low); its metadata holds the provenance.
         """
         image = self.image_layer(layer)
         planes = [image_plane(image, idx) for idx in self._indices(image, index, all_slices)]
@@ -512,11 +526,14 @@ class SamcamSession:
         - ``"text"``: ``text`` scored by the CLIP model of :attr:`clip`;
         - ``"saliency"``: boxes around the binarized saliency map.
 
-        Regions go into the image's Labels layer ``"<image> regions"``, one label per region,
-        and its ``features`` table gets one row per region: label, region source, prompt, SAM
-        score and the localization metrics against the saliency layer (``saliency``, or the
-        newest saliency layer of the image). A new run on a plane replaces the regions of the
-        same source on that plane.
+        Regions go into the Labels layer of their prompt kind (``"<image> box regions"``, ...),
+        one label per region, and its ``features`` table gets one row per region: label, the
+        localization metrics against the saliency layer (``saliency``, or the newest saliency
+        layer of the image), SAM score, area, region source and prompt. A region that would
+        overlap another of its kind goes into a further layer (``"<image> box regions 2"``):
+        no region hides another, and each table matches its layer's pixels. Labels are unique
+        over all regions layers of the image. A new run on a plane replaces the regions of the
+        same kind on that plane.
         """
         image = self.image_layer(layer)
         indices = self._indices(image, index, all_slices)
@@ -579,6 +596,7 @@ class SamcamSession:
             "text": text,
             "clip": self.clip,
             "context": self.context,
+            "preprocess": self.sam_preprocess,
             "metric_options": dict(self.metric_options),
             "text_options": dict(self.text_options),
             "saliency_name": None if saliency_layer is None else saliency_layer.name,
@@ -607,26 +625,39 @@ class SamcamSession:
 
     def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str]):
         self._layers()
-        layer, n_rows = write_regions(self.viewer, image, results, settings, shapes_layer)
+        written, n_rows = write_regions(self.viewer, image, results, settings, shapes_layer)
         for note in notes:
             self._warn(note)
         source = REGION_SOURCES[settings["kind"]]
-        self.status.emit(f"{n_rows} region(s) from {source} in {layer.name!r}")
-        return layer
+        names = ", ".join(repr(layer.name) for layer in written)
+        self.status.emit(f"{n_rows} region(s) from {source} in {names}")
+        return written[0]
 
     def segment(self, layer=None, **kwargs):
-        """Run :meth:`segment_job` to the end; returns the regions Labels layer."""
+        """Run :meth:`segment_job` to the end; returns the regions Labels layer (the first one
+        that received a region; :meth:`regions_layers` lists them all)."""
         return self.run(self.segment_job(layer, **kwargs))
 
     # ---------------------------------------------------------------------------------------
     # metrics and saving
 
     def metrics(self, layer=None):
-        """The regions table (a pandas DataFrame) of an image layer, one row per region."""
-        regions = self.regions_layer(layer)
-        if regions is None:
+        """The regions table (a pandas DataFrame) of an image layer, one row per region.
+
+        All regions layers of the image together, ordered by label; the ``layer`` column names
+        the Labels layer that holds each region's pixels.
+        """
+        import pandas as pd
+
+        tables = []
+        for regions in self.regions_layers(layer):
+            table = regions.features
+            if len(table):
+                tables.append(table.assign(layer=regions.name))
+        if not tables:
             raise InputError("no regions yet: segment first (boxes, points, text or saliency).")
-        return regions.features.copy()
+        table = pd.concat(tables, ignore_index=True)
+        return table.sort_values("label", kind="stable").reset_index(drop=True)
 
     def export_metrics(self, path: str | os.PathLike, layer=None) -> list[str]:
         """Write the regions table of an image layer to a CSV file."""

@@ -7,6 +7,7 @@ import argparse
 from ._common import (
     add_device_argument,
     add_sam_arguments,
+    add_sam_preprocess_argument,
     box_arg,
     check_input_file,
     check_out,
@@ -76,6 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--slice", type=non_negative_int, default=None, help="slice index of a 3-D volume"
     )
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             boxes=np.array(args.box) if args.box else None,
             context=args.context,
             window=data.window,
+            preprocess=args.sam_preprocess,
         )
     out.mkdir(parents=True, exist_ok=True)
     labels_image = np.zeros(image.shape[:2], dtype=np.uint16)
