@@ -23,15 +23,21 @@ def viewer(make_napari_viewer):
 
 
 @pytest.fixture
-def reader_preferences(monkeypatch):
+def reader_preferences():
     """napari's reader preferences, changed for this test only (never saved to disk)."""
     from napari.settings import get_settings
 
-    plugins = get_settings().plugins
-    monkeypatch.setattr(get_settings(), "_save_on_change", False)
+    settings = get_settings()
+    plugins = settings.plugins
+    # set and restored by hand: pytest's monkeypatch loses pydantic's private attribute
+    save_on_change = settings._save_on_change
+    settings._save_on_change = False
     saved = dict(plugins.extension2reader)
-    yield plugins
-    plugins.extension2reader = saved
+    try:
+        yield plugins
+    finally:
+        plugins.extension2reader = saved
+        settings._save_on_change = save_on_change
 
 
 def _mask(shape=(2, 30, 40)):
