@@ -29,6 +29,7 @@ __all__ = [
     "to_unit_range",
     "unit_range_limits",
     "validate_image",
+    "window_map",
 ]
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -290,13 +291,9 @@ def to_unit_range(
         rgb = array.ndim == 3
     if rgb and array.shape[-1] == 4:
         array = array[..., :3]
-    low, high = unit_range_limits(array)
+    low, high = unit_range_limits(array)  # also checks that the values are finite
     if window is not None:
-        low, high = float(window[0]), float(window[1])
-        if not high > low:
-            raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
-        out = (array.astype(np.float32) - low) / (high - low)
-        return np.clip(out, 0.0, 1.0, out=out)
+        return window_map(window)(array.astype(np.float32))
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     out = array.astype(np.float32)
@@ -306,6 +303,30 @@ def to_unit_range(
     else:
         out[...] = 0.0
     return out
+
+
+def window_map(window: tuple[float, float]):
+    """The pointwise map :func:`to_unit_range` applies with a ``window``, for float32 arrays.
+
+    Returns a function that maps a float32 array in place (clipped to the window, scaled
+    linearly to ``[0, 1]``) and returns it: callers that resize large images apply it a block
+    at a time.
+
+    Raises
+    ------
+    InputError
+        ``high`` does not exceed ``low``.
+    """
+    low, high = float(window[0]), float(window[1])
+    if not high > low:
+        raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
+
+    def apply(block: np.ndarray) -> np.ndarray:
+        block -= low
+        block /= high - low
+        return np.clip(block, 0.0, 1.0, out=block)
+
+    return apply
 
 
 def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:

@@ -20,7 +20,7 @@ import numpy as np
 from ._accel import env_flag
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
-from .images import image_hash, to_unit_range, validate_image
+from .images import image_hash, unit_range_limits, validate_image, window_map
 from .sam_models import SamModel, load_sam_model
 
 __all__ = [
@@ -419,20 +419,33 @@ class Segmenter:
                 return self._modules()["encoder"](tensor)
 
     # -- embedding ---------------------------------------------------------------------------
-    def _prepare(self, unit: np.ndarray):
-        """``[0, 1]`` image -> normalised, resized and padded ``(1, 3, S, S)`` encoder input."""
+    def _prepare(self, view: np.ndarray, window: tuple[float, float] | None):
+        """Stored image -> the ``(1, 3, S, S)`` encoder input (resized, normalised, padded).
+
+        The stored values are resized (antialiased bilinear, ``_resample.downsample_image``)
+        without a float copy of the whole image; the intensity map of
+        :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
+        window (it is affine), block by block before resizing with one.
+        """
         import torch
         import torch.nn.functional as F
 
+        from ._resample import downsample_image
+
         size = self.model.image_size
-        height, width = unit.shape[:2]
+        height, width = view.shape[:2]
         scale = size / max(height, width)
         new = (int(height * scale + 0.5), int(width * scale + 0.5))
-        tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
-        tensor = tensor.permute(2, 0, 1)[None] if tensor.ndim == 3 else tensor[None, None]
-        tensor = tensor.to(self.device) * 255.0
-        # Resizing is per channel: resize a grey image once, then repeat it as RGB.
-        tensor = F.interpolate(tensor, size=new, mode="bilinear", antialias=True)
+        if view.ndim == 3 and view.shape[-1] == 4:
+            view = view[..., :3]  # alpha is dropped
+        low, high = unit_range_limits(view)  # also checks that the values are finite
+        if window is None:
+            tensor = downsample_image(view, new)
+            tensor = (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
+        else:
+            tensor = downsample_image(view, new, transform=window_map(window))
+        # Resizing is per channel: a grey image is resized once, then repeated as RGB.
+        tensor = tensor[None].to(self.device) * 255.0
         if tensor.shape[1] == 1:
             tensor = tensor.expand(-1, 3, -1, -1)
         sam = self.model.sam
@@ -483,8 +496,7 @@ class Segmenter:
         if progress:
             progress(0, 1)
         view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
-        unit = to_unit_range(view, window)
-        tensor, new = self._prepare(unit)
+        tensor, new = self._prepare(view, window)
         features = self._run_encoder(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
         embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
