@@ -141,3 +141,16 @@ def test_model_inputs_of_a_large_image_need_no_float_copy_of_it(tiny_segmenter, 
         assert peak < float_copy / 4, (window, peak)
         peak = _numpy_peak(lambda w=window: tiny_segmenter._prepare(image, w))
         assert peak < float_copy / 4, (window, peak)
+
+
+def test_overlay_of_a_large_image_maps_the_pixels_shown_with_the_whole_image_range(tmp_path, rng):
+    import imageio.v3 as iio
+
+    from napari_samcam.overlays import save_overlay
+
+    image = (rng.random((1600, 1201)) * 1000 + 500).astype(np.uint16)
+    image[1, 1], image[3, 3] = 0, 4000  # extremes the shown pixels (every 3rd) leave out
+    saliency = np.zeros(image.shape, np.float32)
+    auto = save_overlay(tmp_path / "auto.png", image, saliency=saliency)
+    windowed = save_overlay(tmp_path / "win.png", image, saliency=saliency, window=(0, 4000))
+    np.testing.assert_array_equal(iio.imread(auto), iio.imread(windowed))
