@@ -1,8 +1,9 @@
 """Read medical and ordinary images into arrays, and convert them for models.
 
 Reading: DICOM (single files, multi-frame files, series folders), NIfTI, PNG / JPEG / TIFF / BMP.
-Every reader returns an :class:`ImageData`: the array plus metadata (spacing, modality, display
-window, source path).
+One reader module per format (``_dicom``, ``_nifti``, ``_raster``) returns a plain array and its
+metadata; :func:`read_image` picks the reader and returns an :class:`ImageData`: the array plus
+metadata (spacing, modality, display window, source path; for NIfTI the source orientation).
 
 Conversion: :func:`to_unit_range` is the single documented conversion from a stored array to the
 float32 ``[0, 1]`` intensities both model families take. Classifiers and SAM models then apply
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _dicom, _nifti, _raster
 from .errors import ImageReadError, InputError
 
 __all__ = [
@@ -32,9 +34,9 @@ __all__ = [
     "window_map",
 ]
 
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = _dicom.SUFFIXES
+NIFTI_SUFFIXES = _nifti.SUFFIXES
+RASTER_SUFFIXES = _raster.SUFFIXES
 SUPPORTED_SUFFIXES = DICOM_SUFFIXES + NIFTI_SUFFIXES + RASTER_SUFFIXES
 
 
@@ -86,6 +88,9 @@ def read_image(path: str | Path) -> ImageData:
     Returns
     -------
     ImageData
+        NIfTI volumes come in RAS+ orientation, slices first, whatever the file's orientation;
+        ``metadata["nifti"]`` keeps the file's affine and the reorientation (see
+        :mod:`napari_samcam._nifti`), so results can be written back aligned with the file.
 
     Raises
     ------
@@ -98,92 +103,37 @@ def read_image(path: str | Path) -> ImageData:
     if not path.exists():
         raise ImageReadError(f"image {str(path)!r} does not exist: check the path.")
     if path.is_dir():
-        from ._dicom import read_dicom_series
-
-        data = read_dicom_series(path)
+        array, metadata = _dicom.read_dicom_series(path)
     else:
-        suffix = _suffix(path)
-        try:
-            if suffix in DICOM_SUFFIXES or (suffix not in SUPPORTED_SUFFIXES and _is_dicom(path)):
-                from ._dicom import read_dicom_file
-
-                data = read_dicom_file(path)
-            elif suffix in NIFTI_SUFFIXES:
-                data = _read_nifti(path)
-            elif suffix in RASTER_SUFFIXES:
-                data = _read_raster(path)
-            else:
-                raise ImageReadError(
-                    f"image {str(path)!r}: unsupported file type {suffix or '(none)'!r}. "
-                    f"Supported: {', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
-                )
-        except ImageReadError:
-            raise
-        except Exception as exc:  # any parser failure means a corrupt or mislabelled file
-            raise ImageReadError(
-                f"image {str(path)!r} could not be read as {suffix or 'DICOM'} "
-                f"({type(exc).__name__}: {exc}). Check that the file is complete and that its "
-                "extension matches its content."
-            ) from exc
-    validate_image(data.array, name=str(path), allow_volume=True)
-    data.metadata.setdefault("source", str(path))
-    return data
+        array, metadata = _read_file(path)
+    validate_image(array, name=str(path), allow_volume=True)
+    metadata.setdefault("source", str(path))
+    return ImageData(array, metadata)
 
 
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _read_nifti(path: Path) -> ImageData:
-    import nibabel as nib
-
-    image = nib.load(str(path))
-    array = np.asanyarray(image.dataobj)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
-    array = np.squeeze(array)
-    spacing = zooms[: array.ndim] if array.ndim == len(zooms) else (1.0,) * array.ndim
-    if array.ndim == 3:
-        # NIfTI stores (x, y, z); napari and numpy want slices first: (z, y, x) -> (z, row, col).
-        array = np.transpose(array, (2, 1, 0))
-        spacing = (spacing[2], spacing[1], spacing[0])
-    elif array.ndim == 2:
-        array = array.T
-        spacing = (spacing[1], spacing[0])
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32)
-    return ImageData(
-        np.ascontiguousarray(array, dtype=np.float32),
-        {"format": "nifti", "spacing": spacing, "modality": None, "window": None, "rgb": False},
-    )
-
-
-def _read_raster(path: Path) -> ImageData:
-    if _suffix(path) in (".tif", ".tiff"):
-        import tifffile
-
-        array = tifffile.imread(str(path))
-    else:
-        import imageio.v3 as iio
-
-        array = iio.imread(str(path))
-    array = np.asarray(array)
-    rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
-    if rgb and array.shape[-1] == 4:
-        alpha = array[..., 3]
-        if np.all(alpha == alpha.flat[0]):
-            array = array[..., :3]
-    spacing = (1.0,) * (array.ndim - (1 if rgb else 0))
-    return ImageData(
-        array,
-        {
-            "format": _suffix(path).lstrip("."),
-            "spacing": spacing,
-            "modality": None,
-            "window": None,
-            "rgb": bool(rgb),
-        },
+def _read_file(path: Path) -> tuple[np.ndarray, dict]:
+    """The reader that fits the file's type, with parser failures as ``ImageReadError``."""
+    suffix = _suffix(path)
+    try:
+        if suffix in DICOM_SUFFIXES or (
+            suffix not in SUPPORTED_SUFFIXES and _dicom.is_dicom(path)
+        ):
+            return _dicom.read_dicom_file(path)
+        if suffix in NIFTI_SUFFIXES:
+            return _nifti.read_nifti(path)
+        if suffix in RASTER_SUFFIXES:
+            return _raster.read_raster(path, suffix)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # any parser failure means a corrupt or mislabelled file
+        raise ImageReadError(
+            f"image {str(path)!r} could not be read as {suffix or 'DICOM'} "
+            f"({type(exc).__name__}: {exc}). Check that the file is complete and that its "
+            "extension matches its content."
+        ) from exc
+    raise ImageReadError(
+        f"image {str(path)!r}: unsupported file type {suffix or '(none)'!r}. "
+        f"Supported: {', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
     )
 
 

@@ -49,6 +49,7 @@ from ._layers import (
     saliency_name,
     samcam_meta,
     shapes_to_boxes,
+    source_metadata,
 )
 
 #: Prompt kinds the session understands.
@@ -549,7 +550,8 @@ class SamcamSession:
                 "image_layer": image.name,
                 "provenance": last.provenance(),
                 **({"slices": slices} if lead else {}),
-            }
+            },
+            **source_metadata(image),
         }
         if fresh:
             if layer is not None:
@@ -835,7 +837,8 @@ class SamcamSession:
                 "kind": "regions",
                 "image_layer": image.name,
                 "segmenter": _first(r.model for _, _, regs, _ in results for r in regs),
-            }
+            },
+            **source_metadata(image),
         }
         if layer is None:
             layer = self.viewer.add_labels(
