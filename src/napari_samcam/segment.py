@@ -206,7 +206,7 @@ class _MaskUpsampler:
 _TILE_PIXELS = 1 << 22
 _UPSAMPLERS_KEPT = 32
 #: Box prompts per mask-decoder call (see :class:`Segmenter`).
-PROMPT_BATCH = 8
+PROMPT_BATCH = 4
 _CHUNK = 1 << 22  # bytes per SHA-256 leaf of the content digest
 _DIGEST_POOL = None
 _DIGEST_POOL_LOCK = threading.Lock()
