@@ -14,6 +14,7 @@ __all__ = [
     "OutputExistsError",
     "PromptError",
     "SamcamError",
+    "UntrustedFileError",
 ]
 
 
@@ -35,6 +36,11 @@ class PromptError(InputError):
 
 class CheckpointError(SamcamError):
     """A model checkpoint cannot be loaded (wrong keys, unsafe pickle, missing file)."""
+
+
+class UntrustedFileError(CheckpointError):
+    """A file that can run code when opened (pickle, ``torch.export``, TorchScript) was not
+    opened because the caller did not say it trusts the file."""
 
 
 class ModelNotAvailableError(SamcamError):

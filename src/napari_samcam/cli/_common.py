@@ -38,14 +38,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="lesion-detector",
         help="classifier: a built-in name (lesion-detector, shortcut-detector), "
-        "torchvision:ARCH / timm:ARCH with --checkpoint, a TorchScript file, or hf:FOLDER_OR_ID "
+        "torchvision:ARCH / timm:ARCH with --checkpoint, a .pt2 or TorchScript file (with "
+        "--trust-checkpoint), or hf:FOLDER_OR_ID[@REVISION] "
         "(default: %(default)s)",
     )
     parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: architectures")
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 

@@ -17,8 +17,10 @@ Writes into --out: metrics.parquet / metrics.csv (one row per image x classifier
 region source x metric), summary.csv (mean with bootstrap 95% CI per class and overall),
 agreement.csv (agreement of each region source with the ground truth: Pearson, Spearman, mean
 absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
-region_summary.csv (each region's Dice / IoU with the ground-truth mask), summary.json,
-plots/*.svg and a self-contained report.html.
+region_summary.csv (each region's Dice / IoU with the ground-truth mask), comparison.csv
+(every pair of classifiers and of CAM methods on the items they share: mean difference with a
+paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction, per region source),
+summary.json, plots/*.svg and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
 resumes where it stopped. A folder holding results of another configuration is refused unless
@@ -65,7 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
     parser.add_argument(
         "--method",
@@ -219,4 +223,16 @@ def _print_headline(result) -> None:
                 f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
+            )
+    comparison = result.comparison
+    if comparison is not None and len(comparison):
+        shown = comparison[comparison["metric"].isin(["iou", "energy"])]
+        if len(shown):
+            print("\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p):")
+        for row in shown.itertuples(index=False):
+            within = row.cam_method or row.classifier
+            print(
+                f"  {row.a} vs {row.b} ({within}) {row.region_source:<14} {row.metric:<7} "
+                f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
+                f"p={row.p_holm:.2g} n={row.n}: {row.conclusion}"
             )

@@ -14,6 +14,7 @@ Output folder layout (``out``):
     (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
     image.
 ``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``region_summary.csv``,
+``comparison.csv``,
 ``summary.json``, ``plots/``, ``report.html``
     See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
     :mod:`~napari_samcam.evaluate.report`.
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
+from ..model_files import check_classifier_trust
 from .jobs import (
     EvalSpec,
     Job,
@@ -73,6 +75,7 @@ OUTPUT_NAMES = (
     "regions.parquet",
     "regions.csv",
     "region_summary.csv",
+    "comparison.csv",
     "summary.json",
     "plots",
     "report.html",
@@ -98,6 +101,9 @@ class EvaluationResult:
         One row per region: area, Dice and IoU with the ground-truth mask.
     region_summary : pandas.DataFrame
         Mean Dice / IoU of each region source with the ground truth (bootstrap CIs).
+    comparison : pandas.DataFrame
+        Paired comparisons of classifiers and of CAM methods
+        (:func:`~napari_samcam.evaluate.comparisons.comparison_table`).
     paths : dict
         Output name -> path.
     n_images : int
@@ -116,6 +122,7 @@ class EvaluationResult:
     sam_vs_box: Any
     regions: Any = None
     region_summary: Any = None
+    comparison: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     n_images: int = 0
     n_computed: int = 0
@@ -203,9 +210,10 @@ def make_spec(
         raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
     refs = []
     for spec in classifiers:
-        options: dict[str, Any] = {"device": device}
+        check_classifier_trust(spec, trusted=trust_checkpoint)
+        options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
         if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
-            options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
+            options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
         from ..text import clip_available
@@ -454,8 +462,11 @@ def evaluate(
         ``progress(done, total)`` over the images still to compute (``(0, total)`` first).
     device : optional
         Torch device of every model (default CUDA when available).
-    checkpoint, trust_checkpoint : optional
-        For ``torchvision:`` / ``timm:`` classifiers.
+    checkpoint : path, optional
+        State dict for ``torchvision:`` / ``timm:`` classifiers.
+    trust_checkpoint : bool
+        Trust the classifier files: open ``.pt2`` and TorchScript files and checkpoints that
+        need full unpickling (they can run code; see ``load_classifier``).
     sam_checkpoint : path, optional
         For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
     plots, report : bool
@@ -564,6 +575,7 @@ def _finish(
     """
     import pandas as pd
 
+    from .comparisons import comparison_table
     from .summary import agreement_table as agreement_of
     from .summary import region_summary, sam_vs_box, summarize, summary_record
 
@@ -586,6 +598,8 @@ def _finish(
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
+    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed)
+    paths["comparison.csv"] = _atomic(out / "comparison.csv", comparison.to_csv, index=False)
     paths["region_summary.csv"] = _atomic(out / "region_summary.csv", quality.to_csv, index=False)
     paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
     paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
@@ -598,7 +612,9 @@ def _finish(
         "config": config,
     }
     summary_file = out / "summary.json"
-    _write_json(summary_file, summary_record(info, summary, agreement, versus, quality))
+    _write_json(
+        summary_file, summary_record(info, summary, agreement, versus, quality, comparison)
+    )
     paths["summary.json"] = summary_file
     if plots:
         from .plots import write_plots
@@ -617,6 +633,7 @@ def _finish(
             versus,
             plots=plots,
             regions=quality,
+            comparison=comparison,
         )
     return EvaluationResult(
         out=out,
@@ -626,6 +643,7 @@ def _finish(
         sam_vs_box=versus,
         regions=regions,
         region_summary=quality,
+        comparison=comparison,
         paths=paths,
         n_images=len(jobs),
         n_computed=n_computed,
