@@ -213,7 +213,7 @@ def run(boxes: tuple[int, ...] = (10, 2000), size: int = 30000, device: str = "a
 
     result: dict = {"load_average_start": load_average(), "box_image": BOX_IMAGE}
     result["boxes"] = {str(n): _spawn({"case": "boxes", "n": n, "device": device}) for n in boxes}
-    few, many = str(min(boxes)), str(max(boxes))
+    few, many = (str(min(boxes)), str(max(boxes))) if boxes else ("", "")
     if len(boxes) > 1 and not any("error" in result["boxes"][k] for k in (few, many)):
         ratio = result["boxes"][many]["peak"] / result["boxes"][few]["peak"]
         result["box_ratio"] = ratio
