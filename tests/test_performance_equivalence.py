@@ -369,9 +369,7 @@ def plain_litemedsam(litemedsam):
 
 @pytest.mark.slow
 def test_litemedsam_encoder_features_with_each_optimisation(litemedsam, radiograph):
-    from napari_samcam.images import to_unit_range
-
-    x, _ = litemedsam._prepare(to_unit_range(radiograph))
+    x, _ = litemedsam._prepare(radiograph, None)
     encoder = litemedsam.model.sam.image_encoder
     with torch.inference_mode():
         ref = encoder(x)  # torch's thread setting
