@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
+from conftest import build_tiny_clip  # noqa: E402
 from napari_samcam import text as text_module  # noqa: E402
 from napari_samcam._clip import HFClipEncoder, OpenClipEncoder, _embedding_tensor  # noqa: E402
 from napari_samcam.errors import InputError, ModelNotAvailableError, PromptError  # noqa: E402
@@ -82,61 +83,10 @@ def segmenter():
     return load_segmenter(tiny_sam(), device="cpu")
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE vocabularies use for bytes."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    symbols = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in symbols:
-            symbols[b] = chr(256 + extra)
-            extra += 1
-    return [symbols[b] for b in range(256)]
-
-
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     """A tiny random CLIP saved like a real one: weights, tokenizer, preprocessor config."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    symbols = _byte_symbols()
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": 256 + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 32,
-            "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"],
-        },
-        vision_config={
-            "image_size": 32,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-        },
-        projection_dim=16,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
-    return folder
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 class RiggedClip:

@@ -37,9 +37,16 @@ def read_nifti(path: Path) -> tuple[np.ndarray, dict]:
         RAS+) and ``canonical_affine`` (the affine of the reoriented ``(x, y, z)`` voxels).
     """
     import nibabel as nib
+
+    array, metadata = oriented(nib.load(str(path)))
+    return np.ascontiguousarray(array, dtype=np.float32), metadata
+
+
+def oriented(image) -> tuple[np.ndarray, dict]:
+    """A loaded nibabel image as :func:`read_nifti` lays it out, in its stored dtype (a view
+    where the layout allows)."""
     from nibabel import orientations
 
-    image = nib.load(str(path))
     affine = np.asarray(image.affine, dtype=np.float64)
     array = np.asanyarray(image.dataobj)
     # 2-D files and higher dimensions: orient the three spatial axes, keep the rest
@@ -63,7 +70,6 @@ def read_nifti(path: Path) -> tuple[np.ndarray, dict]:
     keep = [axis for axis, n in enumerate(array.shape) if n != 1]
     array = array.reshape([array.shape[axis] for axis in keep])
     spacing = tuple(spacing[axis] for axis in keep)
-    array = np.ascontiguousarray(array, dtype=np.float32)
     metadata = {
         "format": "nifti",
         "spacing": spacing,

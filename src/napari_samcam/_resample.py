@@ -26,7 +26,14 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["antialias_matrix", "bilinear_matrix", "downsample", "downsample_image", "upsample"]
+__all__ = [
+    "antialias_matrix",
+    "bilinear_matrix",
+    "downsample",
+    "downsample_image",
+    "resized_unit_range",
+    "upsample",
+]
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
@@ -116,7 +123,9 @@ def downsample(image, size: tuple[int, int]):
     return out
 
 
-def downsample_image(image, size: tuple[int, int], *, transform=None, grey: bool = False):
+def downsample_image(
+    image, size: tuple[int, int], *, transform=None, grey: bool = False, scale: float = 1.0
+):
     """Antialiased bilinear resize of an ``(H, W)`` or ``(H, W, C)`` numpy image to ``(C, *size)``.
 
     As :func:`downsample` of the image converted to float32, without that conversion of the
@@ -137,6 +146,9 @@ def downsample_image(image, size: tuple[int, int], *, transform=None, grey: bool
         at full resolution, as mapping the whole image first would.
     grey : bool
         Average the channels (after ``transform``) and return one channel.
+    scale : float
+        Divide the values by this (in the image's own precision) before they become float32:
+        keeps float64 values beyond float32's range finite (see ``images.float32_scale``).
 
     Returns
     -------
@@ -155,7 +167,11 @@ def downsample_image(image, size: tuple[int, int], *, transform=None, grey: bool
     step = max(1, _BLOCK_VALUES // per_column)
     for start in range(0, n_cols, step):
         end = min(start + step, n_cols)
-        block = np.array(image[:, start:end], dtype=np.float32)  # always a copy: writable
+        block = image[:, start:end]
+        if scale != 1.0:
+            block = block / scale
+        with np.errstate(over="ignore"):  # beyond float32: inf, clipped by a window's map
+            block = np.array(block, dtype=np.float32)  # always a copy: writable
         if transform is not None:
             block = transform(block)
         if block.ndim == 2:
@@ -170,6 +186,30 @@ def downsample_image(image, size: tuple[int, int], *, transform=None, grey: bool
     for channel in range(channels):
         out[channel] = (cols @ tall[channel].T.contiguous()).T
     return out
+
+
+def resized_unit_range(image, size: tuple[int, int], window, *, grey: bool = False):
+    """``to_unit_range(image, window)`` resized to ``size`` (antialiased bilinear), as a
+    ``(C, *size)`` float32 tensor, without a float copy of the whole image.
+
+    Without a window the intensity map is affine, so the stored values are resized and only the
+    resized pixels are mapped; with one, each block of the image is mapped before it is resized
+    (see :func:`downsample_image`). Values beyond float32's range are
+    scaled down first (:func:`napari_samcam.images.float32_scale`), as ``to_unit_range`` does.
+    """
+    import torch
+
+    from .images import float32_scale, unit_range_limits, window_map
+
+    low, high = unit_range_limits(image)  # also checks that the values are finite
+    if window is None:
+        scale = float32_scale(low, high)
+        tensor = downsample_image(image, size, grey=grey, scale=scale)
+        low, high = low / scale, high / scale
+        return (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
+    scale = float32_scale(*window)
+    transform = window_map(window, scale=scale)
+    return downsample_image(image, size, transform=transform, grey=grey, scale=scale)
 
 
 def _row_blocks(n_out: int, n_in: int) -> tuple:

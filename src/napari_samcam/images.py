@@ -137,6 +137,41 @@ def _read_file(path: Path) -> tuple[np.ndarray, dict]:
     )
 
 
+def read_nifti_labels(path: str | Path) -> ImageData | None:
+    """A NIfTI label map (intent ``NIFTI_INTENT_LABEL``) with its integer labels, else ``None``.
+
+    Oriented like :func:`read_image` (RAS+, slices first, the source orientation kept in
+    ``metadata["nifti"]``); labels are int32.
+
+    Raises
+    ------
+    ImageReadError
+        The file is not a readable NIfTI file, or its labels are not whole numbers.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        image = nib.load(str(path))
+        if image.header.get_intent()[0] != "label":
+            return None
+        array, metadata = _nifti.oriented(image)
+    except Exception as exc:  # any parser failure means a corrupt or mislabelled file
+        raise ImageReadError(
+            f"label map {str(path)!r} could not be read as NIfTI ({type(exc).__name__}: {exc})."
+        ) from exc
+    whole = array.dtype.kind in "biu" or (
+        bool(np.all(np.isfinite(array))) and bool(np.all(np.rint(array) == array))
+    )
+    if not whole:
+        raise ImageReadError(
+            f"label map {str(path)!r} holds values that are not whole numbers; a label map "
+            "holds integer labels (0 = background)."
+        )
+    metadata.setdefault("source", str(path))
+    return ImageData(np.ascontiguousarray(array.astype(np.int32)), metadata)
+
+
 def validate_image(
     array: np.ndarray, *, name: str = "image", allow_volume: bool = False, finite: bool = True
 ) -> np.ndarray:
@@ -243,9 +278,13 @@ def to_unit_range(
         array = array[..., :3]
     low, high = unit_range_limits(array)  # also checks that the values are finite
     if window is not None:
-        return window_map(window)(array.astype(np.float32))
+        scale = float32_scale(*window)
+        with np.errstate(over="ignore"):  # beyond float32 means beyond the window: clipped
+            block = (array / scale if scale != 1.0 else array).astype(np.float32)
+        return window_map(window, scale=scale)(block)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
+    array, low, high = float32_safe(array, low, high)
     out = array.astype(np.float32)
     if high > low:
         out -= low
@@ -255,12 +294,13 @@ def to_unit_range(
     return out
 
 
-def window_map(window: tuple[float, float]):
+def window_map(window: tuple[float, float], *, scale: float = 1.0):
     """The pointwise map :func:`to_unit_range` applies with a ``window``, for float32 arrays.
 
     Returns a function that maps a float32 array in place (clipped to the window, scaled
     linearly to ``[0, 1]``) and returns it: callers that resize large images apply it a block
-    at a time.
+    at a time. ``scale``: the values were divided by it (:func:`float32_scale`) before they
+    became float32; the window is divided by it too.
 
     Raises
     ------
@@ -270,6 +310,7 @@ def window_map(window: tuple[float, float]):
     low, high = float(window[0]), float(window[1])
     if not high > low:
         raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
+    low, high = low / scale, high / scale
 
     def apply(block: np.ndarray) -> np.ndarray:
         block -= low
@@ -277,6 +318,30 @@ def window_map(window: tuple[float, float]):
         return np.clip(block, 0.0, 1.0, out=block)
 
     return apply
+
+
+#: Intensity magnitude above which :func:`float32_safe` scales values down (float32 overflows
+#: at 3.4e38; the margin keeps ``high - low`` finite too).
+FLOAT32_SAFE_MAGNITUDE = 1e30
+
+
+def float32_scale(low: float, high: float) -> float:
+    """The factor :func:`float32_safe` divides by for values in ``[low, high]`` (1.0: none)."""
+    scale = max(abs(float(low)), abs(float(high)))
+    return scale if scale > FLOAT32_SAFE_MAGNITUDE else 1.0
+
+
+def float32_safe(array: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float, float]:
+    """``array``, ``low`` and ``high`` divided by one factor when float32 would overflow on them.
+
+    ``(x - low) / (high - low)`` is unchanged by the common factor, so the map to ``[0, 1]`` is
+    the same; only values beyond :data:`FLOAT32_SAFE_MAGNITUDE` (float64 data near 1e308, say)
+    are scaled, in float64, before anything is subtracted. Other arrays come back as they are.
+    """
+    scale = float32_scale(low, high)
+    if scale == 1.0:
+        return array, low, high
+    return array / scale, low / scale, high / scale
 
 
 def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:

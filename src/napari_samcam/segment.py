@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from ._accel import env_flag
+from ._prompt_checks import check_boxes, check_points
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
-from .images import image_hash, unit_range_limits, validate_image, window_map
+from .images import image_hash, to_unit_range, validate_image
 from .sam_models import SamModel, load_sam_model
+from .sam_preprocess import apply_preprocess, canonical_name
 
 __all__ = [
     "Embedding",
@@ -429,10 +431,9 @@ class Segmenter:
         :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
         window (it is affine), block by block before resizing with one.
         """
-        import torch
         import torch.nn.functional as F
 
-        from ._resample import downsample_image
+        from ._resample import resized_unit_range
 
         size = self.model.image_size
         height, width = view.shape[:2]
@@ -440,12 +441,7 @@ class Segmenter:
         new = (int(height * scale + 0.5), int(width * scale + 0.5))
         if view.ndim == 3 and view.shape[-1] == 4:
             view = view[..., :3]  # alpha is dropped
-        low, high = unit_range_limits(view)  # also checks that the values are finite
-        if window is None:
-            tensor = downsample_image(view, new)
-            tensor = (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
-        else:
-            tensor = downsample_image(view, new, transform=window_map(window))
+        tensor = resized_unit_range(view, new, window)
         # Resizing is per channel: a grey image is resized once, then repeated as RGB.
         tensor = tensor[None].to(self.device) * 255.0
         if tensor.shape[1] == 1:
@@ -463,6 +459,7 @@ class Segmenter:
         crop: tuple[int, int, int, int] | None = None,
         key: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        preprocess: str | None = None,
     ) -> Embedding:
         """Compute (or fetch from the cache) the embedding of an image or of a crop of it.
 
@@ -478,16 +475,21 @@ class Segmenter:
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image``.
         progress : callable, optional
             Called as ``progress(done, total)``.
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
         """
-        return self._embed(validate_image(image), window, crop, key, progress)
+        preprocess = canonical_name(preprocess)
+        return self._embed(validate_image(image), window, crop, key, progress, preprocess)
 
-    def _embed(self, image, window, crop, key, progress) -> Embedding:
+    def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
         cache_key = (
             key or embedding_key(image),
             self.name,
             None if window is None else tuple(map(float, window)),
             None if crop is None else tuple(int(v) for v in crop),
+            preprocess,
         )
         with self._lock:
             if cache_key in self._cache:
@@ -498,7 +500,11 @@ class Segmenter:
         if progress:
             progress(0, 1)
         view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
-        tensor, new = self._prepare(view, window)
+        if preprocess is None:
+            tensor, new = self._prepare(view, window)
+        else:  # contrast enhancement works on the whole [0, 1] image
+            unit = apply_preprocess(to_unit_range(view, window), preprocess)
+            tensor, new = self._prepare(unit, (0.0, 1.0))
         features = self._run_encoder(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
         embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
@@ -652,6 +658,7 @@ class Segmenter:
         clip: Any = None,
         progress: Callable[[int, int], None] | None = None,
         key: str | None = None,
+        preprocess: str | None = None,
         **text_options: Any,
     ) -> list[Region]:
         """Segment regions from prompts.
@@ -687,12 +694,17 @@ class Segmenter:
         key : str, optional
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image`` (skips hashing
             it; it must be the hash of this very content).
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees for point and box prompts
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``,
+            ``"clahe+gamma:0.8"``); recorded in each region's prompt as ``"preprocess"``.
 
         Returns
         -------
         list of Region
         """
         image = validate_image(image)
+        preprocess = canonical_name(preprocess)
         if text is not None:
             from .text import segment_text
 
@@ -700,8 +712,8 @@ class Segmenter:
                 self, image, text, clip=clip, window=window, progress=progress, **text_options
             )
         height, width = image.shape[:2]
-        pts, labels = _check_points(points, point_labels, (height, width))
-        boxes_arr = _check_boxes(boxes, (height, width))
+        pts, labels = check_points(points, point_labels, (height, width))
+        boxes_arr = check_boxes(boxes, (height, width))
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
@@ -721,6 +733,8 @@ class Segmenter:
         if key is None:
             key = embedding_key(image)
         prompt_base: dict[str, Any] = {}
+        if preprocess is not None:
+            prompt_base["preprocess"] = preprocess
         if pts is not None:
             prompt_base["points"] = pts.tolist()
             prompt_base["point_labels"] = labels.tolist()
@@ -728,7 +742,7 @@ class Segmenter:
             return self._segment_in_context(
                 image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
             )
-        embedding = self._embed(image, window, None, key, progress)
+        embedding = self._embed(image, window, None, key, progress, preprocess)
         decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
         regions = []
         for i, (mask, score) in enumerate(decoded):
@@ -747,7 +761,7 @@ class Segmenter:
         regions = []
         for i, box in enumerate(boxes):
             crop = context_crop(box, (height, width), context, self.model.image_size // 4)
-            embedding = self._embed(image, window, crop, key, None)
+            embedding = self._embed(image, window, crop, key, None, prompt_base.get("preprocess"))
             offset = np.array(crop[:2])
             local_box = (box - np.tile(offset, 2))[None]
             local_pts = None
@@ -781,59 +795,6 @@ def context_crop(
         start = int(round(min(max(centre - length / 2, 0), limit - length)))
         out.append((start, int(min(start + round(length), limit))))
     return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-def _check_points(points, labels, shape):
-    if points is None:
-        return None, None
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
-    if pts is None:
-        return None, None
-    if not np.isfinite(pts).all():
-        raise PromptError(f"points: {pts.tolist()} contain NaN or inf; pass finite (row, col).")
-    outside = ~((pts >= 0).all(1) & (pts[:, 0] < shape[0]) & (pts[:, 1] < shape[1]))
-    if outside.any():
-        raise PromptError(
-            f"points {pts[outside].tolist()} lie outside the image of shape {shape}; points are "
-            "(row, col) pixel coordinates inside it."
-        )
-    if labels is None:
-        labels_arr = np.ones(len(pts), dtype=np.int64)
-    else:
-        labels_arr = np.asarray(labels).astype(np.int64).reshape(-1)
-        if labels_arr.shape[0] != len(pts) or not np.isin(labels_arr, (0, 1)).all():
-            raise PromptError(
-                f"point_labels {labels_arr.tolist()}: pass one label per point, 1 for a "
-                "positive and 0 for a negative point."
-            )
-    return pts, labels_arr
-
-
-def _check_boxes(boxes, shape):
-    if boxes is None:
-        return None
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return None
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4 or not np.isfinite(arr).all():
-        raise PromptError(
-            f"boxes: shape {np.shape(boxes)}; pass (row0, col0, row1, col1) or an (M, 4) array."
-        )
-    bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-    if bad.any():
-        raise PromptError(
-            f"boxes {arr[bad].tolist()} are empty: row1 > row0 and col1 > col0 are needed "
-            "(end exclusive)."
-        )
-    outside = (arr[:, :2] < 0).any(1) | (arr[:, 2] > shape[0]) | (arr[:, 3] > shape[1])
-    if outside.any():
-        raise PromptError(
-            f"boxes {arr[outside].tolist()} reach outside the image of shape {shape}; clip them "
-            "to [0, H] x [0, W]."
-        )
-    return arr
 
 
 _SEGMENTERS: dict[tuple, Segmenter] = {}

@@ -99,14 +99,18 @@ def annotation_region(
     clip: Any = None,
     text_options: dict | None = None,
     key: str | None = None,
+    preprocess: str | None = None,
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
     ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
     needs a text. ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``preprocess``: SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`) for
+    ``sam-box``, recorded in the prompt.
     """
     shape = image.shape[:2]
     boxes = [tuple(int(v) for v in b) for b in boxes]
+    extra = {} if preprocess is None else {"preprocess": preprocess}
     if source == "ground-truth":
         if mask is None:
             return None
@@ -127,9 +131,15 @@ def annotation_region(
             return None
         clipped = [_clip_box(b, shape) for b in boxes]
         regions = segmenter.segment(
-            image, boxes=np.array(clipped), context=context, window=window, source=source, key=key
+            image,
+            boxes=np.array(clipped),
+            context=context,
+            window=window,
+            source=source,
+            key=key,
+            preprocess=preprocess,
         )
-        prompt = {"boxes": [list(b) for b in clipped], "context": context}
+        prompt = {"boxes": [list(b) for b in clipped], "context": context, **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-text":
         if not text:
@@ -180,13 +190,17 @@ def saliency_region(
     max_boxes: int = 1,
     window=None,
     key: str | None = None,
+    preprocess: str | None = None,
 ) -> Region:
     """The region of a saliency-prompted source; an empty region when the map is flat.
 
-    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known. ``preprocess``:
+    SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`), recorded in the prompt.
     """
     from ..prompts import saliency_boxes, saliency_peak_points
 
+    extra = {} if preprocess is None else {"preprocess": preprocess}
+    common = {"window": window, "source": source, "key": key, "preprocess": preprocess}
     shape = image.shape[:2]
     empty = Region(np.zeros(shape, dtype=bool), source, {}, float("nan"), segmenter.name)
     if float(saliency.max()) <= float(saliency.min()):
@@ -195,12 +209,11 @@ def saliency_region(
     if source == "sam-saliency-box":
         boxes = saliency_boxes(saliency, max_boxes=max_boxes, **binarization)
         prompt = {"boxes": boxes.tolist(), "context": context, "binarization": binarization}
+        prompt.update(extra)
         if len(boxes) == 0:
             empty.prompt = prompt
             return empty
-        regions = segmenter.segment(
-            image, boxes=boxes, context=context, window=window, source=source, key=key
-        )
+        regions = segmenter.segment(image, boxes=boxes, context=context, **common)
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-saliency-peak":
         peaks = saliency_peak_points(saliency, n=1)
@@ -209,19 +222,16 @@ def saliency_region(
         peak = peaks[0]
         if segmenter.model.box_only:
             box = half_maximum_box(saliency, peak)
-            regions = segmenter.segment(
-                image, boxes=box[None], context=context, window=window, source=source, key=key
-            )
+            regions = segmenter.segment(image, boxes=box[None], context=context, **common)
             prompt = {
                 "point": peak.tolist(),
                 "boxes": [box.tolist()],
                 "box_rule": "half-maximum blob around the peak",
                 "context": context,
+                **extra,
             }
         else:
-            regions = segmenter.segment(
-                image, points=peak[None], window=window, source=source, key=key
-            )
-            prompt = {"point": peak.tolist()}
+            regions = segmenter.segment(image, points=peak[None], **common)
+            prompt = {"point": peak.tolist(), **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
     raise InputError(f"{source!r} is not a saliency-based region source.")
