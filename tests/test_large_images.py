@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import identity_classifier
 from napari_samcam import _resample
 from napari_samcam.images import to_unit_range
 
@@ -65,20 +66,6 @@ def test_downsample_image_in_blocks_matches_mapping_then_interpolating(
     assert image.dtype == dtype and image.max() > 0  # the input is left alone
 
 
-def _classifier(channels: int):
-    from napari_samcam.classifiers import Classifier
-
-    return Classifier(
-        model=torch.nn.Identity(),
-        name="identity",
-        class_names=["a", "b"],
-        input_size=(64, 48),
-        channels=channels,
-        mean=(0.5,) * channels,
-        std=(0.25,) * channels,
-    )
-
-
 @pytest.mark.parametrize("channels", [1, 3])
 def test_classifier_tensor_with_a_window_maps_blocks_before_resizing(rng, monkeypatch, channels):
     from napari_samcam.classifiers import classifier_tensor
@@ -89,7 +76,7 @@ def test_classifier_tensor_with_a_window_maps_blocks_before_resizing(rng, monkey
     for data in (image, image[..., 0]):
         ref = _reference(data, (64, 48), window, grey=channels == 1 and data.ndim == 3)
         ref = (ref.expand(channels, -1, -1) - 0.5) / 0.25
-        got = classifier_tensor(data, _classifier(channels), window=window)
+        got = classifier_tensor(data, identity_classifier(channels), window=window)
         np.testing.assert_allclose(got[0].numpy(), ref.numpy(), atol=2e-5)
 
 
@@ -137,7 +124,9 @@ def test_model_inputs_of_a_large_image_need_no_float_copy_of_it(tiny_segmenter, 
     image = rng.integers(0, 256, (2400, 2000), dtype=np.uint8)
     float_copy = image.size * 4  # 19 MB
     for window in (None, (10, 200)):
-        peak = _numpy_peak(lambda w=window: classifier_tensor(image, _classifier(3), window=w))
+        peak = _numpy_peak(
+            lambda w=window: classifier_tensor(image, identity_classifier(3), window=w)
+        )
         assert peak < float_copy / 4, (window, peak)
         peak = _numpy_peak(lambda w=window: tiny_segmenter._prepare(image, w))
         assert peak < float_copy / 4, (window, peak)
