@@ -206,15 +206,17 @@ def test_top_k_threshold_and_similarity_mode(segmenter):
     assert plain[0].score == pytest.approx(plain[0].prompt["similarity"], abs=1e-6)
 
 
-def test_segmenter_segment_and_text_regions_delegate(segmenter):
+def test_text_prompts_are_built_on_the_segmenter_not_inside_it(segmenter):
     image, disk, square = scene()
-    via_segment = segmenter.segment(
-        image, text="bright", clip=RiggedClip(), proposals=[square, disk]
+    via_function = segment_text(
+        segmenter, image, "bright", clip=RiggedClip(), proposals=[square, disk]
     )
     via_helper = text_regions(segmenter, image, "bright", RiggedClip(), proposals=[square, disk])
-    for regions in (via_segment, via_helper):
+    for regions in (via_function, via_helper):
         assert np.array_equal(regions[0].mask, disk)
         assert regions[0].source == "sam-text"
+    with pytest.raises(TypeError, match="text"):
+        segmenter.segment(image, text="bright", clip=RiggedClip())
 
 
 def test_crop_for_clip_geometry_and_background():
@@ -323,19 +325,19 @@ def test_second_text_costs_only_the_text_encoding(clip_folder):
         for mode in ("points", "boxes"):
             options = dict(PERMISSIVE, proposals=mode)
             before = dict(calls)
-            seg.segment(image, text="nodule", clip=encoder, **options)
+            segment_text(seg, image, "nodule", clip=encoder, **options)
             assert calls["sam"] - before["sam"] <= 1
             assert calls["image"] - before["image"] == 1
             first = dict(calls)
             encoder_calls = seg.encoder_calls
             for text in (f"left lung {mode}", "nodule"):
-                seg.segment(image, text=text, clip=encoder, negatives=[f"x {mode}"], **options)
+                segment_text(seg, image, text, clip=encoder, negatives=[f"x {mode}"], **options)
             assert calls["sam"] == first["sam"]
             assert seg.encoder_calls == encoder_calls
             assert calls["image"] == first["image"]
             assert calls["text"] > first["text"]
             # Another crop style needs new crop embeddings, not new proposals.
-            seg.segment(image, text="nodule", clip=encoder, background="keep", **options)
+            segment_text(seg, image, "nodule", clip=encoder, background="keep", **options)
             assert calls["sam"] == first["sam"]
             assert calls["image"] == first["image"] + 1
         assert seg.encoder_calls >= 1
@@ -395,7 +397,7 @@ def test_no_clip_is_a_clear_error(segmenter):
         segment_text(segmenter, image, "nodule", proposals=[disk])
     assert "save_pretrained" in str(info.value) and "--clip" in str(info.value)
     with pytest.raises(ModelNotAvailableError):
-        segmenter.segment(image, text="nodule")
+        segment_text(segmenter, image, "nodule")
 
 
 def test_missing_folder_names_it(tmp_path):

@@ -43,13 +43,18 @@ class Protocol:
     metric_names: tuple
     description: str
 
-    def prepare(self, saliency: Any, shape: tuple[int, int]) -> Any:
-        """Work shared by every region scored against one saliency map."""
+    def prepare(self, saliency: Any, shape: tuple[int, int], device: Any = None) -> Any:
+        """Work shared by every region scored against one saliency map.
+
+        ``device``: a torch device (CUDA) for the sort of the ``samcam`` protocol's map.
+        """
         if self.name == "chexlocalize":
             from .chexlocalize import prepare
 
             return prepare(saliency.raw, shape)
-        return saliency.map
+        from .metrics import prepare_map
+
+        return prepare_map(saliency.map, device=device)
 
     def score(self, prepared: Any, mask: np.ndarray, binarization: dict) -> dict[str, float]:
         """Every metric of one map (as :meth:`prepare` returned it) and one region mask."""
@@ -60,6 +65,16 @@ class Protocol:
         from .metrics import localization_metrics
 
         return localization_metrics(prepared, mask, **binarization)
+
+    def score_many(
+        self, prepared: Any, masks: list[np.ndarray], binarization: dict
+    ) -> list[dict[str, float]]:
+        """:meth:`score` of several regions against one map (one sort of the map for all)."""
+        if self.name == "chexlocalize":
+            return [self.score(prepared, mask, binarization) for mask in masks]
+        from .metrics import localization_metrics
+
+        return localization_metrics(prepared, masks, **binarization)
 
     def interval(
         self, values: np.ndarray, *, n_resamples: int, seed: int, confidence: float = 0.95

@@ -654,12 +654,9 @@ class Segmenter:
         context: float | None = None,
         window: tuple[float, float] | None = None,
         source: str | None = None,
-        text: str | None = None,
-        clip: Any = None,
         progress: Callable[[int, int], None] | None = None,
         key: str | None = None,
         preprocess: str | None = None,
-        **text_options: Any,
     ) -> list[Region]:
         """Segment regions from prompts.
 
@@ -687,8 +684,6 @@ class Segmenter:
             Intensity window.
         source : str, optional
             Region source name for provenance (default from the prompt kind).
-        text, clip, **text_options
-            Text prompt: see :func:`napari_samcam.text.segment_text`.
         progress : callable, optional
             ``progress(done, total)`` over encoder runs.
         key : str, optional
@@ -705,18 +700,13 @@ class Segmenter:
         """
         image = validate_image(image)
         preprocess = canonical_name(preprocess)
-        if text is not None:
-            from .text import segment_text
-
-            return segment_text(
-                self, image, text, clip=clip, window=window, progress=progress, **text_options
-            )
         height, width = image.shape[:2]
         pts, labels = check_points(points, point_labels, (height, width))
         boxes_arr = check_boxes(boxes, (height, width))
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
-                "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
+                "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
+                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
         if self.model.box_only and boxes_arr is None and pts is not None:
             warnings.warn(

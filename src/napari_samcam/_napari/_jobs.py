@@ -9,6 +9,7 @@ callable writes the layers (see :mod:`napari_samcam._napari._result_layers`).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -205,35 +206,31 @@ def segment_steps(
         cancel.check()
         yield Step(f"SAM {kind}{where}", step + 1, total)
         step += 2
-        kwargs: dict[str, Any] = {"window": plane.window, "source": source}
-        if kind == "text":
-            kwargs.update(text=settings["text"], clip=settings["clip"])
-            kwargs.update(settings["text_options"])
+        kwargs: dict[str, Any] = {"window": plane.window}
+        run = segmenter.segment
+        if kind == "text":  # text prompts are built on the segmenter
+            from ..text import segment_text
+
+            run = functools.partial(segment_text, segmenter, text=settings["text"])
+            kwargs.update(clip=settings["clip"], **settings["text_options"])
         else:
-            kwargs.update(boxes=boxes, points=points, point_labels=labels)
+            kwargs.update(boxes=boxes, points=points, point_labels=labels, source=source)
             kwargs["preprocess"] = settings["preprocess"]
             if context is not None and boxes is not None and len(boxes):
                 kwargs["context"] = context
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            regions = segmenter.segment(
-                plane.array, progress=cancel.progress("segmenting"), **kwargs
-            )
+            regions = run(plane.array, progress=cancel.progress("segmenting"), **kwargs)
         for warning in caught:
             if not _is_metric_warning(warning):
                 notes.append(str(warning.message))
-        rows = []
-        for region in regions:
-            row: dict[str, Any] = {}
-            if request.saliency is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    row.update(
-                        localization_metrics(
-                            request.saliency, region.mask, **settings["metric_options"]
-                        )
-                    )
-            rows.append(row)
+        rows: list[dict[str, Any]] = [{} for _ in regions]
+        if request.saliency is not None and regions:
+            with warnings.catch_warnings():  # one sort of the map for all its regions
+                warnings.simplefilter("ignore")
+                rows = localization_metrics(
+                    request.saliency, [r.mask for r in regions], **settings["metric_options"]
+                )
         results.append((request, boxes, regions, rows))
     cancel.check()
     yield Step("done", total, total)

@@ -107,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
         if args.negative_text is not None:
             options["negatives"] = tuple(args.negative_text)
-        regions = segmenter.segment(
-            image, text=args.text, clip=args.clip, window=data.window, **options
+        from ..text import segment_text
+
+        regions = segment_text(
+            segmenter, image, args.text, clip=args.clip, window=data.window, **options
         )
     else:
         points = [*args.point, *args.negative_point]

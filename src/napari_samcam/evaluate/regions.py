@@ -78,9 +78,12 @@ def check_region_sources(sources) -> tuple[str, ...]:
 
 
 def _union(regions: list[Region], shape, source: str, prompt: dict, model: str) -> Region:
-    mask = np.zeros(shape, dtype=bool)
-    for region in regions:
-        mask |= region.mask
+    if len(regions) == 1:
+        mask = regions[0].mask  # no full-size copy of a single region
+    else:
+        mask = np.zeros(shape, dtype=bool)
+        for region in regions:
+            mask |= region.mask
     scores = [r.score for r in regions if np.isfinite(r.score)]
     score = float(np.mean(scores)) if scores else float("nan")
     return Region(mask, source, prompt, score, model)
@@ -145,7 +148,9 @@ def annotation_region(
         if not text:
             return None
         options = dict(text_options or {})
-        regions = segmenter.segment(image, text=text, clip=clip, window=window, **options)
+        from ..text import segment_text
+
+        regions = segment_text(segmenter, image, text, clip=clip, window=window, **options)
         name = clip if clip is None or isinstance(clip, str) else getattr(clip, "name", "")
         prompt = {"text": text, "clip": name or type(clip).__name__, **options}
         if regions:
@@ -191,11 +196,14 @@ def saliency_region(
     window=None,
     key: str | None = None,
     preprocess: str | None = None,
+    binary: np.ndarray | None = None,
 ) -> Region:
     """The region of a saliency-prompted source; an empty region when the map is flat.
 
     ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known. ``preprocess``:
     SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`), recorded in the prompt.
+    ``binary``: the map binarized with ``binarization`` when already computed (the metrics need
+    it too).
     """
     from ..prompts import saliency_boxes, saliency_peak_points
 
@@ -207,7 +215,7 @@ def saliency_region(
         empty.prompt = {"note": "constant saliency map: no prompt"}
         return empty
     if source == "sam-saliency-box":
-        boxes = saliency_boxes(saliency, max_boxes=max_boxes, **binarization)
+        boxes = saliency_boxes(saliency, max_boxes=max_boxes, binary=binary, **binarization)
         prompt = {"boxes": boxes.tolist(), "context": context, "binarization": binarization}
         prompt.update(extra)
         if len(boxes) == 0:
