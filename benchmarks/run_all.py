@@ -15,6 +15,8 @@ metrics   localization_metrics of one 1024 x 1024 pair vs a straightforward refe
 evaluate  samcam evaluate on N phantoms vs its model compute (encoder + decode + CAM)
 share     the metrics' share of samcam evaluate on 2320 x 2828 images with 10 tasks each
 demo      peak RSS of samcam demo (a subprocess)
+memory    peak RSS of segment with 10 vs 2000 boxes, and of explain / segment on a 30000^2
+          uint8 image (fresh subprocesses; the large cases need about 6 GB free)
 
 Prints a table (figure, measured, baseline, ratio, target, whether it holds) and writes every
 detail as JSON. Timings are medians of interleaved rounds; on a shared machine, the load
@@ -40,7 +42,7 @@ ensure_importable()
 
 from benchmarks._common import load_average, machine, pick_device  # noqa: E402
 
-SUITES = ("encoder", "prompt", "cam", "metrics", "evaluate", "share", "demo")
+SUITES = ("encoder", "prompt", "cam", "metrics", "evaluate", "share", "demo", "memory")
 
 
 def _settings(quick: bool) -> dict:
@@ -53,6 +55,7 @@ def _settings(quick: bool) -> dict:
             "evaluate": {"n": 3},
             "share": {"n": 1},
             "demo": {"n": 2},
+            "memory": {"boxes": (10, 2000), "size": 30000},
         }
     return {
         "encoder": {"rounds": 5, "compile": True},
@@ -62,6 +65,7 @@ def _settings(quick: bool) -> dict:
         "evaluate": {"n": 16},
         "share": {"n": 1},
         "demo": {"n": 8},
+        "memory": {"boxes": (10, 2000), "size": 30000},
     }
 
 
@@ -94,6 +98,10 @@ def run_suite(name: str, options: dict, device: str) -> dict:
         from benchmarks import bench_demo
 
         return bench_demo.run(options["n"], device)
+    if name == "memory":
+        from benchmarks import bench_memory
+
+        return bench_memory.run(options["boxes"], options["size"], device)
     raise ValueError(name)
 
 
@@ -101,23 +109,28 @@ def _holds(value) -> str:
     return "n/a" if value is None else ("yes" if value else "NO")
 
 
+def _row(figure, measured, baseline, ratio, target, holds) -> dict:
+    return {
+        "figure": figure,
+        "measured": measured,
+        "baseline": baseline,
+        "ratio": ratio,
+        "target": target,
+        "holds": _holds(holds),
+    }
+
+
 def table_rows(results: dict) -> list[dict]:
     """One row per figure: what, measured, baseline, ratio, target, holds."""
     rows = []
 
-    def add(figure, measured, baseline, ratio, target, holds):
-        rows.append(
-            {
-                "figure": figure,
-                "measured": measured,
-                "baseline": baseline,
-                "ratio": ratio,
-                "target": target,
-                "holds": _holds(holds),
-            }
-        )
+    def add(*cells):
+        rows.append(_row(*cells))
 
     for name, result in results.items():
+        if name == "memory":
+            rows += memory_rows(result)
+            continue
         if "error" in result and name != "demo":
             add(name, "error", "", "", "", None)
             continue
@@ -321,6 +334,53 @@ def table_rows(results: dict) -> list[dict]:
                     "<= 2 GB",
                     result["target_met"],
                 )
+    return rows
+
+
+def memory_rows(result: dict) -> list[dict]:
+    """The memory suite's rows (see :mod:`benchmarks.bench_memory`)."""
+    from benchmarks.bench_memory import BOX_RATIO_TARGET, LARGE_FACTOR_TARGET
+
+    rows = []
+
+    def add(*cells):
+        rows.append(_row(*cells))
+
+    boxes = result.get("boxes", {})
+    if boxes:
+        few, many = min(boxes, key=int), max(boxes, key=int)
+        side = result["box_image"]
+        if "box_ratio" in result:
+            add(
+                f"segment peak RSS, {many} boxes, {side}x{side}",
+                f"{boxes[many]['peak'] / 1e9:.2f} GB",
+                f"{few} boxes {boxes[few]['peak'] / 1e9:.2f} GB",
+                f"{result['box_ratio']:.3f}x",
+                f"<= {BOX_RATIO_TARGET}x",
+                result["box_target_met"],
+            )
+        else:
+            add(f"segment peak RSS, {many} boxes", "error", "", "", "", None)
+    large = result.get("large", {})
+    side = large.get("size")
+    if "skipped" in large:
+        add(f"explain / segment peak RSS, {side}^2", "skipped", large["skipped"], "", "", None)
+    for kind in ("explain", "segment"):
+        info = large.get(kind)
+        if info is None:
+            continue
+        if "error" in info:
+            add(f"{kind} peak RSS, {side}^2 uint8", "error", "", "", "", None)
+            continue
+        add(
+            f"{kind} peak RSS, {side}^2 uint8 TIFF",
+            f"{info['peak'] / 1e9:.2f} GB",
+            f"image in float32 {large['float32_bytes'] / 1e9:.2f} GB "
+            f"(process before reading {info['baseline_rss'] / 1e9:.2f} GB)",
+            f"{info['x_float32']:.2f}x",
+            f"<= {LARGE_FACTOR_TARGET:.0f}x" if kind == "explain" else "(info)",
+            info["target_met"] if kind == "explain" else None,
+        )
     return rows
 
 

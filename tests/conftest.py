@@ -94,6 +94,24 @@ def tiny_classifier():
     )
 
 
+def identity_classifier(channels: int):
+    """A pass-through Classifier to a (64, 48) input, mean 0.5 and std 0.25 per channel: its
+    ``classifier_tensor`` is the model input itself."""
+    import torch
+
+    from napari_samcam.classifiers import Classifier
+
+    return Classifier(
+        model=torch.nn.Identity(),
+        name="identity",
+        class_names=["a", "b"],
+        input_size=(64, 48),
+        channels=channels,
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+    )
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

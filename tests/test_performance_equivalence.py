@@ -325,22 +325,15 @@ def test_classifier_tensor_resizes_before_mapping_intensities(rng, dtype, channe
     """Resize-then-map equals the plain map-then-resize (``to_unit_range``, interpolate)."""
     import torch.nn.functional as F
 
-    from napari_samcam.classifiers import Classifier, classifier_tensor
+    from conftest import identity_classifier
+    from napari_samcam.classifiers import classifier_tensor
     from napari_samcam.images import to_unit_range
 
     high = 255 if dtype == np.uint8 else 3000
     image = (rng.random((333, 257, 3)) * high + 7).astype(dtype)
     for colour in (False, True):
         data = image if colour else image[..., 0]
-        classifier = Classifier(
-            model=torch.nn.Identity(),
-            name="identity",
-            class_names=["a", "b"],
-            input_size=(64, 48),
-            channels=channels,
-            mean=(0.5,) * channels,
-            std=(0.25,) * channels,
-        )
+        classifier = identity_classifier(channels)
         unit = torch.from_numpy(to_unit_range(data))
         unit = unit.permute(2, 0, 1) if colour else unit[None]
         if channels == 1:
@@ -369,9 +362,7 @@ def plain_litemedsam(litemedsam):
 
 @pytest.mark.slow
 def test_litemedsam_encoder_features_with_each_optimisation(litemedsam, radiograph):
-    from napari_samcam.images import to_unit_range
-
-    x, _ = litemedsam._prepare(to_unit_range(radiograph))
+    x, _ = litemedsam._prepare(radiograph, None)
     encoder = litemedsam.model.sam.image_encoder
     with torch.inference_mode():
         ref = encoder(x)  # torch's thread setting

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ._resample import resized_unit_range
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
-from .images import float32_safe, to_unit_range, unit_range_limits, validate_image
+from .images import to_unit_range, validate_image
 from .model_files import (
     TRUST_FIX,
     first_line,
@@ -222,11 +223,10 @@ def classifier_tensor(
 
     Without a window the intensity mapping is affine, so the image is resized first and only
     the resized pixels are mapped (same values to float32 rounding, a fraction of the work on
-    large images).
+    large images). With a window, the image is mapped and resized a block of columns at a
+    time. Either way the image is never copied whole to float32.
     """
     import torch
-
-    from ._resample import downsample
 
     image = validate_image(image, finite=False)
     if classifier.center_crop:
@@ -236,25 +236,15 @@ def classifier_tensor(
     if rgb and image.shape[-1] == 4:
         image = image[..., :3]
     size = None if classifier.input_size is None else tuple(int(s) for s in classifier.input_size)
-    resize = size is not None and tuple(image.shape[:2]) != size
-    # a window clips, which does not commute with resizing: then map at full size
-    map_after = window is None and resize
-    if map_after:
-        array, low, high = float32_safe(image, *unit_range_limits(image))
-    else:
+    grey = rgb and classifier.channels == 1
+    if size is None or tuple(image.shape[:2]) == size:
         array = to_unit_range(image, window, rgb=rgb)
-    if array.dtype != np.float32 or not array.flags.writeable:
-        array = array.astype(np.float32)
-    elif not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
-    tensor = torch.from_numpy(array)
-    tensor = tensor.permute(2, 0, 1) if rgb else tensor[None]
-    if classifier.channels == 1 and tensor.shape[0] == 3:
-        tensor = tensor.mean(0, keepdim=True)
-    if resize:
-        tensor = downsample(tensor, size)
-    if map_after:
-        tensor = (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        tensor = tensor.permute(2, 0, 1) if rgb else tensor[None]
+        if grey:
+            tensor = tensor.mean(0, keepdim=True)
+    else:
+        tensor = resized_unit_range(image, size, window, grey=grey)
     if classifier.channels == 3 and tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1)
     mean = torch.tensor(classifier.mean, dtype=torch.float32).view(-1, 1, 1)

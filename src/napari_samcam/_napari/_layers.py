@@ -255,6 +255,13 @@ def geometry_kwargs(image_layer) -> dict:
     }
 
 
+def source_metadata(image_layer) -> dict:
+    """Metadata that layers derived from an image inherit: the NIfTI source geometry (affine and
+    reorientation), so that their masks and maps are written back aligned with the source."""
+    nifti = (image_layer.metadata or {}).get("nifti")
+    return {"nifti": nifti} if nifti is not None else {}
+
+
 def saliency_name(saliency) -> str:
     """Layer name of a saliency map: classifier, method and class."""
     return f"{saliency.classifier} {saliency.method} [{saliency.class_name}]"

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from .._dicom import SUFFIXES as DICOM_SUFFIXES
+from .._dicom import is_dicom
+from .._nifti import SUFFIXES as NIFTI_SUFFIXES
 from ._layers import META_KEY
 from ._session_io import is_session, read_session
-
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 LayerData = tuple[Any, dict, str]
 
@@ -39,12 +39,10 @@ def _looks_like_dicom_folder(path: Path) -> bool:
         if entry.suffix.lower() in DICOM_SUFFIXES:
             return True
         try:
-            with open(entry, "rb") as handle:
-                head = handle.read(132)
+            if is_dicom(entry):
+                return True
         except OSError:
             continue
-        if len(head) == 132 and head[128:132] == b"DICM":
-            return True
     return False
 
 

@@ -25,6 +25,7 @@ from ._layers import (
     regions_name,
     saliency_name,
     samcam_meta,
+    source_metadata,
 )
 
 
@@ -94,7 +95,8 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
             "image_layer": image.name,
             "provenance": last.provenance(),
             **({"slices": slices} if lead else {}),
-        }
+        },
+        **source_metadata(image),
     }
     if fresh:
         if layer is not None:
@@ -212,7 +214,8 @@ def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_la
                 "prompt": kind,
                 "stack": place + 1,
                 "segmenter": segmenter,
-            }
+            },
+            **source_metadata(image),
         }
         if layer is None:
             layer = viewer.add_labels(

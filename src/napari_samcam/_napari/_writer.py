@@ -61,9 +61,18 @@ def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> 
 
 
 def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
-    """NIfTI with the layer's scale as voxel size; masks keep integer labels and are marked as
-    label maps (NIfTI intent ``NIFTI_INTENT_LABEL``), which the reader opens as Labels again."""
+    """Write a NIfTI file; aligned with the source file when the layer records one.
+
+    Layers of an image read from NIfTI (the image, its saliency maps and regions) carry the
+    source's affine and reorientation (``metadata["nifti"]``): the array is put back in the
+    source's voxel order and written with its affine, so it lines up voxel for voxel with the
+    source. Other layers get the layer's scale as voxel size. Masks keep integer labels and are
+    marked as label maps (NIfTI intent ``NIFTI_INTENT_LABEL``), which the reader opens as
+    Labels again.
+    """
     import nibabel as nib
+
+    from .._nifti import to_source
 
     if meta.get("rgb"):
         raise InputError(
@@ -75,16 +84,27 @@ def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
             f"{path.name}: layer data has {array.ndim} axes; NIfTI export takes 2-D images "
             "and 3-D (slice, row, col) volumes. Save as .tif instead."
         )
-    # napari (slice, row, col) -> NIfTI (x, y, z) = (col, row, slice): the inverse of the reader.
-    data = array.T
-    zooms = scale[::-1]
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    elif data.dtype in (np.int64, np.uint64, np.uint32):
-        data = data.astype(np.int32)
-    affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
-    image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-    image.header.set_zooms(tuple(zooms))
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype in (np.int64, np.uint64, np.uint32):
+        array = array.astype(np.int32)
+    source = (meta.get("metadata") or {}).get("nifti")
+    placed = to_source(array, source) if isinstance(source, dict) else None
+    if placed is not None:
+        image = nib.Nifti1Image(*placed)
+    else:
+        if source is not None:
+            warnings.warn(
+                f"{path.name}: the layer's shape {array.shape} is not that of its source "
+                "volume, so it is written on its own grid (its scale), not the source's.",
+                UserWarning,
+                stacklevel=4,
+            )
+        # napari (slice, row, col) -> NIfTI (x, y, z) = (col, row, slice): the reader's inverse.
+        zooms = scale[::-1]
+        affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
+        image = nib.Nifti1Image(np.ascontiguousarray(array.T), affine)
+        image.header.set_zooms(tuple(zooms))
     if kind == "labels":
         image.header.set_intent("label")
     nib.save(image, str(path))
