@@ -54,9 +54,7 @@ def encoder_flops(encoder, tensor) -> int:
 
 
 def _input(segmenter, image):
-    from napari_samcam.images import to_unit_range
-
-    tensor, _ = segmenter._prepare(to_unit_range(image))
+    tensor, _ = segmenter._prepare(image, None)
     return tensor
 
 

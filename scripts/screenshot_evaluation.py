@@ -1,8 +1,8 @@
-"""Screenshot of an evaluation opened in napari, with the SAM-CAM results table, for the docs.
+"""Screenshot of an evaluation opened in napari, with the Evaluation results table, for the docs.
 
 Runs ``samcam evaluate`` (built-in lesion-detector, Grad-CAM, LiteMedSAM, the default region
 sources) on N phantoms unless the output folder holds it already, opens the folder in napari
-(its lowest-IoU item), docks the *SAM-CAM results* table, sorts it by IoU, clicks the first
+(its lowest-IoU item), docks the *Evaluation results* table, sorts it by IoU, clicks the first
 ``sam-box`` row and saves a screenshot of the whole window. Prints the report's size.
 
 Usage (needs a display; on a headless machine it re-runs itself under ``xvfb-run``)::
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance()
     viewer.window._qt_window.resize(width, height)
     viewer.open(str(folder), plugin="napari-samcam")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "SAM-CAM results")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "Evaluation results")
     table = widget.table
     window = viewer.window._qt_window
     for dock in window.findChildren(type(_dock)):

@@ -1,4 +1,7 @@
-"""DICOM reading: modality rescale, VOI window, photometric interpretation, series stacking."""
+"""DICOM reading: modality rescale, VOI window, photometric interpretation, series stacking.
+
+Readers return the array and its metadata; :func:`napari_samcam.images.read_image` wraps them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageReadError
-from .images import ImageData
+
+SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether ``path`` starts with the DICOM preamble (``DICM`` at byte 128)."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _dcmread(path: Path, *, stop_before_pixels: bool = False):
@@ -83,8 +94,8 @@ def _spacing(ds) -> tuple[float, float]:
     return 1.0, 1.0
 
 
-def read_dicom_file(path: Path) -> ImageData:
-    """Read one DICOM file; multi-frame files become a ``(Z, H, W)`` stack."""
+def read_dicom_file(path: Path) -> tuple[np.ndarray, dict]:
+    """Read one DICOM file: the array and its metadata; multi-frame files become ``(Z, H, W)``."""
     ds = _dcmread(path)
     array, meta = _pixels(ds, path)
     row_spacing, col_spacing = _spacing(ds)
@@ -101,11 +112,11 @@ def read_dicom_file(path: Path) -> ImageData:
         study_uid=str(ds.get("StudyInstanceUID", "")) or None,
         series_uid=str(ds.get("SeriesInstanceUID", "")) or None,
     )
-    return ImageData(array, meta)
+    return array, meta
 
 
-def read_dicom_series(folder: Path) -> ImageData:
-    """Read a folder of single-slice DICOM files of one series into a ``(Z, H, W)`` stack.
+def read_dicom_series(folder: Path) -> tuple[np.ndarray, dict]:
+    """Read a folder of single-slice DICOM files of one series: a ``(Z, H, W)`` stack, metadata.
 
     Slices are ordered by their position along the slice normal (ImagePositionPatient projected
     on the orientation's normal), falling back to InstanceNumber.
@@ -140,17 +151,17 @@ def read_dicom_series(folder: Path) -> ImageData:
 
     headers.sort(key=position)
     slices = [read_dicom_file(file) for file, _ in headers]
-    shapes = {s.array.shape for s in slices}
+    shapes = {array.shape for array, _ in slices}
     if len(shapes) > 1:
         raise ImageReadError(
             f"image folder {str(folder)!r}: slices have different shapes {sorted(shapes)}; the "
             "folder must hold one series."
         )
-    stack = np.stack([s.array for s in slices])
+    stack = np.stack([array for array, _ in slices])
     positions = [position(h) for h in headers]
     gaps = np.diff(positions)
     slice_spacing = float(np.median(np.abs(gaps))) if len(gaps) and np.any(gaps) else 1.0
-    meta = dict(slices[0].metadata)
+    meta = dict(slices[0][1])
     meta.update(spacing=(slice_spacing, *meta["spacing"][-2:]), n_slices=len(slices))
     meta["source"] = str(folder)
-    return ImageData(stack, meta)
+    return stack, meta

@@ -8,7 +8,9 @@ antialiasing), so the products are computed from the non-zero bands:
 
 * :func:`downsample` (antialiased, for classifier input): a sparse CSR product per axis reads
   each input pixel once; on a 1955 x 1841 image to 256 x 256, about half the time of
-  ``F.interpolate(..., antialias=True)`` on one thread.
+  ``F.interpolate(..., antialias=True)`` on one thread. :func:`downsample_image` does the same
+  from a numpy image of any dtype, reading it in blocks of columns, so a large image is never
+  copied whole to float32.
 * :func:`upsample` (for saliency maps): output rows between the same two input rows form one
   block, computed as a ``(rows, 2) @ (2, width)`` product written in place; about half the time
   of the dense product.
@@ -24,7 +26,14 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["antialias_matrix", "bilinear_matrix", "downsample", "upsample"]
+__all__ = [
+    "antialias_matrix",
+    "bilinear_matrix",
+    "downsample",
+    "downsample_image",
+    "resized_unit_range",
+    "upsample",
+]
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
@@ -45,15 +54,35 @@ def _cached(key: tuple, build):
     return value
 
 
+#: Float32 values a resize works on at once: the identity's columns per call of
+#: :func:`_weights`, the image's columns per block in :func:`downsample_image` (64 MiB).
+_BLOCK_VALUES = 1 << 24
+
+
 def _weights(n_out: int, n_in: int, antialias: bool):
     import torch
     import torch.nn.functional as F
 
-    eye = torch.eye(n_in, dtype=torch.float32)[None, None]
-    # resizing the identity along one axis gives every output's weights over the inputs
-    return F.interpolate(
-        eye, size=(n_out, n_in), mode="bilinear", align_corners=False, antialias=antialias
-    )[0, 0]
+    # Resizing the identity along its first axis gives every output's weights over the inputs.
+    # The columns are independent (the second axis keeps its size), so a large identity is
+    # resized a block of columns at a time instead of being built whole (30000^2: 3.6 GB).
+    out = torch.empty((n_out, n_in), dtype=torch.float32)
+    # at least 2 columns per call: F.interpolate treats a width of 1 differently
+    step = max(2, _BLOCK_VALUES // n_in)
+    for start in range(0, n_in, step):
+        end = min(start + step, n_in)
+        first = max(0, min(start, end - 2))  # a last block of one column takes one more
+        eye = torch.zeros((1, 1, n_in, end - first), dtype=torch.float32)
+        eye[0, 0, first:end].fill_diagonal_(1.0)
+        block = F.interpolate(
+            eye,
+            size=(n_out, end - first),
+            mode="bilinear",
+            align_corners=False,
+            antialias=antialias,
+        )
+        out[:, start:end] = block[0, 0, :, start - first :]
+    return out
 
 
 def bilinear_matrix(n_out: int, n_in: int):
@@ -92,6 +121,95 @@ def downsample(image, size: tuple[int, int]):
         tall = rows @ image[channel]  # (height, W): reads each input row once
         out[channel] = (cols @ tall.T.contiguous()).T
     return out
+
+
+def downsample_image(
+    image, size: tuple[int, int], *, transform=None, grey: bool = False, scale: float = 1.0
+):
+    """Antialiased bilinear resize of an ``(H, W)`` or ``(H, W, C)`` numpy image to ``(C, *size)``.
+
+    As :func:`downsample` of the image converted to float32, without that conversion of the
+    whole image: the image is read a block of columns at a time (about :data:`_BLOCK_VALUES`
+    values), each block converted to float32, passed through ``transform`` and resized along
+    the rows; only the ``(C, size[0], W)`` intermediate and one block are held.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)``, any numeric dtype; not modified.
+    size : (int, int)
+        Output ``(height, width)``.
+    transform : callable, optional
+        A pointwise map applied to each float32 block (``(H, w)`` or ``(H, w, C)``) before it is
+        resized; it may change the block in place and returns the result. Pointwise maps that
+        are not linear (clipping to a window) do not commute with resizing; this applies them
+        at full resolution, as mapping the whole image first would.
+    grey : bool
+        Average the channels (after ``transform``) and return one channel.
+    scale : float
+        Divide the values by this (in the image's own precision) before they become float32:
+        keeps float64 values beyond float32's range finite (see ``images.float32_scale``).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``(C, *size)`` on the CPU (``C = 1`` for 2-D images or ``grey``).
+    """
+    import numpy as np
+    import torch
+
+    height, width = (int(s) for s in size)
+    n_rows, n_cols = image.shape[:2]
+    channels = 1 if image.ndim == 2 or grey else image.shape[2]
+    rows = antialias_matrix(height, n_rows)
+    tall = torch.empty((channels, height, n_cols), dtype=torch.float32)
+    per_column = n_rows * (1 if image.ndim == 2 else image.shape[2])
+    step = max(1, _BLOCK_VALUES // per_column)
+    for start in range(0, n_cols, step):
+        end = min(start + step, n_cols)
+        block = image[:, start:end]
+        if scale != 1.0:
+            block = block / scale
+        with np.errstate(over="ignore"):  # beyond float32: inf, clipped by a window's map
+            block = np.array(block, dtype=np.float32)  # always a copy: writable
+        if transform is not None:
+            block = transform(block)
+        if block.ndim == 2:
+            block = block[..., None]
+        elif grey:
+            block = block.mean(-1, keepdims=True, dtype=np.float32)
+        for channel in range(channels):
+            plane = torch.from_numpy(np.ascontiguousarray(block[..., channel]))
+            tall[channel, :, start:end] = rows @ plane  # (height, w): reads the block once
+    cols = antialias_matrix(width, n_cols)
+    out = torch.empty((channels, height, width), dtype=torch.float32)
+    for channel in range(channels):
+        out[channel] = (cols @ tall[channel].T.contiguous()).T
+    return out
+
+
+def resized_unit_range(image, size: tuple[int, int], window, *, grey: bool = False):
+    """``to_unit_range(image, window)`` resized to ``size`` (antialiased bilinear), as a
+    ``(C, *size)`` float32 tensor, without a float copy of the whole image.
+
+    Without a window the intensity map is affine, so the stored values are resized and only the
+    resized pixels are mapped; with one, each block of the image is mapped before it is resized
+    (see :func:`downsample_image`). Values beyond float32's range are
+    scaled down first (:func:`napari_samcam.images.float32_scale`), as ``to_unit_range`` does.
+    """
+    import torch
+
+    from .images import float32_scale, unit_range_limits, window_map
+
+    low, high = unit_range_limits(image)  # also checks that the values are finite
+    if window is None:
+        scale = float32_scale(low, high)
+        tensor = downsample_image(image, size, grey=grey, scale=scale)
+        low, high = low / scale, high / scale
+        return (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
+    scale = float32_scale(*window)
+    transform = window_map(window, scale=scale)
+    return downsample_image(image, size, transform=transform, grey=grey, scale=scale)
 
 
 def _row_blocks(n_out: int, n_in: int) -> tuple:

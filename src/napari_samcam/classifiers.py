@@ -2,7 +2,9 @@
 
 Specs understood by :func:`load_classifier`:
 
-* a built-in name (``"lesion-detector"``, ``"shortcut-detector"``);
+* a registered name (:mod:`napari_samcam.classifier_specs`): the built-ins
+  (``"lesion-detector"``, ``"shortcut-detector"``) and torchxrayvision's models
+  (``"xrv:densenet121-res224-all"``, ...);
 * ``"torchvision:<arch>"`` or ``"timm:<arch>"`` with ``checkpoint=`` a local state dict;
 * a ``torch.export`` program (``.pt2``, saved with ``torch.export.save``): fully explainable;
 * a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``): prediction
@@ -25,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ._resample import resized_unit_range
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
-from .images import to_unit_range, unit_range_limits, validate_image
+from .images import to_unit_range, validate_image
 from .model_files import (
     TRUST_FIX,
     first_line,
@@ -40,6 +43,8 @@ from .model_files import (
 
 __all__ = [
     "Classifier",
+    "available_devices",
+    "check_device",
     "classifier_tensor",
     "default_device",
     "find_target_layer",
@@ -52,12 +57,58 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_device(device: Any = None):
-    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``."""
+    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device of this machine (see :func:`check_device`).
+    """
     import torch
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device(device)
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine: ``cpu``, then ``cuda:N`` and ``mps`` when present."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: Any):
+    """``device`` as a ``torch.device`` that this machine has.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device name (``cpu``, ``cuda``, ``cuda:N``, ``mps``) or names one this
+        machine lacks; the message lists the devices it has.
+    """
+    import torch
+
+    try:
+        resolved = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    available = available_devices()
+    if resolved is not None:
+        kind, index = resolved.type, resolved.index
+        if kind == "cpu" or (kind == "mps" and index in (None, 0) and "mps" in available):
+            return resolved
+        if kind == "cuda" and f"cuda:{index or 0}" in available:
+            return resolved
+    raise InputError(
+        f"device {str(device)!r} is not available on this machine; choose one of "
+        f"{', '.join(available)}."
+    )
 
 
 @dataclass
@@ -88,6 +139,12 @@ class Classifier:
         Weights version or checksum, for provenance.
     source : str
         Where the weights came from (file, package, hub id).
+    finding_class : str or None
+        The class whose evidence a localization check is about (the built-ins: ``"lesion"``);
+        napari's widget explains it by default. ``None`` when the classifier declares none.
+    center_crop : bool
+        Crop the image to its centred square before resizing (torchxrayvision's
+        ``XRayCenterCrop``); saliency outside the square is 0.
     """
 
     model: Any
@@ -102,7 +159,9 @@ class Classifier:
     multilabel: bool = False
     version: str = ""
     source: str = ""
+    finding_class: str | None = None
     extra: dict = field(default_factory=dict)
+    center_crop: bool = False
 
     @property
     def device(self):
@@ -145,6 +204,14 @@ class Classifier:
         return str(index)
 
 
+def center_crop_box(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(row0, col0, side)`` of the centred square crop of an image of ``shape`` (H, W, ...),
+    placed as torchxrayvision's ``XRayCenterCrop`` places it."""
+    height, width = int(shape[0]), int(shape[1])
+    side = min(height, width)
+    return height // 2 - side // 2, width // 2 - side // 2, side
+
+
 def classifier_tensor(
     image: np.ndarray, classifier: Classifier, *, window: tuple[float, float] | None = None
 ):
@@ -156,37 +223,28 @@ def classifier_tensor(
 
     Without a window the intensity mapping is affine, so the image is resized first and only
     the resized pixels are mapped (same values to float32 rounding, a fraction of the work on
-    large images).
+    large images). With a window, the image is mapped and resized a block of columns at a
+    time. Either way the image is never copied whole to float32.
     """
     import torch
 
-    from ._resample import downsample
-
     image = validate_image(image, finite=False)
+    if classifier.center_crop:
+        row0, col0, side = center_crop_box(image.shape)
+        image = image[row0 : row0 + side, col0 : col0 + side]
     rgb = image.ndim == 3
     if rgb and image.shape[-1] == 4:
         image = image[..., :3]
     size = None if classifier.input_size is None else tuple(int(s) for s in classifier.input_size)
-    resize = size is not None and tuple(image.shape[:2]) != size
-    # a window clips, which does not commute with resizing: then map at full size
-    map_after = window is None and resize
-    if map_after:
-        low, high = unit_range_limits(image)
-        array = image
-    else:
+    grey = rgb and classifier.channels == 1
+    if size is None or tuple(image.shape[:2]) == size:
         array = to_unit_range(image, window, rgb=rgb)
-    if array.dtype != np.float32 or not array.flags.writeable:
-        array = array.astype(np.float32)
-    elif not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
-    tensor = torch.from_numpy(array)
-    tensor = tensor.permute(2, 0, 1) if rgb else tensor[None]
-    if classifier.channels == 1 and tensor.shape[0] == 3:
-        tensor = tensor.mean(0, keepdim=True)
-    if resize:
-        tensor = downsample(tensor, size)
-    if map_after:
-        tensor = (tensor - low) / (high - low) if high > low else torch.zeros_like(tensor)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        tensor = tensor.permute(2, 0, 1) if rgb else tensor[None]
+        if grey:
+            tensor = tensor.mean(0, keepdim=True)
+    else:
+        tensor = resized_unit_range(image, size, window, grey=grey)
     if classifier.channels == 3 and tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1)
     mean = torch.tensor(classifier.mean, dtype=torch.float32).view(-1, 1, 1)
@@ -442,11 +500,18 @@ def load_classifier(
         classifier = Classifier(model=spec, name=type(spec).__name__, source="python")
     else:
         text = str(spec)
-        from .builtin_classifiers import BUILTIN_CLASSIFIERS, load_builtin_classifier
+        from .classifier_specs import find_spec, registered_names
 
         path = Path(text)
-        if text in BUILTIN_CLASSIFIERS:
-            classifier = load_builtin_classifier(text, device=device)
+        named = find_spec(text)
+        if named is not None:
+            classifier = named.load(
+                text,
+                device=device,
+                checkpoint=checkpoint,
+                trust_checkpoint=trust_checkpoint,
+                download=download,
+            )
         elif text.startswith(("torchvision:", "timm:")):
             library, arch = text.split(":", 1)
             model = _arch_model(library, arch, checkpoint, num_classes, trust_checkpoint)
@@ -472,7 +537,7 @@ def load_classifier(
             )
         else:
             raise InputError(
-                f"classifier {text!r} is not a built-in name ({', '.join(BUILTIN_CLASSIFIERS)}), "
+                f"classifier {text!r} is not a registered name ({', '.join(registered_names())}), "
                 "an existing file or folder, or a 'torchvision:ARCH' / 'timm:ARCH' / 'hf:ID' spec."
             )
     overrides: dict[str, Any] = {}

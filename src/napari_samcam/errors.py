@@ -11,7 +11,9 @@ __all__ = [
     "ImageReadError",
     "InputError",
     "ModelNotAvailableError",
+    "OutputBusyError",
     "OutputExistsError",
+    "OutputNotWritableError",
     "PromptError",
     "SamcamError",
     "UntrustedFileError",
@@ -49,3 +51,11 @@ class ModelNotAvailableError(SamcamError):
 
 class OutputExistsError(SamcamError, FileExistsError):
     """An output would overwrite existing results without ``overwrite=True``."""
+
+
+class OutputNotWritableError(SamcamError, PermissionError):
+    """An output folder cannot be created or written (read-only, a file in the way)."""
+
+
+class OutputBusyError(SamcamError):
+    """Another process is writing into the same output folder."""

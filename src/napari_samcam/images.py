@@ -1,8 +1,9 @@
 """Read medical and ordinary images into arrays, and convert them for models.
 
 Reading: DICOM (single files, multi-frame files, series folders), NIfTI, PNG / JPEG / TIFF / BMP.
-Every reader returns an :class:`ImageData`: the array plus metadata (spacing, modality, display
-window, source path).
+One reader module per format (``_dicom``, ``_nifti``, ``_raster``) returns a plain array and its
+metadata; :func:`read_image` picks the reader and returns an :class:`ImageData`: the array plus
+metadata (spacing, modality, display window, source path; for NIfTI the source orientation).
 
 Conversion: :func:`to_unit_range` is the single documented conversion from a stored array to the
 float32 ``[0, 1]`` intensities both model families take. Classifiers and SAM models then apply
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _dicom, _nifti, _raster
 from .errors import ImageReadError, InputError
 
 __all__ = [
@@ -29,11 +31,12 @@ __all__ = [
     "to_unit_range",
     "unit_range_limits",
     "validate_image",
+    "window_map",
 ]
 
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = _dicom.SUFFIXES
+NIFTI_SUFFIXES = _nifti.SUFFIXES
+RASTER_SUFFIXES = _raster.SUFFIXES
 SUPPORTED_SUFFIXES = DICOM_SUFFIXES + NIFTI_SUFFIXES + RASTER_SUFFIXES
 
 
@@ -85,6 +88,9 @@ def read_image(path: str | Path) -> ImageData:
     Returns
     -------
     ImageData
+        NIfTI volumes come in RAS+ orientation, slices first, whatever the file's orientation;
+        ``metadata["nifti"]`` keeps the file's affine and the reorientation (see
+        :mod:`napari_samcam._nifti`), so results can be written back aligned with the file.
 
     Raises
     ------
@@ -97,93 +103,73 @@ def read_image(path: str | Path) -> ImageData:
     if not path.exists():
         raise ImageReadError(f"image {str(path)!r} does not exist: check the path.")
     if path.is_dir():
-        from ._dicom import read_dicom_series
-
-        data = read_dicom_series(path)
+        array, metadata = _dicom.read_dicom_series(path)
     else:
-        suffix = _suffix(path)
-        try:
-            if suffix in DICOM_SUFFIXES or (suffix not in SUPPORTED_SUFFIXES and _is_dicom(path)):
-                from ._dicom import read_dicom_file
-
-                data = read_dicom_file(path)
-            elif suffix in NIFTI_SUFFIXES:
-                data = _read_nifti(path)
-            elif suffix in RASTER_SUFFIXES:
-                data = _read_raster(path)
-            else:
-                raise ImageReadError(
-                    f"image {str(path)!r}: unsupported file type {suffix or '(none)'!r}. "
-                    f"Supported: {', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
-                )
-        except ImageReadError:
-            raise
-        except Exception as exc:  # any parser failure means a corrupt or mislabelled file
-            raise ImageReadError(
-                f"image {str(path)!r} could not be read as {suffix or 'DICOM'} "
-                f"({type(exc).__name__}: {exc}). Check that the file is complete and that its "
-                "extension matches its content."
-            ) from exc
-    validate_image(data.array, name=str(path), allow_volume=True)
-    data.metadata.setdefault("source", str(path))
-    return data
+        array, metadata = _read_file(path)
+    validate_image(array, name=str(path), allow_volume=True)
+    metadata.setdefault("source", str(path))
+    return ImageData(array, metadata)
 
 
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
+def _read_file(path: Path) -> tuple[np.ndarray, dict]:
+    """The reader that fits the file's type, with parser failures as ``ImageReadError``."""
+    suffix = _suffix(path)
+    try:
+        if suffix in DICOM_SUFFIXES or (
+            suffix not in SUPPORTED_SUFFIXES and _dicom.is_dicom(path)
+        ):
+            return _dicom.read_dicom_file(path)
+        if suffix in NIFTI_SUFFIXES:
+            return _nifti.read_nifti(path)
+        if suffix in RASTER_SUFFIXES:
+            return _raster.read_raster(path, suffix)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # any parser failure means a corrupt or mislabelled file
+        raise ImageReadError(
+            f"image {str(path)!r} could not be read as {suffix or 'DICOM'} "
+            f"({type(exc).__name__}: {exc}). Check that the file is complete and that its "
+            "extension matches its content."
+        ) from exc
+    raise ImageReadError(
+        f"image {str(path)!r}: unsupported file type {suffix or '(none)'!r}. "
+        f"Supported: {', '.join(SUPPORTED_SUFFIXES)} or a DICOM series folder."
+    )
 
 
-def _read_nifti(path: Path) -> ImageData:
+def read_nifti_labels(path: str | Path) -> ImageData | None:
+    """A NIfTI label map (intent ``NIFTI_INTENT_LABEL``) with its integer labels, else ``None``.
+
+    Oriented like :func:`read_image` (RAS+, slices first, the source orientation kept in
+    ``metadata["nifti"]``); labels are int32.
+
+    Raises
+    ------
+    ImageReadError
+        The file is not a readable NIfTI file, or its labels are not whole numbers.
+    """
     import nibabel as nib
 
-    image = nib.load(str(path))
-    array = np.asanyarray(image.dataobj)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
-    array = np.squeeze(array)
-    spacing = zooms[: array.ndim] if array.ndim == len(zooms) else (1.0,) * array.ndim
-    if array.ndim == 3:
-        # NIfTI stores (x, y, z); napari and numpy want slices first: (z, y, x) -> (z, row, col).
-        array = np.transpose(array, (2, 1, 0))
-        spacing = (spacing[2], spacing[1], spacing[0])
-    elif array.ndim == 2:
-        array = array.T
-        spacing = (spacing[1], spacing[0])
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32)
-    return ImageData(
-        np.ascontiguousarray(array, dtype=np.float32),
-        {"format": "nifti", "spacing": spacing, "modality": None, "window": None, "rgb": False},
+    path = Path(path)
+    try:
+        image = nib.load(str(path))
+        if image.header.get_intent()[0] != "label":
+            return None
+        array, metadata = _nifti.oriented(image)
+    except Exception as exc:  # any parser failure means a corrupt or mislabelled file
+        raise ImageReadError(
+            f"label map {str(path)!r} could not be read as NIfTI ({type(exc).__name__}: {exc})."
+        ) from exc
+    whole = array.dtype.kind in "biu" or (
+        bool(np.all(np.isfinite(array))) and bool(np.all(np.rint(array) == array))
     )
-
-
-def _read_raster(path: Path) -> ImageData:
-    if _suffix(path) in (".tif", ".tiff"):
-        import tifffile
-
-        array = tifffile.imread(str(path))
-    else:
-        import imageio.v3 as iio
-
-        array = iio.imread(str(path))
-    array = np.asarray(array)
-    rgb = array.ndim == 3 and array.shape[-1] in (3, 4)
-    if rgb and array.shape[-1] == 4:
-        alpha = array[..., 3]
-        if np.all(alpha == alpha.flat[0]):
-            array = array[..., :3]
-    spacing = (1.0,) * (array.ndim - (1 if rgb else 0))
-    return ImageData(
-        array,
-        {
-            "format": _suffix(path).lstrip("."),
-            "spacing": spacing,
-            "modality": None,
-            "window": None,
-            "rgb": bool(rgb),
-        },
-    )
+    if not whole:
+        raise ImageReadError(
+            f"label map {str(path)!r} holds values that are not whole numbers; a label map "
+            "holds integer labels (0 = background)."
+        )
+    metadata.setdefault("source", str(path))
+    return ImageData(np.ascontiguousarray(array.astype(np.int32)), metadata)
 
 
 def validate_image(
@@ -290,15 +276,15 @@ def to_unit_range(
         rgb = array.ndim == 3
     if rgb and array.shape[-1] == 4:
         array = array[..., :3]
-    low, high = unit_range_limits(array)
+    low, high = unit_range_limits(array)  # also checks that the values are finite
     if window is not None:
-        low, high = float(window[0]), float(window[1])
-        if not high > low:
-            raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
-        out = (array.astype(np.float32) - low) / (high - low)
-        return np.clip(out, 0.0, 1.0, out=out)
+        scale = float32_scale(*window)
+        with np.errstate(over="ignore"):  # beyond float32 means beyond the window: clipped
+            block = (array / scale if scale != 1.0 else array).astype(np.float32)
+        return window_map(window, scale=scale)(block)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
+    array, low, high = float32_safe(array, low, high)
     out = array.astype(np.float32)
     if high > low:
         out -= low
@@ -306,6 +292,56 @@ def to_unit_range(
     else:
         out[...] = 0.0
     return out
+
+
+def window_map(window: tuple[float, float], *, scale: float = 1.0):
+    """The pointwise map :func:`to_unit_range` applies with a ``window``, for float32 arrays.
+
+    Returns a function that maps a float32 array in place (clipped to the window, scaled
+    linearly to ``[0, 1]``) and returns it: callers that resize large images apply it a block
+    at a time. ``scale``: the values were divided by it (:func:`float32_scale`) before they
+    became float32; the window is divided by it too.
+
+    Raises
+    ------
+    InputError
+        ``high`` does not exceed ``low``.
+    """
+    low, high = float(window[0]), float(window[1])
+    if not high > low:
+        raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
+    low, high = low / scale, high / scale
+
+    def apply(block: np.ndarray) -> np.ndarray:
+        block -= low
+        block /= high - low
+        return np.clip(block, 0.0, 1.0, out=block)
+
+    return apply
+
+
+#: Intensity magnitude above which :func:`float32_safe` scales values down (float32 overflows
+#: at 3.4e38; the margin keeps ``high - low`` finite too).
+FLOAT32_SAFE_MAGNITUDE = 1e30
+
+
+def float32_scale(low: float, high: float) -> float:
+    """The factor :func:`float32_safe` divides by for values in ``[low, high]`` (1.0: none)."""
+    scale = max(abs(float(low)), abs(float(high)))
+    return scale if scale > FLOAT32_SAFE_MAGNITUDE else 1.0
+
+
+def float32_safe(array: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float, float]:
+    """``array``, ``low`` and ``high`` divided by one factor when float32 would overflow on them.
+
+    ``(x - low) / (high - low)`` is unchanged by the common factor, so the map to ``[0, 1]`` is
+    the same; only values beyond :data:`FLOAT32_SAFE_MAGNITUDE` (float64 data near 1e308, say)
+    are scaled, in float64, before anything is subtracted. Other arrays come back as they are.
+    """
+    scale = float32_scale(low, high)
+    if scale == 1.0:
+        return array, low, high
+    return array / scale, low / scale, high / scale
 
 
 def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:

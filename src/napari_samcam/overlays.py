@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import to_unit_range
+from .images import to_unit_range, unit_range_limits
 
 __all__ = ["save_overlay"]
 
@@ -55,9 +55,14 @@ def save_overlay(
     from matplotlib.patches import Rectangle
 
     path = Path(path)
-    unit = to_unit_range(image, window)
-    step = max(1, int(np.ceil(max(unit.shape[:2]) / max_side)))
-    shown = unit[::step, ::step]
+    step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
+    shown = image[::step, ::step]  # a view: a large image is not copied before it is shrunk
+    if window is None and step > 1:
+        # the intensity range of the whole image, not of the pixels shown
+        colour = image.ndim == 3
+        low, high = unit_range_limits(image[..., :3] if colour else image)
+        window = (low, high) if high > low else None
+    shown = to_unit_range(shown, window)
     height, width = shown.shape[:2]
     fig = Figure(figsize=(width / 100, height / 100 + 0.01), dpi=100)
     FigureCanvasAgg(fig)

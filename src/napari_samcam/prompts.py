@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._prompt_checks import check_boxes
 from .errors import InputError
 from .segment import Region
 
@@ -28,12 +29,8 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
 
 def box_region(box, shape: tuple[int, int], *, source: str = "box") -> Region:
     """The box annotation itself as a region (the loose mask SAM is meant to refine)."""
-    r0, c0, r1, c1 = (int(round(v)) for v in box)
-    if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
-        raise InputError(
-            f"box {list(box)} is empty or outside the image of shape {tuple(shape)}; boxes are "
-            "(row0, col0, row1, col1) with the end exclusive."
-        )
+    rounded = check_boxes([box], name="box").round()
+    ((r0, c0, r1, c1),) = check_boxes(rounded, shape[:2], name="box").astype(int)
     mask = np.zeros(shape[:2], dtype=bool)
     mask[r0:r1, c0:c1] = True
     return Region(mask, source, {"box": [r0, c0, r1, c1]})
@@ -81,6 +78,7 @@ def saliency_boxes(
     max_boxes: int = 1,
     min_area_fraction: float = 0.001,
     margin: float = 0.0,
+    binary: np.ndarray | None = None,
 ) -> np.ndarray:
     """Boxes around the connected components of the binarized saliency map.
 
@@ -98,6 +96,9 @@ def saliency_boxes(
         Drop components smaller than this fraction of the image.
     margin : float
         Grow each box by this fraction of its size on every side (clipped to the image).
+    binary : numpy.ndarray, optional
+        The map already binarized with these options (e.g. ``PreparedMap.binary``), so it is
+        not binarized twice.
 
     Returns
     -------
@@ -110,13 +111,14 @@ def saliency_boxes(
     from .metrics import binarize
 
     saliency = np.asarray(saliency, dtype=np.float32)
-    binary = binarize(saliency, method=method, threshold=threshold, percentile=percentile)
+    if binary is None:
+        binary = binarize(saliency, method=method, threshold=threshold, percentile=percentile)
     labels, count = ndimage.label(binary)
     if count == 0:
         return np.zeros((0, 4), dtype=np.int64)
     index = np.arange(1, count + 1)
     energy = ndimage.sum_labels(saliency, labels, index)
-    area = ndimage.sum_labels(np.ones_like(saliency), labels, index)
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     slices = ndimage.find_objects(labels)
     keep = [i for i in np.argsort(-energy) if area[i] >= min_area_fraction * saliency.size]
     boxes = []

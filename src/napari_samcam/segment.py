@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from ._accel import env_flag
+from ._prompt_checks import check_boxes, check_points
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
 from .sam_models import SamModel, load_sam_model
+from .sam_preprocess import apply_preprocess, canonical_name
 
 __all__ = [
     "Embedding",
@@ -171,15 +173,44 @@ class _MaskUpsampler:
         window = rows[r0:r1, lo_r:hi_r] @ band @ cols[c0:c1, lo_c:hi_c].T
         return window, (r0, r1, c0, c1)
 
-    def mask(self, low_res, threshold: float = 0.0) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=bool)
-        window, (r0, r1, c0, c1) = self.logits(low_res)
-        if r1 > r0:
-            out[r0:r1, c0:c1] = (window > threshold).cpu().numpy()
+    def mask(self, low_res, threshold: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
+        """The bool mask ``upsampled logits > threshold`` at the original size.
+
+        Computed in blocks of output rows (about :data:`_TILE_PIXELS` logits each), so a large
+        image never holds its full-resolution logits: only the mask and one block. ``out``, if
+        given, is an all-False bool array of the original size to write the mask into.
+        """
+        if out is None:
+            out = np.zeros(self.shape, dtype=bool)
+        positive = (low_res > 0).cpu().numpy()
+        r0, r1 = self._span(self._bands[0], positive.any(1))
+        c0, c1 = self._span(self._bands[1], positive.any(0))
+        if r1 == r0 or c1 == c0:
+            return out
+        rows, cols = self._on(low_res.device)
+        first, last = self._bands[0][0][r0:r1], self._bands[0][1][r0:r1]
+        lo_r, hi_r = int(first.min()), int(last.max()) + 1
+        lo_c, hi_c = int(self._bands[1][0][c0:c1].min()), int(self._bands[1][1][c0:c1].max()) + 1
+        # the window's columns at low-res rows: (low-res rows, window width), small
+        wide = low_res[lo_r:hi_r, lo_c:hi_c] @ cols[c0:c1, lo_c:hi_c].T
+        step = max(1, _TILE_PIXELS // (c1 - c0))
+        for start in range(r0, r1, step):
+            end = min(start + step, r1)
+            # the block's rows read only low-res rows lo..hi (the bands grow with the row)
+            lo = int(first[start - r0 : end - r0].min())
+            hi = int(last[start - r0 : end - r0].max()) + 1
+            if hi <= lo:  # rows with no positive weight stay False
+                continue
+            block = rows[start:end, lo:hi] @ wide[lo - lo_r : hi - lo_r]
+            out[start:end, c0:c1] = (block > threshold).cpu().numpy()
         return out
 
 
+#: Full-resolution logits computed at once when upsampling a mask (16 MiB of float32).
+_TILE_PIXELS = 1 << 22
 _UPSAMPLERS_KEPT = 32
+#: Box prompts per mask-decoder call (see :class:`Segmenter`).
+PROMPT_BATCH = 4
 _CHUNK = 1 << 22  # bytes per SHA-256 leaf of the content digest
 _DIGEST_POOL = None
 _DIGEST_POOL_LOCK = threading.Lock()
@@ -272,6 +303,10 @@ class Segmenter:
         small kernels, and with several threads each one waits for every thread to be
         scheduled (measured on 2 busy cores: 1 thread ~85 ms, 2 threads ~700 ms per prompt;
         on idle cores the two are within ~10 ms of each other). The encoder uses all threads.
+    prompt_batch : int
+        How many box prompts go through the mask decoder at once. Memory grows with it (about
+        24 MB per prompt with LiteMedSAM) and not with the number of boxes; the masks and
+        scores do not depend on it.
 
     Attributes
     ----------
@@ -287,6 +322,7 @@ class Segmenter:
         accelerate: bool | None = None,
         compile_encoder: bool | None = None,
         prompt_threads: int | None = 1,
+        prompt_batch: int = PROMPT_BATCH,
     ):
         self.model = model
         self.cache_size = int(cache_size)
@@ -296,6 +332,9 @@ class Segmenter:
             env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
         )
         self.prompt_threads = prompt_threads
+        if int(prompt_batch) < 1:
+            raise InputError(f"prompt_batch={prompt_batch!r}: pass a positive number of prompts.")
+        self.prompt_batch = int(prompt_batch)
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
         self._upsamplers: OrderedDict[tuple, _MaskUpsampler] = OrderedDict()
         # the decoder's prompt-independent projections of the last prompted embedding
@@ -384,20 +423,27 @@ class Segmenter:
                 return self._modules()["encoder"](tensor)
 
     # -- embedding ---------------------------------------------------------------------------
-    def _prepare(self, unit: np.ndarray):
-        """``[0, 1]`` image -> normalised, resized and padded ``(1, 3, S, S)`` encoder input."""
-        import torch
+    def _prepare(self, view: np.ndarray, window: tuple[float, float] | None):
+        """Stored image -> the ``(1, 3, S, S)`` encoder input (resized, normalised, padded).
+
+        The stored values are resized (antialiased bilinear, ``_resample.downsample_image``)
+        without a float copy of the whole image; the intensity map of
+        :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
+        window (it is affine), block by block before resizing with one.
+        """
         import torch.nn.functional as F
 
+        from ._resample import resized_unit_range
+
         size = self.model.image_size
-        height, width = unit.shape[:2]
+        height, width = view.shape[:2]
         scale = size / max(height, width)
         new = (int(height * scale + 0.5), int(width * scale + 0.5))
-        tensor = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
-        tensor = tensor.permute(2, 0, 1)[None] if tensor.ndim == 3 else tensor[None, None]
-        tensor = tensor.to(self.device) * 255.0
-        # Resizing is per channel: resize a grey image once, then repeat it as RGB.
-        tensor = F.interpolate(tensor, size=new, mode="bilinear", antialias=True)
+        if view.ndim == 3 and view.shape[-1] == 4:
+            view = view[..., :3]  # alpha is dropped
+        tensor = resized_unit_range(view, new, window)
+        # Resizing is per channel: a grey image is resized once, then repeated as RGB.
+        tensor = tensor[None].to(self.device) * 255.0
         if tensor.shape[1] == 1:
             tensor = tensor.expand(-1, 3, -1, -1)
         sam = self.model.sam
@@ -413,6 +459,7 @@ class Segmenter:
         crop: tuple[int, int, int, int] | None = None,
         key: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        preprocess: str | None = None,
     ) -> Embedding:
         """Compute (or fetch from the cache) the embedding of an image or of a crop of it.
 
@@ -428,16 +475,21 @@ class Segmenter:
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image``.
         progress : callable, optional
             Called as ``progress(done, total)``.
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
         """
-        return self._embed(validate_image(image), window, crop, key, progress)
+        preprocess = canonical_name(preprocess)
+        return self._embed(validate_image(image), window, crop, key, progress, preprocess)
 
-    def _embed(self, image, window, crop, key, progress) -> Embedding:
+    def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
         cache_key = (
             key or embedding_key(image),
             self.name,
             None if window is None else tuple(map(float, window)),
             None if crop is None else tuple(int(v) for v in crop),
+            preprocess,
         )
         with self._lock:
             if cache_key in self._cache:
@@ -448,8 +500,11 @@ class Segmenter:
         if progress:
             progress(0, 1)
         view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
-        unit = to_unit_range(view, window)
-        tensor, new = self._prepare(unit)
+        if preprocess is None:
+            tensor, new = self._prepare(view, window)
+        else:  # contrast enhancement works on the whole [0, 1] image
+            unit = apply_preprocess(to_unit_range(view, window), preprocess)
+            tensor, new = self._prepare(unit, (0.0, 1.0))
         features = self._run_encoder(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
         embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
@@ -489,66 +544,103 @@ class Segmenter:
         mask_input: np.ndarray | None,
         multimask: bool,
     ) -> list[tuple[np.ndarray, float]]:
-        """Run prompt encoder + mask decoder; one (mask, score) per box (or one for points)."""
+        """Run prompt encoder + mask decoder; one (mask, score) per box (or one for points).
+
+        Boxes go through the decoder :attr:`prompt_batch` at a time, so memory stays bounded
+        whatever their number (the decoder's activations grow by about 24 MB per prompt with
+        LiteMedSAM); each box's answer does not depend on the others in its batch.
+        """
         import torch
 
-        sam = self.model.sam
+        from ._accel import torch_threads
+
         device = self.device
-        n = 1 if boxes is None else len(boxes)
         point_arg = None
         if points is not None and len(points):
             coords = to_sam_coords(points, embedding.original_size, embedding.input_size)
-            coords_t = torch.as_tensor(coords, device=device)[None].expand(n, -1, -1)
-            labels_t = torch.as_tensor(labels, dtype=torch.int, device=device)[None].expand(n, -1)
-            point_arg = (coords_t, labels_t)
-        box_arg = None
+            point_arg = (
+                torch.as_tensor(coords, device=device)[None],
+                torch.as_tensor(labels, dtype=torch.int, device=device)[None],
+            )
+        sam_boxes = None
         if boxes is not None:
             # SAM boxes are (x0, y0, x1, y1) of pixel indices: the end-exclusive edge minus one.
             corners = np.stack([boxes[:, :2], boxes[:, 2:] - 1], 1)
             sam_boxes = to_sam_coords(corners, embedding.original_size, embedding.input_size)
-            box_arg = torch.as_tensor(sam_boxes.reshape(n, 4), device=device)
+            sam_boxes = sam_boxes.reshape(len(boxes), 4)
         masks_arg = None
         if mask_input is not None:
             masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
-            masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:]).expand(n, -1, -1, -1)
-        modules = self._modules()
-        from ._accel import torch_threads
-
+            masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:])
+        n = 1 if boxes is None else len(boxes)
+        step = self.prompt_batch
+        # All masks in one allocation made before the decoder runs: masks allocated one by one
+        # between the decoder's large temporaries fragment the heap, which then grows by several
+        # MB per prompt (measured: 2000 boxes on 256 x 256, 1.4 -> 2.5 GB); each Region's mask
+        # is one plane of it.
+        masks = np.zeros((n, *embedding.original_size), dtype=bool)
+        scores = []
         with torch.inference_mode(), torch_threads(self.prompt_threads):
-            sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
-            extra = {}
-            if modules["tokens"]:
-                from ._accel import tokens_of
+            for start in range(0, n, step):
+                box_arg = None
+                if sam_boxes is not None:
+                    box_arg = torch.as_tensor(sam_boxes[start : start + step], device=device)
+                scores += self._decode_batch(
+                    embedding,
+                    point_arg,
+                    box_arg,
+                    masks_arg,
+                    multimask,
+                    masks[start : start + step],
+                )
+        return list(zip(masks, scores, strict=True))
 
-                # free when the features are channels-last (the accelerated encoder's output)
-                extra = {
-                    "image_tokens": tokens_of(embedding.features),
-                    "pe_tokens": modules["pe_tokens"],
-                }
-                if masks_arg is None:
-                    # Same dense prompt for every prompt: the decoder keeps the prompt-independent
-                    # projections of this embedding, for the last embedding prompted only.
-                    owner, token, static = self._static
-                    if owner is not embedding or token is not modules["token"]:
-                        static = {}
-                        self._static = (embedding, modules["token"], static)
-                    extra["static"] = static
-            low_res, iou = modules["decoder"](
-                image_embeddings=embedding.features,
-                image_pe=modules["pe"],
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-                **extra,
-            )
-            best = iou.argmax(1)
-            upsampler = self._upsampler(embedding, low_res.shape[-1])
-            results = []
-            for i in range(n):
-                j = int(best[i])
-                mask = upsampler.mask(low_res[i, j].float(), float(sam.mask_threshold))
-                results.append((mask, float(iou[i, j])))
-        return results
+    def _decode_batch(
+        self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask: bool, out
+    ) -> list[float]:
+        """One decoder call for ``len(out)`` prompts (the points and mask shared by all of them):
+        their masks written into ``out``, their scores returned."""
+        sam = self.model.sam
+        n = len(out)
+        if point_arg is not None:
+            point_arg = tuple(t.expand(n, *t.shape[1:]) for t in point_arg)
+        if masks_arg is not None:
+            masks_arg = masks_arg.expand(n, -1, -1, -1)
+        modules = self._modules()
+        sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
+        extra = {}
+        if modules["tokens"]:
+            from ._accel import tokens_of
+
+            # free when the features are channels-last (the accelerated encoder's output)
+            extra = {
+                "image_tokens": tokens_of(embedding.features),
+                "pe_tokens": modules["pe_tokens"],
+            }
+            if masks_arg is None:
+                # Same dense prompt for every prompt: the decoder keeps the prompt-independent
+                # projections of this embedding, for the last embedding prompted only.
+                owner, token, static = self._static
+                if owner is not embedding or token is not modules["token"]:
+                    static = {}
+                    self._static = (embedding, modules["token"], static)
+                extra["static"] = static
+        low_res, iou = modules["decoder"](
+            image_embeddings=embedding.features,
+            image_pe=modules["pe"],
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            **extra,
+        )
+        best = iou.argmax(1)
+        upsampler = self._upsampler(embedding, low_res.shape[-1])
+        scores = []
+        for i in range(n):
+            j = int(best[i])
+            upsampler.mask(low_res[i, j].float(), float(sam.mask_threshold), out=out[i])
+            scores.append(float(iou[i, j]))
+        return scores
 
     def segment(
         self,
@@ -562,11 +654,9 @@ class Segmenter:
         context: float | None = None,
         window: tuple[float, float] | None = None,
         source: str | None = None,
-        text: str | None = None,
-        clip: Any = None,
         progress: Callable[[int, int], None] | None = None,
         key: str | None = None,
-        **text_options: Any,
+        preprocess: str | None = None,
     ) -> list[Region]:
         """Segment regions from prompts.
 
@@ -594,31 +684,29 @@ class Segmenter:
             Intensity window.
         source : str, optional
             Region source name for provenance (default from the prompt kind).
-        text, clip, **text_options
-            Text prompt: see :func:`napari_samcam.text.segment_text`.
         progress : callable, optional
             ``progress(done, total)`` over encoder runs.
         key : str, optional
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image`` (skips hashing
             it; it must be the hash of this very content).
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees for point and box prompts
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``,
+            ``"clahe+gamma:0.8"``); recorded in each region's prompt as ``"preprocess"``.
 
         Returns
         -------
         list of Region
         """
         image = validate_image(image)
-        if text is not None:
-            from .text import segment_text
-
-            return segment_text(
-                self, image, text, clip=clip, window=window, progress=progress, **text_options
-            )
+        preprocess = canonical_name(preprocess)
         height, width = image.shape[:2]
-        pts, labels = _check_points(points, point_labels, (height, width))
-        boxes_arr = _check_boxes(boxes, (height, width))
+        pts, labels = check_points(points, point_labels, (height, width))
+        boxes_arr = check_boxes(boxes, (height, width))
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
-                "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
+                "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
+                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
         if self.model.box_only and boxes_arr is None and pts is not None:
             warnings.warn(
@@ -635,6 +723,8 @@ class Segmenter:
         if key is None:
             key = embedding_key(image)
         prompt_base: dict[str, Any] = {}
+        if preprocess is not None:
+            prompt_base["preprocess"] = preprocess
         if pts is not None:
             prompt_base["points"] = pts.tolist()
             prompt_base["point_labels"] = labels.tolist()
@@ -642,7 +732,7 @@ class Segmenter:
             return self._segment_in_context(
                 image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
             )
-        embedding = self._embed(image, window, None, key, progress)
+        embedding = self._embed(image, window, None, key, progress, preprocess)
         decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
         regions = []
         for i, (mask, score) in enumerate(decoded):
@@ -661,7 +751,7 @@ class Segmenter:
         regions = []
         for i, box in enumerate(boxes):
             crop = context_crop(box, (height, width), context, self.model.image_size // 4)
-            embedding = self._embed(image, window, crop, key, None)
+            embedding = self._embed(image, window, crop, key, None, prompt_base.get("preprocess"))
             offset = np.array(crop[:2])
             local_box = (box - np.tile(offset, 2))[None]
             local_pts = None
@@ -695,59 +785,6 @@ def context_crop(
         start = int(round(min(max(centre - length / 2, 0), limit - length)))
         out.append((start, int(min(start + round(length), limit))))
     return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-def _check_points(points, labels, shape):
-    if points is None:
-        return None, None
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
-    if pts is None:
-        return None, None
-    if not np.isfinite(pts).all():
-        raise PromptError(f"points: {pts.tolist()} contain NaN or inf; pass finite (row, col).")
-    outside = ~((pts >= 0).all(1) & (pts[:, 0] < shape[0]) & (pts[:, 1] < shape[1]))
-    if outside.any():
-        raise PromptError(
-            f"points {pts[outside].tolist()} lie outside the image of shape {shape}; points are "
-            "(row, col) pixel coordinates inside it."
-        )
-    if labels is None:
-        labels_arr = np.ones(len(pts), dtype=np.int64)
-    else:
-        labels_arr = np.asarray(labels).astype(np.int64).reshape(-1)
-        if labels_arr.shape[0] != len(pts) or not np.isin(labels_arr, (0, 1)).all():
-            raise PromptError(
-                f"point_labels {labels_arr.tolist()}: pass one label per point, 1 for a "
-                "positive and 0 for a negative point."
-            )
-    return pts, labels_arr
-
-
-def _check_boxes(boxes, shape):
-    if boxes is None:
-        return None
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return None
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4 or not np.isfinite(arr).all():
-        raise PromptError(
-            f"boxes: shape {np.shape(boxes)}; pass (row0, col0, row1, col1) or an (M, 4) array."
-        )
-    bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-    if bad.any():
-        raise PromptError(
-            f"boxes {arr[bad].tolist()} are empty: row1 > row0 and col1 > col0 are needed "
-            "(end exclusive)."
-        )
-    outside = (arr[:, :2] < 0).any(1) | (arr[:, 2] > shape[0]) | (arr[:, 3] > shape[1])
-    if outside.any():
-        raise PromptError(
-            f"boxes {arr[outside].tolist()} reach outside the image of shape {shape}; clip them "
-            "to [0, H] x [0, W]."
-        )
-    return arr
 
 
 _SEGMENTERS: dict[tuple, Segmenter] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,19 @@ def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> 
     tifffile.imwrite(path, array, photometric=photometric, description=description, metadata=None)
 
 
-def _write_nifti(path: Path, array: np.ndarray, meta: dict) -> None:
+def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+    """Write a NIfTI file; aligned with the source file when the layer records one.
+
+    Layers of an image read from NIfTI (the image, its saliency maps and regions) carry the
+    source's affine and reorientation (``metadata["nifti"]``): the array is put back in the
+    source's voxel order and written with its affine, so it lines up voxel for voxel with the
+    source. Other layers get the layer's scale as voxel size. Masks keep integer labels and are
+    marked as label maps (NIfTI intent ``NIFTI_INTENT_LABEL``), which the reader opens as
+    Labels again.
+    """
     import nibabel as nib
+
+    from .._nifti import to_source
 
     if meta.get("rgb"):
         raise InputError(
@@ -72,16 +84,29 @@ def _write_nifti(path: Path, array: np.ndarray, meta: dict) -> None:
             f"{path.name}: layer data has {array.ndim} axes; NIfTI export takes 2-D images "
             "and 3-D (slice, row, col) volumes. Save as .tif instead."
         )
-    # napari (slice, row, col) -> NIfTI (x, y, z) = (col, row, slice): the inverse of the reader.
-    data = array.T
-    zooms = scale[::-1]
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    elif data.dtype == np.int64:
-        data = data.astype(np.int32)
-    affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
-    image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-    image.header.set_zooms(tuple(zooms))
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype in (np.int64, np.uint64, np.uint32):
+        array = array.astype(np.int32)
+    source = (meta.get("metadata") or {}).get("nifti")
+    placed = to_source(array, source) if isinstance(source, dict) else None
+    if placed is not None:
+        image = nib.Nifti1Image(*placed)
+    else:
+        if source is not None:
+            warnings.warn(
+                f"{path.name}: the layer's shape {array.shape} is not that of its source "
+                "volume, so it is written on its own grid (its scale), not the source's.",
+                UserWarning,
+                stacklevel=4,
+            )
+        # napari (slice, row, col) -> NIfTI (x, y, z) = (col, row, slice): the reader's inverse.
+        zooms = scale[::-1]
+        affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
+        image = nib.Nifti1Image(np.ascontiguousarray(array.T), affine)
+        image.header.set_zooms(tuple(zooms))
+    if kind == "labels":
+        image.header.set_intent("label")
     nib.save(image, str(path))
 
 
@@ -104,10 +129,33 @@ def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
         out = array
     else:
         # Float maps (saliency in [0, 1]) become 16-bit over the layer's contrast limits.
-        low, high = meta.get("contrast_limits") or (float(array.min()), float(array.max()))
+        low, high = meta.get("contrast_limits") or _finite_range(array, path)
         scaled = (array.astype(np.float64) - low) / ((high - low) or 1.0)
+        nan = np.isnan(scaled)
+        if nan.any():
+            warnings.warn(
+                f"{str(path)!r}: PNG has no NaN; {int(nan.sum())} NaN pixel(s) are written as 0 "
+                "and left out of the intensity scaling. Save as .tif to keep them.",
+                UserWarning,
+                stacklevel=4,
+            )
+            scaled[nan] = 0.0
         out = np.round(np.clip(scaled, 0, 1) * 65535).astype(np.uint16)
     iio.imwrite(path, out)
+
+
+def _finite_range(array: np.ndarray, path: Path) -> tuple[float, float]:
+    """The smallest and largest finite value (NaN and infinities are left out)."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return float(array.min()), float(array.max())
+    if not finite.any():
+        raise InputError(
+            f"{str(path)!r}: the layer holds no finite value, so there is nothing to save as "
+            "PNG; save it as .tif to keep the values."
+        )
+    values = array[finite]
+    return float(values.min()), float(values.max())
 
 
 def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> list[str]:
@@ -123,13 +171,20 @@ def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> li
     array = np.asarray(data)
     if kind == "labels" and array.dtype.kind not in "biu":
         array = array.astype(np.int32)
+    if kind == "labels" and array.dtype.kind in "iu" and array.size:
+        low, high = int(array.min()), int(array.max())
+        if suffix in (".nii", ".nii.gz") and (low < -(2**31) or high >= 2**31):
+            raise InputError(
+                f"{path.name}: label values {low}..{high} do not fit NIfTI's 32-bit labels; "
+                "save as .tif."
+            )
     description = _description(meta)
     text = json.dumps(description, default=_plain)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         _write_tiff(path, array, meta, text)
     elif suffix in (".nii", ".nii.gz"):
-        _write_nifti(path, array, meta)
+        _write_nifti(path, array, meta, kind)
     else:
         _write_png(path, array, meta, kind)
     written = [str(path)]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_sam_arguments, progress_bar
+from .._folders import check_writable
+from ._common import (
+    add_sam_arguments,
+    add_sam_preprocess_argument,
+    cam_method_arg,
+    existing_file,
+    finite_float,
+    positive_int,
+    progress_bar,
+    text_arg,
+    zoom_factor_or_zero,
+)
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -32,13 +43,15 @@ manifests:
   CSV        columns image, [label], [class], [mask], [box_r0, box_c0, box_r1, box_c1]
              (paths relative to the CSV; boxes end-exclusive; the format of `samcam phantoms`)
   COCO JSON  images / annotations (bbox, polygon or RLE segmentation) / categories
-  CheXlocalize ground-truth JSON  {img_id: {task: {img_size, counts}}}; images under --images
+  CheXlocalize ground-truth JSON  {img_id: {task: {size, counts}}}; images under --images
 
 examples:
   samcam phantoms --n 200 --seed 0 --out phantoms
   samcam evaluate phantoms/manifest.csv --out results \\
       --model lesion-detector --model shortcut-detector
   samcam evaluate phantoms/manifest.csv --out results --scheduler tcp://10.0.0.5:8786
+  samcam evaluate gt_segmentations_val.json --images valid --saliency gradcam_maps_val \
+      --regions ground-truth --protocol chexlocalize --out chexlocalize
 """
 
 
@@ -59,11 +72,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NAME",
-        help="classifier (repeatable): lesion-detector, shortcut-detector, torchvision:ARCH / "
+        help="classifier (repeatable): lesion-detector, shortcut-detector, xrv:WEIGHTS "
+        "(torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
         "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
         "(default: lesion-detector)",
     )
-    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: classifiers")
+    parser.add_argument(
+        "--saliency",
+        metavar="DIR",
+        help="score the saliency maps in DIR instead of computing them (no --model): .npy, "
+        ".npz, .tif, .png, .nii[.gz] named <image>[_<class>].<ext>, or CheXlocalize's "
+        "<img_id>_<task>_map.pkl",
+    )
+    parser.add_argument(
+        "--trust-saliency",
+        action="store_true",
+        help="unpickle --saliency .pkl files without restriction (only for files you trust; "
+        "CheXlocalize's maps do not need it)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["samcam", "chexlocalize"],
+        default="samcam",
+        help="metric definitions: samcam (default; NaN where a score is undefined) or "
+        "chexlocalize (CheXlocalize's segmentation, first-maximum hit, iou and iou_true_pos, "
+        "its bootstrap)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        help="state dict for torchvision:/timm:/xrv: classifiers",
+    )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -73,6 +112,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--method",
+        type=cam_method_arg,
         action="append",
         default=None,
         metavar="METHOD",
@@ -93,9 +133,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"(default: {' '.join(DEFAULT_REGION_SOURCES)})",
     )
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     parser.add_argument(
         "--context",
-        type=float,
+        type=zoom_factor_or_zero,
         default=2.5,
         help="zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per "
         "box (default: %(default)s; 0 embeds the whole image once)",
@@ -109,11 +150,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="threshold in [0, 1] for --binarize fixed; percentage of pixels kept for "
         "--binarize percentile",
     )
-    parser.add_argument("--text", help="text prompt of sam-text (default: the item's class)")
+    parser.add_argument(
+        "--text", type=text_arg, help="text prompt of sam-text (default: the item's class)"
+    )
     parser.add_argument("--clip", help="CLIP model of sam-text: a local folder or a hub id")
     parser.add_argument(
         "--images",
@@ -128,15 +171,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="without --scheduler: N >= 2 starts a local Dask cluster of N worker processes "
         "(default: run in this process)",
     )
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)"
+        "--bootstrap",
+        type=positive_int,
+        default=1000,
+        help="bootstrap resamples (default: %(default)s)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -168,11 +214,16 @@ def _target(text):
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
+    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,
             args.out,
-            classifiers=args.model or ["lesion-detector"],
+            classifiers=args.model or (None if args.saliency else ["lesion-detector"]),
+            saliency=args.saliency,
+            trust_saliency=args.trust_saliency,
+            protocol=args.protocol,
+            sam_preprocess=args.sam_preprocess,
             methods=args.method or ["gradcam"],
             region_sources=args.regions,
             sam=args.sam,
@@ -213,7 +264,7 @@ def _print_headline(result) -> None:
         return
     overall = summary[(summary["group"] == "all") & summary["metric"].isin(["iou", "hit"])]
     if len(overall):
-        print("\nmIoU and hit rate (mean [95% CI]):")
+        print(f"\nmIoU and hit rate (mean [95% CI]; protocol {overall['protocol'].iloc[0]}):")
         for row in overall.itertuples(index=False):
             print(
                 f"  {row.classifier:<20} {row.cam_method:<9} {row.region_source:<18} "
@@ -236,7 +287,7 @@ def _print_headline(result) -> None:
         print("\nagreement with ground-truth-mask scores (mean |difference|, Pearson r):")
         for row in shown.to_dict("records"):
             print(
-                f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
+                f"  {row['classifier']:<20} {row['cam_method']:<9} {row['metric']:<7} sam-box MAD "
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )

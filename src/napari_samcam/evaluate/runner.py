@@ -34,6 +34,9 @@ Resume and overwrite
   :class:`~napari_samcam.errors.OutputExistsError`, unless ``overwrite=True``.
 * ``overwrite=True`` always starts afresh: stored parts and outputs are deleted first (other
   files in the folder are left alone).
+* One run at a time: a run holds ``.samcam.lock`` (an operating-system file lock, released when
+  its process ends, even by a crash) and a second run into the same folder raises
+  :class:`~napari_samcam.errors.OutputBusyError` at once.
 """
 
 from __future__ import annotations
@@ -50,10 +53,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._folders import atomic_path, check_writable, output_lock
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
+    COLUMNS,
     EvalSpec,
     Job,
     classifier_ref,
@@ -176,7 +181,7 @@ def _binarization(binarization: Any, threshold: float | None) -> dict:
 
 def make_spec(
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -192,19 +197,43 @@ def make_spec(
     checkpoint: Any = None,
     trust_checkpoint: bool = False,
     sam_checkpoint: Any = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
+    sam_preprocess: str | None = None,
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
+    from ..protocols import get_protocol
     from ..saliency import CAM_METHODS, _key
+    from ..sam_preprocess import canonical_name
 
+    protocol_name = get_protocol(protocol).name
+    preprocess = canonical_name(sam_preprocess)
+    folder = None
+    if saliency is not None:
+        if classifiers:
+            raise InputError(
+                "pass either saliency= (maps read from files) or classifiers= (maps computed), "
+                "not both (CLI: --saliency DIR or --model NAME)."
+            )
+        folder = Path(saliency)
+        if not folder.is_dir():
+            raise InputError(
+                f"saliency={str(saliency)!r} is not a folder; pass the folder holding the map "
+                "files (CLI: --saliency DIR)."
+            )
+        classifiers, methods = [], ["file"]
+    if classifiers is None:
+        classifiers = ("lesion-detector",)
     if isinstance(classifiers, (str, bytes)) or not isinstance(classifiers, Sequence):
         classifiers = [classifiers]
-    if not classifiers:
+    if not classifiers and folder is None:
         raise InputError("no classifier given; pass at least one, e.g. 'lesion-detector'.")
     if isinstance(methods, str):
         methods = [methods]
     known = {_key(m) for m in CAM_METHODS}
     for method in methods:
-        if _key(method) not in known:
+        if folder is None and _key(method) not in known:
             raise InputError(
                 f"method {method!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}."
             )
@@ -217,7 +246,7 @@ def make_spec(
     for spec in classifiers:
         check_classifier_trust(spec, trusted=trust_checkpoint)
         options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
-        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
+        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "xrv:")):
             options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
@@ -247,6 +276,10 @@ def make_spec(
         text=text,
         clip=clip,
         text_options=dict(text_options or {}),
+        saliency=None if folder is None else str(folder.resolve()),
+        trust_saliency=bool(trust_saliency) and folder is not None,
+        protocol=protocol_name,
+        sam_preprocess=preprocess,
     )
 
 
@@ -256,9 +289,8 @@ def make_spec(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
 
 
 def _clear(out: Path) -> None:
@@ -315,20 +347,20 @@ def _write_part(out: Path, job: Job, frames) -> None:
     """Write the arrays, the region rows, then the metric rows: the last marks the image done."""
     metrics, regions, arrays = frames
     if arrays is not None:
-        path = arrays_path(out, job.key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(arrays)
-        os.replace(tmp, path)
+        with atomic_path(arrays_path(out, job.key)) as tmp:
+            tmp.write_bytes(arrays)
     for frame, path in ((regions, _regions_path(out, job)), (metrics, _part_path(out, job))):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 def _read_part(out: Path, job: Job):
     import pandas as pd
 
     metrics = pd.read_parquet(_part_path(out, job))
+    if "protocol" not in metrics:  # a part written before protocols were recorded
+        metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
+        metrics = metrics[list(COLUMNS)]
     path = _regions_path(out, job)
     regions = pd.read_parquet(path) if path.exists() else region_frame([])
     return metrics, regions
@@ -392,7 +424,7 @@ def evaluate(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -404,6 +436,10 @@ def evaluate(
     text: str | None = None,
     clip: Any = None,
     text_options: dict | None = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
+    sam_preprocess: str | None = None,
     image_root: str | os.PathLike | None = None,
     limit: int | None = None,
     scheduler: str | None = None,
@@ -430,9 +466,10 @@ def evaluate(
         (see :mod:`~napari_samcam.evaluate.manifests`).
     out : path
         Output folder (see the module docstring for its layout and for resume / overwrite).
-    classifiers : sequence
+    classifiers : sequence, optional
         Classifier specs (built-in names, ``torchvision:ARCH`` with ``checkpoint``, TorchScript
-        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects).
+        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects); default
+        ``("lesion-detector",)``, none with ``saliency``.
     methods : sequence of str
         CAM methods (``napari_samcam.saliency.CAM_METHODS``).
     region_sources : sequence of str
@@ -458,6 +495,21 @@ def evaluate(
     text_options : dict, optional
         ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
         ``top_k``, ``threshold``, ...).
+    saliency : path, optional
+        Score the saliency maps in this folder instead of computing them (no classifier):
+        ``.npy``, ``.npz``, TIFF, PNG, NIfTI or CheXlocalize's ``<img_id>_<task>_map.pkl``,
+        found per item as described in :class:`~napari_samcam.saliency_files.SaliencyFolder`.
+        Rows name the folder as ``classifier`` and ``file`` as ``cam_method``.
+    trust_saliency : bool
+        Unpickle ``.pkl`` maps without restriction (only for files you trust); by default only
+        pickles of tensors and arrays, as CheXlocalize writes them, are read.
+    protocol : {'samcam', 'chexlocalize'}
+        Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
+        CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
+        its bootstrap).
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`:
+        ``"clahe"``, ``"gamma:0.5"``, ``"clahe+gamma:0.8"``); recorded in each region's prompt.
     image_root : path, optional
         Folder image paths are relative to (default: the manifest's folder).
     limit : int, optional
@@ -504,8 +556,19 @@ def evaluate(
         Bad options or a bad manifest (the message names the file, row and column).
     OutputExistsError
         ``out`` holds results of another configuration and ``overwrite`` is False.
+    OutputNotWritableError
+        ``out`` cannot be written (checked before any model is loaded).
+    OutputBusyError
+        Another run is writing into ``out``.
     """
     started = time.perf_counter()
+    out = check_writable(out)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise InputError(
+            f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
+            "(CLI: --bootstrap N), e.g. 1000."
+        )
+    _check_device(device, scheduler)
     spec = make_spec(
         classifiers=classifiers,
         methods=methods,
@@ -523,6 +586,10 @@ def evaluate(
         checkpoint=checkpoint,
         trust_checkpoint=trust_checkpoint,
         sam_checkpoint=sam_checkpoint,
+        saliency=saliency,
+        trust_saliency=trust_saliency,
+        protocol=protocol,
+        sam_preprocess=sam_preprocess,
     )
     if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
         raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
@@ -533,7 +600,6 @@ def evaluate(
     jobs = make_jobs(items, spec)
     if limit is not None:
         jobs = jobs[: int(limit)]
-    out = Path(out)
     config = spec.config()
     record = {
         "config": config,
@@ -542,8 +608,39 @@ def evaluate(
         "image_root": None if image_root is None else str(Path(image_root).resolve()),
     }
     record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
-    _prepare_store(out, record, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, what="evaluation"):
+        _prepare_store(out, record, overwrite)
+        outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        outputs["gallery"] = gallery
+        run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
+        run["keep_arrays"] = keep_arrays
+        return _compute(out, jobs, spec, manifest, started, outputs, **run)
 
+
+def _check_device(device: Any, scheduler: str | None) -> None:
+    """A device this machine has; with a scheduler, only its name (the workers may differ)."""
+    if device is None:
+        return
+    if scheduler is None:
+        from ..classifiers import check_device
+
+        check_device(device)
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {str(device)!r} is not a torch device name; pass cpu, cuda, cuda:N or mps."
+        ) from None
+
+
+def _compute(
+    out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers, keep_arrays
+):
+    """Run the pending jobs of an evaluation, then write its tables (the folder is locked)."""
     pending = [job for job in jobs if not _part_path(out, job).exists()]
     n_reused = len(jobs) - len(pending)
     done = 0
@@ -570,9 +667,6 @@ def evaluate(
                 keep_arrays=keep_arrays,
             )
     seconds = time.perf_counter() - started
-
-    outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
-    outputs["gallery"] = gallery
     with _gc_paused():
         return _finish(out, jobs, spec, manifest, (len(pending), n_reused, seconds), **outputs)
 
@@ -622,7 +716,7 @@ def _finish(
     paths["regions.parquet"] = _atomic(out / "regions.parquet", regions.to_parquet, index=False)
     paths["regions.csv"] = _atomic(out / "regions.csv", regions.to_csv, index=False)
 
-    summary = summarize(metrics, n_resamples=n_resamples, seed=seed)
+    summary = summarize(metrics, n_resamples=n_resamples, seed=seed, protocol=spec.protocol)
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
@@ -637,6 +731,7 @@ def _finish(
         "n_images": len(jobs),
         "n_items": int(metrics["item"].nunique()) if len(metrics) else 0,
         "n_rows": len(metrics),
+        "protocol": spec.protocol,
         "config": config,
     }
     summary_file = out / "summary.json"
@@ -684,7 +779,6 @@ def _finish(
 
 
 def _atomic(path: Path, writer: Callable, **kwargs) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writer(tmp, **kwargs)
     return path
