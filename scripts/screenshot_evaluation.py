@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from screenshot import _rerun_under_xvfb  # noqa: E402
+from screenshot import _rerun_under_xvfb, save_window  # noqa: E402
 
 
 def _evaluate(work: Path, n: int) -> Path:
@@ -73,12 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     table.scrollToItem(table.item(row, 0))
     rect = table.visualItemRect(table.item(row, 0))
     QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    for _ in range(50):
-        app.processEvents()
-        time.sleep(0.02)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False)
+    out = save_window(viewer, app, args.out)
     print(f"item {widget.shown_item}: {[layer.name for layer in viewer.layers]}")
     print(f"screenshot written to {out}")
     viewer.close()
