@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._accel import env_flag
+from ._accel import env_flag, torch_threads
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
@@ -480,6 +480,10 @@ class Segmenter:
                 self._upsamplers.move_to_end(key)
         return upsampler
 
+    def mask_upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
+        """The exact map from ``low`` x ``low`` logits of ``embedding`` to its pixels."""
+        return self._upsampler(embedding, low)
+
     def _decode(
         self,
         embedding: Embedding,
@@ -490,6 +494,35 @@ class Segmenter:
         multimask: bool,
     ) -> list[tuple[np.ndarray, float]]:
         """Run prompt encoder + mask decoder; one (mask, score) per box (or one for points)."""
+        import torch
+
+        n = 1 if boxes is None else len(boxes)
+        low_res, iou = self.predict_logits(embedding, points, labels, boxes, mask_input, multimask)
+        with torch.inference_mode(), torch_threads(self.prompt_threads):
+            best = iou.argmax(1)
+            upsampler = self._upsampler(embedding, low_res.shape[-1])
+            results = []
+            for i in range(n):
+                j = int(best[i])
+                mask = upsampler.mask(low_res[i, j].float(), float(self.model.sam.mask_threshold))
+                results.append((mask, float(iou[i, j])))
+        return results
+
+    def predict_logits(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[Any, Any]:
+        """Low-resolution mask logits ``(n, k, h, w)`` and predicted IoUs ``(n, k)``.
+
+        One row per box (one for points alone), ``k`` = 3 with ``multimask`` else 1; prompts in
+        ``(row, col)`` pixels of the embedded image (or crop). :meth:`mask_upsampler` maps the
+        logits to masks.
+        """
         import torch
 
         sam = self.model.sam
@@ -512,8 +545,6 @@ class Segmenter:
             masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
             masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:]).expand(n, -1, -1, -1)
         modules = self._modules()
-        from ._accel import torch_threads
-
         with torch.inference_mode(), torch_threads(self.prompt_threads):
             sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
             extra = {}
@@ -541,14 +572,7 @@ class Segmenter:
                 multimask_output=multimask,
                 **extra,
             )
-            best = iou.argmax(1)
-            upsampler = self._upsampler(embedding, low_res.shape[-1])
-            results = []
-            for i in range(n):
-                j = int(best[i])
-                mask = upsampler.mask(low_res[i, j].float(), float(sam.mask_threshold))
-                results.append((mask, float(iou[i, j])))
-        return results
+        return low_res, iou
 
     def segment(
         self,
@@ -620,20 +644,28 @@ class Segmenter:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
             )
-        if self.model.box_only and boxes_arr is None and pts is not None:
-            warnings.warn(
-                f"SAM model {self.model.name!r} was trained with box prompts only; a point-only "
-                "prompt usually gives an empty or poor mask. Draw a box around the region "
-                "instead (or use a box derived from the saliency).",
-                UserWarning,
-                stacklevel=2,
+        if key is None:
+            key = embedding_key(image)
+        if self.model.box_only and pts is not None and mask_input is None:
+            from .point_prompts import point_regions
+
+            source = source or ("sam-box" if boxes_arr is not None else "sam-points")
+            return point_regions(
+                self,
+                image,
+                pts,
+                labels,
+                boxes_arr,
+                context=context,
+                window=window,
+                key=key,
+                source=source,
+                progress=progress,
             )
         if multimask is None:
             multimask = boxes_arr is None and pts is not None and len(pts) == 1
         if source is None:
             source = "sam-box" if boxes_arr is not None else "sam-points"
-        if key is None:
-            key = embedding_key(image)
         prompt_base: dict[str, Any] = {}
         if pts is not None:
             prompt_base["points"] = pts.tolist()
