@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -82,31 +80,26 @@ def test_points_on_a_box_only_model_are_turned_into_boxes(box_only, rng):
     assert region.model == "tiny-box-only"
 
 
-def test_a_nearby_click_reuses_the_search_embedding(box_only, rng):
+def test_a_nearby_click_reuses_the_search_embeddings(box_only, rng):
     image = _scene(rng)
-    box_only.segment(image, points=[[55, 70]])
-    first = box_only.encoder_calls
-    (again,) = box_only.segment(image, points=[[56, 71]])
-    assert box_only.encoder_calls - first < first or again.prompt["points_to_box"][
-        "encoder_runs"
-    ] < first
+    (first,) = box_only.segment(image, points=[[55, 70]])
+    assert first.prompt["points_to_box"]["encoder_runs"] >= 2
+    (again,) = box_only.segment(image, points=[[56, 71]])  # same crops once snapped
+    assert again.prompt["points_to_box"]["encoder_runs"] <= 1  # at most a new refinement
 
 
 def test_no_mask_holds_a_negative_point(box_only, rng):
     image = _scene(rng)
-    positive, negatives = [55, 70], [[58, 74], [50, 64], [62, 60]]
-    points = [positive, *negatives]
-    labels = [1, 0, 0, 0]
-    mask, _, done = segment_points_with_boxes(
-        box_only, image, np.array(points, float), np.array(labels), key="scene"
-    )
-    if not done["fallback"]:
-        assert not any(mask[r, c] for r, c in negatives)
-    # the same search without the negatives chooses a mask that does hold one: they mattered
-    free, _, _ = segment_points_with_boxes(
-        box_only, image, np.array([positive], float), np.array([1]), key="scene"
-    )
-    assert any(free[r, c] for r, c in negatives) or not free.any() or not done["fallback"]
+    positive = np.array([[55.0, 70.0]])
+    free, _, _ = segment_points_with_boxes(box_only, image, positive, np.array([1]), key="s")
+    rows, cols = np.nonzero(free)
+    far = int(np.argmax((rows - 55) ** 2 + (cols - 70) ** 2))
+    negative = [int(rows[far]), int(cols[far])]  # inside the mask chosen without it
+    points = np.concatenate([positive, [negative]])
+    mask, _, done = segment_points_with_boxes(box_only, image, points, np.array([1, 0]), key="s")
+    assert not done["fallback"]
+    assert not mask[negative[0], negative[1]]
+    assert mask.any()
 
 
 def test_box_and_points_prompt_the_box_and_let_points_choose(box_only, rng):
@@ -138,8 +131,36 @@ def test_models_that_take_points_get_them_natively(tiny_segmenter, rng):
     assert tiny_segmenter.encoder_calls == 1
 
 
-def test_point_prompts_checked_against_the_real_model_flag():
-    from napari_samcam.sam_models import SamModel
+@pytest.fixture(scope="module")
+def lesions():
+    from napari_samcam.phantoms import generate_phantoms
 
-    fields = {f.name: f.default for f in dataclasses.fields(SamModel)}
-    assert fields["box_only"] is False  # SAM checkpoints answer points natively
+    return [case for case in generate_phantoms(12, seed=11) if case.label][:4]
+
+
+@pytest.mark.slow
+def test_litemedsam_click_at_a_lesion_centre_segments_the_lesion(litemedsam, lesions):
+    """Real model, real phantoms: one click gives the lesion, a negative click stays out.
+
+    Measured on 30 phantom lesions (scripts/measure_point_prompts.py, docs/napari.md): mean
+    Dice 0.7x for a centre click, against 0.1-0.2 for the same click given to the model as a
+    point; 0.6 leaves room for the spread between lesions of four cases.
+    """
+    assert litemedsam.model.box_only
+    scores = []
+    for case in lesions:
+        rows, cols = np.nonzero(case.mask)
+        nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+        centre = [int(rows[nearest]), int(cols[nearest])]
+        (region,) = litemedsam.segment(case.image, points=[centre])
+        truth = case.mask
+        scores.append(2 * (region.mask & truth).sum() / (region.mask.sum() + truth.sum()))
+        assert region.prompt["points_to_box"]["encoder_runs"] <= PointBoxSearch().levels + 1
+        r0, c0, r1, c1 = case.box
+        negative = [r0 - 4, centre[1]] if r0 >= 4 else [r1 + 3, centre[1]]
+        (fenced,) = litemedsam.segment(
+            case.image, points=[centre, negative], point_labels=[1, 0]
+        )
+        assert not fenced.mask[negative[0], negative[1]]
+        assert fenced.mask[centre[0], centre[1]]
+    assert np.mean(scores) >= 0.6, scores

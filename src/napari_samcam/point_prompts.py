@@ -5,12 +5,16 @@ scattered mask. Here a click is turned into boxes instead:
 
 1. **Scale search.** Square candidate boxes of several sizes are centred on every positive point
    (and, with several positives, boxes around all of them). They are prompted on one embedding
-   of a crop around the clicks, zoomed as the box path does (``context``). Each candidate's mask
-   is scored by SAM's own IoU prediction times its stability (the overlap of the mask at
-   logit threshold ``+delta`` with the mask at ``-delta``); a mask that holds a negative point
-   is rejected, and one that misses a positive point is ranked below every one that holds
-   them all. When the winner touches the crop's border the object is larger than the crop, and
-   the search is repeated on a crop twice the size (at most ``levels`` crops).
+   of a crop around the clicks (its centre snapped to a grid, so that nearby clicks share it).
+   A mask that holds a negative point is rejected, and one that misses a positive point is
+   ranked below every one that holds them all. The rest are ranked by SAM's own IoU prediction
+   times the mask's stability (the overlap of the mask at logit threshold ``+delta`` with the
+   mask at ``-delta``) times its :func:`boundary_contrast`: a box-only model draws a confident,
+   stable, box-shaped mask inside any box, so its own scores hardly tell sizes apart, while
+   the boundary of the right mask lies on the object's edges. The boxes are then centred again
+   on the winning mask's centroid (a click near an object's edge is not at its centre). When
+   the winner is the largest box and touches the crop's border, the object is larger than the
+   crop and the search is repeated on a crop twice the size (at most ``levels`` crops).
 2. **Refinement.** The bounding box of the winning mask, with a margin, is prompted as a box in
    its own context crop: exactly the box prompt a user would have drawn. Its mask is kept if it
    passes the same point checks, else the scale-search mask is.
@@ -66,7 +70,7 @@ class PointBoxSearch:
     recentre: int = 2
     first_crop: float = 0.25
     min_crop: int = 64
-    levels: int = 3
+    levels: int = 2
     margin: float = 0.1
     delta: float = 1.0
 
@@ -86,7 +90,7 @@ class _Candidate:
 
     @property
     def score(self) -> float:
-        return self.edge * self.iou * self.stability
+        return self.iou * self.stability * self.edge
 
     def rank(self) -> tuple:
         return (not self.holds_negative, self.holds_positives, self.mask.any(), self.score)
@@ -267,7 +271,7 @@ class _Prompter:
 
 
 def _stability(low_res, embedding, segmenter, delta: float):
-    """Stability of each low-res mask inside the unpadded input: IoU of ``> +delta`` and ``> -delta``."""
+    """Per low-res mask, in the unpadded input: IoU of its ``> +delta`` and ``> -delta`` parts."""
     import torch
 
     size = segmenter.model.image_size
@@ -390,7 +394,8 @@ def segment_points_with_boxes(
                 break
             best = _best(level_found)
         found += level_found
-        if crop_side >= max(shape) or not best.touches_border or best.holds_negative:
+        largest = best.box[2] - best.box[0] >= 2 * half_sides.max() - 1
+        if crop_side >= max(shape) or not (largest and best.touches_border):
             break
         side *= 2
     best = _best(found)
