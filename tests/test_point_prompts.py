@@ -156,7 +156,7 @@ def test_litemedsam_click_at_a_lesion_centre_segments_the_lesion(litemedsam, les
         truth = case.mask
         scores.append(2 * (region.mask & truth).sum() / (region.mask.sum() + truth.sum()))
         assert region.prompt["points_to_box"]["encoder_runs"] <= PointBoxSearch().levels + 1
-        r0, c0, r1, c1 = case.box
+        r0, _, r1, _ = case.box
         negative = [r0 - 4, centre[1]] if r0 >= 4 else [r1 + 3, centre[1]]
         (fenced,) = litemedsam.segment(
             case.image, points=[centre, negative], point_labels=[1, 0]
