@@ -9,7 +9,7 @@ from napari_samcam.classifiers import (
     load_checkpoint,
     load_classifier,
 )
-from napari_samcam.errors import CheckpointError, InputError
+from napari_samcam.errors import CheckpointError, InputError, UntrustedFileError
 
 
 def test_wrap_module_and_class_lookup(tiny_classifier):
@@ -65,7 +65,7 @@ def test_unsafe_pickle_refused_unless_trusted(tmp_path):
 
     meta = argparse.Namespace(epochs=3)  # any object beyond tensors needs full unpickling
     torch.save({"state_dict": {"w": torch.zeros(2)}, "meta": meta}, tmp_path / "unsafe.pt")
-    with pytest.raises(CheckpointError, match="trust_checkpoint=True"):
+    with pytest.raises(UntrustedFileError, match="trust_checkpoint=True"):
         load_checkpoint(tmp_path / "unsafe.pt")
     state = load_checkpoint(tmp_path / "unsafe.pt", trust_checkpoint=True)
     assert list(state) == ["w"]
@@ -81,7 +81,9 @@ def test_torchscript_file_predicts_but_cannot_be_hooked(tmp_path):
 
     model = TinyCNN.build()
     torch.jit.script(model).save(str(tmp_path / "m.ts"))
-    clf = load_classifier(tmp_path / "m.ts", device="cpu", input_size=(32, 32))
+    clf = load_classifier(
+        tmp_path / "m.ts", device="cpu", input_size=(32, 32), trust_checkpoint=True
+    )
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(clf.model(x), model(x))
     assert len(predict(np.zeros((32, 32)), clf)) == 2
@@ -95,7 +97,7 @@ def test_exported_program_is_explainable(tmp_path):
     model = TinyCNN.build(in_channels=1)
     program = torch.export.export(model, (torch.zeros(1, 1, 40, 40),))
     torch.export.save(program, str(tmp_path / "m.pt2"))
-    clf = load_classifier(tmp_path / "m.pt2", device="cpu")
+    clf = load_classifier(tmp_path / "m.pt2", device="cpu", trust_checkpoint=True)
     assert clf.input_size == (40, 40) and clf.channels == 1
     x = torch.randn(1, 1, 40, 40)
     torch.testing.assert_close(clf.model(x), model(x))

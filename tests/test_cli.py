@@ -34,6 +34,7 @@ def test_explain_writes_map_overlay_and_provenance(tmp_path, image_file, exporte
             str(image_file),
             "--model",
             str(exported_model),
+            "--trust-checkpoint",
             "--out",
             str(out),
             "--device",

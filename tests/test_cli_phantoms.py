@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from napari_samcam.cli import main
 
 
@@ -42,6 +44,8 @@ def test_phantoms_options(tmp_path):
 
 
 def test_phantoms_bad_arguments(tmp_path, capsys):
-    assert main(["phantoms", "--n", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
-    assert "n=0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["phantoms", "--n", "0", "--out", str(tmp_path / "x"), "--quiet"])
+    assert exit_info.value.code == 2
+    assert "argument --n: '0' is not a positive whole number" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

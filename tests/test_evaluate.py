@@ -281,6 +281,7 @@ def test_cli_evaluate_and_resume(phantom_manifest, tmp_path, capsys):
     torch.export.save(program, str(model))
     out = tmp_path / "out"
     args = ["evaluate", str(phantom_manifest), "--out", str(out), "--model", str(model)]
+    args += ["--trust-checkpoint"]
     args += ["--regions", "ground-truth", "box", "--no-plots", "--quiet", "--device", "cpu"]
     args += ["--bootstrap", "100"]
     assert main(args) == 0

@@ -175,7 +175,7 @@ def test_coco_polygons_rle_and_boxes(tmp_path):
 
     coco["annotations"][0]["bbox"] = [1, 1, 0, 3]
     path.write_text(json.dumps(coco))
-    with pytest.raises(InputError, match=r"annotations\[0\], key 'bbox'"):
+    with pytest.raises(InputError, match=r"annotations\[0\] \(id 1, image 'p.png'\), key 'bbox'"):
         load_manifest(path)
     coco["annotations"][0]["bbox"] = [1, 1, 2, 3]
     coco["annotations"][1]["image_id"] = 99

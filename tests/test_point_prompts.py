@@ -158,9 +158,7 @@ def test_litemedsam_click_at_a_lesion_centre_segments_the_lesion(litemedsam, les
         assert region.prompt["points_to_box"]["encoder_runs"] <= PointBoxSearch().levels + 1
         r0, _, r1, _ = case.box
         negative = [r0 - 4, centre[1]] if r0 >= 4 else [r1 + 3, centre[1]]
-        (fenced,) = litemedsam.segment(
-            case.image, points=[centre, negative], point_labels=[1, 0]
-        )
+        (fenced,) = litemedsam.segment(case.image, points=[centre, negative], point_labels=[1, 0])
         assert not fenced.mask[negative[0], negative[1]]
         assert fenced.mask[centre[0], centre[1]]
     assert np.mean(scores) >= 0.6, scores

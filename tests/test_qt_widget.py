@@ -189,6 +189,48 @@ def test_errors_become_notifications(make_napari_viewer, qtbot, tiny_segmenter, 
     assert all(b.isEnabled() for b in widget._buttons)
 
 
+def test_a_pt2_classifier_loads_only_after_the_trust_box_is_ticked(
+    make_napari_viewer, qtbot, tiny_segmenter, errors, tmp_path, monkeypatch
+):
+    import torch
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    from conftest import TinyCNN
+
+    path = tmp_path / "shared.pt2"
+    program = torch.export.export(TinyCNN.build(), (torch.zeros(1, 3, 32, 32),))
+    torch.export.save(program, str(path))
+    viewer = make_napari_viewer()
+    _phantom(viewer)
+    widget = _widget(viewer, qtbot, segmenter=tiny_segmenter, device="cpu")
+    chosen = [str(path), str(tmp_path / "other.pt2")]
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (chosen.pop(0), ""))
+    )
+    qtbot.mouseClick(widget.browse_button, Qt.MouseButton.LeftButton)
+    assert widget.classifier.currentText() == str(path)
+    assert not widget.trust.isChecked()
+
+    qtbot.mouseClick(widget.load_button, Qt.MouseButton.LeftButton)
+    _wait(widget, qtbot)
+    assert len(errors) == 1
+    assert str(path) in errors[0] and "trust this file" in errors[0]
+    assert "predicted:" not in widget.predictions.text()
+
+    box = widget.trust  # click the tick box itself, at its left end
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(6, box.height() // 2))
+    assert widget.trust.isChecked() and widget.session.trust_checkpoint
+    qtbot.mouseClick(widget.load_button, Qt.MouseButton.LeftButton)
+    _wait(widget, qtbot)
+    assert len(errors) == 1
+    assert "predicted:" in widget.predictions.text()
+
+    # trust belongs to the chosen file: choosing another one clears the box
+    qtbot.mouseClick(widget.browse_button, Qt.MouseButton.LeftButton)
+    assert not widget.trust.isChecked() and not widget.session.trust_checkpoint
+
+
 def test_cancel_stops_a_job_and_applies_nothing(
     make_napari_viewer, qtbot, tiny_classifier, tiny_segmenter
 ):

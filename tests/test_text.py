@@ -639,3 +639,42 @@ def test_box_only_model_defaults_to_box_proposals(segmenter):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(propose_regions(box_only, image, **PERMISSIVE)[0], Region)
+
+
+def test_clip_folder_with_a_malicious_bin_is_refused(clip_folder, tmp_path):
+    import os
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from napari_samcam.errors import UntrustedFileError
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    marker = tmp_path / "PAYLOAD-RAN"
+    folder = tmp_path / "clip"
+    shutil.copytree(clip_folder, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save({**state, "payload": Payload()}, folder / "pytorch_model.bin")
+    clear_clip_cache()
+    with pytest.raises(UntrustedFileError) as excinfo:
+        load_clip(str(folder), device="cpu")
+    assert str(folder / "pytorch_model.bin") in str(excinfo.value)
+    assert "safetensors" in str(excinfo.value)
+    assert not marker.exists()
+    torch.load(folder / "pytorch_model.bin", weights_only=False)  # the payload is live
+    assert marker.exists()
+
+
+def test_open_clip_named_weights_are_not_fetched_unless_asked(monkeypatch):
+    calls = []
+    fake = types.ModuleType("open_clip")
+    fake.create_model_and_transforms = lambda *a, **k: calls.append((a, k))
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    clear_clip_cache()
+    with pytest.raises(ModelNotAvailableError, match="download=True"):
+        load_clip("open_clip:ViT-B-32:openai", device="cpu")
+    assert calls == []

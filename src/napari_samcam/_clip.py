@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelNotAvailableError
+from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
+from .model_files import hf_pretrained, split_revision
 
 __all__ = [
     "ClipEncoder",
@@ -247,7 +248,7 @@ class OpenClipEncoder(ClipEncoder):
 
 
 # -- specs ---------------------------------------------------------------------------------------
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
 
 
 def _is_encoder(spec: Any) -> bool:
@@ -276,6 +277,13 @@ def _kind(spec: str) -> tuple[str, str]:
     if _HUB_ID.match(spec) and not spec.startswith((".", "~")):
         return "hub", spec
     return "missing-folder", str(path)
+
+
+_PICKLE_FIX = (
+    "napari-samcam reads CLIP weights as tensors only: where you trust the file, convert it to "
+    "model.safetensors with CLIPModel.from_pretrained(FOLDER, weights_only=False)"
+    ".save_pretrained(FOLDER)."
+)
 
 
 def _download_recipe(hub_id: str) -> str:
@@ -361,7 +369,8 @@ def _cached(repo_id: str, filename: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return False
-    found = try_to_load_from_cache(repo_id, filename)
+    repo_id, revision = split_revision(repo_id)
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
     return isinstance(found, str)
 
 
@@ -500,28 +509,29 @@ def load_clip(spec: Any, *, device: Any = None, download: bool = False) -> ClipE
             raise ModelNotAvailableError(
                 f"CLIP model {spec_str!r}: {problem}. " + _download_recipe(_EXAMPLE_ID)
             )
-        encoder = _load_transformers(target, target, device, local_only=True)
+        encoder = _load_transformers(target, target, device, download=False)
     elif kind == "hub":
-        encoder = _load_transformers(target, target, device, local_only=not download)
+        encoder = _load_transformers(target, target, device, download=download)
     else:
         raise ModelNotAvailableError(clip_available(spec_str)[1])
     with _CLIPS_LOCK:
         return _CLIPS.setdefault(key, encoder)
 
 
-def _load_transformers(source: str, name: str, device, *, local_only: bool) -> HFClipEncoder:
+def _load_transformers(source: str, name: str, device, *, download: bool) -> HFClipEncoder:
     from transformers import AutoModel, AutoTokenizer
 
+    source, revision = split_revision(source)
+    options = {"what": f"CLIP model {name!r}", "download": download, "revision": revision}
     try:
-        model = AutoModel.from_pretrained(source, local_files_only=local_only)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except OSError as exc:
-        if Path(source).is_dir():
-            raise ModelNotAvailableError(
-                f"CLIP model {source!r} could not be loaded ({exc}). "
-                + _download_recipe(_EXAMPLE_ID)
-            ) from exc
+        model = hf_pretrained(AutoModel.from_pretrained, source, fix=_PICKLE_FIX, **options)
+        tokenizer = hf_pretrained(AutoTokenizer.from_pretrained, source, weights=False, **options)
+    except ModelNotAvailableError as exc:
         raise ModelNotAvailableError(_not_cached_message(source)) from exc
+    except CheckpointError as exc:
+        if isinstance(exc, UntrustedFileError) or not Path(source).is_dir():
+            raise
+        raise ModelNotAvailableError(f"{exc} " + _download_recipe(_EXAMPLE_ID)) from exc
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
         raise InputError(
             f"CLIP model {name!r} is a {type(model).__name__}, which has no "
@@ -531,7 +541,9 @@ def _load_transformers(source: str, name: str, device, *, local_only: bool) -> H
     try:
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(
+            source, local_files_only=True, revision=revision
+        )
         mean = tuple(getattr(processor, "image_mean", None) or mean)
         std = tuple(getattr(processor, "image_std", None) or std)
     except Exception:  # no preprocessor_config.json: every CLIP uses OpenAI's constants
@@ -549,6 +561,14 @@ def _load_open_clip(spec: str, kind: str, target: str, device, download: bool):
         problem = _hub_problem(target, _OPEN_CLIP_WEIGHTS, "open_clip_config.json")
         if problem:
             raise ModelNotAvailableError(clip_available(f"hf-hub:{target}")[1])
+    if kind == "open_clip" and not download:
+        pretrained = target.partition(":")[2]
+        if pretrained and not Path(pretrained).expanduser().is_file():
+            raise ModelNotAvailableError(
+                f"CLIP model {spec!r}: open_clip fetches the pretrained weights {pretrained!r} "
+                "from the internet, and nothing is downloaded unless asked; pass download=True, "
+                f"or a local checkpoint file: 'open_clip:{target.partition(':')[0]}:FILE'."
+            )
     try:
         if kind == "open_clip":
             arch, _, pretrained = target.partition(":")

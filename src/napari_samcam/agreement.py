@@ -7,7 +7,10 @@ Segment Anything regions, then ask how far the two sets of scores agree (Kellene
   Bland-Altman bias with its 95 % limits of agreement, for continuous scores (IoU, energy, ...);
 * :func:`cohen_kappa`: chance-corrected agreement of binary scores (pointing-game hits);
 * :func:`bootstrap_ci`: percentile bootstrap confidence interval of a summary statistic, as
-  CheXlocalize reports its mean IoU and hit rate.
+  CheXlocalize reports its mean IoU and hit rate;
+* :func:`paired_difference`: is ``a`` better than ``b`` on the same images? The mean paired
+  difference with its paired-bootstrap CI and the Wilcoxon signed-rank p-value;
+* :func:`holm`: Holm's step-down adjustment of a family of p-values.
 
 Scores come paired by position (image ``i`` of ``a`` goes with image ``i`` of ``b``). A pair
 where either score is NaN (an undefined metric, e.g. an image without a finding) is dropped;
@@ -32,9 +35,12 @@ from .metrics import DegenerateInputWarning
 __all__ = [
     "BootstrapCI",
     "NaNDroppedWarning",
+    "PairedDifference",
     "agreement",
     "bootstrap_ci",
     "cohen_kappa",
+    "holm",
+    "paired_difference",
 ]
 
 #: z value of the Bland-Altman 95 % limits of agreement.
@@ -54,6 +60,19 @@ class BootstrapCI(NamedTuple):
     estimate: float
     low: float
     high: float
+
+
+class PairedDifference(NamedTuple):
+    """Result of :func:`paired_difference`."""
+
+    n: int
+    n_dropped: int
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
 
 
 def _as_scores(values: Any, name: str) -> np.ndarray:
@@ -328,3 +347,98 @@ def bootstrap_ci(
     alpha = 1.0 - float(confidence)
     low, high = np.percentile(boot, [100.0 * alpha / 2, 100.0 * (1 - alpha / 2)])
     return BootstrapCI(float(statistic(x)), float(low), float(high))
+
+
+def paired_difference(
+    a: Any,
+    b: Any,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int | np.random.Generator | None = 0,
+) -> PairedDifference:
+    """Mean paired difference ``a - b`` with a paired-bootstrap CI and a Wilcoxon p-value.
+
+    With ``d_i = a_i - b_i`` over the ``n`` images where both scores are defined:
+
+    * ``mean_diff`` = ``mean d_i``; ``ci_low``, ``ci_high``: the percentile bootstrap interval
+      of :func:`bootstrap_ci` over the ``d_i`` (images are resampled, so each resample keeps
+      the pairing);
+    * ``p_value``: two-sided Wilcoxon signed-rank test of ``d`` symmetric about 0
+      (:func:`scipy.stats.wilcoxon`, zero differences dropped as Wilcoxon did, exact
+      distribution for small ``n`` without ties, normal approximation otherwise). It is 1.0
+      when every difference is 0 (nothing suggests a difference) and NaN when ``n = 0``.
+
+    Parameters
+    ----------
+    a, b : 1-D array_like of float
+        Scores of the same images under two conditions (two classifiers, two CAM methods),
+        paired by position; NaN marks a missing score and drops the pair.
+    n_resamples, confidence, seed
+        As in :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    PairedDifference
+        ``n, n_dropped, mean_a, mean_b, mean_diff, ci_low, ci_high, p_value``; every float is
+        NaN when ``n = 0``.
+
+    Raises
+    ------
+    InputError
+        The inputs are not 1-D numeric, hold infinite values or differ in length.
+    """
+    x, y, dropped = _paired(a, b, ("a", "b"))
+    n = int(x.size)
+    if n == 0:
+        return PairedDifference(0, dropped, *([math.nan] * 6))
+    d = x - y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        ci = bootstrap_ci(d, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    if not np.any(d):
+        p = 1.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scipy's small-sample notes
+            p = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    return PairedDifference(
+        n, dropped, float(x.mean()), float(y.mean()), ci.estimate, ci.low, ci.high, p
+    )
+
+
+def holm(p_values: Any) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries left out and kept NaN).
+
+    With the ``m`` defined p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    ``p_(i)`` is ``max_{j <= i} min(1, (m - j + 1) p_(j))``. Rejecting where the adjusted value
+    is below ``alpha`` controls the family-wise error rate at ``alpha``.
+
+    Parameters
+    ----------
+    p_values : 1-D array_like of float
+        The family, in any order.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values in the input's order.
+
+    Raises
+    ------
+    InputError
+        ``p_values`` is not 1-D numeric, or holds values outside [0, 1].
+    """
+    p = _as_scores(p_values, "p_values")
+    defined = ~np.isnan(p)
+    if np.any((p[defined] < 0) | (p[defined] > 1)):
+        raise InputError("p_values must lie in [0, 1] (NaN for a test that was not run).")
+    out = np.full_like(p, np.nan)
+    index = np.flatnonzero(defined)
+    m = index.size
+    if m == 0:
+        return out
+    order = index[np.argsort(p[index], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out

@@ -7,15 +7,17 @@ Specs understood by :func:`load_classifier`:
 * a ``torch.export`` program (``.pt2``, saved with ``torch.export.save``): fully explainable;
 * a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``): prediction
   only, since TorchScript layers cannot be hooked for CAM methods;
-* ``"hf:<folder or hub id>"`` or a local folder with a ``config.json``: a ``transformers``
-  image-classification model;
+* ``"hf:<folder or hub id>[@revision]"`` or a local folder with a ``config.json``: a
+  ``transformers`` image-classification model;
 * any ``torch.nn.Module`` passed from Python.
+
+``.pt2`` and TorchScript files can run code when opened: they are opened only with
+``trust_checkpoint=True`` (see :mod:`napari_samcam.model_files`).
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError, InputError, ModelNotAvailableError
-from .images import to_unit_range, unit_range_limits, validate_image
+from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
+from .images import float32_safe, to_unit_range, unit_range_limits, validate_image
+from .model_files import (
+    TRUST_FIX,
+    first_line,
+    hf_pretrained,
+    is_torchscript,
+    load_exported_program,
+    load_torchscript,
+    refused_global,
+    split_revision,
+)
 
 __all__ = [
     "Classifier",
+    "available_devices",
+    "check_device",
     "classifier_tensor",
     "default_device",
     "find_target_layer",
@@ -40,12 +54,58 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_device(device: Any = None):
-    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``."""
+    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device of this machine (see :func:`check_device`).
+    """
     import torch
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device(device)
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine: ``cpu``, then ``cuda:N`` and ``mps`` when present."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: Any):
+    """``device`` as a ``torch.device`` that this machine has.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not a device name (``cpu``, ``cuda``, ``cuda:N``, ``mps``) or names one this
+        machine lacks; the message lists the devices it has.
+    """
+    import torch
+
+    try:
+        resolved = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    available = available_devices()
+    if resolved is not None:
+        kind, index = resolved.type, resolved.index
+        if kind == "cpu" or (kind == "mps" and index in (None, 0) and "mps" in available):
+            return resolved
+        if kind == "cuda" and f"cuda:{index or 0}" in available:
+            return resolved
+    raise InputError(
+        f"device {str(device)!r} is not available on this machine; choose one of "
+        f"{', '.join(available)}."
+    )
 
 
 @dataclass
@@ -159,8 +219,7 @@ def classifier_tensor(
     # a window clips, which does not commute with resizing: then map at full size
     map_after = window is None and resize
     if map_after:
-        low, high = unit_range_limits(image)
-        array = image
+        array, low, high = float32_safe(image, *unit_range_limits(image))
     else:
         array = to_unit_range(image, window, rgb=rgb)
     if array.dtype != np.float32 or not array.flags.writeable:
@@ -203,15 +262,15 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} holds Python objects beyond tensors and cannot be loaded "
-            "safely. Re-save it as a state dict (torch.save(model.state_dict(), path)), or pass "
-            "trust_checkpoint=True (CLI: --trust-checkpoint) only if you trust its author: "
-            f"unpickling can run arbitrary code. ({exc})"
+        raise UntrustedFileError(
+            f"checkpoint {str(path)!r} holds Python objects beyond tensors and was not loaded, "
+            "because unpickling them can run any code their author put there. Re-save it as a "
+            f"state dict (torch.save(model.state_dict(), path)). {TRUST_FIX}."
+            + refused_global(exc)
         ) from exc
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} could not be read by torch.load ({exc})."
+            f"checkpoint {str(path)!r} could not be read by torch.load ({first_line(exc)})."
         ) from exc
     if isinstance(state, torch.nn.Module):
         state = state.state_dict()
@@ -300,16 +359,11 @@ def _arch_model(library: str, arch: str, checkpoint, num_classes, trust_checkpoi
     return model
 
 
-def _exported_classifier(path: Path) -> Classifier:
+def _exported_classifier(path: Path, trusted: bool) -> Classifier:
     """A ``torch.export`` program (``.pt2``), unflattened so that its layers can be hooked."""
     import torch
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise CheckpointError(
-            f"exported program {str(path)!r} could not be loaded ({exc})."
-        ) from exc
+    program = load_exported_program(path, trusted=trusted)
     shape = None
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
@@ -329,26 +383,16 @@ def _exported_classifier(path: Path) -> Classifier:
     )
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("constants.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def _hf_classifier(spec: str, device) -> Classifier:
+def _hf_classifier(spec: str, device, trusted: bool, download: bool) -> Classifier:
     import torch
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-    try:
-        config = AutoConfig.from_pretrained(spec)
-        hf_model = AutoModelForImageClassification.from_pretrained(spec)
-    except OSError as exc:
-        raise ModelNotAvailableError(
-            f"classifier 'hf:{spec}' could not be loaded ({exc}). Pass a local folder saved with "
-            "save_pretrained(), or a hub id on a machine with internet access."
-        ) from exc
+    source, revision = split_revision(spec)
+    options = {"what": f"classifier 'hf:{spec}'", "download": download, "revision": revision}
+    config = hf_pretrained(AutoConfig.from_pretrained, source, weights=False, **options)
+    hf_model = hf_pretrained(
+        AutoModelForImageClassification.from_pretrained, source, trusted=trusted, **options
+    )
 
     class HFLogits(torch.nn.Module):
         def __init__(self, inner):
@@ -360,7 +404,9 @@ def _hf_classifier(spec: str, device) -> Classifier:
 
     mean, std, size = IMAGENET_MEAN, IMAGENET_STD, (224, 224)
     try:
-        processor = AutoImageProcessor.from_pretrained(spec)
+        processor = AutoImageProcessor.from_pretrained(
+            source, local_files_only=True, revision=revision
+        )
         mean = tuple(getattr(processor, "image_mean", mean))
         std = tuple(getattr(processor, "image_std", std))
         proc_size = getattr(processor, "size", None) or {}
@@ -401,6 +447,7 @@ def load_classifier(
     target_layer: Any = None,
     device: Any = None,
     trust_checkpoint: bool = False,
+    download: bool = False,
 ) -> Classifier:
     """Load a classifier from a spec (see the module docstring) or wrap a module.
 
@@ -422,7 +469,12 @@ def load_classifier(
     device : str or torch.device, optional
         CUDA when available, else CPU.
     trust_checkpoint : bool
-        Allow checkpoints that need arbitrary unpickling. Only for files you trust.
+        Trust the model file: open ``.pt2`` (``torch.export``) and TorchScript files, and
+        checkpoints or ``pytorch_model.bin`` weights that need full unpickling. Each of these can
+        run code when opened: only for files whose author you trust.
+    download : bool
+        Allow fetching an ``hf:`` hub id that is not in the local Hugging Face cache; it needs
+        a pinned revision, ``"hf:ORG/NAME@COMMIT"``. Off by default: nothing is downloaded.
 
     Returns
     -------
@@ -449,16 +501,13 @@ def load_classifier(
                 model=model, name=text, source=str(checkpoint), version=_file_version(checkpoint)
             )
         elif text.startswith("hf:") or (path.is_dir() and (path / "config.json").is_file()):
-            classifier = _hf_classifier(text.removeprefix("hf:"), device)
+            classifier = _hf_classifier(
+                text.removeprefix("hf:"), device, trust_checkpoint, download
+            )
         elif path.is_file() and path.suffix == ".pt2":
-            classifier = _exported_classifier(path)
-        elif path.is_file() and _is_torchscript(path):
-            try:
-                model = torch.jit.load(str(path), map_location="cpu")
-            except RuntimeError as exc:
-                raise CheckpointError(
-                    f"TorchScript file {text!r} could not be loaded ({exc})."
-                ) from exc
+            classifier = _exported_classifier(path, trust_checkpoint)
+        elif path.is_file() and is_torchscript(path):
+            model = load_torchscript(path, trusted=trust_checkpoint)
             classifier = Classifier(
                 model=model, name=path.name, source=text, version=_file_version(path)
             )

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._folders import check_writable
 from .errors import InputError, OutputExistsError
 
 __all__ = ["DEMO_OUTPUTS", "DemoResult", "headline", "run_demo"]
@@ -205,7 +206,7 @@ def run_demo(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n={n!r}: pass the number of phantom images as a positive integer.")
     started = time.perf_counter()
-    out = Path(out)
+    out = check_writable(out)
     existing = [name for name in DEMO_OUTPUTS if (out / name).exists()]
     if existing and not overwrite:
         raise OutputExistsError(

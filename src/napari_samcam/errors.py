@@ -11,9 +11,12 @@ __all__ = [
     "ImageReadError",
     "InputError",
     "ModelNotAvailableError",
+    "OutputBusyError",
     "OutputExistsError",
+    "OutputNotWritableError",
     "PromptError",
     "SamcamError",
+    "UntrustedFileError",
 ]
 
 
@@ -37,9 +40,22 @@ class CheckpointError(SamcamError):
     """A model checkpoint cannot be loaded (wrong keys, unsafe pickle, missing file)."""
 
 
+class UntrustedFileError(CheckpointError):
+    """A file that can run code when opened (pickle, ``torch.export``, TorchScript) was not
+    opened because the caller did not say it trusts the file."""
+
+
 class ModelNotAvailableError(SamcamError):
     """A model's weights are not on this machine and cannot be downloaded."""
 
 
 class OutputExistsError(SamcamError, FileExistsError):
     """An output would overwrite existing results without ``overwrite=True``."""
+
+
+class OutputNotWritableError(SamcamError, PermissionError):
+    """An output folder cannot be created or written (read-only, a file in the way)."""
+
+
+class OutputBusyError(SamcamError):
+    """Another process is writing into the same output folder."""

@@ -295,10 +295,13 @@ def to_unit_range(
         low, high = float(window[0]), float(window[1])
         if not high > low:
             raise InputError(f"window {window!r}: high must exceed low; pass (low, high).")
-        out = (array.astype(np.float32) - low) / (high - low)
+        array, low, high = float32_safe(array, low, high)
+        with np.errstate(over="ignore"):  # beyond float32 means beyond the window: clipped
+            out = (array.astype(np.float32) - low) / (high - low)
         return np.clip(out, 0.0, 1.0, out=out)
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
+    array, low, high = float32_safe(array, low, high)
     out = array.astype(np.float32)
     if high > low:
         out -= low
@@ -306,6 +309,24 @@ def to_unit_range(
     else:
         out[...] = 0.0
     return out
+
+
+#: Intensity magnitude above which :func:`float32_safe` scales values down (float32 overflows
+#: at 3.4e38; the margin keeps ``high - low`` finite too).
+FLOAT32_SAFE_MAGNITUDE = 1e30
+
+
+def float32_safe(array: np.ndarray, low: float, high: float) -> tuple[np.ndarray, float, float]:
+    """``array``, ``low`` and ``high`` divided by one factor when float32 would overflow on them.
+
+    ``(x - low) / (high - low)`` is unchanged by the common factor, so the map to ``[0, 1]`` is
+    the same; only values beyond :data:`FLOAT32_SAFE_MAGNITUDE` (float64 data near 1e308, say)
+    are scaled, in float64, before anything is subtracted. Other arrays come back as they are.
+    """
+    scale = max(abs(low), abs(high))
+    if scale <= FLOAT32_SAFE_MAGNITUDE:
+        return array, low, high
+    return array / scale, low / scale, high / scale
 
 
 def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float, float]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._folders import check_writable
 from .errors import ImageReadError, InputError, OutputExistsError
 
 __all__ = [
@@ -731,6 +732,7 @@ def write_phantoms(
     manifest = out / MANIFEST_NAME
     if out.exists() and not out.is_dir():
         raise InputError(f"out={str(out)!r} is a file; pass a folder for the phantom set.")
+    check_writable(out)
     if manifest.exists() and not overwrite:
         raise OutputExistsError(
             f"{str(manifest)!r} already exists; pass overwrite=True (CLI: --overwrite) to replace "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._prompt_checks import check_boxes
 from .errors import InputError
 from .segment import Region
 
@@ -28,12 +29,8 @@ def mask_box(mask: np.ndarray) -> np.ndarray | None:
 
 def box_region(box, shape: tuple[int, int], *, source: str = "box") -> Region:
     """The box annotation itself as a region (the loose mask SAM is meant to refine)."""
-    r0, c0, r1, c1 = (int(round(v)) for v in box)
-    if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]):
-        raise InputError(
-            f"box {list(box)} is empty or outside the image of shape {tuple(shape)}; boxes are "
-            "(row0, col0, row1, col1) with the end exclusive."
-        )
+    rounded = check_boxes([box], name="box").round()
+    ((r0, c0, r1, c1),) = check_boxes(rounded, shape[:2], name="box").astype(int)
     mask = np.zeros(shape[:2], dtype=bool)
     mask[r0:r1, c0:c1] = True
     return Region(mask, source, {"box": [r0, c0, r1, c1]})

@@ -13,11 +13,22 @@ from .errors import InputError, ModelNotAvailableError
 
 __all__ = ["SAM_MODELS", "SamModel", "cache_dir", "load_sam_model"]
 
-#: Official Segment Anything checkpoints: file name, URL and the SHA-256 prefix in the name.
+#: Official Segment Anything checkpoints: file name and full SHA-256 of the published file. A
+#: download is accepted only when its whole digest matches. (The six hex digits in the file
+#: names are the start of the files' MD5, not of their SHA-256.)
 _SAM_CHECKPOINTS = {
-    "vit_b": ("sam_vit_b_01ec64.pth", "01ec64"),
-    "vit_l": ("sam_vit_l_0b3195.pth", "0b3195"),
-    "vit_h": ("sam_vit_h_4b8939.pth", "4b8939"),
+    "vit_b": (
+        "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    ),
+    "vit_l": (
+        "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+    ),
+    "vit_h": (
+        "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    ),
 }
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/{}"
 
@@ -50,7 +61,8 @@ class SamModel:
     image_size : int
         Long side of the encoder input (1024 for SAM, 256 for LiteMedSAM).
     box_only : bool
-        Trained with box prompts only: point-only prompts give poor masks.
+        Trained with box prompts only: point prompts are answered by boxes chosen around the
+        clicks (:mod:`napari_samcam.point_prompts`).
     version : str
     source : str
     """
@@ -127,7 +139,7 @@ def _dist_version(name: str) -> str:
 
 
 def _resolve_checkpoint(name: str, checkpoint, download: bool) -> Path:
-    filename, hash_prefix = _SAM_CHECKPOINTS[name]
+    filename, sha256 = _SAM_CHECKPOINTS[name]
     if checkpoint is not None:
         return Path(checkpoint)
     target = cache_dir() / filename
@@ -136,10 +148,17 @@ def _resolve_checkpoint(name: str, checkpoint, download: bool) -> Path:
     if download:
         import torch.hub
 
+        if not sha256 or len(sha256) != 64:
+            raise ModelNotAvailableError(
+                f"SAM model {name!r}: no full SHA-256 is pinned for {filename}, so it is not "
+                f"downloaded. Download it yourself, check it, and put it at {target} or pass "
+                "checkpoint=PATH (CLI: --sam-checkpoint PATH)."
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # written to a temporary file, checked against the whole digest, then renamed
             torch.hub.download_url_to_file(
-                _SAM_URL.format(filename), str(target), hash_prefix=hash_prefix, progress=True
+                _SAM_URL.format(filename), str(target), hash_prefix=sha256, progress=True
             )
             return target
         except Exception as exc:  # no network, proxy, hash mismatch
@@ -173,7 +192,8 @@ def load_sam_model(
     image_size : int, optional
         Encoder input side for a wrapped ``Sam`` module (default: its encoder's ``img_size``).
     download : bool
-        Download an official checkpoint into :func:`cache_dir` (hash-checked) when missing.
+        Download an official checkpoint into :func:`cache_dir` when missing; it is kept only
+        when its SHA-256 matches the pinned digest in full.
     device : optional
         CUDA when available, else CPU.
     """

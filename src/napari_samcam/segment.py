@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._accel import env_flag, torch_threads
+from ._prompt_checks import check_boxes, check_points
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
@@ -638,8 +639,8 @@ class Segmenter:
                 self, image, text, clip=clip, window=window, progress=progress, **text_options
             )
         height, width = image.shape[:2]
-        pts, labels = _check_points(points, point_labels, (height, width))
-        boxes_arr = _check_boxes(boxes, (height, width))
+        pts, labels = check_points(points, point_labels, (height, width))
+        boxes_arr = check_boxes(boxes, (height, width))
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
@@ -727,59 +728,6 @@ def context_crop(
         start = int(round(min(max(centre - length / 2, 0), limit - length)))
         out.append((start, int(min(start + round(length), limit))))
     return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
-def _check_points(points, labels, shape):
-    if points is None:
-        return None, None
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else None
-    if pts is None:
-        return None, None
-    if not np.isfinite(pts).all():
-        raise PromptError(f"points: {pts.tolist()} contain NaN or inf; pass finite (row, col).")
-    outside = ~((pts >= 0).all(1) & (pts[:, 0] < shape[0]) & (pts[:, 1] < shape[1]))
-    if outside.any():
-        raise PromptError(
-            f"points {pts[outside].tolist()} lie outside the image of shape {shape}; points are "
-            "(row, col) pixel coordinates inside it."
-        )
-    if labels is None:
-        labels_arr = np.ones(len(pts), dtype=np.int64)
-    else:
-        labels_arr = np.asarray(labels).astype(np.int64).reshape(-1)
-        if labels_arr.shape[0] != len(pts) or not np.isin(labels_arr, (0, 1)).all():
-            raise PromptError(
-                f"point_labels {labels_arr.tolist()}: pass one label per point, 1 for a "
-                "positive and 0 for a negative point."
-            )
-    return pts, labels_arr
-
-
-def _check_boxes(boxes, shape):
-    if boxes is None:
-        return None
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return None
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4 or not np.isfinite(arr).all():
-        raise PromptError(
-            f"boxes: shape {np.shape(boxes)}; pass (row0, col0, row1, col1) or an (M, 4) array."
-        )
-    bad = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
-    if bad.any():
-        raise PromptError(
-            f"boxes {arr[bad].tolist()} are empty: row1 > row0 and col1 > col0 are needed "
-            "(end exclusive)."
-        )
-    outside = (arr[:, :2] < 0).any(1) | (arr[:, 2] > shape[0]) | (arr[:, 3] > shape[1])
-    if outside.any():
-        raise PromptError(
-            f"boxes {arr[outside].tolist()} reach outside the image of shape {shape}; clip them "
-            "to [0, H] x [0, W]."
-        )
-    return arr
 
 
 _SEGMENTERS: dict[tuple, Segmenter] = {}

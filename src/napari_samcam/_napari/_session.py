@@ -151,6 +151,9 @@ class SamcamSession:
         Anything :func:`napari_samcam.classifiers.load_classifier` takes; a built-in by default.
     checkpoint : str, optional
         State dict for ``torchvision:``/``timm:`` classifier specs.
+    trust_checkpoint : bool
+        Trust the classifier file: open ``.pt2`` and TorchScript files and checkpoints that
+        need full unpickling, which can run code (see ``load_classifier``).
     method : str
         CAM method (see :data:`napari_samcam.saliency.CAM_METHODS`).
     target : int or str, optional
@@ -188,6 +191,7 @@ class SamcamSession:
         *,
         classifier: Any = "lesion-detector",
         checkpoint: str | None = None,
+        trust_checkpoint: bool = False,
         method: str = "gradcam",
         target: int | str | None = None,
         target_layer: str | None = None,
@@ -201,6 +205,7 @@ class SamcamSession:
         self.viewer = viewer
         self.classifier_spec = classifier
         self.checkpoint = checkpoint
+        self.trust_checkpoint = bool(trust_checkpoint)
         self.method = method
         self.target = target
         self.target_layer = target_layer
@@ -348,7 +353,12 @@ class SamcamSession:
     def _classifier_key_now(self) -> tuple:
         spec = self.classifier_spec
         spec_key = spec if isinstance(spec, str) else id(spec)
-        return (spec_key, str(self.checkpoint or ""), str(self.device or ""))
+        return (
+            spec_key,
+            str(self.checkpoint or ""),
+            str(self.device or ""),
+            self.trust_checkpoint,
+        )
 
     def _load_classifier(self):
         """The loaded classifier of the current settings (cached; call from any thread)."""
@@ -364,7 +374,7 @@ class SamcamSession:
                 "no classifier: choose a built-in one, a TorchScript file, or a name such as "
                 "'torchvision:resnet18' (with a checkpoint file)."
             )
-        kwargs: dict[str, Any] = {"device": self.device}
+        kwargs: dict[str, Any] = {"device": self.device, "trust_checkpoint": self.trust_checkpoint}
         if self.checkpoint:
             kwargs["checkpoint"] = self.checkpoint
         classifier = load_classifier(spec.strip() if isinstance(spec, str) else spec, **kwargs)

@@ -9,6 +9,11 @@ Layout of a session folder::
 
 The JSON keeps Python types that plain JSON would lose (tuples, numpy arrays and scalars), so
 metadata, scales and prompts come back as they were saved.
+
+A session folder may come from someone else: the reader opens only files inside the folder
+(no absolute paths, no ``..``, no links that lead out) and reads no pickles. Saving over a
+session replaces only the files an earlier save wrote; anything else a user keeps in the folder
+stays.
 """
 
 from __future__ import annotations
@@ -248,6 +253,87 @@ def is_session(path: str | os.PathLike) -> bool:
     return (Path(path) / SESSION_FILE).is_file()
 
 
+#: Names the writer gives layer files: ``layers/NN-<slug>.<ext>``.
+_LAYER_FILE = re.compile(r"^layers/\d{2,}-[A-Za-z0-9._-]+\.(tif|parquet|csv)$")
+
+
+def _own_files(path: Path) -> set[str]:
+    """Files (relative, POSIX) an earlier save wrote into the session folder ``path``.
+
+    Judged from its session file, and only for names the writer gives: a session file edited
+    to list someone's notes does not make them ours.
+    """
+    own = {SESSION_FILE, "metrics.csv"}
+    try:
+        document = json.loads((path / SESSION_FILE).read_text(encoding="utf-8"))
+        records = [decode(raw) for raw in document.get("layers", [])]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return own
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        for key in ("data_file", "features_file"):
+            name = record.get(key)
+            if isinstance(name, str) and _LAYER_FILE.match(name):
+                own.add(name)
+                if name.endswith(".parquet"):
+                    own.add(name[: -len(".parquet")] + ".csv")
+    return own
+
+
+def _user_entries(path: Path, own: set[str]) -> list[str]:
+    """Entries of ``path`` (relative, POSIX) that napari-samcam did not write: whole top-level
+    entries, and single files inside ``layers/``."""
+    out = []
+    for entry in sorted(path.iterdir()):
+        if entry.name == "layers" and entry.is_dir() and not entry.is_symlink():
+            out += [
+                f"layers/{item.name}"
+                for item in sorted(entry.iterdir())
+                if f"layers/{item.name}" not in own
+            ]
+        elif entry.name not in own:
+            out.append(entry.name)
+    return out
+
+
+def _replace_keeping(path: Path, new: Path) -> None:
+    """Put the session built in ``new`` at ``path``, keeping what a user added to ``path``.
+
+    The user's entries move into ``new`` first; the old folder is then swapped out in one
+    rename and deleted. Any failure before the swap puts the user's entries back.
+    """
+    own = _own_files(path)
+    kept = _user_entries(path, own)
+    clashes = [name for name in kept if (new / name).exists() or os.path.lexists(new / name)]
+    if clashes:
+        raise OutputExistsError(
+            f"session folder {str(path)!r} holds {', '.join(clashes)}, which napari-samcam did "
+            "not write and would now replace; move it out of the folder or save elsewhere."
+        )
+    moved: list[str] = []
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+    try:
+        for name in kept:
+            os.replace(path / name, new / name)
+            moved.append(name)
+        os.replace(path, old / "session")
+    except BaseException:
+        for name in reversed(moved):
+            os.replace(new / name, path / name)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old / "session", path)
+        for name in reversed(moved):
+            os.replace(new / name, path / name)
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _check_target(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise OutputExistsError(
@@ -264,7 +350,9 @@ def write_session(path: str | os.PathLike, layer_data: list[tuple]) -> list[str]
     """Write layers (``(data, meta, layer_type)`` tuples) as a session folder.
 
     The folder is built beside the target and moved into place at the end, so a failure leaves
-    no half-written session. An existing session folder at ``path`` is replaced.
+    no half-written session. An existing session folder at ``path`` is replaced; files in it
+    that napari-samcam did not write (a user's notes) are kept, and a clash with one of them
+    is an error.
 
     Returns
     -------
@@ -327,8 +415,9 @@ def write_session(path: str | os.PathLike, layer_data: list[tuple]) -> list[str]
         }
         (tmp / SESSION_FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            _replace_keeping(path, tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -362,19 +451,83 @@ def _provenance(records: list[dict]) -> list[dict]:
 # read
 
 
+def _inside(folder: Path, name: Any, where: str) -> Path:
+    """``folder / name`` for a relative name that stays inside ``folder`` (links resolved)."""
+    if not isinstance(name, str) or not name:
+        raise ImageReadError(f"{where} is not a file name ({name!r}).")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise ImageReadError(
+            f"{where} {name!r} points outside the session folder; a session refers only to "
+            "files inside its own folder."
+        )
+    target = folder / relative
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise ImageReadError(
+            f"{where} {name!r} is a link that leads outside the session folder; a session "
+            "refers only to files inside its own folder."
+        )
+    if not target.is_file():
+        raise ImageReadError(
+            f"{where} {name!r} is missing from the session folder; copy the whole folder, "
+            "with its layers/ subfolder."
+        )
+    return target
+
+
+def _layer_record(raw: Any, index: int, where: str) -> tuple[dict, str, dict]:
+    """The decoded record, its type and its state, or an error naming what is missing."""
+    try:
+        record = decode(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImageReadError(f"{where}: layer {index} cannot be decoded ({exc}).") from exc
+    if not isinstance(record, dict):
+        raise ImageReadError(f"{where}: layer {index} is not a JSON object.")
+    state = record.get("state")
+    name = state.get("name", "") if isinstance(state, dict) else ""
+    label = f"layer {index}" + (f" ({name!r})" if name else "")
+    if not isinstance(state, dict):
+        raise ImageReadError(
+            f"{where}: {label} has no 'state' (its name, scale, colours ...); the file was "
+            "edited or cut short: save the session again."
+        )
+    layer_type = record.get("type")
+    if layer_type not in SUPPORTED_TYPES:
+        raise ImageReadError(
+            f"{where}: {label} has type {layer_type!r}; sessions hold "
+            f"{', '.join(SUPPORTED_TYPES)} layers."
+        )
+    if layer_type in _ARRAY_TYPES and "data_file" not in record:
+        raise ImageReadError(f"{where}: {label} has no 'data_file'.")
+    if layer_type not in _ARRAY_TYPES and "data" not in record:
+        raise ImageReadError(f"{where}: {label} has no 'data'.")
+    return record, layer_type, dict(state)
+
+
 def read_session(path: str | os.PathLike) -> list[tuple]:
-    """Layer data tuples of a session folder, in the saved order."""
+    """Layer data tuples of a session folder, in the saved order.
+
+    Raises
+    ------
+    ImageReadError
+        The session file is missing, unreadable or incomplete (a layer without its state), a
+        layer file is missing or unreadable, or a file name leads outside the folder. The
+        message names the session file and the item.
+    """
     import pandas as pd
     import tifffile
 
     path = Path(path)
+    session_file = path / SESSION_FILE
     try:
-        document = json.loads((path / SESSION_FILE).read_text(encoding="utf-8"))
+        document = json.loads(session_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ImageReadError(
             f"session {str(path)!r}: {SESSION_FILE} could not be read ({exc}). The folder must "
             "be one written by napari-samcam's session writer."
         ) from exc
+    if not isinstance(document, dict):
+        raise ImageReadError(f"session file {str(session_file)!r} is not a JSON object.")
     if document.get("format") != SESSION_FORMAT:
         raise ImageReadError(
             f"session {str(path)!r}: {SESSION_FILE} is not a napari-samcam session file."
@@ -384,21 +537,39 @@ def read_session(path: str | os.PathLike) -> list[tuple]:
             f"session {str(path)!r} was written by a newer napari-samcam (format version "
             f"{document['version']}); update napari-samcam to open it."
         )
+    where = f"session file {str(session_file)!r}"
+    layers = document.get("layers", [])
+    if not isinstance(layers, list):
+        raise ImageReadError(f"{where}: 'layers' is not a list.")
     out = []
-    for raw in document.get("layers", []):
-        record = decode(raw)
-        layer_type = record["type"]
-        state = dict(record["state"])
+    for index, raw in enumerate(layers):
+        record, layer_type, state = _layer_record(raw, index, where)
         if "colormap" in state:
             state["colormap"] = _colormap_value(state["colormap"])
-        if "data_file" in record:
-            data = tifffile.imread(path / record["data_file"])
-            data = data.astype(np.dtype(record["dtype"]), copy=False)
+        if layer_type in _ARRAY_TYPES:
+            data_file = _inside(path, record["data_file"], f"{where}: layer {index} data_file")
+            try:
+                data = tifffile.imread(data_file)
+                data = data.astype(np.dtype(record.get("dtype", data.dtype)), copy=False)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ImageReadError(
+                    f"{where}: layer {index} data_file {str(data_file)!r} could not be read "
+                    f"({exc})."
+                ) from exc
         elif layer_type == "shapes":
             data = list(record["data"])
         else:
             data = record["data"]
         if "features_file" in record:
-            state["features"] = pd.read_parquet(path / record["features_file"])
+            features = _inside(
+                path, record["features_file"], f"{where}: layer {index} features_file"
+            )
+            try:
+                state["features"] = pd.read_parquet(features)
+            except (OSError, ValueError) as exc:
+                raise ImageReadError(
+                    f"{where}: layer {index} features_file {str(features)!r} could not be read "
+                    f"({exc})."
+                ) from exc
         out.append((data, state, layer_type))
     return out

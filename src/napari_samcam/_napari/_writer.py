@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +105,33 @@ def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
         out = array
     else:
         # Float maps (saliency in [0, 1]) become 16-bit over the layer's contrast limits.
-        low, high = meta.get("contrast_limits") or (float(array.min()), float(array.max()))
+        low, high = meta.get("contrast_limits") or _finite_range(array, path)
         scaled = (array.astype(np.float64) - low) / ((high - low) or 1.0)
+        nan = np.isnan(scaled)
+        if nan.any():
+            warnings.warn(
+                f"{str(path)!r}: PNG has no NaN; {int(nan.sum())} NaN pixel(s) are written as 0 "
+                "and left out of the intensity scaling. Save as .tif to keep them.",
+                UserWarning,
+                stacklevel=4,
+            )
+            scaled[nan] = 0.0
         out = np.round(np.clip(scaled, 0, 1) * 65535).astype(np.uint16)
     iio.imwrite(path, out)
+
+
+def _finite_range(array: np.ndarray, path: Path) -> tuple[float, float]:
+    """The smallest and largest finite value (NaN and infinities are left out)."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return float(array.min()), float(array.max())
+    if not finite.any():
+        raise InputError(
+            f"{str(path)!r}: the layer holds no finite value, so there is nothing to save as "
+            "PNG; save it as .tif to keep the values."
+        )
+    values = array[finite]
+    return float(values.min()), float(values.max())
 
 
 def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> list[str]:

@@ -17,6 +17,7 @@ from magicgui import widgets
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QGroupBox,
@@ -180,10 +181,16 @@ class SamcamWidget(QWidget):
             "('hf:...'), or 'torchvision:ARCH' / 'timm:ARCH' with a checkpoint file."
         )
         self.classifier.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        browse = QPushButton("…")
-        browse.setToolTip("Choose a classifier file (TorchScript) or folder.")
+        self.browse_button = browse = QPushButton("…")
+        browse.setToolTip("Choose a classifier file (.pt2, TorchScript) or folder.")
         browse.setMaximumWidth(32)
         browse.clicked.connect(self._browse_classifier)
+        self.trust = QCheckBox("trust this file")
+        self.trust.setToolTip(
+            ".pt2 and TorchScript files (and checkpoints that need full unpickling) can run "
+            "code when opened: tick only for a file whose author you trust. Choosing another "
+            "classifier clears it."
+        )
         self.checkpoint = widgets.FileEdit(
             label="checkpoint",
             mode="r",
@@ -311,6 +318,7 @@ class SamcamWidget(QWidget):
             _group(
                 "Classifier (Grad-CAM)",
                 _row(QLabel("classifier"), self.classifier, browse),
+                self.trust,
                 classifier_form.native,
                 self.load_button,
                 self.predictions,
@@ -361,6 +369,8 @@ class SamcamWidget(QWidget):
         self.image.changed.connect(self._default_prompt_layers)
         self.clip.changed.connect(self._check_clip)
         self.classifier.currentTextChanged.connect(self._on_classifier_text)
+        self.classifier.currentTextChanged.connect(lambda _text: self.trust.setChecked(False))
+        self.trust.toggled.connect(self._on_classifier_text)
         self.checkpoint.changed.connect(self._on_classifier_text)
         self.method.changed.connect(self._push_settings)
         self.target.changed.connect(self._push_settings)
@@ -429,8 +439,10 @@ class SamcamWidget(QWidget):
 
     def _sync_settings_from_session(self) -> None:
         session = self.session
+        trusted = session.trust_checkpoint  # setting the text below clears the box
         if isinstance(session.classifier_spec, str):
             self.classifier.setCurrentText(session.classifier_spec)
+        self.trust.setChecked(trusted)
         if session.method in self.method.choices:
             self.method.value = session.method
         self.context.value = float(session.context or 0.0)
@@ -449,6 +461,7 @@ class SamcamWidget(QWidget):
         if isinstance(self.session.classifier_spec, str) or spec:
             self.session.classifier_spec = spec
         self.session.checkpoint = self._checkpoint_value()
+        self.session.trust_checkpoint = self.trust.isChecked()
         self.target.choices = [_TOP_CLASS]
         self.target_layer.choices = [_AUTO_LAYER]
         self._push_settings()
@@ -530,7 +543,10 @@ class SamcamWidget(QWidget):
 
     def _browse_classifier(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Classifier file (TorchScript)", "", "Models (*.pt *.pth *.ts);;All files (*)"
+            self,
+            "Classifier file (.pt2, TorchScript)",
+            "",
+            "Models (*.pt2 *.pt *.pth *.ts);;All files (*)",
         )
         if path:
             self.classifier.setCurrentText(path)

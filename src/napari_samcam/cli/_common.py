@@ -4,32 +4,121 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, OutputExistsError
+from .._folders import atomic_path, check_writable
+from .._prompt_checks import check_boxes, check_points
+from ..errors import InputError, OutputExistsError, PromptError
 
 
-def int_tuple(text: str, n: int, what: str) -> tuple[int, ...]:
-    """Parse ``"a,b,c"`` into ``n`` integers, with an error naming ``what``."""
+def _coordinates(text: str, n: int, what: str, check) -> tuple[int, ...]:
+    """Parse ``"a,b,..."`` into ``n`` pixel coordinates checked by ``check``."""
+    cells = text.split(",")
     try:
-        values = tuple(int(round(float(v))) for v in text.split(","))
+        values = [float(v) for v in cells]
     except ValueError:
-        values = ()
+        values = []
     if len(values) != n:
         raise argparse.ArgumentTypeError(f"{what} {text!r}: expected {n} comma-separated numbers")
-    return values
+    try:
+        checked = check([values], name=what)
+    except PromptError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(f"{what}[0] = ", f"{what} ")) from None
+    return tuple(int(v) for v in checked.round()[0])
 
 
 def box_arg(text: str) -> tuple[int, ...]:
     """``r0,c0,r1,c1`` -> box (end exclusive)."""
-    return int_tuple(text, 4, "box")
+    return _coordinates(text, 4, "box", check_boxes)
 
 
 def point_arg(text: str) -> tuple[int, ...]:
     """``r,c`` -> point."""
-    return int_tuple(text, 2, "point")
+    return _coordinates(text, 2, "point", lambda v, name: check_points(v, name=name)[0])
+
+
+def _number(text: str, kind: type, condition, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value != value or not condition(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An int >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive whole number, e.g. 1000")
+
+
+def non_negative_int(text: str) -> int:
+    """An int >= 0."""
+    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
+
+
+def fraction(text: str) -> float:
+    """A float in [0, 1]."""
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1], e.g. 0.5")
+
+
+def finite_float(text: str) -> float:
+    """Any finite float."""
+    return _number(text, float, math.isfinite, "a finite number")
+
+
+def zoom_factor(text: str) -> float:
+    """A box-prompt zoom factor: >= 1."""
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 1.0, "a number >= 1, e.g. 2.5")
+
+
+def zoom_factor_or_zero(text: str) -> float:
+    """A box-prompt zoom factor (>= 1), or 0 for none."""
+    return _number(
+        text,
+        float,
+        lambda v: v == 0 or (math.isfinite(v) and v >= 1.0),
+        "0 or a number >= 1, e.g. 2.5",
+    )
+
+
+def text_arg(text: str) -> str:
+    """A non-empty text."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty text; pass a word such as 'nodule'")
+    return text
+
+
+def device_arg(text: str) -> str:
+    """A torch device present on this machine (cpu, cuda[:N], mps)."""
+    from ..classifiers import check_device
+
+    try:
+        check_device(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def cam_method_arg(text: str) -> str:
+    """A CAM method name of :data:`napari_samcam.saliency.CAM_METHODS`."""
+    from ..saliency import CAM_METHODS, _key
+
+    if _key(text) not in {_key(m) for m in CAM_METHODS}:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}"
+        )
+    return text
+
+
+def existing_file(text: str) -> str:
+    """A path that exists."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist or is not a file")
+    return text
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,16 +127,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="lesion-detector",
         help="classifier: a built-in name (lesion-detector, shortcut-detector), "
-        "torchvision:ARCH / timm:ARCH with --checkpoint, a TorchScript file, or hf:FOLDER_OR_ID "
+        "torchvision:ARCH / timm:ARCH with --checkpoint, a .pt2 or TorchScript file (with "
+        "--trust-checkpoint), or hf:FOLDER_OR_ID[@REVISION] "
         "(default: %(default)s)",
     )
-    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: architectures")
+    parser.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        help="state dict for torchvision:/timm: architectures",
+    )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_device_argument(parser)
 
 
 def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,16 +154,30 @@ def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
         help="SAM model: litemedsam (built-in), vit_b, vit_l, "
         "vit_h, mobile_sam (default: %(default)s)",
     )
-    parser.add_argument("--sam-checkpoint", help="checkpoint file for vit_b/l/h or mobile_sam")
+    parser.add_argument(
+        "--sam-checkpoint",
+        type=existing_file,
+        help="checkpoint file for vit_b/l/h or mobile_sam",
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, checked against the devices of this machine."""
+    parser.add_argument(
+        "--device",
+        type=device_arg,
+        help="cpu, cuda, cuda:1, mps ... (default: cuda if available)",
+    )
 
 
 def check_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
-    """Refuse to replace any of ``names`` in ``out`` unless ``overwrite``; create nothing yet.
+    """Refuse to replace any of ``names`` in ``out`` unless ``overwrite``, or an ``out`` that
+    cannot be written; create nothing yet.
 
     Commands call this before any work and create the folder only when results are ready, so
     bad input leaves nothing behind.
     """
-    out = Path(out)
+    out = check_writable(out, name="--out")
     existing = [n for n in names if (out / n).exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -79,9 +189,8 @@ def check_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_jsonable), encoding="utf-8")
 
 
 def _jsonable(value: Any) -> Any:

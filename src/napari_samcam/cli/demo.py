@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import progress_bar
+from .._folders import check_writable
+from ._common import add_device_argument, non_negative_int, positive_int, progress_bar
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,16 +22,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--n", type=int, default=8, help="number of phantom images (default: %(default)s)"
+        "--n", type=positive_int, default=8, help="number of phantom images (default: %(default)s)"
     )
     parser.add_argument(
-        "--seed", type=int, default=2024, help="phantom seed (default: %(default)s)"
+        "--seed", type=non_negative_int, default=2024, help="phantom seed (default: %(default)s)"
     )
     parser.add_argument(
         "--no-radiograph", action="store_true", help="skip the real chest radiograph"
     )
     parser.add_argument("--sam", default="litemedsam", help="SAM model (default: %(default)s)")
-    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    add_device_argument(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -39,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("demo", quiet=args.quiet) as progress:
         result = run_demo(
             args.out,

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_sam_arguments, progress_bar
+from .._folders import check_writable
+from ._common import (
+    add_sam_arguments,
+    cam_method_arg,
+    existing_file,
+    finite_float,
+    positive_int,
+    progress_bar,
+    text_arg,
+    zoom_factor_or_zero,
+)
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -17,8 +27,10 @@ Writes into --out: metrics.parquet / metrics.csv (one row per image x classifier
 region source x metric), summary.csv (mean with bootstrap 95% CI per class and overall),
 agreement.csv (agreement of each region source with the ground truth: Pearson, Spearman, mean
 absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
-region_summary.csv (each region's Dice / IoU with the ground-truth mask), summary.json,
-plots/*.svg and a self-contained report.html.
+region_summary.csv (each region's Dice / IoU with the ground-truth mask), comparison.csv
+(every pair of classifiers and of CAM methods on the items they share: mean difference with a
+paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction, per region source),
+summary.json, plots/*.svg and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
 resumes where it stopped. A folder holding results of another configuration is refused unless
@@ -61,14 +73,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
         "(default: lesion-detector)",
     )
-    parser.add_argument("--checkpoint", help="state dict for torchvision:/timm: classifiers")
+    parser.add_argument(
+        "--checkpoint", type=existing_file, help="state dict for torchvision:/timm: classifiers"
+    )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that need arbitrary unpickling (only for files you trust)",
+        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
+        "checkpoints that need full unpickling, which can run code (only for files whose "
+        "author you trust)",
     )
     parser.add_argument(
         "--method",
+        type=cam_method_arg,
         action="append",
         default=None,
         metavar="METHOD",
@@ -91,7 +108,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_sam_arguments(parser)
     parser.add_argument(
         "--context",
-        type=float,
+        type=zoom_factor_or_zero,
         default=2.5,
         help="zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per "
         "box (default: %(default)s; 0 embeds the whole image once)",
@@ -105,11 +122,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="threshold in [0, 1] for --binarize fixed; percentage of pixels kept for "
         "--binarize percentile",
     )
-    parser.add_argument("--text", help="text prompt of sam-text (default: the item's class)")
+    parser.add_argument(
+        "--text", type=text_arg, help="text prompt of sam-text (default: the item's class)"
+    )
     parser.add_argument("--clip", help="CLIP model of sam-text: a local folder or a hub id")
     parser.add_argument(
         "--images",
@@ -124,15 +143,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="without --scheduler: N >= 2 starts a local Dask cluster of N worker processes "
         "(default: run in this process)",
     )
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)"
+        "--bootstrap",
+        type=positive_int,
+        default=1000,
+        help="bootstrap resamples (default: %(default)s)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -150,6 +172,7 @@ def _target(text):
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
 
+    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,
@@ -219,4 +242,16 @@ def _print_headline(result) -> None:
                 f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
+            )
+    comparison = result.comparison
+    if comparison is not None and len(comparison):
+        shown = comparison[comparison["metric"].isin(["iou", "energy"])]
+        if len(shown):
+            print("\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p):")
+        for row in shown.itertuples(index=False):
+            within = row.cam_method or row.classifier
+            print(
+                f"  {row.a} vs {row.b} ({within}) {row.region_source:<14} {row.metric:<7} "
+                f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
+                f"p={row.p_holm:.2g} n={row.n}: {row.conclusion}"
             )

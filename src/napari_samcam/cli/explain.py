@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_arguments, check_input_file, check_out, write_json
+from ._common import (
+    add_model_arguments,
+    cam_method_arg,
+    check_input_file,
+    check_out,
+    non_negative_int,
+    write_json,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,10 +23,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("image", help="image file (DICOM, NIfTI, PNG, TIFF, JPEG)")
     add_model_arguments(parser)
-    parser.add_argument("--method", default="gradcam", help="CAM method (default: %(default)s)")
+    parser.add_argument(
+        "--method",
+        type=cam_method_arg,
+        default="gradcam",
+        help="CAM method (default: %(default)s)",
+    )
     parser.add_argument("--target", help="class index or name (default: top class)")
     parser.add_argument("--layer", help="target layer's dotted name (default: automatic)")
-    parser.add_argument("--slice", type=int, default=None, help="slice index of a 3-D volume")
+    parser.add_argument(
+        "--slice", type=non_negative_int, default=None, help="slice index of a 3-D volume"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
@@ -35,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from ._image import select_2d
 
     names = ["saliency.tif", "overlay.png", "saliency.json"]
+    out = check_out(args.out, overwrite=args.overwrite, names=names)
     data = read_image(check_input_file(args.image))
     image = select_2d(data, args.slice, args.image)
-    out = check_out(args.out, overwrite=args.overwrite, names=names)
     classifier = load_classifier(
         args.model,
         checkpoint=args.checkpoint,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import progress_bar
+from .._folders import check_writable
+from ._common import fraction, non_negative_int, positive_int, progress_bar
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,15 +17,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "manifest.csv (image, label, mask, box_r0, box_c0, box_r1, box_c1, ...; paths "
         "relative to the manifest). The same arguments always give the same images.",
     )
-    parser.add_argument("--n", type=int, required=True, help="number of images")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--n", type=positive_int, required=True, help="number of images")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--size", type=int, default=512, help="image side in pixels (default: %(default)s)"
+        "--size",
+        type=positive_int,
+        default=512,
+        help="image side in pixels (default: %(default)s)",
     )
     parser.add_argument(
         "--positive-fraction",
-        type=float,
+        type=fraction,
         default=0.5,
         help="share of images with a lesion (default: %(default)s)",
     )
@@ -43,6 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..phantoms import write_phantoms
 
+    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("phantoms", quiet=args.quiet) as progress:
         manifest = write_phantoms(
             args.n,

@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 
 from ._common import (
+    add_device_argument,
     add_sam_arguments,
     box_arg,
     check_input_file,
     check_out,
+    finite_float,
+    non_negative_int,
     point_arg,
+    positive_int,
+    text_arg,
     write_json,
+    zoom_factor,
 )
 
 
@@ -40,16 +46,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=[],
         help="r,c negative point (repeatable)",
     )
-    parser.add_argument("--text", help="text prompt for CLIP-SAM, e.g. 'nodule'")
+    parser.add_argument("--text", type=text_arg, help="text prompt for CLIP-SAM, e.g. 'nodule'")
     parser.add_argument("--clip", help="CLIP model: a local folder or a hub id (with --text)")
     parser.add_argument(
         "--negative-text",
+        type=text_arg,
         action="append",
         default=None,
         help="texts the region must not match (repeatable; default: 'background')",
     )
-    parser.add_argument("--top-k", type=int, default=1, help="text: regions to keep (default 1)")
-    parser.add_argument("--threshold", type=float, default=None, help="text: minimum score")
+    parser.add_argument(
+        "--top-k", type=positive_int, default=1, help="text: regions to keep (default 1)"
+    )
+    parser.add_argument("--threshold", type=finite_float, default=None, help="text: minimum score")
     parser.add_argument(
         "--proposals",
         default="auto",
@@ -59,13 +68,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--context",
-        type=float,
+        type=zoom_factor,
         default=None,
         help="zoom factor for box prompts: embed a crop of this many box sizes around each box",
     )
-    parser.add_argument("--slice", type=int, default=None, help="slice index of a 3-D volume")
+    parser.add_argument(
+        "--slice", type=non_negative_int, default=None, help="slice index of a 3-D volume"
+    )
     add_sam_arguments(parser)
-    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    add_device_argument(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
@@ -75,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
+    from .._prompt_checks import check_boxes, check_points
     from ..errors import PromptError
     from ..images import read_image
     from ..overlays import save_overlay
@@ -83,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.box or args.point or args.negative_point or args.text):
         raise PromptError("samcam segment: give at least one --box, --point or --text prompt.")
+    out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
     data = read_image(check_input_file(args.image))
     image = select_2d(data, args.slice, args.image)
-    out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
+    check_boxes(args.box, image.shape[:2], name="--box")  # before the model loads
+    check_points([*args.point, *args.negative_point], None, image.shape[:2], name="--point")
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
     if args.text:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}

@@ -7,7 +7,7 @@ with bootstrap CIs, agreement of SAM-based with ground-truth-based scores, plots
 report.
 
 Submodules: :mod:`.manifests`, :mod:`.regions`, :mod:`.jobs`, :mod:`.runner`, :mod:`.summary`,
-:mod:`.plots`, :mod:`.report`.
+:mod:`.comparisons`, :mod:`.plots`, :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import types
 
+from .comparisons import comparison_table
 from .jobs import COLUMNS, REGION_COLUMNS, EvalSpec, Job, JobResult, run_job
 from .manifests import Item, decode_rle, encode_rle, load_manifest
 from .regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
@@ -33,6 +34,7 @@ __all__ = [
     "Job",
     "JobResult",
     "agreement_table",
+    "comparison_table",
     "decode_rle",
     "encode_rle",
     "evaluate",

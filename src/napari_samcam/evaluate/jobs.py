@@ -516,7 +516,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
         warnings.simplefilter("ignore", DegenerateInputWarning)
         for item in job.items:
             mask = item.load_mask(shape)
-            boxes = item.box_list(mask)
+            boxes = item.box_list(mask, shape)
             fixed = []
             for source in spec.region_sources:
                 if source not in ANNOTATION_SOURCES:

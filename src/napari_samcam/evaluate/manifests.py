@@ -7,7 +7,9 @@ Three formats are read into the same list of :class:`Item` objects:
   0/non-zero mask image) and ``box_r0, box_c0, box_r1, box_c1`` (optional, all four or none;
   end exclusive). Paths are relative to the manifest's folder. An empty ``mask`` cell means an
   empty ground truth when the label is negative (``0``, ``false``, ``no``, ``negative`` or
-  empty) and "no ground truth" otherwise. Several rows may name the same image.
+  empty) and "no ground truth" otherwise. Several rows may name the same image (different
+  classes: several findings). A row that repeats an earlier one (same image, class and
+  annotation) is dropped with a warning; rows of one image and class that differ are an error.
 * **COCO JSON** (``images``, ``annotations``, ``categories``): one item per image and category
   holding the union of that category's masks (polygons, or RLE — compressed or not) and its
   boxes (``bbox`` ``[x, y, w, h]`` converted to ``(row0, col0, row1, col1)``). An image without
@@ -27,6 +29,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,10 +147,18 @@ class Item:
             )
         return mask
 
-    def box_list(self, mask: np.ndarray | None) -> list[tuple[int, int, int, int]]:
-        """The box annotations, derived from ``mask`` when the manifest has none."""
+    def box_list(
+        self, mask: np.ndarray | None, shape: tuple[int, int] | None = None
+    ) -> list[tuple[int, int, int, int]]:
+        """The box annotations, derived from ``mask`` when the manifest has none.
+
+        With the image's ``shape``, boxes reaching beyond the image are clipped to it with a
+        warning that names the manifest row; a box wholly outside is an :class:`InputError`.
+        """
         if self.boxes or not self.boxes_from_mask or mask is None or not mask.any():
-            return list(self.boxes)
+            if shape is None:
+                return list(self.boxes)
+            return [_clip_to_image(box, shape, self.where) for box in self.boxes]
         from scipy import ndimage
 
         labels, _ = ndimage.label(mask)
@@ -326,7 +338,19 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
         raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
     root = Path(image_root) if image_root is not None else path.parent
     if path.suffix.lower() == ".csv":
-        items = _read_csv(path, root)
+        try:
+            items = _read_csv(path, root)
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise InputError(
+                f"manifest {str(path)!r}: line {line} holds bytes that are not UTF-8 text "
+                f"({exc.object[exc.start : exc.start + 1]!r}); save the file as UTF-8 (e.g. "
+                "'CSV UTF-8' in a spreadsheet program)."
+            ) from None
+        except csv.Error as exc:
+            raise InputError(
+                f"manifest {str(path)!r} is not a readable CSV file ({exc})."
+            ) from None
     elif path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -349,7 +373,61 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
         )
     if not items:
         raise InputError(f"manifest {str(path)!r} lists no image.")
-    return items
+    return _without_repeats(items, path)
+
+
+def _without_repeats(items: list[Item], path: Path) -> list[Item]:
+    """Drop items that repeat an earlier one (same image, class and annotation), with a warning.
+
+    Scoring a repeated item again would only count the image twice in every mean. Items of
+    one image and class that differ only in their boxes are several lesions of one finding (a
+    CSV row holds one box) and are all kept; items that disagree on the label or the mask
+    contradict each other: an error.
+    """
+    prefix = f"manifest {str(path)!r}, "
+    first: dict[tuple[str, str], Item] = {}
+    kept, repeats = [], []
+    for item in items:
+        earlier = first.setdefault((str(item.path.resolve()), item.cls), item)
+        if earlier is item:
+            kept.append(item)
+            continue
+        here, there = item.where.removeprefix(prefix), earlier.where.removeprefix(prefix)
+        if _annotation(earlier, boxes=False) == _annotation(item, boxes=False) and (
+            _annotation(earlier) != _annotation(item)
+        ):
+            kept.append(item)  # another lesion of the same finding
+            continue
+        if _annotation(earlier) != _annotation(item):
+            what = f"class {item.cls!r} of image" if item.cls else "image"
+            raise InputError(
+                f"{earlier.where} and {here} annotate the same {what} {item.image!r} "
+                "differently (label or mask); keep one label and mask per image and class "
+                "(several findings of one image need different classes)."
+            )
+        repeats.append(f"{here} repeats {there}")
+    if repeats:
+        warnings.warn(
+            f"manifest {str(path)!r}: {len(repeats)} entries repeat an earlier one and are "
+            f"scored once ({'; '.join(repeats)}).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return kept
+
+
+def _annotation(item: Item, *, boxes: bool = True) -> str:
+    """Everything that defines an item's annotation (without its boxes: ``boxes=False``),
+    comparable across items."""
+    mask = item.mask
+    if mask is not None and "path" in mask:
+        mask = {"path": str(Path(mask["path"]).resolve())}
+    box_list = [list(map(int, b)) for b in item.boxes] if boxes else []
+    return json.dumps(
+        [item.positive, mask, box_list, item.boxes_from_mask],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _cell(row: dict, column: str) -> str:
@@ -442,6 +520,12 @@ def _csv_box(cells: list[str], where: str) -> tuple[int, int, int, int]:
 
 def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
     name = str(path)
+    for key in ("images", "annotations"):
+        if not isinstance(data[key], list):
+            raise InputError(
+                f"manifest {name!r}, key {key!r}: {type(data[key]).__name__} instead of a list; "
+                f"COCO manifests hold a list of {key} (use [] for none)."
+            )
     categories = {}
     for i, cat in enumerate(data.get("categories") or []):
         try:
@@ -466,6 +550,7 @@ def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
                 f"{where}, key 'image_id': {image_id!r} is not the id of an entry of 'images'."
             )
         image, _, size = images[ann["image_id"]]
+        where = f"{where} (id {ann.get('id')!r}, image {str(image['file_name'])!r})"
         category = ann.get("category_id")
         cls = categories.get(category, "" if category is None else str(category))
         entry = grouped.setdefault(
@@ -476,11 +561,7 @@ def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
         segmentation = ann.get("segmentation")
         if isinstance(segmentation, list) and segmentation:
             for j, poly in enumerate(segmentation):
-                if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                    raise InputError(
-                        f"{where}, key 'segmentation'[{j}]: a polygon is a flat list "
-                        "[x0, y0, x1, y1, ...] of at least 3 points."
-                    )
+                _check_polygon(poly, f"{where}, key 'segmentation'[{j}]")
             entry["polygons"].extend(segmentation)
         elif isinstance(segmentation, dict):
             rle = dict(segmentation)
@@ -540,6 +621,20 @@ def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
     return items
 
 
+def _check_polygon(poly, where: str) -> None:
+    if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+        raise InputError(
+            f"{where}: a polygon is a flat list [x0, y0, x1, y1, ...] of at least 3 points."
+        )
+    for k, value in enumerate(poly):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            raise InputError(
+                f"{where}: coordinate {k} is {value!r}; polygon coordinates are finite numbers "
+                "(pixels)."
+            )
+
+
 def _coco_box(bbox, where: str, size) -> tuple[int, int, int, int]:
     try:
         x, y, w, h = (float(v) for v in bbox)
@@ -550,12 +645,30 @@ def _coco_box(bbox, where: str, size) -> tuple[int, int, int, int]:
             f"{where}, key 'bbox': {bbox!r} is empty or not finite; COCO boxes are "
             "[x, y, width, height] with positive width and height."
         )
-    r0, c0 = int(np.floor(y)), int(np.floor(x))
-    r1, c1 = int(np.ceil(y + h)), int(np.ceil(x + w))
-    if None not in size:
-        r0, c0 = max(r0, 0), max(c0, 0)
-        r1, c1 = min(r1, int(size[0])), min(c1, int(size[1]))
-    return r0, c0, r1, c1
+    box = (int(np.floor(y)), int(np.floor(x)), int(np.ceil(y + h)), int(np.ceil(x + w)))
+    if None in size:
+        return box  # checked against the image when it is read
+    return _clip_to_image(box, (int(size[0]), int(size[1])), f"{where}, key 'bbox' {bbox!r}")
+
+
+def _clip_to_image(box, shape: tuple[int, int], where: str) -> tuple[int, int, int, int]:
+    """``box`` clipped to an image of ``shape``, with a warning naming ``where`` if it reached
+    beyond; an error if nothing of it is inside."""
+    r0, c0, r1, c1 = (int(v) for v in box)
+    clipped = (max(r0, 0), max(c0, 0), min(r1, int(shape[0])), min(c1, int(shape[1])))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise InputError(
+            f"{where}: box {[r0, c0, r1, c1]} (row0, col0, row1, col1) lies outside the image of "
+            f"shape {tuple(shape)}; fix the annotation."
+        )
+    if clipped != (r0, c0, r1, c1):
+        warnings.warn(
+            f"{where}: box {[r0, c0, r1, c1]} (row0, col0, row1, col1) reaches beyond the image "
+            f"of shape {tuple(shape)}; it was clipped to {list(clipped)}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return clipped
 
 
 def _looks_chexlocalize(data: dict) -> bool:

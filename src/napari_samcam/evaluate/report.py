@@ -45,6 +45,7 @@ def write_report(
     *,
     plots: bool = True,
     regions=None,
+    comparison=None,
 ) -> Path:
     """Write ``report.html`` next to the evaluation outputs and return its path."""
     path = Path(path)
@@ -106,6 +107,17 @@ def write_report(
             "mean absolute difference, Bland-Altman bias and 95 % limits of agreement "
             "(source minus ground truth), Cohen's kappa for pointing-game hits.</p>",
             _table(agreement),
+        ]
+    if comparison is not None and len(comparison):
+        parts += [
+            "<h2>Paired comparisons</h2>",
+            "<p class='note'>Every pair of classifiers (same CAM method) and of CAM methods "
+            "(same classifier), on the items both scored: mean difference a &minus; b with a "
+            "paired-bootstrap 95 % CI, two-sided Wilcoxon signed-rank p-value, Holm-adjusted "
+            "within each family (one region source and metric). "
+            "<code>agrees_with_reference</code>: the same conclusion as with the ground-truth "
+            "regions.</p>",
+            _table(comparison),
         ]
     parts += ["<h2>All summaries</h2>", _table(summary)]
     if plots:

@@ -14,6 +14,7 @@ Output folder layout (``out``):
     (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
     image.
 ``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``region_summary.csv``,
+``comparison.csv``,
 ``summary.json``, ``plots/``, ``report.html``
     See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
     :mod:`~napari_samcam.evaluate.report`.
@@ -29,6 +30,9 @@ Resume and overwrite
   :class:`~napari_samcam.errors.OutputExistsError`, unless ``overwrite=True``.
 * ``overwrite=True`` always starts afresh: stored parts and outputs are deleted first (other
   files in the folder are left alone).
+* One run at a time: a run holds ``.samcam.lock`` (an operating-system file lock, released when
+  its process ends, even by a crash) and a second run into the same folder raises
+  :class:`~napari_samcam.errors.OutputBusyError` at once.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._folders import atomic_path, check_writable, output_lock
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
+from ..model_files import check_classifier_trust
 from .jobs import (
     EvalSpec,
     Job,
@@ -73,6 +79,7 @@ OUTPUT_NAMES = (
     "regions.parquet",
     "regions.csv",
     "region_summary.csv",
+    "comparison.csv",
     "summary.json",
     "plots",
     "report.html",
@@ -98,6 +105,9 @@ class EvaluationResult:
         One row per region: area, Dice and IoU with the ground-truth mask.
     region_summary : pandas.DataFrame
         Mean Dice / IoU of each region source with the ground truth (bootstrap CIs).
+    comparison : pandas.DataFrame
+        Paired comparisons of classifiers and of CAM methods
+        (:func:`~napari_samcam.evaluate.comparisons.comparison_table`).
     paths : dict
         Output name -> path.
     n_images : int
@@ -116,6 +126,7 @@ class EvaluationResult:
     sam_vs_box: Any
     regions: Any = None
     region_summary: Any = None
+    comparison: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     n_images: int = 0
     n_computed: int = 0
@@ -203,9 +214,10 @@ def make_spec(
         raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
     refs = []
     for spec in classifiers:
-        options: dict[str, Any] = {"device": device}
+        check_classifier_trust(spec, trusted=trust_checkpoint)
+        options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
         if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
-            options.update(checkpoint=checkpoint, trust_checkpoint=trust_checkpoint or None)
+            options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
         from ..text import clip_available
@@ -243,9 +255,8 @@ def make_spec(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str), encoding="utf-8")
 
 
 def _clear(out: Path) -> None:
@@ -302,9 +313,8 @@ def _write_part(out: Path, job: Job, frames) -> None:
     """Write the region rows, then the metric rows: the latter marks the image as done."""
     metrics, regions = frames
     for frame, path in ((regions, _regions_path(out, job)), (metrics, _part_path(out, job))):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 def _read_part(out: Path, job: Job):
@@ -454,8 +464,11 @@ def evaluate(
         ``progress(done, total)`` over the images still to compute (``(0, total)`` first).
     device : optional
         Torch device of every model (default CUDA when available).
-    checkpoint, trust_checkpoint : optional
-        For ``torchvision:`` / ``timm:`` classifiers.
+    checkpoint : path, optional
+        State dict for ``torchvision:`` / ``timm:`` classifiers.
+    trust_checkpoint : bool
+        Trust the classifier files: open ``.pt2`` and TorchScript files and checkpoints that
+        need full unpickling (they can run code; see ``load_classifier``).
     sam_checkpoint : path, optional
         For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
     plots, report : bool
@@ -473,8 +486,19 @@ def evaluate(
         Bad options or a bad manifest (the message names the file, row and column).
     OutputExistsError
         ``out`` holds results of another configuration and ``overwrite`` is False.
+    OutputNotWritableError
+        ``out`` cannot be written (checked before any model is loaded).
+    OutputBusyError
+        Another run is writing into ``out``.
     """
     started = time.perf_counter()
+    out = check_writable(out)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise InputError(
+            f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
+            "(CLI: --bootstrap N), e.g. 1000."
+        )
+    _check_device(device, scheduler)
     spec = make_spec(
         classifiers=classifiers,
         methods=methods,
@@ -502,7 +526,6 @@ def evaluate(
     jobs = make_jobs(items, spec)
     if limit is not None:
         jobs = jobs[: int(limit)]
-    out = Path(out)
     config = spec.config()
     record = {
         "config": config,
@@ -511,8 +534,35 @@ def evaluate(
         "image_root": None if image_root is None else str(Path(image_root).resolve()),
     }
     record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
-    _prepare_store(out, record, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, what="evaluation"):
+        _prepare_store(out, record, overwrite)
+        outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
+        return _compute(out, jobs, spec, manifest, started, outputs, **run)
 
+
+def _check_device(device: Any, scheduler: str | None) -> None:
+    """A device this machine has; with a scheduler, only its name (the workers may differ)."""
+    if device is None:
+        return
+    if scheduler is None:
+        from ..classifiers import check_device
+
+        check_device(device)
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"device {str(device)!r} is not a torch device name; pass cpu, cuda, cuda:N or mps."
+        ) from None
+
+
+def _compute(out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers):
+    """Run the pending jobs of an evaluation, then write its tables (the folder is locked)."""
     pending = [job for job in jobs if not _part_path(out, job).exists()]
     n_reused = len(jobs) - len(pending)
     done = 0
@@ -532,8 +582,6 @@ def evaluate(
         else:
             _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
     seconds = time.perf_counter() - started
-
-    outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
     with _gc_paused():
         return _finish(out, jobs, spec, manifest, (len(pending), n_reused, seconds), **outputs)
 
@@ -564,6 +612,7 @@ def _finish(
     """
     import pandas as pd
 
+    from .comparisons import comparison_table
     from .summary import agreement_table as agreement_of
     from .summary import region_summary, sam_vs_box, summarize, summary_record
 
@@ -586,6 +635,8 @@ def _finish(
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
+    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed)
+    paths["comparison.csv"] = _atomic(out / "comparison.csv", comparison.to_csv, index=False)
     paths["region_summary.csv"] = _atomic(out / "region_summary.csv", quality.to_csv, index=False)
     paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
     paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
@@ -598,7 +649,9 @@ def _finish(
         "config": config,
     }
     summary_file = out / "summary.json"
-    _write_json(summary_file, summary_record(info, summary, agreement, versus, quality))
+    _write_json(
+        summary_file, summary_record(info, summary, agreement, versus, quality, comparison)
+    )
     paths["summary.json"] = summary_file
     if plots:
         from .plots import write_plots
@@ -617,6 +670,7 @@ def _finish(
             versus,
             plots=plots,
             regions=quality,
+            comparison=comparison,
         )
     return EvaluationResult(
         out=out,
@@ -626,6 +680,7 @@ def _finish(
         sam_vs_box=versus,
         regions=regions,
         region_summary=quality,
+        comparison=comparison,
         paths=paths,
         n_images=len(jobs),
         n_computed=n_computed,
@@ -636,7 +691,6 @@ def _finish(
 
 
 def _atomic(path: Path, writer: Callable, **kwargs) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writer(tmp, **kwargs)
     return path

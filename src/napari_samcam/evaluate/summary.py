@@ -290,7 +290,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summary_record(info: dict, summary, agreement, versus, regions=None) -> dict:
+def summary_record(info: dict, summary, agreement, versus, regions=None, comparison=None) -> dict:
     """Everything :func:`summarize` & co. computed, JSON-ready (NaN written as ``null``)."""
     record = {
         **info,
@@ -300,6 +300,8 @@ def summary_record(info: dict, summary, agreement, versus, regions=None) -> dict
     }
     if regions is not None:
         record["regions"] = regions.to_dict("records")
+    if comparison is not None:
+        record["comparison"] = comparison.to_dict("records")
     return _clean(record)
 
 

@@ -1,0 +1,183 @@
+"""Paired comparisons: the statistics by hand, the table on a built metrics table, evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TinyCNN, build_tiny_sam
+from napari_samcam.agreement import bootstrap_ci, holm, paired_difference
+from napari_samcam.errors import InputError
+from napari_samcam.evaluate import comparison_table, evaluate
+
+
+def test_paired_difference_by_hand():
+    a = [0.5, 0.6, 0.7, 0.9, np.nan]
+    b = [0.4, 0.6, 0.5, 0.5, 0.3]
+    result = paired_difference(a, b, n_resamples=500, seed=1)
+    # pairs 0-3 are defined: d = 0.1, 0, 0.2, 0.4
+    assert result.n == 4 and result.n_dropped == 1
+    assert result.mean_a == pytest.approx(0.675) and result.mean_b == pytest.approx(0.5)
+    assert result.mean_diff == pytest.approx(0.175)
+    # Wilcoxon drops the zero difference; the other three all positive with ranks 1, 2, 3:
+    # W+ = 6, the largest of 2^3 equally likely sign patterns, so two-sided p = 2 / 8.
+    assert result.p_value == pytest.approx(0.25)
+    # the CI resamples the differences (pairs stay together)
+    ci = bootstrap_ci(np.array([0.1, 0.0, 0.2, 0.4]), n_resamples=500, seed=1)
+    assert (result.ci_low, result.ci_high) == pytest.approx((ci.low, ci.high))
+    assert result.ci_low <= result.mean_diff <= result.ci_high
+
+
+def test_paired_difference_degenerate_cases():
+    same = paired_difference([0.2, 0.4, 0.6], [0.2, 0.4, 0.6])
+    assert same.mean_diff == 0 and same.p_value == 1.0
+    empty = paired_difference([np.nan, 0.1], [0.3, np.nan])
+    assert empty.n == 0 and empty.n_dropped == 2 and math.isnan(empty.p_value)
+    with pytest.raises(InputError, match="lengths 2 and 3"):
+        paired_difference([0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+def test_paired_bootstrap_is_narrower_than_unpaired_for_correlated_scores():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 60)
+    a, b = base + 0.05, base + rng.normal(0, 0.01, 60)
+    result = paired_difference(a, b, n_resamples=400)
+    assert result.ci_low > 0  # the shift is clear once pairs are kept together
+    assert result.p_value < 1e-6
+
+
+def test_holm_by_hand():
+    # sorted defined: 0.01 -> 3 * 0.01 = 0.03; 0.03 -> 2 * 0.03 = 0.06; 0.04 -> max(0.04, 0.06)
+    adjusted = holm([0.01, 0.04, 0.03, np.nan])
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[3])
+    np.testing.assert_allclose(holm([0.6, 0.5]), [1.0, 1.0])
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        holm([0.2, 1.5])
+
+
+def _metrics_table() -> pd.DataFrame:
+    """Classifiers A (gradcam, hirescam), B and C (gradcam) on 20 items, two region sources.
+
+    Against ground truth A scores 0.2 above B on every item (up to small noise) and C equals B;
+    against sam-box A and B score the same, so the conclusion about A vs B changes with the
+    region source. B lacks items 18 and 19.
+    """
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.6, 20)
+    noise = rng.normal(0, 0.01, 20)
+    rows = []
+
+    def add(classifier, method, source, values, items=range(20)):
+        for i in items:
+            rows.append(
+                dict(
+                    item=i,
+                    classifier=classifier,
+                    cam_method=method,
+                    region_source=source,
+                    metric="iou",
+                    value=values[i],
+                )
+            )
+
+    add("A", "gradcam", "ground-truth", base + 0.2 + noise)
+    add("B", "gradcam", "ground-truth", base, items=range(18))
+    add("C", "gradcam", "ground-truth", base + noise / 10)
+    add("A", "hirescam", "ground-truth", base + 0.2 + noise)
+    add("A", "gradcam", "sam-box", base)
+    add("B", "gradcam", "sam-box", base, items=range(18))
+    return pd.DataFrame(rows)
+
+
+def test_comparison_table_pairs_items_and_tests():
+    metrics = _metrics_table()
+    table = comparison_table(metrics, n_resamples=300)
+    classifiers = table[table["kind"] == "classifier"].set_index(["region_source", "a", "b"])
+    ab = classifiers.loc[("ground-truth", "A", "B")]
+    assert ab["n"] == 18  # B has no score for items 18 and 19
+    values = metrics.pivot_table(
+        index="item", columns=["classifier", "cam_method", "region_source"], values="value"
+    )
+    diff = values[("A", "gradcam", "ground-truth")] - values[("B", "gradcam", "ground-truth")]
+    assert ab["mean_diff"] == pytest.approx(diff.dropna().mean())
+    assert ab["conclusion"] == "a > b" and ab["ci_low"] > 0.15
+    # three classifiers on ground truth: one Holm family of three pairs
+    family = table[(table["kind"] == "classifier") & (table["region_source"] == "ground-truth")]
+    assert len(family) == 3
+    np.testing.assert_allclose(family["p_holm"], holm(family["p_value"].to_numpy()))
+    # with sam-box A and B score the same: the conclusion changes, and the table says so
+    sam = classifiers.loc[("sam-box", "A", "B")]
+    assert sam["conclusion"] == "no difference" and sam["p_value"] == 1.0
+    assert sam["agrees_with_reference"] is False
+    assert ab["agrees_with_reference"] is None
+    # CAM methods of one classifier: A's gradcam and hirescam scores are identical
+    methods = table[table["kind"] == "cam_method"]
+    assert list(methods[["classifier", "a", "b"]].iloc[0]) == ["A", "gradcam", "hirescam"]
+    assert methods["mean_diff"].iloc[0] == 0 and methods["conclusion"].iloc[0] == "no difference"
+
+
+def test_comparison_table_edge_cases():
+    assert len(comparison_table(_metrics_table().iloc[:0])) == 0
+    one = _metrics_table()
+    one = one[one["classifier"] == "C"]
+    assert len(comparison_table(one)) == 0  # nothing to compare with
+    with pytest.raises(InputError, match="alpha"):
+        comparison_table(_metrics_table(), alpha=1.5)
+
+
+def test_evaluate_writes_comparisons(tmp_path):
+    from napari_samcam.classifiers import load_classifier
+    from napari_samcam.phantoms import write_phantoms
+
+    manifest = write_phantoms(4, tmp_path / "phantoms", seed=5, size=96, positive_fraction=1)
+    classifiers = []
+    for seed in (0, 1):
+        classifier = load_classifier(
+            TinyCNN.build(seed=seed),
+            class_names=["no lesion", "lesion"],
+            input_size=(32, 32),
+            device="cpu",
+        )
+        classifier.name = f"tiny-{seed}"
+        classifiers.append(classifier)
+    result = evaluate(
+        manifest,
+        tmp_path / "out",
+        classifiers=classifiers,
+        methods=["gradcam", "hirescam"],
+        sam=build_tiny_sam(),
+        device="cpu",
+        region_sources=("ground-truth", "box"),
+        n_resamples=100,
+        plots=False,
+    )
+    table = pd.read_csv(tmp_path / "out" / "comparison.csv", keep_default_na=False)
+    assert len(table) == len(result.comparison)
+    pairs = set(zip(table["kind"], table["a"], table["b"], strict=True))
+    assert pairs == {
+        ("classifier", "tiny-0", "tiny-1"),
+        ("cam_method", "gradcam", "hirescam"),
+    }
+    n_metrics = result.metrics["metric"].nunique()
+    # 2 methods x 2 sources (classifier pairs) + 2 classifiers x 2 sources (method pairs)
+    assert len(table) == (2 * 2 + 2 * 2) * n_metrics
+    # n counts the items where both sides are defined (a constant map leaves IoU undefined)
+    wide = result.metrics.pivot_table(
+        index="item",
+        columns=["classifier", "cam_method", "region_source", "metric"],
+        values="value",
+        dropna=False,
+    )
+    row = table[(table["kind"] == "classifier") & (table["metric"] == "energy")].iloc[0]
+    a = wide[("tiny-0", row["cam_method"], row["region_source"], "energy")]
+    b = wide[("tiny-1", row["cam_method"], row["region_source"], "energy")]
+    assert row["n"] == int((a.notna() & b.notna()).sum()) > 0
+    assert row["mean_diff"] == pytest.approx((a - b).mean())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["comparison"]) == len(table)
+    assert "Paired comparisons" in (tmp_path / "out" / "report.html").read_text()
