@@ -236,7 +236,7 @@ class _Prompter:
         gradient = self.gradient(crop)
         found = []
         for multimask in outputs:
-            low_res, iou = segmenter.predict_logits(embedding, None, None, local, None, multimask)
+            low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)
             low_res = low_res.float()
             stability = _stability(low_res, embedding, segmenter, self.delta)
             upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])

@@ -498,7 +498,14 @@ class Segmenter:
         import torch
 
         n = 1 if boxes is None else len(boxes)
-        low_res, iou = self.predict_logits(embedding, points, labels, boxes, mask_input, multimask)
+        low_res, iou = self.predict_logits(
+            embedding,
+            boxes=boxes,
+            points=points,
+            labels=labels,
+            mask_input=mask_input,
+            multimask=multimask,
+        )
         with torch.inference_mode(), torch_threads(self.prompt_threads):
             best = iou.argmax(1)
             upsampler = self._upsampler(embedding, low_res.shape[-1])
@@ -512,11 +519,12 @@ class Segmenter:
     def predict_logits(
         self,
         embedding: Embedding,
-        points: np.ndarray | None,
-        labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask: bool,
+        *,
+        boxes=None,
+        points=None,
+        labels=None,
+        mask_input=None,
+        multimask: bool = False,
     ) -> tuple[Any, Any]:
         """Low-resolution mask logits ``(n, k, h, w)`` and predicted IoUs ``(n, k)``.
 
