@@ -65,7 +65,7 @@ class PointBoxSearch:
         Logit offset of the stability score.
     """
 
-    scales: tuple[float, ...] = (0.04, 0.06, 0.09, 0.135, 0.2, 0.3, 0.4)
+    scales: tuple[float, ...] = (0.04, 0.06, 0.09, 0.135, 0.2, 0.3)
     shifts: tuple[float, ...] = (0.0,)
     recentre: int = 2
     first_crop: float = 0.25
