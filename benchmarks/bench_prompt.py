@@ -30,7 +30,7 @@ ensure_importable()
 
 from benchmarks._common import interleaved, median, pick_device, summary  # noqa: E402
 
-TARGET_MS = 50.0
+TARGET_RATIO = 0.5  # of SamPredictor.predict on the same model, image and box
 BOX = (420, 200, 1610, 1000)  # (row0, col0, row1, col1) around the right lung, end exclusive
 
 
@@ -82,8 +82,8 @@ def run(rounds: int = 15, device: str = "auto") -> dict:
         "predict_ms": upstream_ms,
         "speedup": upstream_ms / ours_ms,
         "ratio": ours_ms / upstream_ms,
-        "target_ms": TARGET_MS,
-        "target_met": ours_ms <= TARGET_MS,
+        "target_ratio": TARGET_RATIO,
+        "target_met": ours_ms <= TARGET_RATIO * upstream_ms,
         "hash_speedup": figures["image_hash (BLAKE2b)"]["median_ms"]
         / figures["embedding_key (memo hit)"]["median_ms"],
         "figures": figures,
@@ -108,7 +108,7 @@ def print_result(result: dict) -> None:
     verdict = "met" if result["target_met"] else "MISSED"
     print(
         f"segment {result['segment_ms']:.1f} ms = {result['speedup']:.1f}x faster than "
-        f"SamPredictor.predict; target {result['target_ms']:.0f} ms {verdict}"
+        f"SamPredictor.predict; target <= {result['target_ratio']}x {verdict}"
     )
 
 

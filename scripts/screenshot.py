@@ -44,11 +44,31 @@ def _wait(widget, app, timeout: float = 300.0) -> None:
             sys.exit("timed out waiting for the widget's job")
 
 
+def _open_from_plugins_menu(viewer, title: str):
+    """Open the dock widget as a user does (Plugins menu) and return it."""
+    from qtpy.QtWidgets import QDockWidget
+
+    from napari_samcam._qt._widget import SamcamWidget
+
+    window = viewer.window._qt_window
+
+    def actions(action):
+        menu = action.menu()
+        return [action] if menu is None else [a for sub in menu.actions() for a in actions(sub)]
+
+    entry = next(
+        a for top in window.menuBar().actions() for a in actions(top) if title in a.text()
+    )
+    entry.trigger()
+    dock = next(d for d in window.findChildren(QDockWidget) if title in d.windowTitle())
+    return dock.findChild(SamcamWidget)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "napari-samcam.png"))
     parser.add_argument("--classifier", default="lesion-detector")
-    parser.add_argument("--size", default="1700x1000", help="window size WIDTHxHEIGHT")
+    parser.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     _rerun_under_xvfb()
 
@@ -56,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari.utils.notifications import notification_manager
     from qtpy.QtWidgets import QApplication
 
-    from napari_samcam._qt._widget import guard_triton, open_features_table
+    from napari_samcam._qt._widget import guard_triton
 
     guard_triton()
     errors: list[str] = []
@@ -68,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance()
     viewer.window._qt_window.resize(width, height)
     viewer.open_sample("napari-samcam", "phantom-lesion")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "SAM-CAM")
+    widget = _open_from_plugins_menu(viewer, "Saliency localization")
     widget.classifier.setCurrentText(args.classifier)
 
     widget.load_button.click()
@@ -79,30 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     _wait(widget, app)
     if errors:
         sys.exit("the widget reported errors: " + " | ".join(errors))
-    widget.show_table()
-    table_widget = open_features_table(viewer)
-    # the table below the canvas, wide enough for the metric columns
-    from qtpy.QtCore import Qt
-
-    window = viewer.window._qt_window
-    for dock in window.findChildren(type(viewer.window._wrapped_dock_widgets[_dock.name])):
-        if dock.widget() is table_widget or table_widget in dock.findChildren(type(table_widget)):
-            window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-            window.resizeDocks([dock], [int(height * 0.3)], Qt.Orientation.Vertical)
-    viewer.layers.selection.active = viewer.layers["phantom lesion regions"]
+    widget.table_button.click()  # napari's features table, docked below the canvas
+    regions = viewer.layers["phantom lesion box regions"]
     viewer.layers["phantom lesion mask"].visible = False
     # frame the lesion and its box
     corners = viewer.layers["phantom lesion box"].data[0]
     row = float(corners[:, 0].min() + corners[:, 0].max()) / 2
-    viewer.camera.center = (row, viewer.layers["phantom lesion"].data.shape[1] / 2)
-    viewer.camera.zoom = viewer.camera.zoom * 1.3
+    col = float(corners[:, 1].min() + corners[:, 1].max()) / 2
+    viewer.camera.center = (row, (col + viewer.layers["phantom lesion"].data.shape[1] / 2) / 2)
+    viewer.camera.zoom = viewer.camera.zoom * 1.5
     for _ in range(50):
         app.processEvents()
         time.sleep(0.02)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)
-    table = viewer.layers["phantom lesion regions"].features
+    table = regions.features
     wanted = ("label", "region_source", "score", "iou", "hit", "energy")
     columns = [c for c in wanted if c in table]
     print(table[columns].to_string(index=False))

@@ -43,6 +43,7 @@ from napari_samcam.builtin_classifiers import (
     BUILTIN_CLASSIFIERS,
     CLASS_NAMES,
     DEFAULT_WIDTHS,
+    FINDING_CLASS,
     PhantomCNN,
 )
 from napari_samcam.classifiers import Classifier, classifier_tensor
@@ -454,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean": [mean],
             "std": [std],
             "class_names": list(CLASS_NAMES),
+            "finding_class": FINDING_CLASS,
             "training": {
                 "command": command,
                 "seed": args.seed,

@@ -50,6 +50,7 @@ def test_load_gives_a_complete_classifier(loaded, name):
     assert isinstance(classifier, Classifier)
     assert classifier.name == name
     assert classifier.class_names == ["no lesion", "lesion"]
+    assert classifier.finding_class == "lesion"  # what the widget explains by default
     assert classifier.channels == 1
     assert classifier.input_size == (256, 256)
     assert len(classifier.mean) == len(classifier.std) == 1

@@ -106,7 +106,7 @@ def test_exported_program_is_explainable(tmp_path):
 
 
 def test_unknown_spec():
-    with pytest.raises(InputError, match="not a built-in name"):
+    with pytest.raises(InputError, match="not a registered name"):
         load_classifier("no-such-model")
 
 

@@ -93,3 +93,19 @@ def test_segment_with_a_tiny_model(tmp_path, image_file, tiny_sam, monkeypatch):
 def test_segment_needs_a_prompt(tmp_path, image_file, capsys):
     assert main(["segment", str(image_file), "--out", str(tmp_path / "o")]) == 2
     assert "at least one --box" in capsys.readouterr().err
+
+
+def test_litemedsam_loads_without_timm_deprecation_notices():
+    """LiteMedSAM's vendored code imports timm by deprecated paths; a run must not print that."""
+    import subprocess
+    import sys
+
+    code = (
+        "from napari_samcam.segment import load_segmenter; "
+        "load_segmenter('litemedsam', device='cpu')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "timm" not in done.stderr and "FutureWarning" not in done.stderr, done.stderr

@@ -436,3 +436,50 @@ def test_plots_are_reproducible_svg_with_one_point_per_item(local_result, tmp_pa
     points = next(g for g in panel.iter(svg_g) if g.get("id", "").startswith("PathCollection"))
     markers = points.findall(".//{http://www.w3.org/2000/svg}use")
     assert len(markers) == n_pairs > 0
+
+
+def test_job_sorts_each_map_once_and_scores_like_one_region_at_a_time(
+    phantom_manifest, models, monkeypatch
+):
+    import warnings
+
+    import torch
+
+    import napari_samcam.metrics as metrics
+    from napari_samcam.evaluate import jobs as jobs_module
+    from napari_samcam.evaluate import load_manifest
+    from napari_samcam.evaluate.jobs import EvalSpec, classifier_ref, make_jobs, run_job, sam_ref
+
+    sorts = []
+    real_init = metrics._SortedMap.__init__
+
+    def counting_init(self, flat):
+        sorts.append(flat.size)
+        real_init(self, flat)
+
+    monkeypatch.setattr(metrics._SortedMap, "__init__", counting_init)
+    spec = EvalSpec(
+        classifiers=(classifier_ref(models["classifiers"][0]),),
+        region_sources=SOURCES,
+        sam=sam_ref(models["sam"]),
+    )
+    items = [item for item in load_manifest(phantom_manifest) if item.positive][:1]
+    (job,) = make_jobs(items, spec)
+    result = run_job(job, spec, keep_arrays=True)
+    assert len(sorts) == len(result.saliencies) == 1  # one map, five regions: one sort
+    (saliency,) = result.saliencies.values()
+    frame = result.frame()
+    assert set(frame["region_source"]) == set(SOURCES)
+    for key, region in result.regions.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", metrics.DegenerateInputWarning)
+            alone = metrics.localization_metrics(saliency.map, region.mask)
+        rows = frame[frame["region_source"] == key[-1]].set_index("metric")["value"]
+        for name, value in alone.items():
+            assert rows[name] == value or (math.isnan(rows[name]) and math.isnan(value))
+    # the metrics follow the classifier onto a CUDA device; on the CPU they stay with numpy
+    loaded = jobs_module.get_classifier(spec.classifiers[0])
+    assert jobs_module._metrics_device([loaded]) is None
+    on_cuda = type("OnCuda", (), {"device": torch.device("cuda", 0)})()
+    cuda = jobs_module._LoadedClassifier(on_cuda, 2, "")
+    assert jobs_module._metrics_device([loaded, cuda]) == torch.device("cuda", 0)

@@ -29,3 +29,24 @@ def test_every_subcommand_has_help(capsys):
         except SystemExit as exc:
             assert exc.code == 0
         assert "usage: samcam " + name in capsys.readouterr().out
+
+
+def test_module_dependencies_point_one_way():
+    """segment knows nothing of text prompts or saliency prompts (both are built on it)."""
+    import ast
+    from pathlib import Path
+
+    import napari_samcam
+
+    package = Path(napari_samcam.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for name in ("segment", "prompts", "text", "metrics"):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imports[name] = {
+            (node.module or "").lstrip(".").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+    assert not imports["segment"] & {"text", "prompts", "metrics"}, imports["segment"]
+    assert "text" not in imports["prompts"], imports["prompts"]
+    assert not imports["metrics"] & {"segment", "text", "prompts"}, imports["metrics"]

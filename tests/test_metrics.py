@@ -620,3 +620,144 @@ def test_tune_thresholds_degenerate():
 def test_tune_thresholds_bad_input(args, kwargs, match):
     with pytest.raises(InputError, match=match):
         tune_thresholds(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several regions against one map: the map's work is done once
+# ---------------------------------------------------------------------------------------------
+
+
+def _map_and_regions(seed=0, shape=(40, 44)):
+    rng = np.random.default_rng(seed)
+    s = np.round(ndi.gaussian_filter(rng.standard_normal(shape), 3) * 30).astype(np.float32)
+    yy, xx = np.indices(shape)
+    regions = [
+        (yy - 20) ** 2 + (xx - 30) ** 2 < 8**2,
+        rng.random(shape) < 0.8,
+        np.zeros(shape, dtype=bool),
+        (xx > 10) & (yy < 25),
+    ]
+    return s, regions
+
+
+def test_several_regions_in_one_call_equal_one_call_each():
+    s, regions = _map_and_regions()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        alone = [localization_metrics(s, r, k=30) for r in regions]
+        as_list = localization_metrics(s, regions, k=30)
+        as_stack = localization_metrics(s, np.stack(regions), k=30)
+    assert isinstance(as_list, list) and len(as_list) == len(regions)
+    for a, b, c in zip(alone, as_list, as_stack, strict=True):
+        assert list(a) == list(b) == list(c) == list(METRIC_NAMES)
+        for name in METRIC_NAMES:
+            assert a[name] == b[name] == c[name] or (math.isnan(a[name]) and math.isnan(c[name]))
+    assert localization_metrics(s, []) == []
+    assert as_list[0]["auroc"] == pytest.approx(_brute_auroc(s, regions[0]), abs=1e-12)
+    assert as_list[3]["auprc"] == pytest.approx(_brute_ap(s, regions[3]), abs=1e-12)
+
+
+def test_one_sort_and_one_binarization_per_map(monkeypatch):
+    import napari_samcam.metrics as metrics
+
+    calls = {"sort": 0, "otsu": 0}
+    real_sort, real_otsu = metrics._SortedMap.__init__, metrics._otsu_level_of
+
+    def sort(self, flat):
+        calls["sort"] += 1
+        real_sort(self, flat)
+
+    def otsu(hist):
+        calls["otsu"] += 1
+        return real_otsu(hist)
+
+    monkeypatch.setattr(metrics._SortedMap, "__init__", sort)
+    monkeypatch.setattr(metrics, "_otsu_level_of", otsu)
+    s, regions = _map_and_regions(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        localization_metrics(s, regions)
+        assert calls == {"sort": 1, "otsu": 1}
+        prepared = metrics.prepare_map(s)
+        for r in regions:
+            localization_metrics(prepared, r)
+            saliency_auroc(prepared, r)
+    assert calls == {"sort": 2, "otsu": 2}
+
+
+def test_prepared_map_gives_the_same_values_as_the_array():
+    from napari_samcam.metrics import PreparedMap, prepare_map
+
+    s, regions = _map_and_regions(2)
+    prepared = prepare_map(s)
+    assert isinstance(prepared, PreparedMap) and prepare_map(prepared) is prepared
+    for fn in (saliency_auroc, saliency_auprc, relevance_rank_accuracy, iou, pixel_recall):
+        assert fn(prepared, regions[0]) == fn(s, regions[0])
+    assert top_k_intersection(prepared, regions[3], k=17) == top_k_intersection(
+        s, regions[3], k=17
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"method": "fixed", "threshold": 0.5}, {"method": "fixed", "threshold": 0.0}],
+)
+def test_binarizing_from_the_sorted_values_equals_binarize(seed, options):
+    from napari_samcam.metrics import prepare_map
+
+    rng = np.random.default_rng(seed)
+    s = np.round(ndi.gaussian_filter(rng.standard_normal((50, 45)), 2) * (4 + 40 * seed))
+    if seed % 2:
+        s = s.astype(np.float32)
+    prepared = prepare_map(s)
+    prepared.order  # noqa: B018 - the sorted values are there, so binarizing uses them
+    expected = binarize(s, **options)
+    np.testing.assert_array_equal(prepared.binarize(**options), expected)
+    # the shared mask gives saliency prompts the same boxes as binarizing again
+    from napari_samcam.prompts import saliency_boxes
+
+    np.testing.assert_array_equal(
+        saliency_boxes(s, max_boxes=3, binary=prepared.binarize(**options), **options),
+        saliency_boxes(s, max_boxes=3, **options),
+    )
+
+
+def test_degenerate_warning_names_the_region_of_several():
+    s, regions = _map_and_regions()
+    with pytest.warns(DegenerateInputWarning, match=r"region\[2\]: .*the region is empty"):
+        localization_metrics(s, regions)
+
+
+def test_bad_region_of_several_is_named():
+    s, regions = _map_and_regions()
+    with pytest.raises(InputError, match=r"region\[1\] has shape"):
+        localization_metrics(s, [regions[0], regions[1][:5]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_path_equals_numpy_path(dtype):
+    """The torch sort (CPU tensors here; CUDA tensors take the same code) gives equal values."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_samcam._metrics_torch import TorchSortedMap
+    from napari_samcam.metrics import prepare_map
+
+    rng = np.random.default_rng(5)
+    small = torch.from_numpy(rng.random((1, 1, 6, 5)))
+    s = F.interpolate(small, size=(70, 66), mode="bilinear")[0, 0].to(getattr(torch, dtype))
+    s[:10] = 0.25  # a large tie
+    _, regions = _map_and_regions(3, (70, 66))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateInputWarning)
+        expected = localization_metrics(s.numpy(), regions, k=0.2)
+        from_tensor = prepare_map(s)
+        on_device = prepare_map(s.numpy(), device="cpu")
+        got = [localization_metrics(p, regions, k=0.2) for p in (from_tensor, on_device)]
+    assert isinstance(from_tensor.order, TorchSortedMap)
+    assert isinstance(on_device.order, TorchSortedMap)
+    for values in got:
+        for a, b in zip(expected, values, strict=True):
+            for name in METRIC_NAMES:
+                assert a[name] == b[name] or (math.isnan(a[name]) and math.isnan(b[name])), name

@@ -77,10 +77,41 @@ def test_segment_with_explicit_boxes_and_metrics(session):
     prompts = [json.loads(p) for p in table["prompt"]]
     assert prompts[0]["box"] == [128, 366, 184, 438]
     assert prompts[0]["context"] == 2.5
-    for label, area in zip(table["label"], table["area"], strict=True):
-        assert (regions.data == label).sum() <= area  # overlaps may hide a few pixels
+    for label, area, name in zip(table["label"], table["area"], table["layer"], strict=True):
+        assert (session.viewer.layers[name].data == label).sum() == area  # nothing hidden
     assert {"iou", "dice", "hit", "energy", "auroc"} <= set(table.columns)
     assert regions.features is not None and "index" in regions.features
+
+
+def test_overlapping_regions_each_keep_all_their_pixels(session):
+    """The same box twice and a box inside it: three regions that overlap, none hidden."""
+    session.explain()
+    box, inner = (128, 366, 184, 438), (140, 380, 170, 420)
+    session.segment(boxes=[box, box, inner])
+    layers = session.regions_layers()
+    assert [lyr.name for lyr in layers][:2] == [
+        "phantom lesion box regions",
+        "phantom lesion box regions 2",
+    ]
+    table = session.metrics()
+    assert table["label"].tolist() == [1, 2, 3]
+    assert table["area"].min() > 0
+    for _, row in table.iterrows():
+        layer = session.viewer.layers[row["layer"]]
+        assert (layer.data == row["label"]).sum() == row["area"]
+        assert row["label"] in layer.features["label"].tolist()
+    for layer in layers:  # each layer's table lists exactly the labels it shows
+        shown = set(np.unique(layer.data)) - {0}
+        assert shown == set(layer.features["label"])
+    # segmenting again replaces all three, in every layer of the kind
+    session.segment(boxes=[box])
+    assert len(session.metrics()) == 1
+    assert [lyr.name for lyr in session.regions_layers()] == ["phantom lesion box regions"]
+    # another prompt kind gets its own layer, labels stay unique
+    session.segment(points=[(150, 400)])
+    table = session.metrics()
+    assert table["label"].is_unique
+    assert set(table["layer"]) == {"phantom lesion box regions", "phantom lesion point regions"}
 
 
 def test_segment_without_saliency_warns_and_has_no_metrics(tiny_segmenter):
@@ -194,3 +225,49 @@ def test_saliency_boxes_of_other_slices_are_kept(tiny_classifier, tiny_segmenter
     boxes = viewer.layers["phantom stack saliency boxes"]
     assert sorted(int(v[0, 0]) for v in boxes.data) == [1, 2]
     assert sorted(session.metrics()["slice"]) == ["1", "2"]
+
+
+def test_default_image_stays_on_the_image_last_used(session):
+    """The console sequence of docs/napari.md: a map added by hand does not become the target."""
+    viewer = session.viewer
+    lesion = viewer.layers["phantom lesion"]
+    saliency = session.explain(lesion)
+    session.segment(boxes=[(128, 366, 184, 438)])
+    viewer.add_image(np.asarray(saliency.data), name="by hand")  # selected and topmost now
+    assert viewer.layers.selection.active.name == "by hand"
+    assert session.image is lesion
+
+    session.segment(points=[(150, 400)])
+    session.explain(all_slices=True)
+    session.segment(prompt="saliency")
+    session.segment(boxes=[(128, 366, 184, 438)])
+    table = session.metrics()
+    assert sorted(table["region_source"]) == ["sam-box", "sam-points", "sam-saliency-box"]
+    assert table[["iou", "energy"]].notna().all().all()  # every row scored against the map
+    assert set(table["saliency"]) == {saliency.name}
+    assert "by hand regions" not in viewer.layers
+    assert not any(layer.name.startswith("by hand ") for layer in viewer.layers)
+
+    # naming a layer makes it the default; removing it falls back to the selected image
+    session.image = "by hand"
+    assert session.image_layer().name == "by hand"
+    viewer.layers.remove("by hand")
+    viewer.layers.selection.active = lesion
+    assert session.image is lesion
+
+
+def test_default_prompt_layers_are_the_images_own_not_the_derived_boxes(session):
+    session.explain()
+    session.segment(prompt="saliency")
+    derived = session.viewer.layers["phantom lesion saliency boxes"]
+    session.viewer.layers.selection.active = derived
+    session.segment()  # boxes: the sample's box layer, not the boxes around the saliency
+    boxes = session.metrics().query("region_source == 'sam-box'")["prompt"]
+    assert [json.loads(p)["box"] for p in boxes] == [[128, 366, 184, 438]]
+    # a fresh session never starts on a layer the plugin made, even when it is selected
+    saliency = session.saliency_layer()
+    session.viewer.layers.selection.active = saliency
+    fresh = SamcamSession(session.viewer)
+    assert fresh.image.name == "phantom lesion"
+    with pytest.raises(InputError, match="is not an image layer"):
+        fresh.explain(derived)

@@ -518,3 +518,80 @@ def test_compiled_encoder_matches_eager(tiny_sam, rng):
     ref = plain.embed(image).features
     assert compiled.compile_encoder  # compiled, not fallen back to eager
     np.testing.assert_allclose(out.numpy(), ref.numpy(), atol=1e-5 * float(ref.abs().max()))
+
+
+# -- metrics: one sort per map gives the per-pair implementation's numbers -------------------
+
+
+def _metric_maps(rng):
+    """Maps with and without ties, float32/64, bool, constant, a Grad-CAM-like upsampling."""
+    import torch.nn.functional as F
+
+    smooth = rng.standard_normal((37, 53))
+    small = torch.from_numpy(rng.random((1, 1, 4, 5)).astype(np.float32))
+    upsampled = F.interpolate(small, size=(61, 47), mode="bilinear", align_corners=False)[0, 0]
+    signed_zeros = np.where(rng.random((37, 53)) < 0.5, -0.0, 0.0) + np.round(smooth)
+    return {
+        "smooth": smooth,
+        "float32": smooth.astype(np.float32),
+        "ties": np.round(smooth * 3),
+        "relu-ties": np.maximum(np.round(smooth * 4), 0).astype(np.float32),
+        "signed-zeros": signed_zeros,
+        "upsampled": upsampled.numpy(),
+        "integers": rng.integers(0, 5, (37, 53)),
+        "bool": smooth > 0.3,
+        "constant": np.full((37, 53), 0.25),
+    }
+
+
+def _metric_regions(rng, shape):
+    yy, xx = np.indices(shape)
+    return [
+        (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 3) ** 2 < (shape[0] / 5) ** 2,  # small
+        rng.random(shape) < 0.7,  # larger than its outside
+        rng.random(shape) < 0.3,
+        np.zeros(shape, dtype=bool),
+        np.ones(shape, dtype=bool),
+        np.eye(*shape, dtype=bool),  # one pixel per row
+    ]
+
+
+METRIC_OPTIONS = [
+    {},
+    {"method": "fixed", "threshold": 0.5},
+    {"method": "fixed", "threshold": 0.25, "fill_holes": True},
+    {"method": "percentile", "percentile": 20, "k": 9},
+    {"method": "otsu", "fill_holes": False, "tolerance": 2.5, "k": 0.4},
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("options", METRIC_OPTIONS)
+def test_metrics_with_one_sort_per_map_equal_the_per_pair_implementation(seed, options):
+    import math
+    import warnings
+
+    from metrics_reference import reference_metrics
+    from napari_samcam.metrics import METRIC_NAMES, localization_metrics
+
+    rng = np.random.default_rng(seed)
+    for kind, saliency in _metric_maps(rng).items():
+        regions = _metric_regions(rng, saliency.shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            together = localization_metrics(saliency, regions, **options)
+            on_tensor = localization_metrics(torch.from_numpy(saliency), regions, **options)
+            for i, region in enumerate(regions):
+                before = reference_metrics(saliency, region, **options)
+                alone = localization_metrics(saliency, region, **options)
+                for name in METRIC_NAMES:
+                    expected = before[name]
+                    for got in (together[i][name], alone[name], on_tensor[i][name]):
+                        # identical, not close: the same integers in the same order
+                        assert got == expected or (math.isnan(got) and math.isnan(expected)), (
+                            kind,
+                            i,
+                            name,
+                            got,
+                            expected,
+                        )

@@ -143,7 +143,7 @@ def test_litemedsam_click_at_a_lesion_centre_segments_the_lesion(litemedsam, les
     """Real model, real phantoms: one click gives the lesion, a negative click stays out.
 
     Over 30 phantom lesions (scripts/measure_point_prompts.py, docs/napari.md) a centre click
-    gave mean Dice 0.70 (median 0.80) with a tail of misses (a neighbouring structure's outline wins);
+    gave mean Dice 0.70 (median 0.80) with a tail of misses (a neighbouring outline wins);
     the same click given to the model as a point gave 0.16, the issue's click pair IoU 0.10.
     On these four (measured 0.60, 0.74, 0.84, 0.11) a mean of 0.5 and two lesions above 0.7
     hold with room for another machine's rounding, and fail for the old answer.

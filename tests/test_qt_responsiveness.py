@@ -102,5 +102,5 @@ def test_no_stall_while_litemedsam_embeds_in_the_worker(make_napari_viewer, qtbo
         f"showing the result {longest_job * 1000:.0f} ms"
     )
     assert longest_embedding < MAX_STALL
-    regions = viewer.layers[f"{image.name} regions"]
+    regions = viewer.layers[f"{image.name} box regions"]
     assert len(regions.features) == 1 and regions.features["area"].iloc[0] > 1000

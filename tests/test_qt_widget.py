@@ -80,8 +80,9 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     assert errors == []
     saliency = _saliency(viewer)
     assert saliency.name in ("Sequential gradcam [cat]", "Sequential gradcam [dog]")
-    assert saliency.colormap.name == "inferno"
-    assert str(saliency.blending) == "additive"
+    assert saliency.colormap.name == "samcam saliency"
+    assert str(saliency.blending) == "translucent"
+    assert saliency.colormap.map([0.1])[0, 3] == 0.0  # low saliency leaves the image clear
     assert 0.3 <= saliency.opacity <= 0.7
     assert saliency.data.shape == image.data.shape and saliency.data.dtype == np.float32
     provenance = saliency.metadata[META_KEY]["provenance"]
@@ -91,9 +92,10 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    regions = viewer.layers["phantom lesion regions"]
+    regions = viewer.layers["phantom lesion box regions"]
     table = regions.features
-    assert list(table.columns[:5]) == ["index", "label", "region_source", "score", "iou"]
+    assert list(table.columns[:4]) == ["label", "iou", "dice", "hit"]  # metrics first
+    assert table.columns[-1] == "index"
     for column in EXPECTED_COLUMNS:
         assert column in table.columns
     assert len(table) == 1
@@ -147,7 +149,7 @@ def test_points_and_saliency_prompts(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = viewer.layers["phantom lesion point regions"].features
     assert table["region_source"].tolist() == ["sam-points"]
     assert "point_labels" in table["prompt"].iloc[0]
 
@@ -157,7 +159,7 @@ def test_points_and_saliency_prompts(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = widget.session.metrics()
     assert sorted(table["region_source"]) == ["sam-points", "sam-saliency-box"]
     assert "phantom lesion saliency boxes" in viewer.layers
 
@@ -283,7 +285,7 @@ def test_volume_slices_and_all_slices(
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     box_slices = sorted({int(v[0, 0]) for v in boxes.data})
     viewer.dims.set_current_step(0, box_slices[0])
-    assert f"slice {box_slices[0] + 1}/8" in widget.slice_label.text()
+    assert f"slice {box_slices[0]} / 7" in widget.slice_label.text()  # as napari's slider
 
     widget.explain_button.click()
     _wait(widget, qtbot)
@@ -299,13 +301,13 @@ def test_volume_slices_and_all_slices(
 
     widget.segment_button.click()  # displayed slice only
     _wait(widget, qtbot)
-    table = viewer.layers["phantom stack regions"].features
+    table = viewer.layers["phantom stack box regions"].features
     assert table["slice"].tolist() == [str(box_slices[0])]
 
     widget.segment_all_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    regions = viewer.layers["phantom stack regions"]
+    regions = viewer.layers["phantom stack box regions"]
     table = regions.features
     assert sorted(table["slice"].astype(int)) == box_slices
     for _, row in table.iterrows():
@@ -366,57 +368,6 @@ def test_prompt_geometry_follows_layer_scale(make_napari_viewer, qtbot):
     assert boxes.tolist() == [[10, 20, 30, 40]] and ids == [0]
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_folder(tmp_path_factory):
-    """A small random-weight CLIP saved as a local folder (weights, tokenizer, processor)."""
-    import json
-
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip")
-    # a byte-level vocabulary: every byte has a printable symbol, alone and word-final
-    codes = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = iter(range(256, 512))
-    symbol = {b: chr(b) if b in codes else chr(next(extra)) for b in range(256)}
-    tokens = [symbol[b] for b in range(256)] + [symbol[b] + "</w>" for b in range(256)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    torch.manual_seed(1)
-    special = {"bos_token_id": len(tokens) - 2, "eos_token_id": len(tokens) - 1}
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(tokens),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 32,
-            "pad_token_id": special["eos_token_id"],
-            **special,
-        },
-        vision_config={
-            "image_size": 32,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-        },
-        projection_dim=16,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    CLIPTokenizer(
-        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt")
-    ).save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
-    return folder
-
-
 def test_text_prompt_with_a_local_clip_folder(
     make_napari_viewer, qtbot, tiny_segmenter, tiny_clip_folder, errors
 ):
@@ -437,7 +388,7 @@ def test_text_prompt_with_a_local_clip_folder(
     widget.segment_button.click()
     _wait(widget, qtbot)
     assert errors == []
-    table = viewer.layers["phantom lesion regions"].features
+    table = viewer.layers["phantom lesion text regions"].features
     assert table["region_source"].tolist() == ["sam-text"]
     assert '"text": "nodule"' in table["prompt"].iloc[0]
 
@@ -479,7 +430,7 @@ def test_builtin_models_end_to_end_on_the_phantom_sample(
     widget.segment_button.click()
     _wait(widget, qtbot, timeout=120000)
     assert errors == []
-    regions = viewer.layers["phantom lesion regions"]
+    regions = viewer.layers["phantom lesion box regions"]
     row = regions.features.iloc[0]
     mask = regions.data == row["label"]
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
+from conftest import build_tiny_clip  # noqa: E402
 from napari_samcam import text as text_module  # noqa: E402
 from napari_samcam._clip import HFClipEncoder, OpenClipEncoder, _embedding_tensor  # noqa: E402
 from napari_samcam.errors import InputError, ModelNotAvailableError, PromptError  # noqa: E402
@@ -82,61 +83,10 @@ def segmenter():
     return load_segmenter(tiny_sam(), device="cpu")
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 printable stand-ins byte-level BPE vocabularies use for bytes."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    symbols = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in symbols:
-            symbols[b] = chr(256 + extra)
-            extra += 1
-    return [symbols[b] for b in range(256)]
-
-
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     """A tiny random CLIP saved like a real one: weights, tokenizer, preprocessor config."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    symbols = _byte_symbols()
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": 256 + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 32,
-            "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"],
-        },
-        vision_config={
-            "image_size": 32,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-        },
-        projection_dim=16,
-    )
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(folder)
-    return folder
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 class RiggedClip:
@@ -256,15 +206,17 @@ def test_top_k_threshold_and_similarity_mode(segmenter):
     assert plain[0].score == pytest.approx(plain[0].prompt["similarity"], abs=1e-6)
 
 
-def test_segmenter_segment_and_text_regions_delegate(segmenter):
+def test_text_prompts_are_built_on_the_segmenter_not_inside_it(segmenter):
     image, disk, square = scene()
-    via_segment = segmenter.segment(
-        image, text="bright", clip=RiggedClip(), proposals=[square, disk]
+    via_function = segment_text(
+        segmenter, image, "bright", clip=RiggedClip(), proposals=[square, disk]
     )
     via_helper = text_regions(segmenter, image, "bright", RiggedClip(), proposals=[square, disk])
-    for regions in (via_segment, via_helper):
+    for regions in (via_function, via_helper):
         assert np.array_equal(regions[0].mask, disk)
         assert regions[0].source == "sam-text"
+    with pytest.raises(TypeError, match="text"):
+        segmenter.segment(image, text="bright", clip=RiggedClip())
 
 
 def test_crop_for_clip_geometry_and_background():
@@ -373,19 +325,19 @@ def test_second_text_costs_only_the_text_encoding(clip_folder):
         for mode in ("points", "boxes"):
             options = dict(PERMISSIVE, proposals=mode)
             before = dict(calls)
-            seg.segment(image, text="nodule", clip=encoder, **options)
+            segment_text(seg, image, "nodule", clip=encoder, **options)
             assert calls["sam"] - before["sam"] <= 1
             assert calls["image"] - before["image"] == 1
             first = dict(calls)
             encoder_calls = seg.encoder_calls
             for text in (f"left lung {mode}", "nodule"):
-                seg.segment(image, text=text, clip=encoder, negatives=[f"x {mode}"], **options)
+                segment_text(seg, image, text, clip=encoder, negatives=[f"x {mode}"], **options)
             assert calls["sam"] == first["sam"]
             assert seg.encoder_calls == encoder_calls
             assert calls["image"] == first["image"]
             assert calls["text"] > first["text"]
             # Another crop style needs new crop embeddings, not new proposals.
-            seg.segment(image, text="nodule", clip=encoder, background="keep", **options)
+            segment_text(seg, image, "nodule", clip=encoder, background="keep", **options)
             assert calls["sam"] == first["sam"]
             assert calls["image"] == first["image"] + 1
         assert seg.encoder_calls >= 1
@@ -445,7 +397,7 @@ def test_no_clip_is_a_clear_error(segmenter):
         segment_text(segmenter, image, "nodule", proposals=[disk])
     assert "save_pretrained" in str(info.value) and "--clip" in str(info.value)
     with pytest.raises(ModelNotAvailableError):
-        segmenter.segment(image, text="nodule")
+        segment_text(segmenter, image, "nodule")
 
 
 def test_missing_folder_names_it(tmp_path):

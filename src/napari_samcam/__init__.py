@@ -36,6 +36,7 @@ _API = {
     "mask_region": "prompts",
     "mask_box": "prompts",
     "localization_metrics": "metrics",
+    "prepare_map": "metrics",
     "binarize": "metrics",
     "METRIC_NAMES": "metrics",
     "generate_phantoms": "phantoms",

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .classifier_specs import ClassifierSpec, register
+from .classifiers import Classifier
 from .errors import CheckpointError, InputError
 
 __all__ = [
@@ -43,6 +45,8 @@ BUILTIN_CLASSIFIERS: dict[str, str] = {
 }
 
 CLASS_NAMES = ["no lesion", "lesion"]
+#: The class a localization check of the built-ins is about: where is the lesion evidence?
+FINDING_CLASS = "lesion"
 DEFAULT_WIDTHS = (16, 24, 48, 64, 64)
 
 
@@ -159,8 +163,9 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
     Returns
     -------
     napari_samcam.classifiers.Classifier
-        In eval mode, with class names ``["no lesion", "lesion"]``, 1 channel, its input size
-        and mean/std, ``target_layer`` = the last conv stage, ``version`` from the metadata.
+        In eval mode, with class names ``["no lesion", "lesion"]`` and finding class
+        ``"lesion"``, 1 channel, its input size and mean/std, ``target_layer`` = the last conv
+        stage, ``version`` from the metadata.
 
     Raises
     ------
@@ -169,8 +174,6 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
     CheckpointError
         The weights or metadata are missing or do not fit the architecture.
     """
-    from .classifiers import Classifier
-
     meta = builtin_metadata(name)
     arch = meta.get("architecture", {})
     model = PhantomCNN(
@@ -211,4 +214,20 @@ def load_builtin_classifier(name: str, device: Any = "cpu"):
         target_layer=model.stage5,
         version=str(meta.get("version", "")),
         source=f"napari_samcam/weights/{name}.pt",
+        finding_class=meta.get("finding_class", FINDING_CLASS),
     )
+
+
+def _version(name: str) -> str:
+    try:
+        return str(builtin_metadata(name).get("version", ""))
+    except Exception:  # missing metadata is reported when the model loads
+        return "?"
+
+
+def _load(name: str, *, device: Any = None, **_options: Any) -> Classifier:
+    return load_builtin_classifier(name, device=device)
+
+
+for _name in BUILTIN_CLASSIFIERS:
+    register(ClassifierSpec(_name, _load, _version))

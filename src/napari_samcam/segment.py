@@ -23,6 +23,7 @@ from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
 from .sam_models import SamModel, load_sam_model
+from .sam_preprocess import apply_preprocess, canonical_name
 
 __all__ = [
     "Embedding",
@@ -414,6 +415,7 @@ class Segmenter:
         crop: tuple[int, int, int, int] | None = None,
         key: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        preprocess: str | None = None,
     ) -> Embedding:
         """Compute (or fetch from the cache) the embedding of an image or of a crop of it.
 
@@ -429,16 +431,21 @@ class Segmenter:
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image``.
         progress : callable, optional
             Called as ``progress(done, total)``.
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
         """
-        return self._embed(validate_image(image), window, crop, key, progress)
+        preprocess = canonical_name(preprocess)
+        return self._embed(validate_image(image), window, crop, key, progress, preprocess)
 
-    def _embed(self, image, window, crop, key, progress) -> Embedding:
+    def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
         cache_key = (
             key or embedding_key(image),
             self.name,
             None if window is None else tuple(map(float, window)),
             None if crop is None else tuple(int(v) for v in crop),
+            preprocess,
         )
         with self._lock:
             if cache_key in self._cache:
@@ -449,7 +456,7 @@ class Segmenter:
         if progress:
             progress(0, 1)
         view = image if crop is None else image[crop[0] : crop[2], crop[1] : crop[3]]
-        unit = to_unit_range(view, window)
+        unit = apply_preprocess(to_unit_range(view, window), preprocess)
         tensor, new = self._prepare(unit)
         features = self._run_encoder(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
@@ -595,11 +602,9 @@ class Segmenter:
         context: float | None = None,
         window: tuple[float, float] | None = None,
         source: str | None = None,
-        text: str | None = None,
-        clip: Any = None,
         progress: Callable[[int, int], None] | None = None,
         key: str | None = None,
-        **text_options: Any,
+        preprocess: str | None = None,
     ) -> list[Region]:
         """Segment regions from prompts.
 
@@ -627,31 +632,29 @@ class Segmenter:
             Intensity window.
         source : str, optional
             Region source name for provenance (default from the prompt kind).
-        text, clip, **text_options
-            Text prompt: see :func:`napari_samcam.text.segment_text`.
         progress : callable, optional
             ``progress(done, total)`` over encoder runs.
         key : str, optional
             A precomputed :func:`~napari_samcam.images.image_hash` of ``image`` (skips hashing
             it; it must be the hash of this very content).
+        preprocess : str, optional
+            Contrast pre-processing of the image SAM sees for point and box prompts
+            (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``,
+            ``"clahe+gamma:0.8"``); recorded in each region's prompt as ``"preprocess"``.
 
         Returns
         -------
         list of Region
         """
         image = validate_image(image)
-        if text is not None:
-            from .text import segment_text
-
-            return segment_text(
-                self, image, text, clip=clip, window=window, progress=progress, **text_options
-            )
+        preprocess = canonical_name(preprocess)
         height, width = image.shape[:2]
         pts, labels = check_points(points, point_labels, (height, width))
         boxes_arr = check_boxes(boxes, (height, width))
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
-                "segment: no prompt given; pass points=, boxes=, mask_input= or text=."
+                "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
+                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
         if key is None:
             key = embedding_key(image)
@@ -676,6 +679,8 @@ class Segmenter:
         if source is None:
             source = "sam-box" if boxes_arr is not None else "sam-points"
         prompt_base: dict[str, Any] = {}
+        if preprocess is not None:
+            prompt_base["preprocess"] = preprocess
         if pts is not None:
             prompt_base["points"] = pts.tolist()
             prompt_base["point_labels"] = labels.tolist()
@@ -683,7 +688,7 @@ class Segmenter:
             return self._segment_in_context(
                 image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
             )
-        embedding = self._embed(image, window, None, key, progress)
+        embedding = self._embed(image, window, None, key, progress, preprocess)
         decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
         regions = []
         for i, (mask, score) in enumerate(decoded):
@@ -702,7 +707,7 @@ class Segmenter:
         regions = []
         for i, box in enumerate(boxes):
             crop = context_crop(box, (height, width), context, self.model.image_size // 4)
-            embedding = self._embed(image, window, crop, key, None)
+            embedding = self._embed(image, window, crop, key, None, prompt_base.get("preprocess"))
             offset = np.array(crop[:2])
             local_box = (box - np.tile(offset, 2))[None]
             local_pts = None

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._triton_guard import guard_triton
+
+# Before anything of the plugin can import torch: see _triton_guard (a segfault otherwise).
+guard_triton()
+
 __all__ = ["SamcamSession"]
 
 

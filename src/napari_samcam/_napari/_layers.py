@@ -28,11 +28,12 @@ META_KEY = "samcam"
 #: Colours of positive / negative prompt points.
 POINT_COLORS = {True: "lime", False: "red"}
 
-#: Columns every regions table starts with; the metrics follow, then :data:`REGION_DETAILS`.
-REGION_COLUMNS = ("index", "label", "slice", "region_source", "score")
+#: Columns every regions table starts with; the metrics follow, then :data:`REGION_DETAILS`,
+#: and ``index`` (napari's link from label values to rows) comes last.
+REGION_COLUMNS = ("label", "slice")
 
-#: Columns after the metrics: where the region and the saliency came from.
-REGION_DETAILS = ("prompt", "area", "model", "saliency", "class_name")
+#: Columns after the metrics: the region, its source and provenance.
+REGION_DETAILS = ("score", "area", "region_source", "prompt", "model", "saliency", "class_name")
 
 
 @dataclass
@@ -259,9 +260,17 @@ def saliency_name(saliency) -> str:
     return f"{saliency.classifier} {saliency.method} [{saliency.class_name}]"
 
 
-def regions_name(image_layer) -> str:
-    """Name of the Labels layer that collects the regions of an image."""
-    return f"{image_layer.name} regions"
+#: How the regions layers of each prompt kind are named: ``"<image> box regions"``.
+REGION_LAYER_WORDS = {"boxes": "box", "points": "point", "text": "text", "saliency": "saliency"}
+
+
+def regions_name(image_layer, kind: str = "boxes", stack: int = 1) -> str:
+    """Name of a Labels layer that holds the regions of one prompt kind of an image.
+
+    ``stack`` > 1 names the further layers that take regions overlapping earlier ones.
+    """
+    name = f"{image_layer.name} {REGION_LAYER_WORDS.get(kind, kind)} regions"
+    return name if stack == 1 else f"{name} {stack}"
 
 
 def json_text(value: Any) -> str:
@@ -280,17 +289,21 @@ def _json_default(value: Any):
 
 
 def metrics_summary(row: dict) -> str:
-    """A short text of the main metrics of a region, for the label on its box."""
+    """A short text of the main metrics of a region, for the label on its box.
+
+    ``"IoU 0.42, hit 1, energy 0.61"``: the values as in the table (``hit`` is 1 when the
+    saliency peak lies in the region, 0 when not); the SAM score when there are no metrics.
+    """
     parts = []
     if _finite(row.get("iou")):
         parts.append(f"IoU {row['iou']:.2f}")
-    if row.get("hit") is not None and _finite(row.get("hit")):
-        parts.append("hit" if bool(row["hit"]) else "miss")
+    if _finite(row.get("hit")):
+        parts.append(f"hit {float(row['hit']):.0f}")
     if _finite(row.get("energy")):
         parts.append(f"energy {row['energy']:.2f}")
     if not parts and _finite(row.get("score")):
         parts.append(f"score {row['score']:.2f}")
-    return "  ".join(parts)
+    return ", ".join(parts)
 
 
 def _finite(value) -> bool:
@@ -298,3 +311,18 @@ def _finite(value) -> bool:
         return value is not None and bool(np.isfinite(float(value)))
     except (TypeError, ValueError):
         return False
+
+
+def index_text(index: tuple[int, ...]) -> str:
+    """How a plane index is written in tables and messages (``""`` for a 2-D image)."""
+    if not index:
+        return ""
+    return str(index[0]) if len(index) == 1 else ",".join(str(i) for i in index)
+
+
+def find_layer(layers, name: str):
+    """The layer called ``name``, or ``None`` (napari's LayerList has no ``get``)."""
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    return None

@@ -5,6 +5,7 @@ PNG, TIFF and other ordinary formats are left to napari's own reader.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._layers import META_KEY
 from ._session_io import is_session, read_session
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -119,9 +121,71 @@ def _layer_name(path: Path, metadata: dict) -> str:
 
 
 def read_image_layer(path: Path) -> LayerData:
-    """One image file or DICOM series folder as an Image layer data tuple."""
-    from ..images import read_image
+    """One image file or DICOM series folder as a layer data tuple.
 
-    data = read_image(path)
+    NIfTI label maps (intent ``NIFTI_INTENT_LABEL``, as the masks writer saves them) open as a
+    Labels layer. The ``<name>.json`` sidecar the writers save beside a NIfTI file gives the
+    layer its name, offset and provenance back; a saliency map gets its overlay look again.
+    """
+    from ..images import read_image, read_nifti_labels
+
+    is_nifti = not path.is_dir() and _suffix(path) in NIFTI_SUFFIXES
+    labels = read_nifti_labels(path) if is_nifti else None
+    data = labels if labels is not None else read_image(path)
     metadata = dict(data.metadata)
-    return image_layer_data(data.array, metadata, _layer_name(path, metadata))
+    sidecar = _read_sidecar(path) if is_nifti else {}
+    name = str(sidecar.get("name") or _layer_name(path, metadata))
+    if META_KEY in sidecar:
+        metadata[META_KEY] = sidecar[META_KEY]
+    if labels is not None:
+        return labels_layer_data(labels.array, metadata, name, sidecar)
+    array, kwargs, kind = image_layer_data(data.array, metadata, name)
+    _apply_sidecar(kwargs, sidecar, array.ndim)
+    if sidecar.get(META_KEY, {}).get("kind") == "saliency":
+        kwargs.update(SALIENCY_LOOK)
+    return array, kwargs, kind
+
+
+#: How a saliency map is shown over its image (as the session adds it).
+SALIENCY_LOOK = {
+    "colormap": "inferno",
+    "blending": "additive",
+    "opacity": 0.5,
+    "contrast_limits": (0.0, 1.0),
+}
+
+
+def labels_layer_data(array: np.ndarray, metadata: dict, name: str, sidecar: dict) -> LayerData:
+    """A Labels layer data tuple of an integer label map, with its spacing as the scale."""
+    spacing = metadata.get("spacing")
+    kwargs: dict[str, Any] = {"name": name, "metadata": dict(metadata)}
+    if spacing is not None and len(spacing) == array.ndim:
+        kwargs["scale"] = tuple(float(s) for s in spacing)
+    _apply_sidecar(kwargs, sidecar, array.ndim)
+    return array, kwargs, "labels"
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name[: -len(_suffix(path))] + ".json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    """The writers' ``<name>.json`` beside ``path`` (empty when absent or not ours)."""
+    sidecar = _sidecar_path(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # not ours, or damaged: the image itself is still read
+    # Only ours: other tools keep their own JSON beside NIfTI files (BIDS sidecars, ...).
+    if not isinstance(info, dict) or not isinstance(info.get(META_KEY), dict):
+        return {}
+    return info
+
+
+def _apply_sidecar(kwargs: dict, sidecar: dict, ndim: int) -> None:
+    translate = sidecar.get("translate")
+    numbers = isinstance(translate, list) and all(isinstance(t, (int, float)) for t in translate)
+    if numbers and len(translate) == ndim:
+        kwargs["translate"] = tuple(float(t) for t in translate)

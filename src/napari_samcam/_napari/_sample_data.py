@@ -4,6 +4,10 @@ The phantoms come from :mod:`napari_samcam.phantoms` (synthetic lesions of known
 radiograph backgrounds). Each comes with its human-style lesion box as a Shapes layer, ready to
 prompt SAM with, and the exact lesion mask as a hidden Labels layer. Everything is generated once
 per process and then served from memory.
+
+napari selects the last layer a sample adds. That is the box layer (on top of the image, where
+boxes must be drawn), so its rectangle tool is at hand; the hidden mask sits under it and is never
+the selected layer, so no paint tool can change it unseen.
 """
 
 from __future__ import annotations
@@ -94,8 +98,8 @@ def _single(case, name: str) -> list[LayerData]:
     info = _case_info(case)
     out = [_image(case.image.copy(), name, info)]
     if case.box is not None:
-        out.append(_boxes([box_to_rectangle(case.box)], f"{name} box", name, ["lesion"]))
         out.append(_mask(case.mask, f"{name} mask", name))
+        out.append(_boxes([box_to_rectangle(case.box)], f"{name} box", name, ["lesion"]))
     return out
 
 
@@ -125,8 +129,8 @@ def phantom_stack() -> list[LayerData]:
     masks = np.stack([c.mask for c in cases])
     return [
         _image(volume, name, info),
-        _boxes(rectangles, f"{name} boxes", name, ["lesion"] * len(rectangles)),
         _mask(masks, f"{name} masks", name),
+        _boxes(rectangles, f"{name} boxes", name, ["lesion"] * len(rectangles)),
     ]
 
 

@@ -60,7 +60,9 @@ def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> 
     tifffile.imwrite(path, array, photometric=photometric, description=description, metadata=None)
 
 
-def _write_nifti(path: Path, array: np.ndarray, meta: dict) -> None:
+def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+    """NIfTI with the layer's scale as voxel size; masks keep integer labels and are marked as
+    label maps (NIfTI intent ``NIFTI_INTENT_LABEL``), which the reader opens as Labels again."""
     import nibabel as nib
 
     if meta.get("rgb"):
@@ -78,11 +80,13 @@ def _write_nifti(path: Path, array: np.ndarray, meta: dict) -> None:
     zooms = scale[::-1]
     if data.dtype == bool:
         data = data.astype(np.uint8)
-    elif data.dtype == np.int64:
+    elif data.dtype in (np.int64, np.uint64, np.uint32):
         data = data.astype(np.int32)
     affine = np.diag([*zooms, *[1.0] * (4 - len(zooms))])
     image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
     image.header.set_zooms(tuple(zooms))
+    if kind == "labels":
+        image.header.set_intent("label")
     nib.save(image, str(path))
 
 
@@ -147,13 +151,20 @@ def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> li
     array = np.asarray(data)
     if kind == "labels" and array.dtype.kind not in "biu":
         array = array.astype(np.int32)
+    if kind == "labels" and array.dtype.kind in "iu" and array.size:
+        low, high = int(array.min()), int(array.max())
+        if suffix in (".nii", ".nii.gz") and (low < -(2**31) or high >= 2**31):
+            raise InputError(
+                f"{path.name}: label values {low}..{high} do not fit NIfTI's 32-bit labels; "
+                "save as .tif."
+            )
     description = _description(meta)
     text = json.dumps(description, default=_plain)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".tif", ".tiff"):
         _write_tiff(path, array, meta, text)
     elif suffix in (".nii", ".nii.gz"):
-        _write_nifti(path, array, meta)
+        _write_nifti(path, array, meta, kind)
     else:
         _write_png(path, array, meta, kind)
     written = [str(path)]

@@ -87,6 +87,8 @@ class JobRunner(QObject):
         self.worker = None
         self._progress = None
         self._title = ""
+        self._ended = False  # the running job's final state was shown
+        self._cancelling = False
 
     @property
     def running(self) -> bool:
@@ -115,6 +117,8 @@ class JobRunner(QObject):
             return False
         self.session.clear_cancel()
         self._title = title
+        self._ended = False
+        self._cancelling = False
         worker = create_worker(
             guarded, job, leave_free=self.leave_free, _start_thread=False, _ignore_errors=True
         )
@@ -130,8 +134,9 @@ class JobRunner(QObject):
 
     def cancel(self) -> None:
         """Stop the running job at its next step; nothing of it is applied."""
-        if self.worker is None:
+        if self.worker is None or self._ended:
             return
+        self._cancelling = True
         self.session.cancel()
         self.worker.quit()
         self.step.emit(f"{self._title}: cancelling…")
@@ -147,15 +152,21 @@ class JobRunner(QObject):
 
     # -- worker signals (GUI thread) ----------------------------------------------------------
     def _on_step(self, step: Step) -> None:
-        progress = self._progress  # napari may process events inside update(): keep a handle
+        # napari's progress bar processes events while it updates, so later steps and the end of
+        # the job can be handled inside this call: show the text first, and nothing once ended.
+        if self._ended or self._cancelling:
+            return
+        text = f"{self._title}: {step.message}"
+        self.step.emit(text)
+        progress = self._progress
         if progress is not None:
             if progress.total != step.total:
                 progress.total = step.total
             delta = step.done - progress.n
             if delta > 0:
                 progress.update(delta)
-            progress.set_description(f"{self._title}: {step.message}")
-        self.step.emit(f"{self._title}: {step.message}")
+            if not self._ended:
+                progress.set_description(text)
 
     def _on_returned(self, outcome: Outcome) -> None:
         if outcome.cancelled:
@@ -165,29 +176,46 @@ class JobRunner(QObject):
             exc = outcome.error
             if not isinstance(exc, SamcamError):
                 logger.error("%s failed", self._title, exc_info=exc)
+            self._end(f"{self._title}: failed")
             show_error(error_message(self._title, exc))
-            self.step.emit(f"{self._title}: failed")
             return
+        said: list[str] = []
+        self.session.status.connect(said.append)
         try:
             value = outcome.apply() if callable(outcome.apply) else outcome.apply
-        except SamcamError as exc:
-            show_error(error_message(self._title, exc))
-            return
         except Exception as exc:
-            logger.error("%s: showing the result failed", self._title, exc_info=exc)
+            if not isinstance(exc, SamcamError):
+                logger.error("%s: showing the result failed", self._title, exc_info=exc)
+            self._end(f"{self._title}: failed")
             show_error(error_message(self._title, exc))
             return
-        self.step.emit(f"{self._title}: done")
+        finally:
+            self.session.status.disconnect(said.append)
+        self._end(f"{self._title}: done" + (f" ({said[-1]})" if said else ""))
         self.finished.emit(self._title, value)
 
     def _on_aborted(self) -> None:
         self._report_cancelled()
 
     def _report_cancelled(self) -> None:
-        self.step.emit(f"{self._title}: cancelled")
+        if self._ended:
+            return
+        self._end(f"{self._title}: cancelled")
         show_info(f"{self._title} cancelled.")
 
+    def _end(self, text: str) -> None:
+        """Show the job's final state; later step messages are dropped."""
+        self._ended = True
+        self.step.emit(text)
+
     def _on_finished(self) -> None:
+        if not self._ended:
+            # a cancelled worker emits neither `returned` nor `aborted` when the job itself
+            # stopped first (JobCancelled at its next step)
+            if self._cancelling:
+                self._report_cancelled()
+            else:
+                self._end(f"{self._title}: ended")
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -8,8 +8,6 @@ beyond what its fields show.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -30,6 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari._choices import TOP_CLASS
 from .._napari._layers import leading_shape, samcam_meta
 from .._napari._session import (
     PROMPT_KINDS,
@@ -38,6 +38,8 @@ from .._napari._session import (
     builtin_classifier_names,
     clip_status,
 )
+from .._napari._triton_guard import guard_triton
+from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -48,25 +50,11 @@ _PROMPT_LABELS = {
     "text": "text (CLIP)",
     "saliency": "from saliency",
 }
-_TOP_CLASS = "top class"
+# values of the target drop-down that are not class names
+_AUTO_TARGET = "<auto>"
+_TOP_TARGET = "<top>"
+_AUTO_TARGET_LABEL = "finding class (else top class)"
 _AUTO_LAYER = "auto"
-
-
-def guard_triton() -> bool:
-    """Keep torch from importing triton on machines without a GPU driver; True if it did so.
-
-    triton (which ``torch._dynamo`` imports, and torchvision and transformers import that) crashes
-    the process when it is first loaded after Mesa's software OpenGL, which napari uses on
-    machines without a GPU, has loaded its own LLVM. Without an NVIDIA or ROCm device triton has
-    nothing to compile for, so marking it absent costs nothing there.
-    """
-    if "triton" in sys.modules or not sys.platform.startswith("linux"):
-        return False
-    if any(os.path.exists(dev) for dev in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
-        return False
-    sys.modules["triton"] = None  # `import triton` now raises ImportError: torch skips it
-    logger.debug("no GPU device: triton marked unavailable for this napari session")
-    return True
 
 
 def _cam_methods() -> tuple[str, ...]:
@@ -100,6 +88,12 @@ def _layers_of(viewer, kind: str, *, ours: str | None = None, exclude_ours: bool
             continue
         out.append(layer)
     return out
+
+
+def _saliency_choices(viewer):
+    """Computed saliency layers first, then every other single-channel Image layer."""
+    ours = _layers_of(viewer, "image", ours="saliency")
+    return ours + [lyr for lyr in _layers_of(viewer, "image") if lyr not in ours and not lyr.rgb]
 
 
 def _group(title: str, *rows: QWidget) -> QGroupBox:
@@ -153,7 +147,8 @@ class SamcamWidget(QWidget):
 
     def _button(self, text: str, slot, tip: str = "") -> QPushButton:
         button = QPushButton(text)
-        button.clicked.connect(slot)
+        # `clicked` carries a `checked` bool that Qt would pass into the slot's first argument
+        button.clicked.connect(lambda _checked=False: slot())
         if tip:
             button.setToolTip(tip)
         self._buttons.append(button)
@@ -184,7 +179,7 @@ class SamcamWidget(QWidget):
         self.browse_button = browse = QPushButton("…")
         browse.setToolTip("Choose a classifier file (.pt2, TorchScript) or folder.")
         browse.setMaximumWidth(32)
-        browse.clicked.connect(self._browse_classifier)
+        browse.clicked.connect(lambda _checked=False: self._browse_classifier())
         self.trust = QCheckBox("trust this file")
         self.trust.setToolTip(
             ".pt2 and TorchScript files (and checkpoints that need full unpickling) can run "
@@ -199,7 +194,12 @@ class SamcamWidget(QWidget):
             tooltip="State dict for 'torchvision:ARCH' / 'timm:ARCH' (leave empty otherwise).",
         )
         self.method = widgets.ComboBox(label="CAM method", choices=list(_cam_methods()))
-        self.target = widgets.ComboBox(label="target class", choices=[_TOP_CLASS])
+        self.target = widgets.ComboBox(
+            label="target class",
+            choices=[(_AUTO_TARGET_LABEL, _AUTO_TARGET), ("top class", _TOP_TARGET)],
+            tooltip="The class whose evidence is explained. By default the classifier's finding "
+            "class (the built-ins: 'lesion'), which is what a localization check is about.",
+        )
         self.target_layer = widgets.ComboBox(label="target layer", choices=[_AUTO_LAYER])
         self.predictions = QLabel("Load a classifier to see its predictions.")
         self.predictions.setWordWrap(True)
@@ -234,6 +234,13 @@ class SamcamWidget(QWidget):
             tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
             "small lesions, one encoder run per box). 0 embeds the whole image once.",
         )
+        self.sam_preprocess = widgets.ComboBox(
+            label="SAM contrast",
+            choices=list(PREPROCESS_EXAMPLES),
+            value="none",
+            tooltip="Contrast pre-processing of the image SAM sees for box and point prompts "
+            "(CLAHE, gamma); recorded in each region's prompt.",
+        )
         self.prompt_kind = widgets.ComboBox(
             label="prompt",
             choices=[(_PROMPT_LABELS[k], k) for k in PROMPT_KINDS],
@@ -260,6 +267,7 @@ class SamcamWidget(QWidget):
         self.sam_form = widgets.Container(
             widgets=[
                 self.context,
+                self.sam_preprocess,
                 self.prompt_kind,
                 self.shapes,
                 self.points,
@@ -283,11 +291,10 @@ class SamcamWidget(QWidget):
         # -- metrics
         self.saliency = widgets.ComboBox(
             label="saliency",
-            choices=lambda _w: [
-                (lyr.name, lyr) for lyr in _layers_of(viewer, "image", ours="saliency")
-            ],
+            choices=lambda _w: [(lyr.name, lyr) for lyr in _saliency_choices(viewer)],
             nullable=True,
-            tooltip="Saliency map the metrics score (empty: the newest one of the image).",
+            tooltip="Saliency map the metrics score: a computed one, or any Image layer (a map "
+            "opened from disk); empty: the newest computed one of the image.",
         )
         metrics_form = widgets.Container(widgets=[self.saliency])
         metrics_form.native.layout().setContentsMargins(0, 0, 0, 0)
@@ -304,11 +311,13 @@ class SamcamWidget(QWidget):
         self.status.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.clicked.connect(lambda _checked=False: self.cancel())
 
         image_form = widgets.Container(widgets=[self.image])
         image_form.native.layout().setContentsMargins(0, 0, 0, 0)
-        self._forms = [image_form, classifier_form, self.sam_form, metrics_form]
+        # the forms whose drop-downs list layers; the classifier's (target class, layer) list
+        # what the loaded classifier has, and magicgui's reset would forget that
+        self._forms = [image_form, self.sam_form, metrics_form]
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -353,6 +362,7 @@ class SamcamWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+        self._content, self._scroll = content, scroll
         self.setMinimumWidth(300)
 
     def _connect(self) -> None:
@@ -376,10 +386,13 @@ class SamcamWidget(QWidget):
         self.target.changed.connect(self._push_settings)
         self.target_layer.changed.connect(self._push_settings)
         self.context.changed.connect(self._push_settings)
+        self.sam_preprocess.changed.connect(self._push_settings)
         self.segmenter.currentTextChanged.connect(self._push_settings)
         events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
+        events.inserted.connect(self._on_layer_inserted)
+        for event in (events.removed, events.reordered):
             event.connect(self.reset_choices)
+        self.image.changed.connect(self._default_saliency)
         self.viewer.dims.events.current_step.connect(self._update_slice_label)
 
     def _set_status(self, text: str) -> None:
@@ -420,6 +433,31 @@ class SamcamWidget(QWidget):
             form.reset_choices()
         self._default_prompt_layers(force=False)
 
+    def _on_layer_inserted(self, event) -> None:
+        """A newly opened image becomes the chosen one; a new saliency map of the chosen image
+        becomes the map the metrics score."""
+        from napari.layers import Image
+
+        self.reset_choices()
+        layer = event.value
+        kind = samcam_meta(layer).get("kind")
+        if isinstance(layer, Image) and kind is None and layer in self.image.choices:
+            self.image.value = layer
+        elif kind == "saliency" and layer in self.saliency.choices:
+            image = self.image.value
+            if image is not None and samcam_meta(layer).get("image_layer") == image.name:
+                self.saliency.value = layer
+
+    def _default_saliency(self, *_: Any) -> None:
+        """The newest saliency map of the chosen image (none if it has none)."""
+        image = self.image.value
+        newest = None
+        for layer in self.saliency.choices:
+            meta = samcam_meta(layer) if layer is not None else {}
+            if image is not None and meta.get("image_layer") == image.name:
+                newest = layer
+        self.saliency.value = newest
+
     def _default_prompt_layers(self, *_: Any, force: bool = True) -> None:
         """Pick the prompt layers that belong to the chosen image (a sample's lesion box, the
         layers of *Add prompt layers*) when the image changes or nothing is chosen yet."""
@@ -446,6 +484,8 @@ class SamcamWidget(QWidget):
         if session.method in self.method.choices:
             self.method.value = session.method
         self.context.value = float(session.context or 0.0)
+        if (session.sam_preprocess or "none") in self.sam_preprocess.choices:
+            self.sam_preprocess.value = session.sam_preprocess or "none"
         if isinstance(session.segmenter_spec, str):
             self.segmenter.setCurrentText(session.segmenter_spec)
         if session.clip:
@@ -462,7 +502,7 @@ class SamcamWidget(QWidget):
             self.session.classifier_spec = spec
         self.session.checkpoint = self._checkpoint_value()
         self.session.trust_checkpoint = self.trust.isChecked()
-        self.target.choices = [_TOP_CLASS]
+        self.target.choices = [(_AUTO_TARGET_LABEL, _AUTO_TARGET), ("top class", _TOP_TARGET)]
         self.target_layer.choices = [_AUTO_LAYER]
         self._push_settings()
 
@@ -471,9 +511,14 @@ class SamcamWidget(QWidget):
         session = self.session
         session.method = self.method.value
         target = self.target.value
-        session.target = None if target in (None, _TOP_CLASS) else target
+        session.target = {None: None, _AUTO_TARGET: None, _TOP_TARGET: TOP_CLASS}.get(
+            target, target
+        )
         layer = self.target_layer.value
         session.target_layer = None if layer in (None, _AUTO_LAYER) else layer
+        session.sam_preprocess = (
+            None if self.sam_preprocess.value == "none" else (self.sam_preprocess.value)
+        )
         context = float(self.context.value)
         session.context = context if context >= 1.0 else None
         segmenter = self.segmenter.currentText().strip()
@@ -499,7 +544,14 @@ class SamcamWidget(QWidget):
         self._push_settings()
         ok, message = clip_status(self.session.clip)
         self.text.enabled = ok
-        self.clip_message.setText(message)
+        if ok:
+            self.clip_message.setText(f"✓ {_first_sentence(message)}")
+        else:
+            self.clip_message.setText(
+                "Text prompts need CLIP weights: type a local CLIP folder above "
+                "(hover here for how to get one)."
+            )
+        self.clip_message.setToolTip(message)
         self.text.tooltip = message if not ok else "What to segment, e.g. 'nodule'."
 
     def _update_slice_label(self, *_: Any) -> None:
@@ -514,7 +566,8 @@ class SamcamWidget(QWidget):
         from .._napari._layers import current_index
 
         index = current_index(image, tuple(self.viewer.dims.point))
-        where = ", ".join(f"{i + 1}/{n}" for i, n in zip(index, lead, strict=True))
+        # numbered as napari's slider and the table's `slice` column: from 0 to the last index
+        where = ", ".join(f"{i} / {n - 1}" for i, n in zip(index, lead, strict=True))
         self.slice_label.setText(f"volume {tuple(image.data.shape)}: slice {where} (displayed)")
 
     def _show_predictions(self, probabilities: dict) -> None:
@@ -527,11 +580,19 @@ class SamcamWidget(QWidget):
     def _on_classifier_loaded(self, classifier) -> None:
         try:
             names = self.session.class_names()
+            finding = self.session.finding_class()
             auto, layers = self.session.target_layer_names()
         except Exception as exc:  # a classifier the registry loaded but cannot introspect
             logger.debug("classifier introspection failed: %s", exc)
             return
-        self.target.choices = [(_TOP_CLASS, _TOP_CLASS), *[(n, n) for n in names]]
+        chosen = self.target.value
+        auto_target = f"{finding} (finding class)" if finding else "top class (no finding class)"
+        self.target.choices = [
+            (auto_target, _AUTO_TARGET),
+            ("top class", _TOP_TARGET),
+            *[(n, n) for n in names],
+        ]
+        self.target.value = chosen if chosen in (*names, _TOP_TARGET) else _AUTO_TARGET
         auto_label = f"{_AUTO_LAYER} ({auto})" if auto else _AUTO_LAYER
         self.target_layer.choices = [(auto_label, _AUTO_LAYER), *[(n, n) for n in layers]]
         self.target_layer.value = _AUTO_LAYER
@@ -625,16 +686,19 @@ class SamcamWidget(QWidget):
         show_info("Draw boxes with the rectangle tool (R); in the points layer T flips polarity.")
 
     def show_table(self) -> None:
-        """Dock napari's features table widget and select the regions layer."""
-        regions = None
+        """Dock napari's features table widget below the canvas and select the regions layers
+        of the image (all of them: the table then lists every region, with its layer)."""
+        regions = []
         try:
-            regions = self.session.regions_layer(self._image())
+            regions = self.session.regions_layers(self._image())
         except Exception as exc:
             logger.debug("no regions layer: %s", exc)
-        if regions is not None:
-            self.viewer.layers.selection.active = regions
+        filled = [layer for layer in regions if len(layer.features)] or regions
+        if filled:
+            self.viewer.layers.selection.active = filled[0]
+            self.viewer.layers.selection.update(filled)
         open_features_table(self.viewer)
-        if regions is None:
+        if not filled:
             show_info("No regions yet: segment first, the table then lists them with metrics.")
 
     def export_csv(self, path: str | None = None) -> list[str]:
@@ -667,6 +731,13 @@ class SamcamWidget(QWidget):
         show_info(f"Session saved to {Path(written[0])}")
         return written
 
+    def showEvent(self, event) -> None:
+        # wide enough for every row (the scroll area never scrolls sideways); known once shown
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        needed = self._content.minimumSizeHint().width() + bar + 4
+        self.setMinimumWidth(max(300, needed))
+        super().showEvent(event)
+
     def closeEvent(self, event) -> None:
         if self.runner.running:
             self.runner.cancel()
@@ -674,13 +745,35 @@ class SamcamWidget(QWidget):
         super().closeEvent(event)
 
 
+#: Share of the window's height given to the features table docked below the canvas.
+TABLE_HEIGHT = 0.3
+
+
+def _first_sentence(text: str, limit: int = 90) -> str:
+    """The first sentence of a message, cut to ``limit`` characters (the rest is a tooltip)."""
+    sentence = text.split(". ")[0].strip()
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
 def open_features_table(viewer):
-    """Dock napari's built-in features table widget (once) and return it."""
+    """Dock napari's built-in features table widget (once) below the canvas and return it.
+
+    napari docks it on the right, under the SAM-CAM widget, which it squeezes; below the canvas
+    it has the window's width for the metric columns.
+    """
     try:
-        _dock, widget = viewer.window.add_plugin_dock_widget("napari", "Features table widget")
+        dock, widget = viewer.window.add_plugin_dock_widget("napari", "Features table widget")
     except Exception as exc:  # an older napari without the widget
         show_warning(f"napari's features table widget is not available ({exc}).")
         return None
+    window = dock.parentWidget()
+    if isinstance(window, QMainWindow):
+        if window.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            height = int(window.height() * TABLE_HEIGHT)
+            window.resizeDocks([dock], [height], Qt.Orientation.Vertical)
+        dock.show()
+        dock.raise_()
     return widget
 
 

@@ -127,14 +127,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="lesion-detector",
         help="classifier: a built-in name (lesion-detector, shortcut-detector), "
-        "torchvision:ARCH / timm:ARCH with --checkpoint, a .pt2 or TorchScript file (with "
-        "--trust-checkpoint), or hf:FOLDER_OR_ID[@REVISION] "
+        "xrv:WEIGHTS (torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
+        "timm:ARCH with --checkpoint, a .pt2 or TorchScript file (with --trust-checkpoint), or "
+        "hf:FOLDER_OR_ID[@REVISION] "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--checkpoint",
         type=existing_file,
-        help="state dict for torchvision:/timm: architectures",
+        help="state dict for torchvision:/timm:/xrv: architectures",
     )
     parser.add_argument(
         "--trust-checkpoint",
@@ -167,6 +168,28 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         "--device",
         type=device_arg,
         help="cpu, cuda, cuda:1, mps ... (default: cuda if available)",
+    )
+
+
+def _sam_preprocess_arg(text: str) -> str:
+    from ..errors import InputError
+    from ..sam_preprocess import parse_preprocess
+
+    try:
+        parse_preprocess(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:
+    """``--sam-preprocess``, for the commands that prompt SAM."""
+    parser.add_argument(
+        "--sam-preprocess",
+        type=_sam_preprocess_arg,
+        metavar="NAME",
+        help="contrast pre-processing of the image SAM sees: clahe, clahe:CLIP, gamma:G, or "
+        "steps joined by + (e.g. clahe+gamma:0.8); default: none",
     )
 
 

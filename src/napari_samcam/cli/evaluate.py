@@ -7,6 +7,7 @@ import argparse
 from .._folders import check_writable
 from ._common import (
     add_sam_arguments,
+    add_sam_preprocess_argument,
     cam_method_arg,
     existing_file,
     finite_float,
@@ -42,13 +43,15 @@ manifests:
   CSV        columns image, [label], [class], [mask], [box_r0, box_c0, box_r1, box_c1]
              (paths relative to the CSV; boxes end-exclusive; the format of `samcam phantoms`)
   COCO JSON  images / annotations (bbox, polygon or RLE segmentation) / categories
-  CheXlocalize ground-truth JSON  {img_id: {task: {img_size, counts}}}; images under --images
+  CheXlocalize ground-truth JSON  {img_id: {task: {size, counts}}}; images under --images
 
 examples:
   samcam phantoms --n 200 --seed 0 --out phantoms
   samcam evaluate phantoms/manifest.csv --out results \\
       --model lesion-detector --model shortcut-detector
   samcam evaluate phantoms/manifest.csv --out results --scheduler tcp://10.0.0.5:8786
+  samcam evaluate gt_segmentations_val.json --images valid --saliency gradcam_maps_val \
+      --regions ground-truth --protocol chexlocalize --out chexlocalize
 """
 
 
@@ -69,12 +72,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="NAME",
-        help="classifier (repeatable): lesion-detector, shortcut-detector, torchvision:ARCH / "
+        help="classifier (repeatable): lesion-detector, shortcut-detector, xrv:WEIGHTS "
+        "(torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
         "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
         "(default: lesion-detector)",
     )
     parser.add_argument(
-        "--checkpoint", type=existing_file, help="state dict for torchvision:/timm: classifiers"
+        "--saliency",
+        metavar="DIR",
+        help="score the saliency maps in DIR instead of computing them (no --model): .npy, "
+        ".npz, .tif, .png, .nii[.gz] named <image>[_<class>].<ext>, or CheXlocalize's "
+        "<img_id>_<task>_map.pkl",
+    )
+    parser.add_argument(
+        "--trust-saliency",
+        action="store_true",
+        help="unpickle --saliency .pkl files without restriction (only for files you trust; "
+        "CheXlocalize's maps do not need it)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["samcam", "chexlocalize"],
+        default="samcam",
+        help="metric definitions: samcam (default; NaN where a score is undefined) or "
+        "chexlocalize (CheXlocalize's segmentation, first-maximum hit, iou and iou_true_pos, "
+        "its bootstrap)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        help="state dict for torchvision:/timm:/xrv: classifiers",
     )
     parser.add_argument(
         "--trust-checkpoint",
@@ -106,6 +133,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"(default: {' '.join(DEFAULT_REGION_SOURCES)})",
     )
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     parser.add_argument(
         "--context",
         type=zoom_factor_or_zero,
@@ -177,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(
             args.manifest,
             args.out,
-            classifiers=args.model or ["lesion-detector"],
+            classifiers=args.model or (None if args.saliency else ["lesion-detector"]),
+            saliency=args.saliency,
+            trust_saliency=args.trust_saliency,
+            protocol=args.protocol,
+            sam_preprocess=args.sam_preprocess,
             methods=args.method or ["gradcam"],
             region_sources=args.regions,
             sam=args.sam,
@@ -216,7 +248,7 @@ def _print_headline(result) -> None:
         return
     overall = summary[(summary["group"] == "all") & summary["metric"].isin(["iou", "hit"])]
     if len(overall):
-        print("\nmIoU and hit rate (mean [95% CI]):")
+        print(f"\nmIoU and hit rate (mean [95% CI]; protocol {overall['protocol'].iloc[0]}):")
         for row in overall.itertuples(index=False):
             print(
                 f"  {row.classifier:<20} {row.cam_method:<9} {row.region_source:<18} "
@@ -239,7 +271,7 @@ def _print_headline(result) -> None:
         print("\nagreement with ground-truth-mask scores (mean |difference|, Pearson r):")
         for row in shown.to_dict("records"):
             print(
-                f"  {row['classifier']:<20} {row['metric']:<7} sam-box MAD "
+                f"  {row['classifier']:<20} {row['cam_method']:<9} {row['metric']:<7} sam-box MAD "
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )

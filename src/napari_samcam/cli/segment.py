@@ -7,6 +7,7 @@ import argparse
 from ._common import (
     add_device_argument,
     add_sam_arguments,
+    add_sam_preprocess_argument,
     box_arg,
     check_input_file,
     check_out,
@@ -76,6 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--slice", type=non_negative_int, default=None, help="slice index of a 3-D volume"
     )
     add_sam_arguments(parser)
+    add_sam_preprocess_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -105,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
         if args.negative_text is not None:
             options["negatives"] = tuple(args.negative_text)
-        regions = segmenter.segment(
-            image, text=args.text, clip=args.clip, window=data.window, **options
+        from ..text import segment_text
+
+        regions = segment_text(
+            segmenter, image, args.text, clip=args.clip, window=data.window, **options
         )
     else:
         points = [*args.point, *args.negative_point]
@@ -118,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             boxes=np.array(args.box) if args.box else None,
             context=args.context,
             window=data.window,
+            preprocess=args.sam_preprocess,
         )
     out.mkdir(parents=True, exist_ok=True)
     labels_image = np.zeros(image.shape[:2], dtype=np.uint16)

@@ -44,6 +44,7 @@ __all__ = [
 #: Columns of the tidy metrics table, in order.
 COLUMNS = (
     "image",
+    "image_id",
     "image_key",
     "item",
     "label",
@@ -60,11 +61,13 @@ COLUMNS = (
     "region_score",
     "metric",
     "value",
+    "protocol",
 )
 
 #: Columns of the region table: every region's size and overlap with the ground truth.
 REGION_COLUMNS = (
     "image",
+    "image_id",
     "image_key",
     "item",
     "label",
@@ -145,13 +148,11 @@ def classifier_ref(spec: Any, **options: Any) -> ModelRef:
         token = f"{spec.name}|{spec.version}|{_state_digest(spec.model)}"
     elif isinstance(spec, str):
         version = ""
-        from ..builtin_classifiers import BUILTIN_CLASSIFIERS, builtin_metadata
+        from ..classifier_specs import find_spec
 
-        if spec in BUILTIN_CLASSIFIERS:
-            try:
-                version = str(builtin_metadata(spec).get("version", ""))
-            except Exception:  # missing metadata is reported when the model loads
-                version = "?"
+        named = find_spec(spec)
+        if named is not None:
+            version = named.version(spec)
         elif Path(spec).is_file():
             version = _file_token(spec)
         token = f"{spec}|{version}|{_file_token(options.get('checkpoint'))}"
@@ -261,6 +262,15 @@ class EvalSpec:
         CLIP model for ``sam-text``.
     text_options : dict
         Options of :func:`napari_samcam.text.segment_text` (``proposals``, ``top_k``, ...).
+    saliency : str or None
+        A folder of saliency files scored instead of computed maps
+        (:class:`~napari_samcam.saliency_files.SaliencyFolder`); ``classifiers`` is then empty.
+    trust_saliency : bool
+        Unpickle saliency ``.pkl`` files without restriction.
+    protocol : str
+        Metric definitions (:data:`napari_samcam.protocols.PROTOCOLS`).
+    sam_preprocess : str or None
+        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`).
     """
 
     classifiers: tuple
@@ -274,11 +284,23 @@ class EvalSpec:
     text: str | None = None
     clip: Any = None
     text_options: dict = field(default_factory=dict)
+    saliency: str | None = None
+    trust_saliency: bool = False
+    protocol: str = "samcam"
+    sam_preprocess: str | None = None
 
     def config(self) -> dict:
         """The JSON-friendly configuration (model identities instead of objects)."""
         from .. import __version__
 
+        extra = {}  # only when not the default, so earlier output folders still resume
+        if self.saliency is not None:
+            extra["saliency"] = self.saliency
+            extra["trust_saliency"] = self.trust_saliency
+        if self.protocol != "samcam":
+            extra["protocol"] = self.protocol
+        if self.sam_preprocess is not None:
+            extra["sam_preprocess"] = self.sam_preprocess
         return {
             "classifiers": [c.describe() for c in self.classifiers],
             "methods": list(self.methods),
@@ -292,6 +314,7 @@ class EvalSpec:
             "clip": None if self.clip is None else _describe(self.clip),
             "text_options": dict(self.text_options),
             "napari_samcam": __version__,
+            **extra,
         }
 
     def digest(self) -> str:
@@ -302,12 +325,16 @@ class EvalSpec:
 
 @dataclass
 class Job:
-    """The items of one image, with the key its results are stored under."""
+    """The items of one image, with the key its results are stored under.
+
+    ``maps`` holds each item's saliency file (in item order) when the maps are read from files.
+    """
 
     path: Path
     image: str
     items: tuple[Item, ...]
     key: str = ""
+    maps: tuple = ()
 
 
 def _image_digest(path: Path) -> str:
@@ -325,23 +352,60 @@ def _image_digest(path: Path) -> str:
 def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
     """Group items by image file, in manifest order, and key each job.
 
-    The key hashes the configuration, the image file's bytes and the items' annotations, so a
-    stored result is reused only for exactly the same work.
+    The key hashes the configuration, the image file's bytes, the items' annotations and their
+    saliency files' bytes, so a stored result is reused only for exactly the same work.
+
+    Raises
+    ------
+    InputError
+        ``spec.saliency`` is set and an item has no map file in that folder.
     """
+    from .manifests import _file_digest
+
     groups: dict[str, list[Item]] = {}
     for item in items:
         groups.setdefault(str(item.path), []).append(item)
     config = spec.digest()
+    folder = None
+    if spec.saliency is not None:
+        from ..saliency_files import SaliencyFolder
+
+        folder = SaliencyFolder(spec.saliency)
     jobs = []
     for path_text, group in groups.items():
         path = Path(path_text)
         digest = hashlib.blake2b(digest_size=16)
         digest.update(config.encode())
         digest.update(_image_digest(path).encode())
+        maps = []
         for item in group:
             digest.update(item.annotation_id().encode())
-        jobs.append(Job(path, group[0].image, tuple(group), digest.hexdigest()))
+            if folder is not None:
+                found = _map_of(folder, item)
+                digest.update(_file_digest(found).encode())
+                maps.append(str(found))
+        jobs.append(Job(path, group[0].image, tuple(group), digest.hexdigest(), tuple(maps)))
     return jobs
+
+
+def _map_of(folder, item: Item) -> Path:
+    """The saliency file of ``item`` in ``folder`` (a SaliencyFolder)."""
+    image = Path(item.image).as_posix()
+    for suffix in (".nii.gz", Path(image).suffix):
+        if suffix and image.lower().endswith(suffix):
+            image = image[: -len(suffix)]
+            break
+    ids = [item.image_id, image, Path(image).name]
+    found = folder.find(ids, item.cls)
+    if found is None:
+        task = f"_{item.cls}" if item.cls else ""
+        raise InputError(
+            f"{item.where or item.image}: no saliency file for image {ids[0] or ids[1]!r}"
+            f"{' and class ' + repr(item.cls) if item.cls else ''} in {str(folder.folder)!r}; "
+            f"expected e.g. {ids[0] or Path(image).name}{task}_map.pkl (CheXlocalize) or "
+            f"{ids[0] or Path(image).name}{task}.npy."
+        )
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,8 +525,10 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
     JobResult
     """
     from ..images import image_hash, read_image
-    from ..metrics import DegenerateInputWarning, localization_metrics
+    from ..metrics import DegenerateInputWarning
+    from ..protocols import get_protocol
     from ..saliency import explain
+    from ..saliency_files import read_saliency
 
     data = read_image(job.path)
     image = _select_2d(data, job.items[0])
@@ -512,6 +578,40 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
             "apart; give each a distinct Classifier.name (dataclasses.replace(c, name=...))."
         )
 
+    protocol = get_protocol(spec.protocol)
+    # The map every region of an item is scored against, prepared (sorted, binarized) once and
+    # kept until the next map: one at a time, as a prepared 6.6 MP map holds ~60 MB.
+    prepared: dict[tuple, Any] = {}
+    metrics_device = _metrics_device(loaded)
+    maps = dict(zip((item.index for item in job.items), job.maps, strict=False))
+    file_source = "" if spec.saliency is None else Path(spec.saliency).name
+
+    def item_saliencies(item: Item):
+        """``(classifier, version, method, key, Saliency)`` of every map scored for ``item``."""
+        if spec.saliency is not None:
+            skey = (file_source, "file", item.index)
+            if skey not in saliencies:
+                saliencies[skey] = read_saliency(
+                    maps[item.index],
+                    shape,
+                    task=item.cls,
+                    name=file_source,
+                    trust=spec.trust_saliency,
+                )
+            yield file_source, "", "file", skey, saliencies[skey]
+            return
+        for entry in loaded:
+            classifier = entry.classifier
+            target = _resolve_target(entry, item, spec.target)
+            for method in spec.methods:
+                skey = (classifier.name, method, target)
+                if skey not in saliencies:
+                    with entry.lock:
+                        saliencies[skey] = explain(
+                            image, classifier, method=method, target=target, window=window
+                        )
+                yield classifier.name, entry.version, method, skey, saliencies[skey]
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateInputWarning)
         for item in job.items:
@@ -533,71 +633,93 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     clip=spec.clip,
                     text_options=spec.text_options,
                     key=image_key,
+                    preprocess=spec.sam_preprocess,
                 )
                 if region is not None:
                     fixed.append(region)
                     if source != "ground-truth":
                         add_region_row(item, region, mask, "", "")
-            for entry in loaded:
-                classifier = entry.classifier
-                target = _resolve_target(entry, item, spec.target)
-                for method in spec.methods:
-                    skey = (classifier.name, method, target)
-                    if skey not in saliencies:
-                        with entry.lock:
-                            saliencies[skey] = explain(
-                                image, classifier, method=method, target=target, window=window
-                            )
-                    saliency = saliencies[skey]
-                    regions = list(fixed)
-                    for source in spec.region_sources:
-                        if source not in SALIENCY_SOURCES:
-                            continue
-                        rkey = (*skey, source)
-                        if rkey not in saliency_regions:
-                            saliency_regions[rkey] = saliency_region(
-                                source,
-                                image,
-                                saliency.map,
-                                segmenter=segmenter,
-                                binarization=binarization,
-                                context=spec.context,
-                                max_boxes=spec.saliency_max_boxes,
-                                window=window,
-                                key=image_key,
-                            )
-                        regions.append(saliency_regions[rkey])
-                        add_region_row(item, saliency_regions[rkey], mask, classifier.name, method)
-                    regions.sort(key=lambda r: spec.region_sources.index(r.source))
-                    base = {
-                        "image": item.image,
-                        "image_key": image_key,
-                        "item": item.index,
-                        "label": item.label,
-                        "class": item.cls,
-                        "classifier": classifier.name,
-                        "classifier_version": entry.version,
-                        "cam_method": method,
-                        "target_class": saliency.class_name,
-                        "probability": saliency.probability,
-                    }
-                    for region in regions:
-                        values = localization_metrics(saliency.map, region.mask, **binarization)
-                        common = dict(
-                            base,
-                            region_source=region.source,
-                            prompt=json.dumps(region.prompt, sort_keys=True, default=_plain),
-                            sam_model=region.model or "",
-                            region_area=region.area,
-                            region_score=region.score,
+            for name, version, method, skey, saliency in item_saliencies(item):
+                if skey not in prepared:
+                    prepared.clear()
+                    prepared[skey] = protocol.prepare(saliency, shape, device=metrics_device)
+                regions = list(fixed)
+                for source in spec.region_sources:
+                    if source not in SALIENCY_SOURCES:
+                        continue
+                    rkey = (*skey, source)
+                    if rkey not in saliency_regions:
+                        saliency_regions[rkey] = saliency_region(
+                            source,
+                            image,
+                            saliency.map,
+                            segmenter=segmenter,
+                            binarization=binarization,
+                            context=spec.context,
+                            max_boxes=spec.saliency_max_boxes,
+                            window=window,
+                            key=image_key,
+                            preprocess=spec.sam_preprocess,
+                            binary=_shared_binary(prepared[skey], source, binarization),
                         )
-                        for metric, value in values.items():
-                            rows.append(dict(common, metric=metric, value=value))
-                        if keep_arrays:
-                            result.regions[(item.index, *skey, region.source)] = region
+                    regions.append(saliency_regions[rkey])
+                    add_region_row(item, saliency_regions[rkey], mask, name, method)
+                regions.sort(key=lambda r: spec.region_sources.index(r.source))
+                base = {
+                    "image": item.image,
+                    "image_id": item.image_id or item.image,
+                    "image_key": image_key,
+                    "item": item.index,
+                    "label": item.label,
+                    "class": item.cls,
+                    "classifier": name,
+                    "classifier_version": version,
+                    "cam_method": method,
+                    "target_class": saliency.class_name,
+                    "probability": saliency.probability,
+                }
+                scores = protocol.score_many(
+                    prepared[skey], [region.mask for region in regions], binarization
+                )
+                for region, values in zip(regions, scores, strict=True):
+                    common = dict(
+                        base,
+                        region_source=region.source,
+                        prompt=json.dumps(region.prompt, sort_keys=True, default=_plain),
+                        sam_model=region.model or "",
+                        region_area=region.area,
+                        region_score=region.score,
+                    )
+                    for metric, value in values.items():
+                        rows.append(
+                            dict(common, metric=metric, value=value, protocol=protocol.name)
+                        )
+                    if keep_arrays:
+                        result.regions[(item.index, *skey, region.source)] = region
     if keep_arrays:
         result.saliencies = saliencies
     return result
+
+
+def _shared_binary(prepared, source: str, binarization: dict):
+    """The map's binarized mask for ``sam-saliency-box`` prompts: the one the metrics use."""
+    from ..metrics import PreparedMap
+
+    if source != "sam-saliency-box" or not isinstance(prepared, PreparedMap):
+        return None
+    if prepared.constant:
+        return None
+    prepared.order  # noqa: B018 - sorted first: binarizing then reads the sorted values
+    return prepared.binarize(**binarization)
+
+
+def _metrics_device(loaded: list[_LoadedClassifier]):
+    """The CUDA device the classifiers run on, where the metrics sort the maps; else None."""
+    for entry in loaded:
+        device = getattr(entry.classifier, "device", None)
+        if getattr(device, "type", None) == "cuda":
+            return device
+    return None
 
 
 def _describe(value: Any) -> str:

@@ -15,7 +15,7 @@ Three formats are read into the same list of :class:`Item` objects:
   boxes (``bbox`` ``[x, y, w, h]`` converted to ``(row0, col0, row1, col1)``). An image without
   annotations becomes one negative item with an empty ground truth. ``file_name`` is relative
   to ``image_root`` (default: the JSON's folder).
-* **CheXlocalize ground truth** (``{img_id: {task: {"img_size": [h, w], "counts": RLE}}}``):
+* **CheXlocalize ground truth** (``{img_id: {task: {"size": [h, w], "counts": RLE}}}``):
   one item per image and task; the label is 1 when the mask is non-empty. Boxes are derived
   from the mask, one per connected component. Images are looked up under ``image_root`` as
   ``<img_id>.<ext>`` or as CheXpert's ``patientX/studyY/viewZ_frontal.<ext>``.
@@ -79,6 +79,8 @@ class Item:
         Derive boxes from the mask's connected components (CheXlocalize).
     where : str
         Where in the manifest the item comes from, for error messages.
+    image_id : str
+        The dataset's own name of the image (CheXlocalize's ``img_id``), ``""`` if none.
     """
 
     image: str
@@ -90,6 +92,7 @@ class Item:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     boxes_from_mask: bool = False
     where: str = ""
+    image_id: str = ""
 
     @property
     def positive(self) -> bool:
@@ -258,7 +261,8 @@ def rle_to_string(runs: list[int]) -> str:
 def decode_rle(rle: dict) -> np.ndarray:
     """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
 
-    CheXlocalize's ``{"img_size": [h, w], "counts": ...}`` is accepted too. Runs alternate
+    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
+    too. Runs alternate
     background and foreground, starting with background, in column-major (Fortran) order.
     """
     if not isinstance(rle, dict) or "counts" not in rle:
@@ -363,7 +367,7 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
         else:
             raise InputError(
                 f"manifest {str(path)!r}: JSON is neither COCO (with 'images' and "
-                "'annotations') nor CheXlocalize ground truth ({img_id: {task: {'img_size', "
+                "'annotations') nor CheXlocalize ground truth ({img_id: {task: {'size', "
                 "'counts'}}})."
             )
     else:
@@ -725,6 +729,7 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
                     mask={"rle": [dict(rle)]} if mask.any() else {"empty": True},
                     boxes_from_mask=True,
                     where=where,
+                    image_id=str(img_id),
                 )
             )
     return items

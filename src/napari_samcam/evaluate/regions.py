@@ -78,9 +78,12 @@ def check_region_sources(sources) -> tuple[str, ...]:
 
 
 def _union(regions: list[Region], shape, source: str, prompt: dict, model: str) -> Region:
-    mask = np.zeros(shape, dtype=bool)
-    for region in regions:
-        mask |= region.mask
+    if len(regions) == 1:
+        mask = regions[0].mask  # no full-size copy of a single region
+    else:
+        mask = np.zeros(shape, dtype=bool)
+        for region in regions:
+            mask |= region.mask
     scores = [r.score for r in regions if np.isfinite(r.score)]
     score = float(np.mean(scores)) if scores else float("nan")
     return Region(mask, source, prompt, score, model)
@@ -99,14 +102,18 @@ def annotation_region(
     clip: Any = None,
     text_options: dict | None = None,
     key: str | None = None,
+    preprocess: str | None = None,
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
     ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
     needs a text. ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``preprocess``: SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`) for
+    ``sam-box``, recorded in the prompt.
     """
     shape = image.shape[:2]
     boxes = [tuple(int(v) for v in b) for b in boxes]
+    extra = {} if preprocess is None else {"preprocess": preprocess}
     if source == "ground-truth":
         if mask is None:
             return None
@@ -127,15 +134,23 @@ def annotation_region(
             return None
         clipped = [_clip_box(b, shape) for b in boxes]
         regions = segmenter.segment(
-            image, boxes=np.array(clipped), context=context, window=window, source=source, key=key
+            image,
+            boxes=np.array(clipped),
+            context=context,
+            window=window,
+            source=source,
+            key=key,
+            preprocess=preprocess,
         )
-        prompt = {"boxes": [list(b) for b in clipped], "context": context}
+        prompt = {"boxes": [list(b) for b in clipped], "context": context, **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-text":
         if not text:
             return None
         options = dict(text_options or {})
-        regions = segmenter.segment(image, text=text, clip=clip, window=window, **options)
+        from ..text import segment_text
+
+        regions = segment_text(segmenter, image, text, clip=clip, window=window, **options)
         name = clip if clip is None or isinstance(clip, str) else getattr(clip, "name", "")
         prompt = {"text": text, "clip": name or type(clip).__name__, **options}
         if regions:
@@ -180,27 +195,33 @@ def saliency_region(
     max_boxes: int = 1,
     window=None,
     key: str | None = None,
+    preprocess: str | None = None,
+    binary: np.ndarray | None = None,
 ) -> Region:
     """The region of a saliency-prompted source; an empty region when the map is flat.
 
-    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known. ``preprocess``:
+    SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`), recorded in the prompt.
+    ``binary``: the map binarized with ``binarization`` when already computed (the metrics need
+    it too).
     """
     from ..prompts import saliency_boxes, saliency_peak_points
 
+    extra = {} if preprocess is None else {"preprocess": preprocess}
+    common = {"window": window, "source": source, "key": key, "preprocess": preprocess}
     shape = image.shape[:2]
     empty = Region(np.zeros(shape, dtype=bool), source, {}, float("nan"), segmenter.name)
     if float(saliency.max()) <= float(saliency.min()):
         empty.prompt = {"note": "constant saliency map: no prompt"}
         return empty
     if source == "sam-saliency-box":
-        boxes = saliency_boxes(saliency, max_boxes=max_boxes, **binarization)
+        boxes = saliency_boxes(saliency, max_boxes=max_boxes, binary=binary, **binarization)
         prompt = {"boxes": boxes.tolist(), "context": context, "binarization": binarization}
+        prompt.update(extra)
         if len(boxes) == 0:
             empty.prompt = prompt
             return empty
-        regions = segmenter.segment(
-            image, boxes=boxes, context=context, window=window, source=source, key=key
-        )
+        regions = segmenter.segment(image, boxes=boxes, context=context, **common)
         return _union(regions, shape, source, prompt, segmenter.name)
     if source == "sam-saliency-peak":
         peaks = saliency_peak_points(saliency, n=1)
@@ -209,19 +230,16 @@ def saliency_region(
         peak = peaks[0]
         if segmenter.model.box_only:
             box = half_maximum_box(saliency, peak)
-            regions = segmenter.segment(
-                image, boxes=box[None], context=context, window=window, source=source, key=key
-            )
+            regions = segmenter.segment(image, boxes=box[None], context=context, **common)
             prompt = {
                 "point": peak.tolist(),
                 "boxes": [box.tolist()],
                 "box_rule": "half-maximum blob around the peak",
                 "context": context,
+                **extra,
             }
         else:
-            regions = segmenter.segment(
-                image, points=peak[None], window=window, source=source, key=key
-            )
-            prompt = {"point": peak.tolist()}
+            regions = segmenter.segment(image, points=peak[None], **common)
+            prompt = {"point": peak.tolist(), **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
     raise InputError(f"{source!r} is not a saliency-based region source.")

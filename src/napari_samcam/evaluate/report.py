@@ -56,7 +56,8 @@ def write_report(
         "<h1>Saliency localization report</h1>",
         f"<p>Manifest <code>{html.escape(str(info.get('manifest', '')))}</code>: "
         f"{info.get('n_images', 0)} images, {info.get('n_items', 0)} annotated items, "
-        f"{info.get('n_rows', 0)} metric values.</p>",
+        f"{info.get('n_rows', 0)} metric values; metric definitions: protocol "
+        f"<code>{html.escape(str(info.get('protocol', 'samcam')))}</code>.</p>",
     ]
     if len(summary):
         overall = summary[summary["group"] == "all"]

@@ -53,6 +53,7 @@ from .._folders import atomic_path, check_writable, output_lock
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
 from .jobs import (
+    COLUMNS,
     EvalSpec,
     Job,
     classifier_ref,
@@ -175,7 +176,7 @@ def _binarization(binarization: Any, threshold: float | None) -> dict:
 
 def make_spec(
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -191,19 +192,43 @@ def make_spec(
     checkpoint: Any = None,
     trust_checkpoint: bool = False,
     sam_checkpoint: Any = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
+    sam_preprocess: str | None = None,
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
+    from ..protocols import get_protocol
     from ..saliency import CAM_METHODS, _key
+    from ..sam_preprocess import canonical_name
 
+    protocol_name = get_protocol(protocol).name
+    preprocess = canonical_name(sam_preprocess)
+    folder = None
+    if saliency is not None:
+        if classifiers:
+            raise InputError(
+                "pass either saliency= (maps read from files) or classifiers= (maps computed), "
+                "not both (CLI: --saliency DIR or --model NAME)."
+            )
+        folder = Path(saliency)
+        if not folder.is_dir():
+            raise InputError(
+                f"saliency={str(saliency)!r} is not a folder; pass the folder holding the map "
+                "files (CLI: --saliency DIR)."
+            )
+        classifiers, methods = [], ["file"]
+    if classifiers is None:
+        classifiers = ("lesion-detector",)
     if isinstance(classifiers, (str, bytes)) or not isinstance(classifiers, Sequence):
         classifiers = [classifiers]
-    if not classifiers:
+    if not classifiers and folder is None:
         raise InputError("no classifier given; pass at least one, e.g. 'lesion-detector'.")
     if isinstance(methods, str):
         methods = [methods]
     known = {_key(m) for m in CAM_METHODS}
     for method in methods:
-        if _key(method) not in known:
+        if folder is None and _key(method) not in known:
             raise InputError(
                 f"method {method!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}."
             )
@@ -216,7 +241,7 @@ def make_spec(
     for spec in classifiers:
         check_classifier_trust(spec, trusted=trust_checkpoint)
         options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
-        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:")):
+        if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "xrv:")):
             options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
@@ -246,6 +271,10 @@ def make_spec(
         text=text,
         clip=clip,
         text_options=dict(text_options or {}),
+        saliency=None if folder is None else str(folder.resolve()),
+        trust_saliency=bool(trust_saliency) and folder is not None,
+        protocol=protocol_name,
+        sam_preprocess=preprocess,
     )
 
 
@@ -321,6 +350,9 @@ def _read_part(out: Path, job: Job):
     import pandas as pd
 
     metrics = pd.read_parquet(_part_path(out, job))
+    if "protocol" not in metrics:  # a part written before protocols were recorded
+        metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
+        metrics = metrics[list(COLUMNS)]
     path = _regions_path(out, job)
     regions = pd.read_parquet(path) if path.exists() else region_frame([])
     return metrics, regions
@@ -383,7 +415,7 @@ def evaluate(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    classifiers: Sequence[Any] = ("lesion-detector",),
+    classifiers: Sequence[Any] | None = None,
     methods: Sequence[str] = ("gradcam",),
     region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
     sam: Any = "litemedsam",
@@ -395,6 +427,10 @@ def evaluate(
     text: str | None = None,
     clip: Any = None,
     text_options: dict | None = None,
+    saliency: str | os.PathLike | None = None,
+    trust_saliency: bool = False,
+    protocol: str = "samcam",
+    sam_preprocess: str | None = None,
     image_root: str | os.PathLike | None = None,
     limit: int | None = None,
     scheduler: str | None = None,
@@ -419,9 +455,10 @@ def evaluate(
         (see :mod:`~napari_samcam.evaluate.manifests`).
     out : path
         Output folder (see the module docstring for its layout and for resume / overwrite).
-    classifiers : sequence
+    classifiers : sequence, optional
         Classifier specs (built-in names, ``torchvision:ARCH`` with ``checkpoint``, TorchScript
-        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects).
+        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects); default
+        ``("lesion-detector",)``, none with ``saliency``.
     methods : sequence of str
         CAM methods (``napari_samcam.saliency.CAM_METHODS``).
     region_sources : sequence of str
@@ -447,6 +484,21 @@ def evaluate(
     text_options : dict, optional
         ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
         ``top_k``, ``threshold``, ...).
+    saliency : path, optional
+        Score the saliency maps in this folder instead of computing them (no classifier):
+        ``.npy``, ``.npz``, TIFF, PNG, NIfTI or CheXlocalize's ``<img_id>_<task>_map.pkl``,
+        found per item as described in :class:`~napari_samcam.saliency_files.SaliencyFolder`.
+        Rows name the folder as ``classifier`` and ``file`` as ``cam_method``.
+    trust_saliency : bool
+        Unpickle ``.pkl`` maps without restriction (only for files you trust); by default only
+        pickles of tensors and arrays, as CheXlocalize writes them, are read.
+    protocol : {'samcam', 'chexlocalize'}
+        Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
+        CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
+        its bootstrap).
+    sam_preprocess : str, optional
+        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`:
+        ``"clahe"``, ``"gamma:0.5"``, ``"clahe+gamma:0.8"``); recorded in each region's prompt.
     image_root : path, optional
         Folder image paths are relative to (default: the manifest's folder).
     limit : int, optional
@@ -516,6 +568,10 @@ def evaluate(
         checkpoint=checkpoint,
         trust_checkpoint=trust_checkpoint,
         sam_checkpoint=sam_checkpoint,
+        saliency=saliency,
+        trust_saliency=trust_saliency,
+        protocol=protocol,
+        sam_preprocess=sam_preprocess,
     )
     if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
         raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
@@ -631,7 +687,7 @@ def _finish(
     paths["regions.parquet"] = _atomic(out / "regions.parquet", regions.to_parquet, index=False)
     paths["regions.csv"] = _atomic(out / "regions.csv", regions.to_csv, index=False)
 
-    summary = summarize(metrics, n_resamples=n_resamples, seed=seed)
+    summary = summarize(metrics, n_resamples=n_resamples, seed=seed, protocol=spec.protocol)
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
@@ -646,6 +702,7 @@ def _finish(
         "n_images": len(jobs),
         "n_items": int(metrics["item"].nunique()) if len(metrics) else 0,
         "n_rows": len(metrics),
+        "protocol": spec.protocol,
         "config": config,
     }
     summary_file = out / "summary.json"

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 KEYS = ["classifier", "cam_method", "region_source", "metric"]
-SUMMARY_COLUMNS = [*KEYS, "group", "n", "mean", "ci_low", "ci_high", "std", "median"]
+SUMMARY_COLUMNS = [*KEYS, "group", "n", "mean", "ci_low", "ci_high", "std", "median", "protocol"]
 AGREEMENT_STATS = [
     "n",
     "n_dropped",
@@ -82,7 +82,14 @@ def _metric_order(metrics) -> dict:
     return order
 
 
-def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> Any:
+def summarize(
+    metrics,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    protocol: Any = None,
+) -> Any:
     """Mean and bootstrap CI of every metric, overall (``group == "all"``) and per class.
 
     Parameters
@@ -90,21 +97,34 @@ def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: fl
     metrics : pandas.DataFrame
         The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
     n_resamples, seed, confidence
-        Passed to :func:`napari_samcam.agreement.bootstrap_ci`.
+        Passed to the protocol's bootstrap (``samcam``:
+        :func:`napari_samcam.agreement.bootstrap_ci`; ``chexlocalize``:
+        :func:`napari_samcam.chexlocalize.bootstrap`, always at 95 %).
+    protocol : str, optional
+        :mod:`napari_samcam.protocols` name; default: the table's ``protocol`` column, else
+        ``samcam``. Under ``chexlocalize`` each group's rows are resampled in image-id order
+        with their NaNs, and ``mean`` is the mean of the resampled means, as CheXlocalize's
+        ``eval.py`` reports it.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``classifier, cam_method, region_source, metric, group, n, mean, ci_low,
-        ci_high, std, median``; ``group`` is ``"all"`` or ``"<column>=<value>"`` (``class`` or
-        ``label``); ``n`` counts the items where the metric is defined.
+        ci_high, std, median, protocol``; ``group`` is ``"all"`` or ``"<column>=<value>"``
+        (``class`` or ``label``); ``n`` counts the items where the metric is defined.
     """
     import pandas as pd
 
-    from ..agreement import bootstrap_ci
+    from ..protocols import get_protocol
 
     if len(metrics) == 0:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    if protocol is None:
+        named = set(metrics["protocol"]) if "protocol" in metrics else set()
+        protocol = named.pop() if len(named) == 1 else "samcam"
+    protocol = get_protocol(protocol)
+    if protocol.name == "chexlocalize" and "image_id" in metrics:
+        metrics = metrics.sort_values(["image_id", "item"], kind="stable")
     by = group_column(metrics)
     order = _metric_order(metrics)
     sources = list(dict.fromkeys(metrics["region_source"]))
@@ -118,15 +138,11 @@ def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: fl
             for group, sub in subsets:
                 values = sub["value"].to_numpy(dtype=np.float64)
                 defined = values[~np.isnan(values)]
-                if defined.size:
-                    ci = bootstrap_ci(
-                        defined, n_resamples=n_resamples, seed=seed, confidence=confidence
-                    )
-                    mean, low, high = ci.estimate, ci.low, ci.high
-                    std = float(np.std(defined, ddof=1)) if defined.size > 1 else math.nan
-                    median = float(np.median(defined))
-                else:
-                    mean = low = high = std = median = math.nan
+                mean, low, high, _ = protocol.interval(
+                    values, n_resamples=n_resamples, seed=seed, confidence=confidence
+                )
+                std = float(np.std(defined, ddof=1)) if defined.size > 1 else math.nan
+                median = float(np.median(defined)) if defined.size else math.nan
                 records.append(
                     dict(
                         zip(KEYS, keys, strict=True),
@@ -137,6 +153,7 @@ def summarize(metrics, *, n_resamples: int = 1000, seed: int = 0, confidence: fl
                         ci_high=high,
                         std=std,
                         median=median,
+                        protocol=protocol.name,
                     )
                 )
     table = pd.DataFrame(records, columns=SUMMARY_COLUMNS)

@@ -1,0 +1,79 @@
+"""Prompt layers: a Shapes layer for box prompts and a Points layer for point prompts with a
+polarity (positive/negative) per point. napari only, no Qt."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layers import META_KEY, POINT_COLORS, geometry_kwargs, leading_shape, plane_shape
+
+#: Key that toggles the polarity of the selected prompt points.
+POLARITY_KEY = "t"
+
+
+def add_prompt_layers(viewer, image):
+    """Add a Shapes layer for box prompts and a Points layer for point prompts over ``image``.
+
+    Both sit on the image's grid; existing ones (by name) are kept. Points carry a ``positive``
+    feature (green positive, red negative); press T in the Points layer to toggle the selected
+    points. The Shapes layer is selected, in rectangle mode. Returns both layers.
+    """
+    layers = viewer.layers
+    geometry = geometry_kwargs(image)
+    lead = leading_shape(image)
+    ndim = len(lead) + 2
+    boxes_name, points_name = f"{image.name} boxes", f"{image.name} points"
+    if boxes_name not in layers:
+        viewer.add_shapes(
+            ndim=ndim,
+            name=boxes_name,
+            edge_color="cyan",
+            face_color="transparent",
+            edge_width=2,
+            metadata={META_KEY: {"kind": "box-prompts", "image_layer": image.name}},
+            **geometry,
+        )
+    if points_name not in layers:
+        points = viewer.add_points(
+            np.zeros((0, ndim)),
+            ndim=ndim,
+            name=points_name,
+            features={"positive": np.zeros(0, dtype=bool)},
+            face_color="positive",
+            face_color_cycle=POINT_COLORS,
+            size=max(6.0, min(plane_shape(image)) / 60.0),
+            metadata={META_KEY: {"kind": "point-prompts", "image_layer": image.name}},
+            **geometry,
+        )
+        points.feature_defaults = {"positive": True}
+        bind_polarity_key(points)
+    shapes = layers[boxes_name]
+    shapes.mode = "add_rectangle"
+    layers.selection.active = shapes
+    return layers[boxes_name], layers[points_name]
+
+
+def toggle_polarity(points_layer) -> None:
+    """Flip the ``positive`` feature of the selected points (or of new points if none)."""
+    features = points_layer.features.copy()
+    if "positive" not in features:
+        features["positive"] = np.ones(len(features), dtype=bool)
+    selected = sorted(points_layer.selected_data)
+    if selected:
+        column = features["positive"].to_numpy(dtype=bool).copy()
+        column[selected] = ~column[selected]
+        features["positive"] = column
+        points_layer.features = features
+        points_layer.refresh_colors()
+    else:
+        defaults = points_layer.feature_defaults
+        now = bool(defaults["positive"].iloc[0]) if "positive" in defaults else True
+        points_layer.feature_defaults = {**defaults.iloc[0].to_dict(), "positive": not now}
+
+
+def bind_polarity_key(points_layer) -> None:
+    """Bind :data:`POLARITY_KEY` in a Points layer to :func:`toggle_polarity`."""
+    points_layer.bind_key(POLARITY_KEY, toggle_polarity, overwrite=True)
+    if "positive" not in points_layer.features:
+        points_layer.features = {"positive": np.ones(len(points_layer.data), dtype=bool)}
+        points_layer.feature_defaults = {"positive": True}

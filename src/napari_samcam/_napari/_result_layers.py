@@ -1,0 +1,368 @@
+"""Writing results into layers: the saliency Image layer, the regions Labels layer and its
+``features`` table, and the metrics written on boxes. napari only, no Qt.
+
+Each function takes the viewer and what a job computed, and creates or updates the layers on
+the calling (GUI) thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._choices import PROMPT_KINDS
+from ._layers import (
+    META_KEY,
+    box_to_rectangle,
+    find_layer,
+    geometry_kwargs,
+    index_text,
+    json_text,
+    leading_shape,
+    metrics_summary,
+    plane_shape,
+    regions_name,
+    saliency_name,
+    samcam_meta,
+)
+
+
+def text_style(ndim: int, *, below: bool = False) -> dict:
+    """How metrics are written on boxes: yellow text above the box's upper-left corner, or
+    (``below``) under its lower-left corner, so that the labels of a prompt box and of a
+    saliency box around the same finding do not overlap."""
+    return {
+        "string": "{metrics}",
+        "anchor": "lower_left" if below else "upper_left",
+        "size": 10,
+        "color": "orange" if below else "yellow",
+        "translation": (0.0,) * (ndim - 2) + ((4.0 if below else -4.0), 0.0),
+    }
+
+
+#: Saliency values (of the 0-1 map) drawn fully transparent.
+SALIENCY_CLEAR_BELOW = 0.2
+
+
+def saliency_colormap():
+    """inferno, transparent where the map is low: the image stays readable under the overlay.
+
+    Fully transparent up to 0.2 of the map's range, opaque from 0.7 on; drawn with
+    ``translucent`` blending, so a bright radiograph is not washed out as with ``additive``.
+    """
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    values = np.linspace(0.0, 1.0, 21)
+    colors = np.asarray(ensure_colormap("inferno").map(values), dtype=np.float32)
+    colors[:, 3] = np.clip((values - SALIENCY_CLEAR_BELOW) / 0.5, 0.0, 1.0)
+    return Colormap(colors=colors, controls=values, name="samcam saliency")
+
+
+def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
+    """Put saliency maps into their Image layer (created or updated) with their provenance.
+
+    ``results`` are ``(plane index, Saliency)`` pairs of ``image``; the layer is named after the
+    last one's classifier, method and class. Returns the layer.
+    """
+    layers = viewer.layers
+    last = results[-1][1]
+    name = saliency_name(last)
+    lead = leading_shape(image)
+    shape = (*lead, *plane_shape(image))
+    layer = find_layer(layers, name)
+    meta = samcam_meta(layer) if layer is not None else {}
+    fresh = (
+        layer is None
+        or meta.get("kind") != "saliency"
+        or meta.get("image_layer") != image.name
+        or tuple(layer.data.shape) != shape
+    )
+    if fresh:
+        data = np.zeros(shape, dtype=np.float32)
+        slices: dict[str, Any] = {}
+    else:
+        data = np.asarray(layer.data)
+        slices = dict(meta.get("slices", {}))
+    for index, saliency in results:
+        data[index] = saliency.map
+        if index:
+            slices[index_text(index)] = saliency.provenance()
+    metadata = {
+        META_KEY: {
+            "kind": "saliency",
+            "image_layer": image.name,
+            "provenance": last.provenance(),
+            **({"slices": slices} if lead else {}),
+        }
+    }
+    if fresh:
+        if layer is not None:
+            layers.remove(layer)
+        layer = viewer.add_image(
+            data,
+            name=name,
+            colormap=saliency_colormap(),
+            blending="translucent",
+            opacity=0.7,
+            contrast_limits=(0.0, 1.0),
+            metadata=metadata,
+            **geometry_kwargs(image),
+        )
+    else:
+        layer.metadata = {**layer.metadata, **metadata}
+        layer.refresh()
+    return layer
+
+
+def region_layers(layers, image, kind: str | None = None) -> list:
+    """The regions Labels layers of ``image`` (of one prompt ``kind``, or all), in stack order.
+
+    Each prompt kind has its own layers: ``"<image> box regions"`` holds the regions of box
+    prompts, and a region that would overlap one already on its plane goes into the next layer
+    of the stack (``"<image> box regions 2"``, ...), so that every region keeps all its pixels.
+    """
+    found = []
+    for layer in layers:
+        meta = samcam_meta(layer)
+        if meta.get("kind") != "regions" or meta.get("image_layer") != image.name:
+            continue
+        layer_kind = meta.get("prompt", "")
+        if kind is None or layer_kind == kind:
+            order = PROMPT_KINDS.index(layer_kind) if layer_kind in PROMPT_KINDS else 99
+            found.append((order, int(meta.get("stack", 1)), layer))
+    return [layer for *_, layer in sorted(found, key=lambda item: item[:2])]
+
+
+def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_layer):
+    """Put SAM regions into the image's regions Labels layers and their ``features`` tables.
+
+    ``results`` are ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job. The
+    regions of one prompt kind go into that kind's layers (see :func:`region_layers`); no
+    region covers another, so each layer's table and pixels agree. Labels are unique over all
+    regions layers of the image. A new run on a plane replaces the regions of the same kind on
+    that plane. The metrics are also written on the prompt rectangles of ``shapes_layer`` and,
+    for saliency prompts, on the boxes derived from the saliency. Returns the layers that
+    received a region (the kind's first layer when none did) and the number of new rows.
+    """
+    kind = settings["kind"]
+    layers = viewer.layers
+    lead = leading_shape(image)
+    shape = (*lead, *plane_shape(image))
+    stack = region_layers(layers, image, kind)
+    for layer in [lyr for lyr in stack if tuple(lyr.data.shape) != shape]:
+        layers.remove(layer)
+        stack.remove(layer)
+    replaced = {index_text(request.plane.index) for request, *_ in results}
+    datas = [np.asarray(layer.data) for layer in stack]
+    tables = [_without_planes(lyr, data, replaced) for lyr, data in zip(stack, datas, strict=True)]
+    others = [lyr for lyr in region_layers(layers, image) if all(lyr is not s for s in stack)]
+    largest = [_largest_label_of(np.asarray(lyr.data), _regions_table(lyr)) for lyr in others]
+    largest += [_largest_label_of(d, t) for d, t in zip(datas, tables, strict=True)]
+    next_label = 1 + max(largest, default=0)
+    if not datas:  # the kind's first layer exists even when a run finds nothing
+        datas.append(np.zeros(shape, dtype=np.int32))
+        tables.append(None)
+    rows: list[list[dict]] = [[] for _ in datas]
+    summaries, saliency_boxes_layer = {}, []
+    received: set[int] = set()
+    for request, boxes, regions, metric_rows in results:
+        index = request.plane.index
+        for k, (region, metrics) in enumerate(zip(regions, metric_rows, strict=True)):
+            place = _free_layer(datas, index, region.mask)
+            if place == len(datas):
+                datas.append(np.zeros(shape, dtype=np.int32))
+                tables.append(None)
+                rows.append([])
+            plane = datas[place][index] if index else datas[place]
+            plane[region.mask] = next_label
+            received.add(place)
+            row = {
+                "index": next_label,
+                "label": next_label,
+                "slice": index_text(index),
+                "region_source": region.source,
+                "prompt": json_text(region.prompt),
+                "score": float(region.score),
+                "area": int(region.area),
+                "model": region.model,
+                "saliency": settings["saliency_name"] or "",
+                "class_name": settings["class_name"] or "",
+                **{m: float(v) for m, v in metrics.items()},
+            }
+            rows[place].append(row)
+            next_label += 1
+            if request.shape_ids and k < len(request.shape_ids):
+                summaries[request.shape_ids[k]] = metrics_summary(row)
+            if kind == "saliency" and boxes is not None and k < len(boxes):
+                saliency_boxes_layer.append((index, boxes[k], metrics_summary(row)))
+    segmenter = _first(r.model for _, _, regs, _ in results for r in regs)
+    written = []
+    for place, data in enumerate(datas):
+        table = _table(tables[place], rows[place], bool(lead))
+        layer = stack[place] if place < len(stack) else None
+        if place > 0 and not len(table):  # an emptied overflow layer goes away
+            if layer is not None:
+                layers.remove(layer)
+            continue
+        metadata = {
+            META_KEY: {
+                "kind": "regions",
+                "image_layer": image.name,
+                "prompt": kind,
+                "stack": place + 1,
+                "segmenter": segmenter,
+            }
+        }
+        if layer is None:
+            layer = viewer.add_labels(
+                data,
+                name=regions_name(image, kind, place + 1),
+                opacity=0.45,
+                metadata=metadata,
+                **geometry_kwargs(image),
+            )
+        else:
+            layer.data = data
+            layer.metadata = {**layer.metadata, **metadata}
+        layer.features = table  # reassigning fires the features event (features table widget)
+        written.append((place, layer))
+    if shapes_layer is not None and summaries:
+        label_shapes(shapes_layer, summaries)
+    if saliency_boxes_layer:
+        show_saliency_boxes(viewer, image, saliency_boxes_layer, replaced)
+    chosen = [layer for place, layer in written if place in received] or [written[0][1]]
+    layers.selection.active = chosen[0]
+    return chosen, sum(len(r) for r in rows)
+
+
+def _free_layer(datas: list[np.ndarray], index: tuple[int, ...], mask: np.ndarray) -> int:
+    """The first layer of the stack where ``mask`` covers no region of plane ``index``."""
+    for place, data in enumerate(datas):
+        plane = data[index] if index else data
+        if not plane[mask].any():
+            return place
+    return len(datas)
+
+
+def _without_planes(layer, data: np.ndarray, planes: set[str]):
+    """The layer's table without the rows of ``planes``, whose pixels are cleared in ``data``."""
+    table = _regions_table(layer)
+    if not len(table):
+        return table
+    drop = table["slice"].astype(str).isin(planes)
+    for label in table.loc[drop, "label"]:
+        data[data == int(label)] = 0
+    return table.loc[~drop].reset_index(drop=True)
+
+
+def _largest_label_of(data: np.ndarray, table) -> int:
+    in_table = int(table["label"].max()) if table is not None and len(table) else 0
+    return max(int(data.max(initial=0)), in_table)
+
+
+def _table(old, rows: list[dict], volume: bool):
+    import pandas as pd
+
+    new = pd.DataFrame(rows)
+    if old is None or not len(old):
+        table = new
+    elif rows:
+        table = pd.concat([old, new], ignore_index=True)
+    else:
+        table = old
+    return _order_columns(table, volume) if len(table.columns) else table
+
+
+def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -> None:
+    """Show the boxes derived from the saliency, labelled with their metrics.
+
+    Boxes of the slices segmented now replace earlier ones; other slices keep theirs.
+    """
+    layers = viewer.layers
+    name = f"{image.name} saliency boxes"
+    lead = bool(leading_shape(image))
+    shapes = [box_to_rectangle(box, index if lead else ()) for index, box, _ in boxes]
+    texts = [text for _, _, text in boxes]
+    old = find_layer(layers, name)
+    if old is not None:
+        if lead and "metrics" in old.features:
+            for vertices, text in zip(old.data, old.features["metrics"], strict=True):
+                if index_text((int(round(vertices[0, 0])),)) not in replaced:
+                    shapes.append(np.asarray(vertices))
+                    texts.append(str(text))
+        layers.remove(old)
+    viewer.add_shapes(
+        shapes,
+        shape_type="rectangle",
+        name=name,
+        edge_color="orange",
+        face_color="transparent",
+        edge_width=2,
+        features={"metrics": texts},
+        text=text_style(len(shapes[0][0]) if shapes else 2, below=True),
+        metadata={META_KEY: {"kind": "saliency-boxes", "image_layer": image.name}},
+        **geometry_kwargs(image),
+    )
+
+
+def label_shapes(shapes_layer, summaries: dict[int, str]) -> None:
+    """Write metrics summaries into a Shapes layer's ``metrics`` feature and show them."""
+    features = shapes_layer.features.copy()
+    n = len(shapes_layer.data)
+    if len(features) != n:
+        features = features.reindex(range(n))
+    if "metrics" not in features:
+        features["metrics"] = [""] * n
+    column = features["metrics"].astype(object).where(features["metrics"].notna(), "")
+    for i, text in summaries.items():
+        if i < n:
+            column.iloc[i] = text
+    features["metrics"] = column.astype(str)
+    shapes_layer.features = features
+    defaults = shapes_layer.feature_defaults
+    base = defaults.iloc[0].to_dict() if len(defaults) else {}
+    shapes_layer.feature_defaults = {**base, "metrics": ""}
+    shapes_layer.text = text_style(shapes_layer.ndim)
+
+
+def _regions_table(layer):
+    import pandas as pd
+
+    if layer is None:
+        return pd.DataFrame()
+    features = layer.features
+    if "label" not in features or "region_source" not in features:
+        return pd.DataFrame()
+    table = features.copy()
+    if "slice" not in table:
+        table["slice"] = ""
+    return table
+
+
+def _order_columns(table, volume: bool):
+    """Where and what first, then the metrics, then the region's details and provenance.
+
+    napari's features table shows the columns in this order: the metric columns come right
+    after the label (and slice) so they are readable without scrolling; ``index`` (which napari
+    needs to map label values to rows) goes last.
+    """
+    from ._layers import REGION_COLUMNS, REGION_DETAILS
+
+    try:
+        from ..metrics import METRIC_NAMES
+    except ImportError:
+        METRIC_NAMES = ()
+    first = [c for c in REGION_COLUMNS if c in table and (volume or c != "slice")]
+    metrics = [c for c in METRIC_NAMES if c in table]
+    details = [c for c in REGION_DETAILS if c in table]
+    placed = {*first, *metrics, *details, "index", "slice"}
+    rest = [c for c in table.columns if c not in placed]
+    last = ["index"] if "index" in table else []
+    return table[first + metrics + details + rest + last].reset_index(drop=True)
+
+
+def _first(values) -> str:
+    for value in values:
+        return value
+    return ""

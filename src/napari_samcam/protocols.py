@@ -1,0 +1,136 @@
+"""Metric protocols: which definitions make a table's numbers.
+
+A protocol is data handed to the scoring of each (map, region) pair and to the summaries; the
+evaluation code is the same for every protocol, and every metrics and summary table names the
+protocol that made it (its ``protocol`` column).
+
+``samcam`` (the default)
+    :func:`napari_samcam.metrics.localization_metrics`: every metric, NaN where a score is
+    undefined (a constant map has no peak and no Otsu level), a hit when any of tied maxima is
+    inside, and the
+    percentile bootstrap of :func:`napari_samcam.agreement.bootstrap_ci` over defined values.
+``chexlocalize``
+    CheXlocalize's own definitions (:mod:`napari_samcam.chexlocalize`): ``iou`` (its
+    ``true_pos_only=False``), ``iou_true_pos`` (its default ``true_pos_only=True``) and ``hit``,
+    and its bootstrap over image rows in image-id order, NaNs included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .metrics import METRIC_NAMES
+
+__all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How maps are scored and summarized.
+
+    Attributes
+    ----------
+    name : str
+    metric_names : tuple of str
+        The metrics it writes, in order.
+    description : str
+    """
+
+    name: str
+    metric_names: tuple
+    description: str
+
+    def prepare(self, saliency: Any, shape: tuple[int, int], device: Any = None) -> Any:
+        """Work shared by every region scored against one saliency map.
+
+        ``device``: a torch device (CUDA) for the sort of the ``samcam`` protocol's map.
+        """
+        if self.name == "chexlocalize":
+            from .chexlocalize import prepare
+
+            return prepare(saliency.raw, shape)
+        from .metrics import prepare_map
+
+        return prepare_map(saliency.map, device=device)
+
+    def score(self, prepared: Any, mask: np.ndarray, binarization: dict) -> dict[str, float]:
+        """Every metric of one map (as :meth:`prepare` returned it) and one region mask."""
+        if self.name == "chexlocalize":
+            from .chexlocalize import scores
+
+            return scores(prepared, mask)
+        from .metrics import localization_metrics
+
+        return localization_metrics(prepared, mask, **binarization)
+
+    def score_many(
+        self, prepared: Any, masks: list[np.ndarray], binarization: dict
+    ) -> list[dict[str, float]]:
+        """:meth:`score` of several regions against one map (one sort of the map for all)."""
+        if self.name == "chexlocalize":
+            return [self.score(prepared, mask, binarization) for mask in masks]
+        from .metrics import localization_metrics
+
+        return localization_metrics(prepared, masks, **binarization)
+
+    def interval(
+        self, values: np.ndarray, *, n_resamples: int, seed: int, confidence: float = 0.95
+    ) -> tuple[float, float, float, int]:
+        """``(mean, ci_low, ci_high, n)`` of per-item scores (NaN where undefined)."""
+        import math
+
+        values = np.asarray(values, dtype=np.float64)
+        defined = values[~np.isnan(values)]
+        if self.name == "chexlocalize":
+            from .chexlocalize import bootstrap
+
+            if not defined.size:
+                return math.nan, math.nan, math.nan, 0
+            mean, low, high = bootstrap(values, n_resamples=n_resamples, seed=seed)
+            return mean, low, high, int(defined.size)
+        from .agreement import bootstrap_ci
+
+        if not defined.size:
+            return math.nan, math.nan, math.nan, 0
+        ci = bootstrap_ci(defined, n_resamples=n_resamples, seed=seed, confidence=confidence)
+        return ci.estimate, ci.low, ci.high, int(defined.size)
+
+
+#: The protocols by name.
+PROTOCOLS = {
+    "samcam": Protocol(
+        "samcam",
+        tuple(METRIC_NAMES),
+        "napari-samcam's definitions: NaN where undefined, any of tied maxima can hit",
+    ),
+    "chexlocalize": Protocol(
+        "chexlocalize",
+        ("iou", "iou_true_pos", "hit"),
+        "CheXlocalize's scripts: its Otsu segmentation, first-argmax hit, both mIoU modes, its "
+        "bootstrap",
+    ),
+}
+
+
+def get_protocol(name: Any) -> Protocol:
+    """The :class:`Protocol` called ``name`` (a ``Protocol`` passes through).
+
+    Raises
+    ------
+    InputError
+        An unknown name.
+    """
+    from .errors import InputError
+
+    if isinstance(name, Protocol):
+        return name
+    protocol = PROTOCOLS.get(str(name).lower())
+    if protocol is None:
+        raise InputError(
+            f"protocol {name!r} is unknown; choose one of {', '.join(PROTOCOLS)} "
+            "(CLI: --protocol NAME)."
+        )
+    return protocol
