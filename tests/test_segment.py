@@ -40,6 +40,31 @@ def test_mask_upsampling_matches_upstream_postprocessing(tiny_segmenter, rng):
         np.testing.assert_array_equal(mine, (expected[0, 0] > 0).numpy())
 
 
+@pytest.mark.parametrize(
+    ("input_size", "original_size"),
+    [((64, 48), (37, 29)), ((64, 64), (200, 200)), ((48, 64), (90, 120)), ((64, 31), (64, 31))],
+)
+def test_mask_upsampler_logits_match_interpolate(input_size, original_size):
+    """Both resizing steps of ``postprocess_masks`` (crops smaller and larger than the input)."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_samcam.segment import _MaskUpsampler
+
+    upsampler = _MaskUpsampler(16, 64, input_size, original_size)
+    for seed in range(3):
+        low = torch.randn(16, 16, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+        padded = F.interpolate(low[None, None], (64, 64), mode="bilinear", align_corners=False)
+        cropped = padded[..., : input_size[0], : input_size[1]]
+        expected = F.interpolate(cropped, original_size, mode="bilinear", align_corners=False)
+        window, (r0, r1, c0, c1) = upsampler.logits(low)
+        np.testing.assert_allclose(window, expected[0, 0, r0:r1, c0:c1], atol=1e-5)
+        outside = expected[0, 0].clone()
+        outside[r0:r1, c0:c1] = 0
+        assert (outside <= 0).all()  # nothing positive left out of the window
+        np.testing.assert_array_equal(upsampler.mask(low), (expected[0, 0] > 0).numpy())
+
+
 def test_masks_match_upstream_predictor(tiny_segmenter, rng):
     """Same prompt, same embedding: our decoder path equals SamPredictor's masks."""
     from segment_anything import SamPredictor
@@ -99,8 +124,6 @@ def test_litemedsam_box_prompt_segments_the_right_lung(chest_radiograph, litemed
     """Real model, real radiograph: a box around the right lung gives a lung-shaped mask."""
     image = chest_radiograph.array[::4, ::4]  # 489 x 461
     box = np.array([90, 60, 400, 225])  # patient's right lung (image left)
-    with pytest.warns(UserWarning, match="box prompts only"):
-        litemedsam.segment(image, points=[[250, 140]])
     (region,) = litemedsam.segment(image, boxes=[box])
     r0, c0, r1, c1 = box
     inside = region.mask[r0:r1, c0:c1].sum() / region.area

@@ -61,7 +61,8 @@ class SamModel:
     image_size : int
         Long side of the encoder input (1024 for SAM, 256 for LiteMedSAM).
     box_only : bool
-        Trained with box prompts only: point-only prompts give poor masks.
+        Trained with box prompts only: point prompts are answered by boxes chosen around the
+        clicks (:mod:`napari_samcam.point_prompts`).
     version : str
     source : str
     """

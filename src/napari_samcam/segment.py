@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._accel import env_flag
+from ._accel import env_flag, torch_threads
 from ._prompt_checks import check_boxes, check_points
 from ._resample import bilinear_matrix
 from .errors import InputError, PromptError
@@ -535,6 +535,10 @@ class Segmenter:
                 self._upsamplers.move_to_end(key)
         return upsampler
 
+    def mask_upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
+        """The exact map from ``low`` x ``low`` logits of ``embedding`` to its pixels."""
+        return self._upsampler(embedding, low)
+
     def _decode(
         self,
         embedding: Embedding,
@@ -552,7 +556,66 @@ class Segmenter:
         """
         import torch
 
-        from ._accel import torch_threads
+        point_arg, sam_boxes, masks_arg = self._prompt_args(
+            embedding, points, labels, boxes, mask_input
+        )
+        n = 1 if boxes is None else len(boxes)
+        step = self.prompt_batch
+        # All masks in one allocation made before the decoder runs: masks allocated one by one
+        # between the decoder's large temporaries fragment the heap, which then grows by several
+        # MB per prompt (measured: 2000 boxes on 256 x 256, 1.4 -> 2.5 GB); each Region's mask
+        # is one plane of it.
+        masks = np.zeros((n, *embedding.original_size), dtype=bool)
+        scores: list[float] = []
+        threshold = float(self.model.sam.mask_threshold)
+        with torch.inference_mode(), torch_threads(self.prompt_threads):
+            for begin in range(0, n, step):
+                out = masks[begin : begin + step]
+                box_arg = None
+                if sam_boxes is not None:
+                    box_arg = torch.as_tensor(sam_boxes[begin : begin + step], device=self.device)
+                low_res, iou = self._run_decoder(
+                    embedding, point_arg, box_arg, masks_arg, multimask, len(out)
+                )
+                best = iou.argmax(1)
+                upsampler = self._upsampler(embedding, low_res.shape[-1])
+                for i in range(len(out)):
+                    j = int(best[i])
+                    upsampler.mask(low_res[i, j].float(), threshold, out=out[i])
+                    scores.append(float(iou[i, j]))
+        return list(zip(masks, scores, strict=True))
+
+    def predict_logits(
+        self,
+        embedding: Embedding,
+        *,
+        boxes=None,
+        points=None,
+        labels=None,
+        mask_input=None,
+        multimask: bool = False,
+    ) -> tuple[Any, Any]:
+        """Low-resolution mask logits ``(n, k, h, w)`` and predicted IoUs ``(n, k)``.
+
+        One row per box (one for points alone), ``k`` = 3 with ``multimask`` else 1; prompts in
+        ``(row, col)`` pixels of the embedded image (or crop), all in one decoder call (meant for
+        a few candidate prompts; :meth:`segment` batches many). :meth:`mask_upsampler` maps the
+        logits to masks.
+        """
+        import torch
+
+        point_arg, sam_boxes, masks_arg = self._prompt_args(
+            embedding, points, labels, boxes, mask_input
+        )
+        n = 1 if boxes is None else len(boxes)
+        with torch.inference_mode(), torch_threads(self.prompt_threads):
+            box_arg = None if sam_boxes is None else torch.as_tensor(sam_boxes, device=self.device)
+            return self._run_decoder(embedding, point_arg, box_arg, masks_arg, multimask, n)
+
+    def _prompt_args(self, embedding: Embedding, points, labels, boxes, mask_input):
+        """SAM's prompt tensors: points ``(1, N, 2)`` + labels, boxes as an ``(M, 4)`` array of
+        SAM coordinates, the mask ``(1, 1, h, w)``; ``None`` where a prompt is absent."""
+        import torch
 
         device = self.device
         point_arg = None
@@ -572,36 +635,12 @@ class Segmenter:
         if mask_input is not None:
             masks_arg = torch.as_tensor(mask_input, dtype=torch.float32, device=device)
             masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:])
-        n = 1 if boxes is None else len(boxes)
-        step = self.prompt_batch
-        # All masks in one allocation made before the decoder runs: masks allocated one by one
-        # between the decoder's large temporaries fragment the heap, which then grows by several
-        # MB per prompt (measured: 2000 boxes on 256 x 256, 1.4 -> 2.5 GB); each Region's mask
-        # is one plane of it.
-        masks = np.zeros((n, *embedding.original_size), dtype=bool)
-        scores = []
-        with torch.inference_mode(), torch_threads(self.prompt_threads):
-            for start in range(0, n, step):
-                box_arg = None
-                if sam_boxes is not None:
-                    box_arg = torch.as_tensor(sam_boxes[start : start + step], device=device)
-                scores += self._decode_batch(
-                    embedding,
-                    point_arg,
-                    box_arg,
-                    masks_arg,
-                    multimask,
-                    masks[start : start + step],
-                )
-        return list(zip(masks, scores, strict=True))
+        return point_arg, sam_boxes, masks_arg
 
-    def _decode_batch(
-        self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask: bool, out
-    ) -> list[float]:
-        """One decoder call for ``len(out)`` prompts (the points and mask shared by all of them):
-        their masks written into ``out``, their scores returned."""
+    def _run_decoder(self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask, n):
+        """One decoder call for ``n`` prompts (the points and mask shared by all of them):
+        low-resolution logits ``(n, k, h, w)`` and IoU predictions ``(n, k)``."""
         sam = self.model.sam
-        n = len(out)
         if point_arg is not None:
             point_arg = tuple(t.expand(n, *t.shape[1:]) for t in point_arg)
         if masks_arg is not None:
@@ -625,7 +664,7 @@ class Segmenter:
                     static = {}
                     self._static = (embedding, modules["token"], static)
                 extra["static"] = static
-        low_res, iou = modules["decoder"](
+        return modules["decoder"](
             image_embeddings=embedding.features,
             image_pe=modules["pe"],
             sparse_prompt_embeddings=sparse,
@@ -633,14 +672,6 @@ class Segmenter:
             multimask_output=multimask,
             **extra,
         )
-        best = iou.argmax(1)
-        upsampler = self._upsampler(embedding, low_res.shape[-1])
-        scores = []
-        for i in range(n):
-            j = int(best[i])
-            upsampler.mask(low_res[i, j].float(), float(sam.mask_threshold), out=out[i])
-            scores.append(float(iou[i, j]))
-        return scores
 
     def segment(
         self,
@@ -708,20 +739,29 @@ class Segmenter:
                 "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
                 "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
-        if self.model.box_only and boxes_arr is None and pts is not None:
-            warnings.warn(
-                f"SAM model {self.model.name!r} was trained with box prompts only; a point-only "
-                "prompt usually gives an empty or poor mask. Draw a box around the region "
-                "instead (or use a box derived from the saliency).",
-                UserWarning,
-                stacklevel=2,
+        if key is None:
+            key = embedding_key(image)
+        if self.model.box_only and pts is not None and mask_input is None:
+            from .point_prompts import point_regions
+
+            source = source or ("sam-box" if boxes_arr is not None else "sam-points")
+            return point_regions(
+                self,
+                image,
+                pts,
+                labels,
+                boxes_arr,
+                context=context,
+                window=window,
+                key=key,
+                source=source,
+                progress=progress,
+                preprocess=preprocess,
             )
         if multimask is None:
             multimask = boxes_arr is None and pts is not None and len(pts) == 1
         if source is None:
             source = "sam-box" if boxes_arr is not None else "sam-points"
-        if key is None:
-            key = embedding_key(image)
         prompt_base: dict[str, Any] = {}
         if preprocess is not None:
             prompt_base["preprocess"] = preprocess
