@@ -64,6 +64,17 @@ def _open_from_plugins_menu(viewer, title: str):
     return dock.findChild(SamcamWidget)
 
 
+def save_window(viewer, app, out) -> Path:
+    """Let the window settle, then save a screenshot of all of it to ``out``."""
+    for _ in range(50):
+        app.processEvents()
+        time.sleep(0.02)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "napari-samcam.png"))
@@ -108,12 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     col = float(corners[:, 1].min() + corners[:, 1].max()) / 2
     viewer.camera.center = (row, (col + viewer.layers["phantom lesion"].data.shape[1] / 2) / 2)
     viewer.camera.zoom = viewer.camera.zoom * 1.5
-    for _ in range(50):
-        app.processEvents()
-        time.sleep(0.02)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(out), canvas_only=False)
+    out = save_window(viewer, app, args.out)
     table = regions.features
     wanted = ("label", "region_source", "score", "iou", "hit", "energy")
     columns = [c for c in wanted if c in table]

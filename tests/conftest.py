@@ -94,6 +94,25 @@ def tiny_classifier():
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_phantoms(tmp_path_factory):
+    """Manifest of 5 small phantoms (96 px, 4 with a lesion)."""
+    from napari_samcam.phantoms import write_phantoms
+
+    folder = tmp_path_factory.mktemp("tiny-phantoms")
+    return write_phantoms(5, folder, seed=3, size=96, positive_fraction=0.8)
+
+
+@pytest.fixture(scope="session")
+def tiny_lesion_classifier():
+    """A TinyCNN classifier with the built-ins' classes ("no lesion", "lesion")."""
+    from napari_samcam.classifiers import load_classifier
+
+    return load_classifier(
+        TinyCNN.build(), class_names=["no lesion", "lesion"], input_size=(32, 32), device="cpu"
+    )
+
+
 def identity_classifier(channels: int):
     """A pass-through Classifier to a (64, 48) input, mean 0.5 and std 0.25 per channel: its
     ``classifier_tensor`` is the model input itself."""

@@ -46,12 +46,8 @@ def phantoms(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    from napari_samcam.classifiers import load_classifier
-
-    return load_classifier(
-        TinyCNN.build(), class_names=["no lesion", "lesion"], input_size=(32, 32), device="cpu"
-    )
+def classifier(tiny_lesion_classifier):
+    return tiny_lesion_classifier
 
 
 @pytest.fixture

@@ -18,21 +18,13 @@ SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box", "sam-saliency-p
 
 
 @pytest.fixture(scope="module")
-def phantom_manifest(tmp_path_factory):
-    from napari_samcam.phantoms import write_phantoms
-
-    folder = tmp_path_factory.mktemp("phantoms")
-    return write_phantoms(5, folder, seed=3, size=96, positive_fraction=0.8)
+def phantom_manifest(tiny_phantoms):
+    return tiny_phantoms
 
 
 @pytest.fixture(scope="module")
-def models():
-    from napari_samcam.classifiers import load_classifier
-
-    classifier = load_classifier(
-        TinyCNN.build(), class_names=["no lesion", "lesion"], input_size=(32, 32), device="cpu"
-    )
-    return {"classifiers": [classifier], "sam": build_tiny_sam(), "device": "cpu"}
+def models(tiny_lesion_classifier):
+    return {"classifiers": [tiny_lesion_classifier], "sam": build_tiny_sam(), "device": "cpu"}
 
 
 def _run(manifest, out, models, **kwargs):

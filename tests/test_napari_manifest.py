@@ -49,7 +49,7 @@ def test_napari_lists_reader_writers_widget_and_samples(pm, tmp_path):
     assert writer.command == f"{PLUGIN}.write_session" and path == str(tmp_path / "case")
 
     widgets = [w for w in pm.iter_widgets() if w.plugin_name == PLUGIN]
-    assert [w.display_name for w in widgets] == ["Saliency localization"]
+    assert [w.display_name for w in widgets] == ["Saliency localization", "Evaluation results"]
     samples = dict(pm.iter_sample_data())[PLUGIN]
     assert {s.key for s in samples} >= {"phantom-lesion", "chest-radiograph"}
 

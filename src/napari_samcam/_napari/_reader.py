@@ -1,4 +1,5 @@
-"""npe2 reader: DICOM files and series folders, NIfTI, and saved napari-samcam sessions.
+"""npe2 reader: DICOM files and series folders, NIfTI, saved napari-samcam sessions and
+evaluation output folders.
 
 PNG, TIFF and other ordinary formats are left to napari's own reader.
 """
@@ -16,6 +17,7 @@ import numpy as np
 from .._dicom import SUFFIXES as DICOM_SUFFIXES
 from .._dicom import is_dicom
 from .._nifti import SUFFIXES as NIFTI_SUFFIXES
+from ._evaluation import looks_like_evaluation, read_evaluation
 from ._layers import META_KEY
 from ._session_io import is_session, read_session
 
@@ -53,7 +55,8 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
     ----------
     path : str or list of str
         A DICOM file (``.dcm``, ``.dicom``, ``.ima``), a DICOM series folder, a NIfTI file
-        (``.nii``, ``.nii.gz``) or a folder holding a saved session (``samcam-session.json``).
+        (``.nii``, ``.nii.gz``), a folder holding a saved session (``samcam-session.json``) or
+        an evaluate output folder (``config.json`` and ``parts/``: its lowest-IoU item opens).
         A list is accepted when every entry is readable; each gives its own layer(s).
     """
     if isinstance(path, (list, tuple)):
@@ -62,7 +65,7 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
         return read_paths
     target = Path(os.fspath(path))
     if target.is_dir():
-        if is_session(target) or _looks_like_dicom_folder(target):
+        if is_session(target) or looks_like_evaluation(target) or _looks_like_dicom_folder(target):
             return read_paths
         return None
     if _suffix(target) in DICOM_SUFFIXES + NIFTI_SUFFIXES:
@@ -78,6 +81,8 @@ def read_paths(path: str | list[str]) -> list[LayerData]:
         target = Path(os.fspath(item))
         if target.is_dir() and is_session(target):
             out.extend(read_session(target))
+        elif target.is_dir() and looks_like_evaluation(target):
+            out.extend(read_evaluation(target))
         else:
             out.append(read_image_layer(target))
     return out

@@ -186,6 +186,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument(
+        "--no-keep-arrays",
+        action="store_true",
+        help="do not keep per image the saliency maps and regions (parts/*.arrays.npz) the "
+        "report's gallery and napari's reader draw items from",
+    )
+    parser.add_argument(
+        "--gallery",
+        type=int,
+        default=3,
+        metavar="N",
+        help="report gallery: N items with the lowest and the highest IoU and energy per "
+        "classifier x method x region source (0: none; default: %(default)s)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="delete earlier results first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -231,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             trust_checkpoint=args.trust_checkpoint,
             plots=not args.no_plots,
             report=not args.no_report,
+            keep_arrays=not args.no_keep_arrays,
+            gallery=args.gallery,
             n_resamples=args.bootstrap,
         )
     print(

@@ -19,6 +19,10 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; margin: 0.5em 0; border: 1px solid #eee; }
 pre { background: #f7f7f7; padding: 0.8em; font-size: 0.8em; overflow-x: auto; }
 .note { color: #555; font-size: 0.9em; }
+.row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 6px; margin: 4px 0; }
+.rank { width: 8em; font-size: 0.8em; color: #555; padding-top: 2em; }
+figure.thumb { margin: 0; font-size: 0.7em; max-width: 170px; }
+figure.thumb img { margin: 0; display: block; }
 """
 
 
@@ -46,8 +50,13 @@ def write_report(
     plots: bool = True,
     regions=None,
     comparison=None,
+    gallery: str = "",
 ) -> Path:
-    """Write ``report.html`` next to the evaluation outputs and return its path."""
+    """Write ``report.html`` next to the evaluation outputs and return its path.
+
+    ``gallery``: the HTML of :func:`~napari_samcam.evaluate.gallery.gallery_html`, placed after
+    the tables.
+    """
     path = Path(path)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -120,6 +129,8 @@ def write_report(
             "regions.</p>",
             _table(comparison),
         ]
+    if gallery:
+        parts.append(gallery)
     parts += ["<h2>All summaries</h2>", _table(summary)]
     if plots:
         folder = path.parent / "plots"

@@ -9,6 +9,10 @@ Output folder layout (``out``):
     configuration, the image file's bytes and its annotations.
 ``metrics.parquet``, ``metrics.csv``
     The tidy table (:data:`~napari_samcam.evaluate.jobs.COLUMNS`), in manifest order.
+``parts/<key>.arrays.npz``
+    What is needed to draw the image's items again (saliency maps at the network's resolution,
+    regions as RLE; :mod:`~napari_samcam.evaluate.arrays`), written before the metric rows
+    unless ``keep_arrays=False``. The report's gallery and napari's reader use it.
 ``regions.parquet``, ``regions.csv``
     Every region's area and its Dice / IoU with the ground-truth mask
     (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
@@ -52,6 +56,7 @@ from typing import Any
 from .._folders import atomic_path, check_writable, output_lock
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
+from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
     COLUMNS,
     EvalSpec,
@@ -339,8 +344,11 @@ def _regions_path(out: Path, job: Job) -> Path:
 
 
 def _write_part(out: Path, job: Job, frames) -> None:
-    """Write the region rows, then the metric rows: the latter marks the image as done."""
-    metrics, regions = frames
+    """Write the arrays, the region rows, then the metric rows: the last marks the image done."""
+    metrics, regions, arrays = frames
+    if arrays is not None:
+        with atomic_path(arrays_path(out, job.key)) as tmp:
+            tmp.write_bytes(arrays)
     for frame, path in ((regions, _regions_path(out, job)), (metrics, _part_path(out, job))):
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
@@ -363,10 +371,11 @@ def _read_part(out: Path, job: Job):
 # --------------------------------------------------------------------------------------------
 
 
-def _job_frame(job: Job, spec: EvalSpec):
-    """Worker entry point: the metric rows and region rows of one job, as DataFrames."""
-    result = run_job(job, spec)
-    return result.frame(), result.region_frame()
+def _job_frame(job: Job, spec: EvalSpec, keep_arrays: bool = True):
+    """Worker entry point: the metric and region rows of one job, and its arrays' bytes."""
+    result = run_job(job, spec, keep_arrays=keep_arrays)
+    arrays = pack_job_arrays(job, result) if keep_arrays else None
+    return result.frame(), result.region_frame(), arrays
 
 
 def _set_torch_threads(n: int) -> None:
@@ -375,12 +384,12 @@ def _set_torch_threads(n: int) -> None:
     torch.set_num_threads(int(n))
 
 
-def _run_local(jobs, spec, on_done) -> None:
+def _run_local(jobs, spec, on_done, *, keep_arrays) -> None:
     for job in jobs:
-        on_done(job, _job_frame(job, spec))
+        on_done(job, _job_frame(job, spec, keep_arrays))
 
 
-def _run_dask(jobs, spec, on_done, *, scheduler, n_workers) -> None:
+def _run_dask(jobs, spec, on_done, *, scheduler, n_workers, keep_arrays) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -400,7 +409,7 @@ def _run_dask(jobs, spec, on_done, *, scheduler, n_workers) -> None:
     try:
         [spec_future] = client.scatter([spec], broadcast=True)
         for job in jobs:
-            futures[client.submit(_job_frame, job, spec_future, pure=False)] = job
+            futures[client.submit(_job_frame, job, spec_future, keep_arrays, pure=False)] = job
         for future in as_completed(futures):
             on_done(futures[future], future.result())
     finally:
@@ -443,6 +452,8 @@ def evaluate(
     sam_checkpoint: Any = None,
     plots: bool = True,
     report: bool = True,
+    keep_arrays: bool = True,
+    gallery: int = 3,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> EvaluationResult:
@@ -525,6 +536,13 @@ def evaluate(
         For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
     plots, report : bool
         Write the SVG plots and ``report.html``.
+    keep_arrays : bool
+        Keep per image what is needed to draw its items again
+        (``parts/<key>.arrays.npz``: saliency maps at the network's resolution, regions as
+        RLE), for the report's gallery and napari's reader.
+    gallery : int
+        The report's gallery shows this many items with the lowest and the highest scores per
+        classifier x method x region source and gallery metric (0: no gallery).
     n_resamples, seed : int
         Bootstrap resamples and seed of the confidence intervals.
 
@@ -594,7 +612,9 @@ def evaluate(
     with output_lock(out, what="evaluation"):
         _prepare_store(out, record, overwrite)
         outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        outputs["gallery"] = gallery
         run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
+        run["keep_arrays"] = keep_arrays
         return _compute(out, jobs, spec, manifest, started, outputs, **run)
 
 
@@ -617,7 +637,9 @@ def _check_device(device: Any, scheduler: str | None) -> None:
         ) from None
 
 
-def _compute(out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers):
+def _compute(
+    out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers, keep_arrays
+):
     """Run the pending jobs of an evaluation, then write its tables (the folder is locked)."""
     pending = [job for job in jobs if not _part_path(out, job).exists()]
     n_reused = len(jobs) - len(pending)
@@ -634,9 +656,16 @@ def _compute(out, jobs, spec, manifest, started, outputs, *, progress, scheduler
 
     if pending:
         if scheduler is None and (n_workers is None or int(n_workers) <= 1):
-            _run_local(pending, spec, on_done)
+            _run_local(pending, spec, on_done, keep_arrays=keep_arrays)
         else:
-            _run_dask(pending, spec, on_done, scheduler=scheduler, n_workers=n_workers or 1)
+            _run_dask(
+                pending,
+                spec,
+                on_done,
+                scheduler=scheduler,
+                n_workers=n_workers or 1,
+                keep_arrays=keep_arrays,
+            )
     seconds = time.perf_counter() - started
     with _gc_paused():
         return _finish(out, jobs, spec, manifest, (len(pending), n_reused, seconds), **outputs)
@@ -660,7 +689,7 @@ def _gc_paused():
 
 
 def _finish(
-    out, jobs, spec, manifest, counts, *, plots, report, n_resamples, seed
+    out, jobs, spec, manifest, counts, *, plots, report, gallery, n_resamples, seed
 ) -> EvaluationResult:
     """Tables, summaries, plots and the report from the per-image parts in ``out``.
 
@@ -716,6 +745,7 @@ def _finish(
         for name, path in write_plots(metrics, summary, out / "plots").items():
             paths[f"plots/{name}"] = path
     if report:
+        from .gallery import gallery_html
         from .report import write_report
 
         paths["report.html"] = write_report(
@@ -728,6 +758,7 @@ def _finish(
             plots=plots,
             regions=quality,
             comparison=comparison,
+            gallery=gallery_html(out, jobs, metrics, per_end=gallery) if gallery else "",
         )
     return EvaluationResult(
         out=out,

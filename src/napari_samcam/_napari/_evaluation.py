@@ -1,0 +1,90 @@
+"""An evaluate output folder as napari layers, one item at a time.
+
+The item's image, its saliency map per classifier and CAM method (upsampled to the image), and
+its regions per source as Labels whose ``features`` hold the item's scores: one row per saliency
+map the region was scored against (annotation-based regions are shared by every map; the
+``index`` column ties each row to label 1). Every layer's ``metadata["samcam_evaluation"]``
+names the folder, the item, the image key and what the layer shows (``kind``: ``"image"``,
+``"saliency"`` or ``"region"``, with the map's or the region's provenance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The metadata key that marks a layer as part of an opened evaluation.
+EVALUATION_KEY = "samcam_evaluation"
+
+LayerData = tuple[Any, dict, str]
+
+
+def looks_like_evaluation(path: Path) -> bool:
+    """``config.json`` and ``parts/`` side by side (cheap: nothing is read)."""
+    return (path / "config.json").is_file() and (path / "parts").is_dir()
+
+
+def read_evaluation(folder: str | Path, item: int | None = None) -> list[LayerData]:
+    """Layers of one item of an evaluation: by default the one with the lowest mean IoU."""
+    from ..errors import InputError
+    from ..evaluate.stored import open_evaluation
+
+    stored = open_evaluation(folder)
+    if item is None:
+        items = stored.items()
+        if not items:
+            raise InputError(
+                f"evaluation {str(folder)!r} kept no arrays to draw its items (it ran with "
+                "keep_arrays=False); run it again into a new folder without --no-keep-arrays "
+                "to open it in napari."
+            )
+        item = items[0]
+    return item_layers(stored, item)
+
+
+def _saliency_name(classifier: str, method: str) -> str:
+    return f"saliency {classifier} {method}"
+
+
+def _region_name(record: dict) -> str:
+    if record["classifier"]:
+        return f"region {record['region_source']} ({record['classifier']} {record['cam_method']})"
+    return f"region {record['region_source']}"
+
+
+def item_layers(stored, item: int) -> list[LayerData]:
+    """Image, saliency and region layer data of ``item`` of a
+    :class:`~napari_samcam.evaluate.stored.StoredEvaluation`."""
+    from ._reader import image_layer_data
+
+    view = stored.item_view(item)
+    tag = {
+        "folder": str(stored.folder),
+        "item": int(item),
+        "image": view.image_name,
+        "image_key": view.image_key,
+    }
+    data, kwargs, kind = image_layer_data(
+        view.image, view.metadata, f"#{item} {Path(view.image_name).name}"
+    )
+    kwargs["metadata"][EVALUATION_KEY] = dict(tag, kind="image")
+    if view.window is not None and float(view.window[1]) > float(view.window[0]):
+        kwargs["contrast_limits"] = (float(view.window[0]), float(view.window[1]))
+    common = {"scale": kwargs["scale"]} if "scale" in kwargs else {}
+    layers: list[LayerData] = [(data, kwargs, kind)]
+    for provenance, saliency_map in view.saliencies:
+        name = _saliency_name(provenance["classifier"], provenance["cam_method"])
+        meta = {EVALUATION_KEY: dict(tag, kind="saliency", **provenance)}
+        options = dict(common, name=name, colormap="inferno", blending="additive")
+        options.update(opacity=0.5, contrast_limits=(0.0, 1.0), metadata=meta)
+        layers.append((saliency_map, options, "image"))
+    for record, mask, scores in view.regions:
+        features = scores.copy()
+        features.insert(0, "index", np.ones(len(features), dtype=np.int64))
+        meta = {EVALUATION_KEY: dict(tag, kind="region", **record)}
+        options = dict(common, name=_region_name(record), features=features, metadata=meta)
+        options.update(opacity=0.5)
+        layers.append((mask.astype(np.uint8), options, "labels"))
+    return layers

@@ -1,0 +1,190 @@
+"""An evaluate output folder opened in napari: the reader's layers and the results table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import build_tiny_sam
+
+pytest.importorskip("napari")
+
+SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
+METHODS = ("gradcam", "hirescam")
+KEY = "samcam_evaluation"
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, tiny_lesion_classifier):
+    from napari_samcam.evaluate import evaluate
+    from napari_samcam.phantoms import write_phantoms
+
+    folder = tmp_path_factory.mktemp("eval")
+    manifest = write_phantoms(4, folder / "data", seed=5, size=80, positive_fraction=0.75)
+    return evaluate(
+        manifest,
+        folder / "out",
+        classifiers=[tiny_lesion_classifier],
+        methods=METHODS,
+        region_sources=SOURCES,
+        sam=build_tiny_sam(),
+        device="cpu",
+        n_resamples=20,
+        plots=False,
+        report=False,
+    )
+
+
+def _tags(viewer) -> dict:
+    return {layer.name: layer.metadata.get(KEY) for layer in viewer.layers}
+
+
+def _check_item_layers(viewer, result, item: int) -> None:
+    """Every layer belongs to ``item``: image key, saliency provenance, region scores."""
+    metrics = result.metrics[result.metrics["item"] == item]
+    image_key = metrics["image_key"].iloc[0]
+    image_layers = [
+        lay for lay in viewer.layers if lay.metadata.get(KEY, {}).get("kind") == "image"
+    ]
+    assert len(image_layers) == 1
+    assert image_layers[0].metadata[KEY]["image_key"] == image_key
+    assert image_layers[0].metadata[KEY]["item"] == item
+    saliency = [
+        lay for lay in viewer.layers if lay.metadata.get(KEY, {}).get("kind") == "saliency"
+    ]
+    assert sorted(lay.metadata[KEY]["cam_method"] for lay in saliency) == sorted(METHODS)
+    for layer in saliency:
+        tag = layer.metadata[KEY]
+        assert tag["item"] == item and tag["image_key"] == image_key
+        rows = metrics[metrics["cam_method"] == tag["cam_method"]]
+        assert tag["probability"] == pytest.approx(rows["probability"].iloc[0])
+        assert tag["target_class"] == rows["target_class"].iloc[0]
+        assert layer.data.shape == image_layers[0].data.shape[:2]
+        assert float(layer.data.max()) == pytest.approx(1.0, abs=1e-3)
+    regions = [lay for lay in viewer.layers if lay.metadata.get(KEY, {}).get("kind") == "region"]
+    expected = {s for s in metrics["region_source"].unique()}
+    assert {lay.metadata[KEY]["region_source"] for lay in regions} == expected
+    for layer in regions:
+        tag = layer.metadata[KEY]
+        assert tag["item"] == item
+        features = layer.features
+        assert (features["item"] == item).all()
+        assert (features["region_source"] == tag["region_source"]).all()
+        for _, row in features.iterrows():
+            value = metrics[
+                (metrics["region_source"] == row["region_source"])
+                & (metrics["cam_method"] == row["cam_method"])
+                & (metrics["metric"] == "iou")
+            ]["value"].iloc[0]
+            assert row["iou"] == pytest.approx(value, nan_ok=True)
+        area = metrics[metrics["region_source"] == tag["region_source"]]["region_area"]
+        assert int(np.count_nonzero(layer.data)) == int(area.iloc[0])
+
+
+def test_reader_opens_the_worst_item(make_napari_viewer, evaluation):
+    from napari_samcam._napari._reader import napari_get_reader, read_paths
+
+    assert napari_get_reader(str(evaluation.out)) is read_paths
+    assert napari_get_reader(str(evaluation.out / "parts")) is None
+    viewer = make_napari_viewer()
+    viewer.open(str(evaluation.out), plugin="napari-samcam")
+    iou = evaluation.metrics[evaluation.metrics["metric"] == "iou"]
+    worst = int(iou.groupby("item")["value"].mean().idxmin())
+    _check_item_layers(viewer, evaluation, worst)
+    labels = [lay for lay in viewer.layers if lay.metadata[KEY]["kind"] == "region"]
+    # annotation regions: one layer, one features row per saliency map it was scored against
+    truth = next(lay for lay in labels if lay.metadata[KEY]["region_source"] == "ground-truth")
+    assert sorted(truth.features["cam_method"]) == sorted(METHODS)
+    assert (truth.features["index"] == 1).all()
+    # saliency-based regions: one layer per map
+    assert sum(lay.metadata[KEY]["region_source"] == "sam-saliency-box" for lay in labels) == 2
+
+
+def _click_row(qtbot, table, row: int) -> None:
+    from qtpy.QtCore import Qt
+
+    table.scrollToItem(table.item(row, 0))
+    rect = table.visualItemRect(table.item(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def _click_header(qtbot, table, column: int) -> None:
+    from qtpy.QtCore import QPoint, Qt
+
+    header = table.horizontalHeader()
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+    qtbot.mouseClick(
+        header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, header.height() // 2)
+    )
+
+
+def test_results_table_sorts_and_a_row_click_shows_its_item(make_napari_viewer, qtbot, evaluation):
+    from napari_samcam._qt._results import ResultsWidget
+
+    viewer = make_napari_viewer()
+    viewer.open(str(evaluation.out), plugin="napari-samcam")
+    widget = ResultsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    table = widget.table
+    # the table follows the evaluation the reader opened: one row per item x map x source
+    scores = evaluation.metrics.groupby(
+        ["item", "classifier", "cam_method", "region_source"]
+    ).ngroups
+    assert table.rowCount() == scores
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    energy = headers.index("energy")
+    _click_header(qtbot, table, energy)
+    from napari_samcam._qt._results import SORT_ROLE
+
+    shown = [table.item(r, energy).data(SORT_ROLE) for r in range(table.rowCount())]
+    assert shown == sorted(shown) or shown == sorted(shown, reverse=True)
+    assert len(set(shown)) > 2
+
+    first_item = widget.shown_item
+    for row in range(table.rowCount()):  # a row of another item and a saliency-based source
+        key = widget.row_key(row)
+        if key["item"] != first_item and key["region_source"] == "sam-saliency-box":
+            break
+    if key["cam_method"] != "hirescam":  # prefer the second method: not the default one
+        row = next(
+            r
+            for r in range(table.rowCount())
+            if widget.row_key(r)["item"] == key["item"]
+            and widget.row_key(r)["region_source"] == "sam-saliency-box"
+            and widget.row_key(r)["cam_method"] == "hirescam"
+        )
+        key = widget.row_key(row)
+    _click_row(qtbot, table, row)
+    item = int(key["item"])
+    assert widget.shown_item == item != first_item
+    _check_item_layers(viewer, evaluation, item)
+    # only the row's saliency map and region are visible; the region layer is selected
+    visible = [lay.metadata[KEY] for lay in viewer.layers if lay.visible]
+    assert [(t["kind"], t.get("cam_method")) for t in visible if t["kind"] != "image"] == [
+        ("saliency", "hirescam"),
+        ("region", "hirescam"),
+    ]
+    active = viewer.layers.selection.active.metadata[KEY]
+    assert active["region_source"] == "sam-saliency-box" and active["cam_method"] == "hirescam"
+    row_iou = table.item(row, headers.index("iou")).data(SORT_ROLE)
+    selected = viewer.layers.selection.active.features
+    assert selected["iou"].iloc[0] == pytest.approx(row_iou, abs=1e-4) or np.isnan(
+        selected["iou"].iloc[0]
+    )
+
+
+def test_open_button_asks_for_a_folder(make_napari_viewer, qtbot, evaluation, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_samcam._qt._results import ResultsWidget
+
+    viewer = make_napari_viewer()
+    widget = ResultsWidget(viewer)
+    assert widget.table.rowCount() == 0
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(evaluation.out))
+    )
+    qtbot.mouseClick(widget.open_button, Qt.MouseButton.LeftButton)
+    assert widget.table.rowCount() > 0
+    assert {t["kind"] for t in _tags(viewer).values()} == {"image", "saliency", "region"}
