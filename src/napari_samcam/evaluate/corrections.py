@@ -19,10 +19,42 @@ import numpy as np
 
 from ..errors import InputError, OutputExistsError
 
-__all__ = ["GROUND_TRUTH_COLUMNS", "rescore_item", "resegment", "save_ground_truth"]
+__all__ = [
+    "GROUND_TRUTH_COLUMNS",
+    "evaluation_segmenter",
+    "rescore_item",
+    "resegment",
+    "save_ground_truth",
+]
 
 #: Columns of the manifest :func:`save_ground_truth` writes.
 GROUND_TRUTH_COLUMNS = ("image", "label", "class", "mask")
+
+
+def evaluation_segmenter(config: dict, *, device: Any = None):
+    """The :class:`~napari_samcam.segment.Segmenter` of the SAM model an evaluation used.
+
+    Raises
+    ------
+    InputError
+        The evaluation used no SAM model, or one passed as an object (its ``config.json`` names
+        only its class): it cannot be loaded again by name.
+    """
+    from ..sam_models import SAM_MODELS
+    from ..segment import load_segmenter
+
+    sam = config.get("config", config).get("sam")
+    if not sam:
+        raise InputError(
+            "the evaluation used no SAM model; pick one to re-segment with (e.g. 'litemedsam')."
+        )
+    spec = sam["spec"]
+    if spec not in SAM_MODELS:
+        raise InputError(
+            f"the evaluation's SAM model {spec!r} was passed as an object and cannot be loaded "
+            "again by name; set the segmenter to re-segment with."
+        )
+    return load_segmenter(spec, checkpoint=sam.get("checkpoint"), device=device)
 
 
 def resegment(
