@@ -109,3 +109,22 @@ def test_save_ground_truth_is_read_back_by_load_manifest(stored, tmp_path):
         save_ground_truth(masks[items[1]], tmp_path / "gt" / "again.png", path, cls="lesion")
     assert not (tmp_path / "gt" / "again.png").exists()
     assert len(load_manifest(manifest)) == 2
+
+
+def test_what_cannot_be_corrected_says_why(stored):
+    from napari_samcam.errors import InputError
+    from napari_samcam.evaluate.corrections import evaluation_segmenter, rescore_item
+
+    # the tiny SAM was passed as an object: config.json names only its class
+    assert stored.config["config"]["sam"]["spec"] == "Sam"
+    with pytest.raises(InputError, match="cannot be loaded again by name"):
+        evaluation_segmenter(stored.config)
+    with pytest.raises(InputError, match="used no SAM model"):
+        evaluation_segmenter({"config": {"sam": None}})
+    view = stored.item_view(stored.items()[0])
+    record, mask, _ = _region(view, "ground-truth")
+    chex = {"config": {**stored.config["config"], "protocol": "chexlocalize"}}
+    with pytest.raises(InputError, match="'samcam' protocol only"):
+        rescore_item(chex, record, mask, view.saliencies)
+    with pytest.raises(InputError, match="image's shape"):
+        rescore_item(stored.config, record, mask[:-1], view.saliencies)
