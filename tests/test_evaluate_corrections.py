@@ -5,33 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import build_tiny_sam
+from conftest import TINY_EVALUATION_METHODS, build_tiny_sam
 
-SOURCES = ("ground-truth", "sam-box", "sam-saliency-box")
-METHODS = ("gradcam", "hirescam")
+METHODS = TINY_EVALUATION_METHODS
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory, tiny_lesion_classifier):
-    from napari_samcam.evaluate import evaluate
+@pytest.fixture
+def stored(tiny_evaluation):
     from napari_samcam.evaluate.stored import open_evaluation
-    from napari_samcam.phantoms import write_phantoms
 
-    folder = tmp_path_factory.mktemp("eval")
-    manifest = write_phantoms(3, folder / "data", seed=7, size=80, positive_fraction=1.0)
-    result = evaluate(
-        manifest,
-        folder / "out",
-        classifiers=[tiny_lesion_classifier],
-        methods=METHODS,
-        region_sources=SOURCES,
-        sam=build_tiny_sam(),
-        device="cpu",
-        n_resamples=20,
-        plots=False,
-        report=False,
-    )
-    return open_evaluation(result.out)
+    return open_evaluation(tiny_evaluation.out)
 
 
 def _region(view, source):
@@ -56,6 +39,7 @@ def test_rescoring_a_stored_region_gives_its_stored_scores(stored):
 
 
 def test_resegment_and_rescore_a_new_box(stored):
+    from napari_samcam.errors import InputError
     from napari_samcam.evaluate.corrections import rescore_item, resegment
     from napari_samcam.metrics import localization_metrics
     from napari_samcam.segment import load_segmenter
@@ -77,7 +61,11 @@ def test_resegment_and_rescore_a_new_box(stored):
         want = localization_metrics(saliency, mask, **binarization)
         assert row["iou"] == pytest.approx(want["iou"], nan_ok=True)
         assert row["energy"] == pytest.approx(want["energy"], nan_ok=True)
-    with pytest.raises(Exception, match="draw a box"):
+    clicks, polarity = np.array([[30.0, 35.0], [5.0, 5.0]]), np.array([1, 0])
+    clicked = resegment(segmenter, view.image, points=clicks, point_labels=polarity)
+    direct = segmenter.segment(view.image, points=clicks, point_labels=polarity)[0].mask
+    np.testing.assert_array_equal(clicked, direct)
+    with pytest.raises(InputError, match="draw a box"):
         resegment(segmenter, view.image)
 
 

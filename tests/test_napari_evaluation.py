@@ -7,36 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import build_tiny_sam
+from conftest import TINY_EVALUATION_METHODS, build_tiny_sam
 
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
-SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
-METHODS = ("gradcam", "hirescam")
+METHODS = TINY_EVALUATION_METHODS
 KEY = "samcam_evaluation"
 PROMPTS = ("prompt-boxes", "prompt-points")
 
 
-@pytest.fixture(scope="module")
-def evaluation(tmp_path_factory, tiny_lesion_classifier):
-    from napari_samcam.evaluate import evaluate
-    from napari_samcam.phantoms import write_phantoms
-
-    folder = tmp_path_factory.mktemp("eval")
-    manifest = write_phantoms(4, folder / "data", seed=5, size=80, positive_fraction=0.75)
-    return evaluate(
-        manifest,
-        folder / "out",
-        classifiers=[tiny_lesion_classifier],
-        methods=METHODS,
-        region_sources=SOURCES,
-        sam=build_tiny_sam(),
-        device="cpu",
-        n_resamples=20,
-        plots=False,
-        report=False,
-    )
+@pytest.fixture
+def evaluation(tiny_evaluation):
+    return tiny_evaluation
 
 
 def _tags(viewer) -> dict:
