@@ -216,3 +216,30 @@ def build_tiny_clip(folder):
 def tiny_clip_folder(tmp_path_factory):
     """:func:`build_tiny_clip` in a temporary folder, once per test run."""
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+#: CAM methods and region sources of :func:`tiny_evaluation`.
+TINY_EVALUATION_METHODS = ("gradcam", "hirescam")
+TINY_EVALUATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
+
+
+@pytest.fixture(scope="session")
+def tiny_evaluation(tmp_path_factory, tiny_lesion_classifier):
+    """``samcam evaluate`` of 4 phantoms (80 px) with the tiny classifier and tiny SAM."""
+    from napari_samcam.evaluate import evaluate
+    from napari_samcam.phantoms import write_phantoms
+
+    folder = tmp_path_factory.mktemp("tiny-evaluation")
+    manifest = write_phantoms(4, folder / "data", seed=5, size=80, positive_fraction=0.75)
+    return evaluate(
+        manifest,
+        folder / "out",
+        classifiers=[tiny_lesion_classifier],
+        methods=TINY_EVALUATION_METHODS,
+        region_sources=TINY_EVALUATION_SOURCES,
+        sam=build_tiny_sam(),
+        device="cpu",
+        n_resamples=20,
+        plots=False,
+        report=False,
+    )

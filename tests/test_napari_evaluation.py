@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from conftest import build_tiny_sam
+from conftest import TINY_EVALUATION_METHODS, build_tiny_sam
 
 pytest.importorskip("napari")
+pytestmark = pytest.mark.gui
 
-SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
-METHODS = ("gradcam", "hirescam")
+METHODS = TINY_EVALUATION_METHODS
 KEY = "samcam_evaluation"
+PROMPTS = ("prompt-boxes", "prompt-points")
 
 
-@pytest.fixture(scope="module")
-def evaluation(tmp_path_factory, tiny_lesion_classifier):
-    from napari_samcam.evaluate import evaluate
-    from napari_samcam.phantoms import write_phantoms
-
-    folder = tmp_path_factory.mktemp("eval")
-    manifest = write_phantoms(4, folder / "data", seed=5, size=80, positive_fraction=0.75)
-    return evaluate(
-        manifest,
-        folder / "out",
-        classifiers=[tiny_lesion_classifier],
-        methods=METHODS,
-        region_sources=SOURCES,
-        sam=build_tiny_sam(),
-        device="cpu",
-        n_resamples=20,
-        plots=False,
-        report=False,
-    )
+@pytest.fixture
+def evaluation(tiny_evaluation):
+    return tiny_evaluation
 
 
 def _tags(viewer) -> dict:
@@ -160,7 +147,8 @@ def test_results_table_sorts_and_a_row_click_shows_its_item(make_napari_viewer, 
     _check_item_layers(viewer, evaluation, item)
     # only the row's saliency map and region are visible; the region layer is selected
     visible = [lay.metadata[KEY] for lay in viewer.layers if lay.visible]
-    assert [(t["kind"], t.get("cam_method")) for t in visible if t["kind"] != "image"] == [
+    shown = [t for t in visible if t["kind"] not in ("image", *PROMPTS)]
+    assert [(t["kind"], t.get("cam_method")) for t in shown] == [
         ("saliency", "hirescam"),
         ("region", "hirescam"),
     ]
@@ -187,4 +175,92 @@ def test_open_button_asks_for_a_folder(make_napari_viewer, qtbot, evaluation, mo
     )
     qtbot.mouseClick(widget.open_button, Qt.MouseButton.LeftButton)
     assert widget.table.rowCount() > 0
-    assert {t["kind"] for t in _tags(viewer).values()} == {"image", "saliency", "region"}
+    assert {t["kind"] for t in _tags(viewer).values()} == {"image", "saliency", "region", *PROMPTS}
+
+
+def _layer(viewer, kind: str):
+    return next(lay for lay in viewer.layers if lay.metadata.get(KEY, {}).get("kind") == kind)
+
+
+def test_resegment_a_row_then_save_it_as_ground_truth(
+    make_napari_viewer, qtbot, evaluation, monkeypatch, tmp_path
+):
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_samcam._napari._layers import box_to_rectangle
+    from napari_samcam._qt._results import EDITED_ROLE, SORT_ROLE, ResultsWidget
+    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.images import read_image
+    from napari_samcam.metrics import localization_metrics
+    from napari_samcam.segment import load_segmenter
+
+    viewer = make_napari_viewer()
+    viewer.open(str(evaluation.out), plugin="napari-samcam")
+    widget = ResultsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    segmenter = load_segmenter(build_tiny_sam())
+    widget.segmenter = segmenter  # the evaluation's SAM was an object: it has no name to load
+    table = widget.table
+    row = next(
+        r for r in range(table.rowCount()) if widget.row_key(r)["region_source"] == "sam-box"
+    )
+    item = widget.row_key(row)["item"]
+    _click_row(qtbot, table, row)
+    region = viewer.layers.selection.active
+    assert region.metadata[KEY]["region_source"] == "sam-box"
+    assert region.metadata[KEY]["item"] == item
+    before = region.data.copy()
+    image = _layer(viewer, "image")
+    box = (6, 10, 40, 52)
+    _layer(viewer, "prompt-boxes").add_rectangles(box_to_rectangle(box))
+    qtbot.mouseClick(widget.resegment_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: widget.worker is None and "edited" in region.features, timeout=60000)
+
+    expected = segmenter.segment(
+        np.asarray(image.data), boxes=np.array([box]), context=2.5, window=None
+    )[0].mask
+    assert expected.any() and not np.array_equal(expected, before != 0)
+    np.testing.assert_array_equal(region.data != 0, expected)
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    for saliency in (lay for lay in viewer.layers if lay.metadata[KEY]["kind"] == "saliency"):
+        method = saliency.metadata[KEY]["cam_method"]
+        want = localization_metrics(saliency.data, expected, method="otsu")
+        features = region.features[region.features["cam_method"] == method].iloc[0]
+        assert features["edited"]
+        assert features["iou"] == pytest.approx(want["iou"], nan_ok=True)
+        assert features["energy"] == pytest.approx(want["energy"], nan_ok=True)
+        edited = [
+            r
+            for r in range(table.rowCount())
+            if widget.row_key(r)
+            == {
+                "item": item,
+                "image": widget.row_key(r)["image"],
+                "classifier": saliency.metadata[KEY]["classifier"],
+                "cam_method": method,
+                "region_source": "sam-box",
+            }
+        ]
+        assert len(edited) == 1
+        assert table.item(edited[0], 0).data(EDITED_ROLE)
+        cell = table.item(edited[0], headers.index("energy")).data(SORT_ROLE)
+        assert cell == pytest.approx(want["energy"])
+    others = [r for r in range(table.rowCount()) if widget.row_key(r)["item"] != item]
+    assert not any(table.item(r, 0).data(EDITED_ROLE) for r in others)
+
+    mask_path = tmp_path / "corrected.png"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(mask_path), "PNG"))
+    )
+    qtbot.mouseClick(widget.save_button, Qt.MouseButton.LeftButton)
+    np.testing.assert_array_equal(np.asarray(read_image(mask_path).array) != 0, expected)
+    manifest = tmp_path / "ground-truth.csv"
+    (entry,) = load_manifest(manifest)
+    assert entry.path.name == Path(evaluation.metrics.query("item == @item")["image"].iloc[0]).name
+    np.testing.assert_array_equal(entry.load_mask(expected.shape), expected)
+    # saving again never overwrites: the mask and the manifest stay as they were
+    written = mask_path.read_bytes(), manifest.read_bytes()
+    region.data = np.zeros_like(region.data)
+    qtbot.mouseClick(widget.save_button, Qt.MouseButton.LeftButton)
+    assert (mask_path.read_bytes(), manifest.read_bytes()) == written

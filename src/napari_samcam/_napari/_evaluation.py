@@ -69,7 +69,8 @@ def item_layers(stored, item: int) -> list[LayerData]:
     data, kwargs, kind = image_layer_data(
         view.image, view.metadata, f"#{item} {Path(view.image_name).name}"
     )
-    kwargs["metadata"][EVALUATION_KEY] = dict(tag, kind="image")
+    window = None if view.window is None else [float(v) for v in view.window]
+    kwargs["metadata"][EVALUATION_KEY] = dict(tag, kind="image", window=window)
     if view.window is not None and float(view.window[1]) > float(view.window[0]):
         kwargs["contrast_limits"] = (float(view.window[0]), float(view.window[1]))
     common = {"scale": kwargs["scale"]} if "scale" in kwargs else {}
@@ -88,3 +89,28 @@ def item_layers(stored, item: int) -> list[LayerData]:
         options.update(opacity=0.5)
         layers.append((mask.astype(np.uint8), options, "labels"))
     return layers
+
+
+#: ``kind`` of the prompt layers added over a shown item.
+PROMPT_KINDS = ("prompt-boxes", "prompt-points")
+
+
+def add_item_prompts(viewer, image_layer) -> tuple:
+    """Box and click prompt layers over an item's image, tagged as part of the item (so they
+    go when another item is shown). Returns ``(shapes, points)``."""
+    from ._prompt_layers import add_prompt_layers
+
+    tag = image_layer.metadata[EVALUATION_KEY]
+    layers = add_prompt_layers(viewer, image_layer)
+    for layer, kind in zip(layers, PROMPT_KINDS, strict=True):
+        layer.metadata[EVALUATION_KEY] = dict(tag, kind=kind)
+    return layers
+
+
+def item_prompts(image_layer, shapes_layer, points_layer) -> dict:
+    """Boxes and clicks drawn on an item: ``boxes``, ``points`` and ``point_labels``."""
+    from ._layers import points_to_prompts, shapes_to_boxes
+
+    boxes, _ = shapes_to_boxes(shapes_layer, image_layer)
+    points, labels = points_to_prompts(points_layer, image_layer)
+    return {"boxes": boxes, "points": points, "point_labels": labels}

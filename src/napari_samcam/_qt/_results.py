@@ -5,6 +5,12 @@ header sorts by it. Clicking a row replaces the shown evaluation item with that 
 (:func:`~napari_samcam._napari._evaluation.item_layers`), shows that row's saliency map and
 region only, and selects the region layer. The table follows an evaluation opened by the
 reader, or one chosen with *Open evaluation...*.
+
+A shown item gets a box (Shapes) and a click (Points) prompt layer. *Re-segment* prompts SAM
+with them (off the GUI thread), replaces the clicked row's region and re-scores it against the
+shown saliency maps (:mod:`~napari_samcam.evaluate.corrections`): the Labels layer's features
+and the table's rows are updated and marked edited. *Save as ground truth...* writes the region
+as a PNG mask and a row of a CSV manifest that ``samcam evaluate`` reads.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -25,8 +32,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari._evaluation import EVALUATION_KEY, item_layers
-from ..errors import SamcamError
+from .._napari._evaluation import (
+    EVALUATION_KEY,
+    PROMPT_KINDS,
+    add_item_prompts,
+    item_layers,
+    item_prompts,
+)
+from ..errors import InputError, SamcamError
 
 #: Columns of the table before the metrics.
 KEY_COLUMNS = ("item", "image", "classifier", "cam_method", "region_source")
@@ -44,6 +57,8 @@ class _Cell(QTableWidgetItem):
 
 #: The role holding a cell's number for sorting.
 SORT_ROLE = Qt.ItemDataRole.UserRole
+#: The role of a row's first cell that is true once the row's region was corrected.
+EDITED_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def _cell(value) -> QTableWidgetItem:
@@ -72,6 +87,12 @@ class ResultsWidget(QWidget):
         self.viewer = napari_viewer
         self.stored = None
         self.shown_item: int | None = None
+        #: The clicked row's key (see :meth:`row_key`) and region layer.
+        self.focused: dict | None = None
+        self.region_layer = None
+        #: The SAM segmenter used to re-segment; ``None``: the evaluation's, loaded on first use.
+        self.segmenter = None
+        self.worker = None
         self.open_button = QPushButton("Open evaluation...")
         self.open_button.setToolTip("Choose a folder written by `samcam evaluate`.")
         self.open_button.clicked.connect(self._choose_folder)
@@ -81,13 +102,30 @@ class ResultsWidget(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.cellClicked.connect(self._on_cell_clicked)
+        self.resegment_button = QPushButton("Re-segment")
+        self.resegment_button.setToolTip(
+            "Segment the clicked row's region again from the boxes and clicks drawn on the item, "
+            "and re-score it."
+        )
+        self.resegment_button.clicked.connect(self._resegment)
+        self.save_button = QPushButton("Save as ground truth...")
+        self.save_button.setToolTip(
+            "Write the clicked row's region as a PNG mask and a row of a CSV manifest for a "
+            "later `samcam evaluate`."
+        )
+        self.save_button.clicked.connect(self._save_ground_truth)
         top = QHBoxLayout()
         top.addWidget(self.open_button)
         top.addStretch()
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.resegment_button)
+        bottom.addWidget(self.save_button)
+        bottom.addStretch()
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.status)
         layout.addWidget(self.table)
+        layout.addLayout(bottom)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in self.viewer.layers:
             self._follow(layer)
@@ -171,14 +209,26 @@ class ResultsWidget(QWidget):
 
         if self.stored is None:
             return
-        if item == self.shown_item and self._evaluation_layers():
-            return
-        layers = item_layers(self.stored, item)
-        for layer in self._evaluation_layers():
-            self.viewer.layers.remove(layer)
-        for data, kwargs, kind in layers:
-            self.viewer.add_layer(Layer.create(data, kwargs, kind))
-        self.shown_item = item
+        if item != self.shown_item or not self._evaluation_layers():
+            layers = item_layers(self.stored, item)
+            for layer in self._evaluation_layers():
+                self.viewer.layers.remove(layer)
+            for data, kwargs, kind in layers:
+                self.viewer.add_layer(Layer.create(data, kwargs, kind))
+            self.shown_item = item
+            self.focused = self.region_layer = None
+        if self._layer_of(PROMPT_KINDS[0]) is None:
+            add_item_prompts(self.viewer, self._layer_of("image"))
+
+    def _layer_of(self, kind: str):
+        return next(
+            (
+                lay
+                for lay in self._evaluation_layers()
+                if lay.metadata[EVALUATION_KEY]["kind"] == kind
+            ),
+            None,
+        )
 
     def _focus(self, key: dict) -> None:
         """Show only the row's saliency map and region; select the region layer."""
@@ -201,3 +251,133 @@ class ResultsWidget(QWidget):
                     chosen = layer
         if chosen is not None:
             self.viewer.layers.selection.active = chosen
+        self.focused, self.region_layer = key, chosen
+
+    # ---------------------------------------------------------------- correcting
+    def _resegment(self) -> None:
+        """Prompt SAM with the drawn boxes and clicks; the result replaces the focused region."""
+        from napari.qt.threading import create_worker
+
+        from ..evaluate.corrections import evaluation_segmenter, rescore_item, resegment
+
+        if self.worker is not None:
+            return
+        try:
+            layer = self._focused_region()
+            image_layer = self._layer_of("image")
+            shapes, points = (self._layer_of(kind) for kind in PROMPT_KINDS)
+            if shapes is None or points is None:
+                shapes, points = add_item_prompts(self.viewer, image_layer)
+            prompts = item_prompts(image_layer, shapes, points)
+            if not len(prompts["boxes"]) and not len(prompts["points"]):
+                raise InputError(
+                    f"no prompt to segment from: draw a box in {shapes.name!r} or click in "
+                    f"{points.name!r} first."
+                )
+        except SamcamError as exc:
+            show_error(str(exc))
+            return
+        config = self.stored.config
+        record = layer.metadata[EVALUATION_KEY]
+        image, window = image_layer.data, image_layer.metadata[EVALUATION_KEY].get("window")
+        saliencies = [
+            (lay.metadata[EVALUATION_KEY], lay.data)
+            for lay in self._evaluation_layers()
+            if lay.metadata[EVALUATION_KEY]["kind"] == "saliency"
+        ]
+        segmenter = self.segmenter
+        context = config.get("config", config).get("context")
+
+        def job():
+            nonlocal segmenter
+            if segmenter is None:
+                segmenter = evaluation_segmenter(config)
+            mask = resegment(segmenter, image, context=context, window=window, **prompts)
+            return segmenter, mask, rescore_item(config, record, mask, saliencies)
+
+        self.worker = create_worker(job, _progress={"desc": "Re-segmenting"})
+        self.worker.returned.connect(lambda out: self._apply(layer, *out))
+        self.worker.errored.connect(lambda exc: show_error(f"Re-segmenting failed: {exc}"))
+        self.worker.finished.connect(self._on_worker_finished)
+        self.resegment_button.setEnabled(False)
+        self.worker.start()
+
+    def _on_worker_finished(self) -> None:
+        self.worker = None
+        self.resegment_button.setEnabled(True)
+
+    def _focused_region(self):
+        if self.region_layer is None or self.region_layer not in self.viewer.layers:
+            raise InputError("click a row of the table first: its region is the one corrected.")
+        return self.region_layer
+
+    def _apply(self, layer, segmenter, mask, scores) -> None:
+        """Write a corrected region and its scores into its Labels layer and the table."""
+        self.segmenter = segmenter
+        layer.data = mask.astype(layer.data.dtype)
+        features = layer.features.copy()
+        features["edited"] = False
+        for _, row in scores.iterrows():
+            mine = (features["classifier"] == row["classifier"]) & (
+                features["cam_method"] == row["cam_method"]
+            )
+            for metric, value in row.items():
+                if metric in features.columns and metric not in ("classifier", "cam_method"):
+                    features.loc[mine, metric] = value
+            features.loc[mine, "edited"] = True
+        features["region_area"] = int(mask.sum())
+        layer.features = features
+        self._update_rows(layer.metadata[EVALUATION_KEY], scores)
+
+    def _update_rows(self, record: dict, scores) -> None:
+        headers = [
+            self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())
+        ]
+        self.table.setSortingEnabled(False)
+        for row in range(self.table.rowCount()):
+            key = self.row_key(row)
+            if key["item"] != record["item"] or key["region_source"] != record["region_source"]:
+                continue
+            match = scores[
+                (scores["classifier"] == key["classifier"])
+                & (scores["cam_method"] == key["cam_method"])
+            ]
+            if not len(match):
+                continue
+            for column, name in enumerate(headers):
+                if name in match.columns and name not in KEY_COLUMNS:
+                    self.table.setItem(row, column, _cell(float(match[name].iloc[0])))
+            first = self.table.item(row, 0)
+            first.setData(EDITED_ROLE, True)
+            first.setToolTip("re-segmented: scores of the corrected region (not saved)")
+            for column in range(self.table.columnCount()):
+                self.table.item(row, column).setBackground(QBrush(QColor(255, 200, 0, 60)))
+        self.table.setSortingEnabled(True)
+
+    def _save_ground_truth(self) -> None:
+        """Ask for a PNG path; write the focused region there and add it to a CSV manifest."""
+        from ..evaluate.corrections import save_ground_truth
+
+        try:
+            layer = self._focused_region()
+        except SamcamError as exc:
+            show_error(str(exc))
+            return
+        tag = layer.metadata[EVALUATION_KEY]
+        stored = self.stored.job_arrays(tag["item"])
+        info = stored.item_info(tag["item"])
+        image_path = stored.image_path
+        suggested = image_path.with_name(f"{image_path.stem}-item{tag['item']}-mask.png")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the region as a ground-truth mask", str(suggested), "PNG image (*.png)"
+        )
+        if not path:
+            return
+        try:
+            manifest = save_ground_truth(
+                layer.data != 0, path, image_path, cls=str(info.get("class") or "")
+            )
+        except (SamcamError, OSError) as exc:
+            show_error(f"Could not save the ground truth: {exc}")
+            return
+        show_info(f"Saved {Path(path).name}; manifest {str(manifest)!r} names it.")
