@@ -420,8 +420,11 @@ def test_litemedsam_masks_identical_wherever_the_logit_is_not_at_the_threshold(
     for box, a, b in zip(boxes, fast, plain, strict=True):
         assert a.score == pytest.approx(b.score, abs=1e-5)
         logits = _reference_logits(plain_litemedsam, embedding, box)
-        np.testing.assert_array_equal(b.mask, logits > 0)
         stable = np.abs(logits) >= 1e-3
+        # boxes are decoded a few at a time, the reference one alone: the matrix products
+        # round differently, so only pixels clear of the threshold must agree exactly
+        np.testing.assert_array_equal(b.mask[stable], (logits > 0)[stable])
+        assert (b.mask != (logits > 0)).sum() <= max(3, 1e-4 * b.area)
         np.testing.assert_array_equal(a.mask[stable], b.mask[stable])
         assert (a.mask != b.mask).sum() <= max(3, 1e-4 * b.area)
 
