@@ -17,7 +17,9 @@ protocol that made it (its ``protocol`` column).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,43 @@ import numpy as np
 from .metrics import METRIC_NAMES
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
+
+
+def _samcam_prepare(saliency: Any, shape: tuple[int, int], device: Any) -> Any:
+    from .metrics import prepare_map
+
+    return prepare_map(saliency.map, device=device)
+
+
+def _samcam_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
+    from .metrics import localization_metrics
+
+    return localization_metrics(prepared, masks, **binarization)
+
+
+def _samcam_interval(values, defined, *, n_resamples, seed, confidence):
+    from .agreement import bootstrap_ci
+
+    ci = bootstrap_ci(defined, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return ci.estimate, ci.low, ci.high
+
+
+def _chexlocalize_prepare(saliency: Any, shape: tuple[int, int], device: Any) -> Any:
+    from .chexlocalize import prepare
+
+    return prepare(saliency.raw, shape)
+
+
+def _chexlocalize_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
+    from .chexlocalize import scores
+
+    return [scores(prepared, mask) for mask in masks]
+
+
+def _chexlocalize_interval(values, defined, *, n_resamples, seed, confidence):
+    from .chexlocalize import bootstrap
+
+    return bootstrap(values, n_resamples=n_resamples, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -42,61 +81,36 @@ class Protocol:
     name: str
     metric_names: tuple
     description: str
+    _prepare: Callable = field(repr=False, compare=False)
+    _score_many: Callable = field(repr=False, compare=False)
+    _interval: Callable = field(repr=False, compare=False)
 
     def prepare(self, saliency: Any, shape: tuple[int, int], device: Any = None) -> Any:
         """Work shared by every region scored against one saliency map.
 
         ``device``: a torch device (CUDA) for the sort of the ``samcam`` protocol's map.
         """
-        if self.name == "chexlocalize":
-            from .chexlocalize import prepare
-
-            return prepare(saliency.raw, shape)
-        from .metrics import prepare_map
-
-        return prepare_map(saliency.map, device=device)
-
-    def score(self, prepared: Any, mask: np.ndarray, binarization: dict) -> dict[str, float]:
-        """Every metric of one map (as :meth:`prepare` returned it) and one region mask."""
-        if self.name == "chexlocalize":
-            from .chexlocalize import scores
-
-            return scores(prepared, mask)
-        from .metrics import localization_metrics
-
-        return localization_metrics(prepared, mask, **binarization)
+        return self._prepare(saliency, shape, device)
 
     def score_many(
         self, prepared: Any, masks: list[np.ndarray], binarization: dict
     ) -> list[dict[str, float]]:
-        """:meth:`score` of several regions against one map (one sort of the map for all)."""
-        if self.name == "chexlocalize":
-            return [self.score(prepared, mask, binarization) for mask in masks]
-        from .metrics import localization_metrics
-
-        return localization_metrics(prepared, masks, **binarization)
+        """Every metric of one map (as :meth:`prepare` returned it) and each region mask (one
+        sort of the map for all of them)."""
+        return self._score_many(prepared, masks, binarization)
 
     def interval(
         self, values: np.ndarray, *, n_resamples: int, seed: int, confidence: float = 0.95
     ) -> tuple[float, float, float, int]:
         """``(mean, ci_low, ci_high, n)`` of per-item scores (NaN where undefined)."""
-        import math
-
         values = np.asarray(values, dtype=np.float64)
         defined = values[~np.isnan(values)]
-        if self.name == "chexlocalize":
-            from .chexlocalize import bootstrap
-
-            if not defined.size:
-                return math.nan, math.nan, math.nan, 0
-            mean, low, high = bootstrap(values, n_resamples=n_resamples, seed=seed)
-            return mean, low, high, int(defined.size)
-        from .agreement import bootstrap_ci
-
         if not defined.size:
             return math.nan, math.nan, math.nan, 0
-        ci = bootstrap_ci(defined, n_resamples=n_resamples, seed=seed, confidence=confidence)
-        return ci.estimate, ci.low, ci.high, int(defined.size)
+        mean, low, high = self._interval(
+            values, defined, n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
+        return mean, low, high, int(defined.size)
 
 
 #: The protocols by name.
@@ -105,12 +119,18 @@ PROTOCOLS = {
         "samcam",
         tuple(METRIC_NAMES),
         "napari-samcam's definitions: NaN where undefined, any of tied maxima can hit",
+        _samcam_prepare,
+        _samcam_score_many,
+        _samcam_interval,
     ),
     "chexlocalize": Protocol(
         "chexlocalize",
         ("iou", "iou_true_pos", "hit"),
         "CheXlocalize's scripts: its Otsu segmentation, first-argmax hit, both mIoU modes, its "
         "bootstrap",
+        _chexlocalize_prepare,
+        _chexlocalize_score_many,
+        _chexlocalize_interval,
     ),
 }
 

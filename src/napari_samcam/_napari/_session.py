@@ -183,10 +183,6 @@ class SamcamSession:
         """Forget an earlier :meth:`cancel` (a new job starts)."""
         self._cancel.clear()
 
-    def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` if :meth:`cancel` was called since the job started."""
-        self._cancel.check()
-
     def run(self, job: Job) -> Any:
         """Run a job to its end in the calling thread and apply its result; return that."""
         self.clear_cancel()

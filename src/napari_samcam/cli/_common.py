@@ -236,13 +236,6 @@ def check_input_file(path: str) -> Path:
     return p
 
 
-def prepare_out(out: str | Path, *, overwrite: bool, names: list[str]) -> Path:
-    """:func:`check_out`, then create the folder (for commands that write as they go)."""
-    out = check_out(out, overwrite=overwrite, names=names)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 @contextmanager
 def progress_bar(desc: str, *, quiet: bool = False):
     """A ``progress(done, total)`` callback drawing a tqdm bar (with ETA), closed on exit."""
