@@ -17,6 +17,10 @@ suite measure them one by one):
 ``sdpa``
     Attention through :func:`torch.nn.functional.scaled_dot_product_attention` (a fused kernel on
     CPU and CUDA) instead of materialising and normalising the attention matrix in steps.
+``fold_attention``
+    The decoder's cross attentions between the few prompt tokens and the image tokens with the
+    image-side projections moved onto the tokens side (:mod:`napari_samcam._folded_attention`):
+    about half the multiply-adds of the decoder's transformer.
 
 The decoder copy also keeps the image tokens contiguous (upstream works on a transposed view),
 reuses the prompt-independent projections of the first block per image, computes only the
@@ -40,6 +44,9 @@ import os
 import threading
 from typing import Any
 
+from . import _staged_decoder as _staged
+from ._folded_attention import foldable, image_to_token, projected_heads, token_to_image
+
 __all__ = [
     "CHANNELS_LAST_MAX_BYTES",
     "OPTIMISATIONS",
@@ -58,7 +65,7 @@ __all__ = [
 ]
 
 #: The switches of :func:`accelerate_encoder` / :func:`accelerate_decoder`, all on by default.
-OPTIMISATIONS = ("fold_bn", "channels_last", "fused", "sdpa")
+OPTIMISATIONS = ("fold_bn", "channels_last", "fused", "sdpa", "fold_attention")
 
 _ACTIVATIONS = ("none", "gelu", "relu")
 _ALGORITHM = "none"  # oneDNN's GELU variant: "none" is the exact (erf) one, as nn.GELU()
@@ -170,9 +177,18 @@ def fingerprint(module) -> tuple:
     moved to another device (new storage): a copy made from ``module`` is stale when this
     differs.
     """
-    return tuple(
-        (id(t), t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers())
-    )
+    # A plain walk of the module tree: ``parameters()`` / ``buffers()`` cost 4x more, and this
+    # runs on every prompt.
+    found = []
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        for tensors in (current._parameters, current._buffers):
+            found.extend(
+                (id(t), t.data_ptr(), t._version) for t in tensors.values() if t is not None
+            )
+        stack.extend(current._modules.values())
+    return tuple(found)
 
 
 #: Classifiers with more weights than this run their CAMs on the model as given.
@@ -383,13 +399,27 @@ class _UnshuffledUpscaling(_nn().Module):
 
     def masks(self, tokens, hyper_in, h: int, w: int):
         """``tokens`` ``(n, h*w, C)``, ``hyper_in`` ``(n, k, C2)`` -> masks ``(n, k, 4h, 4w)``."""
+        return self.shuffle(self.rows(tokens, hyper_in), h, w)
+
+    def rows(self, tokens, hyper_in):
+        """Mask logits ``(n, R*16, k)`` of ``R`` image tokens ``(n or 1, R, C)``, rows ordered
+        (token, dy1, dx1, dy2, dx2)."""
         import torch.nn.functional as F
 
-        n, k = hyper_in.shape[:2]
-        x = self.up1(tokens).view(n, h * w * 4, self.c1)  # rows: (y, x, dy1, dx1)
+        k = hyper_in.shape[1]
+        x = self.up1(tokens)
+        x = x.view(x.shape[0], -1, self.c1)  # rows: (token, dy1, dx1)
         x = F.gelu(F.layer_norm(x, (self.c1,), self.norm_weight, self.norm_bias, self.eps))
-        x = self.up2(x).view(n, h * w * 16, self.c2)  # rows: (y, x, dy1, dx1, dy2, dx2)
-        m = (x @ hyper_in.transpose(1, 2)).view(n, h, w, 2, 2, 2, 2, k)
+        x = self.up2(x)
+        x = x.view(x.shape[0], -1, self.c2)  # rows: (token, dy1, dx1, dy2, dx2)
+        out = x @ hyper_in.transpose(1, 2)
+        return out.view(out.shape[0], -1, k)
+
+    @staticmethod
+    def shuffle(rows, h: int, w: int):
+        """:meth:`rows` of all ``h * w`` tokens -> masks ``(n, k, 4h, 4w)``."""
+        n, k = rows.shape[0], rows.shape[-1]
+        m = rows.view(n, h, w, 2, 2, 2, 2, k)
         # output row = 4y + 2dy1 + dy2, column = 4x + 2dx1 + dx2
         return m.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(n, k, 4 * h, 4 * w)
 
@@ -726,8 +756,9 @@ class _TwoWayTransformer(_nn().Module):
     prompt: they are computed on the first prompt and reused from ``static``.
     """
 
-    def __init__(self, transformer):
+    def __init__(self, transformer, fold: bool = False):
         super().__init__()
+        self.fold = bool(fold)
         self.layers = transformer.layers
         self.final_attn_token_to_image = transformer.final_attn_token_to_image
         self.norm_final_attn = transformer.norm_final_attn
@@ -740,7 +771,7 @@ class _TwoWayTransformer(_nn().Module):
             and isinstance(first.cross_attn_image_to_token, _SamAttention)
         )
 
-    def _first_block(self, layer, queries, keys, query_pe, key_pe, static):
+    def _first_block(self, layer, queries, keys, query_pe, key_pe, static, fold):
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
         if "t2i_k" not in static:
             # Every row of keys is the same image here: project one.
@@ -754,24 +785,58 @@ class _TwoWayTransformer(_nn().Module):
         q = t2i.q_proj(queries + query_pe)
         queries = layer.norm2(queries + t2i.attend(q, static["t2i_k"], static["t2i_v"]))
         queries = layer.norm3(queries + layer.mlp(queries))
-        k = i2t.k_proj(queries + query_pe)
-        keys = layer.norm4(keys + i2t.attend(static["i2t_q"], k, i2t.v_proj(queries)))
-        return queries, keys
+        if fold:
+            if "i2t_q_heads" not in static:
+                static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
+            q_heads = static["i2t_q_heads"]
+            keys = image_to_token(i2t, None, queries + query_pe, queries, keys, q_heads)
+        else:
+            k = i2t.k_proj(queries + query_pe)
+            keys = keys + i2t.attend(static["i2t_q"], k, i2t.v_proj(queries))
+        return queries, layer.norm4(keys)
+
+    @staticmethod
+    def _folded_block(layer, queries, keys, query_pe, key_pe):
+        """``TwoWayAttentionBlock.forward`` with :mod:`._folded_attention`'s cross attentions."""
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+        keys_pos = keys + key_pe
+        out = token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_pos, keys)
+        queries = layer.norm2(queries + out)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q = queries + query_pe
+        keys = image_to_token(layer.cross_attn_image_to_token, keys_pos, q, queries, keys)
+        return queries, layer.norm4(keys)
 
     def forward(self, keys, key_pe, point_embedding, static=None):
         queries = point_embedding
+        final = self.final_attn_token_to_image
+        fold = (
+            self.fold
+            and isinstance(final, _SamAttention)
+            and foldable(final, point_embedding.shape[1])
+        )
         for i, layer in enumerate(self.layers):
             if i == 0 and static is not None and self.static_ok:
                 queries, keys = self._first_block(
-                    layer, queries, keys, point_embedding, key_pe, static
+                    layer, queries, keys, point_embedding, key_pe, static, fold
                 )
+            elif fold and type(layer).__name__ == "TwoWayAttentionBlock":
+                queries, keys = self._folded_block(layer, queries, keys, point_embedding, key_pe)
             else:
                 queries, keys = layer(
                     queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe
                 )
         q = queries + point_embedding
         k = keys + key_pe
-        queries = queries + self.final_attn_token_to_image(q=q, k=k, v=keys)
+        if fold:
+            queries = queries + token_to_image(final, q, k, keys)
+        else:
+            queries = queries + final(q=q, k=k, v=keys)
         return self.norm_final_attn(queries), keys
 
 
@@ -788,7 +853,9 @@ class AcceleratedDecoder(_nn().Module):
     and ``static``, a dict the caller keeps per (image embedding, this decoder) and passes only
     while the dense prompt embedding is the same for every prompt (no mask prompt): the
     prompt-independent projections of the image tokens are stored there and reused. Only the
-    masks asked for are computed (upstream computes all four and slices).
+    masks asked for are computed (upstream computes all four and slices). With ``static`` the
+    decoder runs in stages over blocks of image rows (:mod:`napari_samcam._staged_decoder`),
+    whose blocks go to ``workers`` threads.
     """
 
     def __init__(self, decoder, **flags):
@@ -808,8 +875,9 @@ class AcceleratedDecoder(_nn().Module):
         _rewrite_generic(body, opts, self.report)
         self.tokens = False
         transformer = getattr(body, "transformer", None)
-        if opts["channels_last"] and type(transformer).__name__ == "TwoWayTransformer":
-            body.transformer = _TwoWayTransformer(transformer)
+        tokens_ok = opts["channels_last"] or opts["fold_attention"]
+        if tokens_ok and type(transformer).__name__ == "TwoWayTransformer":
+            body.transformer = _TwoWayTransformer(transformer, fold=opts["fold_attention"])
             self.tokens = True
             self.report["two_way_transformer"] = 1
         upscaling = getattr(body, "output_upscaling", None)
@@ -837,6 +905,7 @@ class AcceleratedDecoder(_nn().Module):
         image_tokens=None,
         pe_tokens=None,
         static=None,
+        workers: int = 1,
     ):
         torch = _torch()
         body = self.body
@@ -857,9 +926,18 @@ class AcceleratedDecoder(_nn().Module):
         if pe_tokens is None:
             pe_tokens = tokens_of(image_pe)
         # The one image's tokens plus each prompt's dense embedding (a broadcast view when
-        # there is no mask prompt): upstream's repeat_interleave + add, in token layout.
-        keys = image_tokens + dense_prompt_embeddings.flatten(2).transpose(1, 2)
-        keys = keys.contiguous()
+        # there is no mask prompt): upstream's repeat_interleave + add, in token layout. With
+        # ``static`` every prompt's sum is the same: one copy, kept.
+        keys = None if static is None else static.get("keys")
+        if keys is None:
+            keys = image_tokens + dense_prompt_embeddings.flatten(2).transpose(1, 2)
+            keys = keys.contiguous()
+            if static is not None:
+                keys = static["keys"] = keys[:1]
+        if static is not None and _staged.supports(self, tokens.shape[1]):
+            return _staged.staged_decode(
+                self, tokens, static, pe_tokens, h, w, multimask_output, workers
+            )
         hs, keys = body.transformer(keys, pe_tokens, tokens, static)
         iou_pred = body.iou_prediction_head(hs[:, 0, :])
         picked = range(1, body.num_mask_tokens) if multimask_output else range(1)
