@@ -10,7 +10,7 @@ import torch._dynamo  # noqa: F401
 # napari canvas: importing it after a viewer exists kills the process. Import it first.
 
 
-def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0):
+def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0, decoder_depth: int = 1):
     """A ~0.2 M-parameter ``segment_anything`` Sam with the real API; runs in milliseconds."""
     import torch
     from segment_anything.modeling import (
@@ -43,7 +43,9 @@ def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0):
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+            transformer=TwoWayTransformer(
+                depth=decoder_depth, embedding_dim=dim, mlp_dim=64, num_heads=2
+            ),
             transformer_dim=dim,
             iou_head_depth=2,
             iou_head_hidden_dim=32,

@@ -22,8 +22,6 @@ prompt, see :class:`napari_samcam._accel.AcceleratedDecoder`'s ``static``), on a
 from __future__ import annotations
 
 import itertools
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from ._folded_attention import (
     foldable,
@@ -33,15 +31,12 @@ from ._folded_attention import (
     token_output,
     token_queries,
 )
+from ._workers import run_blocks
 
 __all__ = ["row_blocks", "staged_decode", "supports"]
 
 #: Image tokens per row block on one thread (~1 MB of float32 features per block).
 _BLOCK_ROWS = 1024
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-_POOL_LOCK = threading.Lock()
 
 
 def supports(decoder, tokens: int) -> bool:
@@ -71,30 +66,8 @@ def row_blocks(rows: int, workers: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    with _POOL_LOCK:
-        if _POOL is None or workers > _POOL_SIZE:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="samcam-decoder")
-            _POOL_SIZE = workers
-        return _POOL
-
-
 def _run_blocks(task, jobs, workers: int, device) -> list:
-    """``task(job)`` for every job: on ``workers`` threads (one torch thread each)."""
-    from ._accel import torch_threads
-
-    torch = _torch()
-
-    def run(job):
-        with torch.inference_mode(), torch_threads(1):
-            return task(job)
-
-    if workers <= 1 or len(jobs) <= 1 or torch.device(device).type != "cpu":
-        return [run(job) for job in jobs]
-    return list(_pool(workers).map(run, jobs))
+    return run_blocks(task, jobs, workers, parallel=_torch().device(device).type == "cpu")
 
 
 def _image_stage(job):

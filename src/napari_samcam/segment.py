@@ -18,6 +18,7 @@ import numpy as np
 from ._accel import env_flag, torch_threads
 from ._prompt_checks import check_boxes, check_points
 from ._resample import bilinear_matrix
+from ._workers import run_blocks
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
 from .sam_models import SamModel, load_sam_model
@@ -171,12 +172,19 @@ class _MaskUpsampler:
         window = rows[r0:r1, lo_r:hi_r] @ band @ cols[c0:c1, lo_c:hi_c].T
         return window, (r0, r1, c0, c1)
 
-    def mask(self, low_res, threshold: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
+    def mask(
+        self,
+        low_res,
+        threshold: float = 0.0,
+        out: np.ndarray | None = None,
+        workers: int = 1,
+    ) -> np.ndarray:
         """The bool mask ``upsampled logits > threshold`` at the original size.
 
-        Computed in blocks of output rows (about :data:`_TILE_PIXELS` logits each), so a large
-        image never holds its full-resolution logits: only the mask and one block. ``out``, if
-        given, is an all-False bool array of the original size to write the mask into.
+        Computed in blocks of output rows (about :data:`_TILE_PIXELS` logits each, at least one
+        per worker thread), so a large image never holds its full-resolution logits: only the
+        mask and one block per worker. ``out``, if given, is an all-False bool array of the
+        original size to write the mask into.
         """
         if out is None:
             out = np.zeros(self.shape, dtype=bool)
@@ -191,16 +199,19 @@ class _MaskUpsampler:
         lo_c, hi_c = int(self._bands[1][0][c0:c1].min()), int(self._bands[1][1][c0:c1].max()) + 1
         # the window's columns at low-res rows: (low-res rows, window width), small
         wide = low_res[lo_r:hi_r, lo_c:hi_c] @ cols[c0:c1, lo_c:hi_c].T
-        step = max(1, _TILE_PIXELS // (c1 - c0))
-        for start in range(r0, r1, step):
+        step = max(1, min(_TILE_PIXELS // (c1 - c0), -(-(r1 - r0) // max(1, workers))))
+
+        def block(start: int) -> None:
             end = min(start + step, r1)
             # the block's rows read only low-res rows lo..hi (the bands grow with the row)
             lo = int(first[start - r0 : end - r0].min())
             hi = int(last[start - r0 : end - r0].max()) + 1
             if hi <= lo:  # rows with no positive weight stay False
-                continue
-            block = rows[start:end, lo:hi] @ wide[lo - lo_r : hi - lo_r]
-            out[start:end, c0:c1] = (block > threshold).cpu().numpy()
+                return
+            logits = rows[start:end, lo:hi] @ wide[lo - lo_r : hi - lo_r]
+            out[start:end, c0:c1] = (logits > threshold).cpu().numpy()
+
+        run_blocks(block, range(r0, r1, step), workers, parallel=low_res.device.type == "cpu")
         return out
 
 
@@ -216,6 +227,7 @@ _PARALLEL_DIGEST_BYTES = 1 << 22
 _KEY_MEMO_LOCK = threading.Lock()
 _KEY_MEMO: OrderedDict[bytes, str] = OrderedDict()
 _KEY_MEMO_SIZE = 256
+_FINITE_KEYS: OrderedDict[str, None] = OrderedDict()
 
 
 def content_digest(array: np.ndarray) -> bytes:
@@ -234,6 +246,19 @@ def content_digest(array: np.ndarray) -> bytes:
     digest.update(str((array.shape, array.dtype.str)).encode() + b"\0")
     digest.update(data)
     return digest.digest()
+
+
+def _check_finite_once(image: np.ndarray, key: str) -> None:
+    """:func:`validate_image`'s finite-values check, skipped for content (``key``) that passed."""
+    with _KEY_MEMO_LOCK:
+        if key in _FINITE_KEYS:
+            _FINITE_KEYS.move_to_end(key)
+            return
+    validate_image(image)
+    with _KEY_MEMO_LOCK:
+        _FINITE_KEYS[key] = None
+        while len(_FINITE_KEYS) > _KEY_MEMO_SIZE:
+            _FINITE_KEYS.popitem(last=False)
 
 
 def embedding_key(image: np.ndarray) -> str:
@@ -564,6 +589,7 @@ class Segmenter:
         masks = np.zeros((n, *embedding.original_size), dtype=bool)
         scores: list[float] = []
         threshold = float(self.model.sam.mask_threshold)
+        workers = self._workers()
         with torch.inference_mode(), torch_threads(1):
             for begin in range(0, n, step):
                 out = masks[begin : begin + step]
@@ -577,7 +603,7 @@ class Segmenter:
                 upsampler = self._upsampler(embedding, low_res.shape[-1])
                 for i in range(len(out)):
                     j = int(best[i])
-                    upsampler.mask(low_res[i, j].float(), threshold, out=out[i])
+                    upsampler.mask(low_res[i, j].float(), threshold, out=out[i], workers=workers)
                     scores.append(float(iou[i, j]))
         return list(zip(masks, scores, strict=True))
 
@@ -726,7 +752,8 @@ class Segmenter:
         -------
         list of Region
         """
-        image = validate_image(image)
+        # the finite-values pass only for content not seen before (below, once the key is known)
+        image = validate_image(image, finite=False)
         preprocess = canonical_name(preprocess)
         height, width = image.shape[:2]
         pts, labels = check_points(points, point_labels, (height, width))
@@ -738,6 +765,7 @@ class Segmenter:
             )
         if key is None:
             key = embedding_key(image)
+        _check_finite_once(image, key)
         if self.model.box_only and pts is not None and mask_input is None:
             from .point_prompts import point_regions
 
