@@ -135,7 +135,8 @@ def _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
         static["i2t_q"] = i2t.q_proj(pos)
     if "i2t_q_heads" not in static:
         static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
-    blocks = row_blocks(h * w, workers)
+    on_cpu = tokens.device.type == "cpu"
+    blocks = row_blocks(h * w, workers) if on_cpu else [slice(0, h * w)]
     n_tokens = tokens.shape[1]
 
     # First block's token side: its token-to-image attention reads only static projections.
