@@ -5,8 +5,9 @@ the segmenter's cache), then one prompt is timed: ``Segmenter.segment`` (content
 mask upsampling to 2048 x 2048, the Region) against ``SamPredictor.predict(box=...,
 multimask_output=False)``. Also timed: the image content hashes on the 2k x 2k float32 image
 (BLAKE2b ``image_hash``, the parallel BLAKE3 ``content_digest``, the memoised
-``embedding_key``), ``segment`` with a precomputed ``key=``, and the prompt on one thread
-(``prompt_threads=1``) instead of the default.
+``embedding_key``), ``segment`` with a precomputed ``key=``, the prompt on one thread
+(``prompt_threads=1``) instead of the default, and the decoder alone: ``predict_logits`` on the
+cached embedding against upstream's ``MaskDecoder`` on the same embedding and box.
 
 Each round times every candidate once, in turn, so each call finds the caches as the others
 left them (like prompts a person makes seconds apart). A second measurement times
@@ -47,7 +48,7 @@ def run(rounds: int = 15, device: str = "auto") -> dict:
     from benchmarks._common import radiograph_2k
     from napari_samcam.images import image_hash, to_unit_range
     from napari_samcam.sam_models import load_sam_model
-    from napari_samcam.segment import Segmenter, content_digest, embedding_key
+    from napari_samcam.segment import Segmenter, content_digest, embedding_key, to_sam_coords
 
     dev = pick_device(device)
     model = load_sam_model("litemedsam", device=dev)
@@ -64,6 +65,26 @@ def run(rounds: int = 15, device: str = "auto") -> dict:
     masks, scores, _ = predictor.predict(box=xyxy, multimask_output=False)
     key = image_hash(image)
     embedding_key(image)
+    embedding = segmenter.embed(image)
+    box_array = np.array([BOX])
+    sam = model.sam
+    with torch.inference_mode():
+        corners = np.array([[BOX[:2], [BOX[2] - 1, BOX[3] - 1]]], dtype=float)
+        xy = to_sam_coords(corners, embedding.original_size, embedding.input_size).reshape(1, 4)
+        sparse, dense = sam.prompt_encoder(
+            points=None, boxes=torch.as_tensor(xy, device=dev), masks=None
+        )
+        dense_pe = sam.prompt_encoder.get_dense_pe()
+
+    def upstream_decoder():
+        with torch.inference_mode():
+            return sam.mask_decoder(
+                image_embeddings=embedding.features,
+                image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
 
     candidates = {
         "segment": lambda: segmenter.segment(image, boxes=[BOX]),
@@ -73,6 +94,8 @@ def run(rounds: int = 15, device: str = "auto") -> dict:
         "image_hash (BLAKE2b)": lambda: image_hash(image),
         "content_digest (BLAKE3)": lambda: content_digest(image),
         "embedding_key (memo hit)": lambda: embedding_key(image),
+        "decoder (predict_logits)": lambda: segmenter.predict_logits(embedding, boxes=box_array),
+        "upstream MaskDecoder": upstream_decoder,
     }
     times = interleaved(candidates, rounds, device=dev)
     figures = {name: summary(t) for name, t in times.items()}
@@ -99,6 +122,8 @@ def run(rounds: int = 15, device: str = "auto") -> dict:
             "predict_ms": upstream_row,
             "ratio": ours_row / upstream_row,
         },
+        "decoder_ratio": figures["decoder (predict_logits)"]["median_ms"]
+        / figures["upstream MaskDecoder"]["median_ms"],
         "hash_speedup": figures["image_hash (BLAKE2b)"]["median_ms"]
         / figures["embedding_key (memo hit)"]["median_ms"],
         "figures": figures,

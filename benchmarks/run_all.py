@@ -195,6 +195,14 @@ def table_rows(results: dict) -> list[dict]:
                 "(info)",
                 None,
             )
+            add(
+                "mask decoder alone, one box",
+                f"{figs['decoder (predict_logits)']['median_ms']:.1f} ms",
+                f"upstream MaskDecoder {figs['upstream MaskDecoder']['median_ms']:.0f} ms",
+                f"{result['decoder_ratio']:.3f}x",
+                "(info)",
+                None,
+            )
             one = figs["segment, one thread"]["median_ms"]
             add(
                 "one prompt, prompt_threads=1",
