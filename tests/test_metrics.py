@@ -761,3 +761,40 @@ def test_torch_path_equals_numpy_path(dtype):
         for a, b in zip(expected, values, strict=True):
             for name in METRIC_NAMES:
                 assert a[name] == b[name] or (math.isnan(a[name]) and math.isnan(b[name])), name
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+def test_parallel_sort_equals_np_sort(workers):
+    from napari_samcam import metrics
+
+    rng = np.random.default_rng(workers)
+    # ties, signed zeros, a constant stretch and a size that does not split evenly
+    flat = np.concatenate(
+        [
+            rng.normal(size=700_001).astype(np.float32),
+            np.zeros(1000, np.float32),
+            -np.zeros(1000, np.float32),
+            np.round(rng.random(400_000), 2).astype(np.float32),
+        ]
+    )
+    assert flat.size >= metrics.PARALLEL_SORT_MIN
+    got = metrics.sort_values(flat, workers)
+    np.testing.assert_array_equal(got, np.sort(flat))
+    assert got is not flat and not np.shares_memory(got, flat)
+
+
+def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
+    from napari_samcam import _workers, metrics
+
+    rng = np.random.default_rng(5)
+    saliency = np.kron(rng.random((16, 16)), np.ones((80, 80))).astype(np.float32)  # ties
+    saliency += rng.normal(scale=1e-3, size=saliency.shape).astype(np.float32)
+    region = np.zeros(saliency.shape, bool)
+    region[300:700, 200:900] = True
+    assert saliency.size >= metrics.PARALLEL_SORT_MIN
+    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", saliency.size + 1)
+    serial = metrics.localization_metrics(saliency, region)
+    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", 1)
+    monkeypatch.setattr(_workers, "usable_cpus", lambda: 3)  # three parts on any machine
+    parallel = metrics.localization_metrics(saliency, region)
+    assert serial == parallel

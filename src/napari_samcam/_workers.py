@@ -8,12 +8,13 @@ costs a scheduling delay each; see docs/performance.md).
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["run_blocks"]
+__all__ = ["run_blocks", "run_threads", "usable_cpus"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -31,14 +32,41 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_threads(task: Callable[[Any], Any], jobs: Sequence, workers: int) -> list:
+    """``[task(job) for job in jobs]`` on up to ``workers`` threads, in order.
+
+    Jobs are cut into contiguous groups, one per thread; the caller runs the first group
+    itself, so only ``workers - 1`` pool threads wake up (a wake-up is the costly part on a
+    virtual machine's idle cores). The tasks must release the GIL for this to pay (torch and
+    numpy kernels do).
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [task(job) for job in jobs]
+    count = min(workers, len(jobs))
+    bounds = [round(i * len(jobs) / count) for i in range(count + 1)]
+    groups = [jobs[a:b] for a, b in itertools.pairwise(bounds)]
+    pending = [_pool(count - 1).submit(lambda g: [task(job) for job in g], g) for g in groups[1:]]
+    results = [task(job) for job in groups[0]]
+    for future in pending:
+        results.extend(future.result())
+    return results
+
+
 def run_blocks(
     task: Callable[[Any], Any], jobs: Sequence, workers: int, parallel: bool = True
 ) -> list:
-    """``[task(job) for job in jobs]``, on up to ``workers`` threads with one torch thread each.
+    """:func:`run_threads` for torch work: one torch thread and inference mode in each job.
 
-    Runs in the calling thread when ``workers`` is 1, there is one job, or ``parallel`` is
-    False (work on a GPU, which the device parallelises itself). Inference mode is on in the
-    workers, as torch keeps it per thread.
+    Runs in the calling thread when ``parallel`` is False (work on a GPU, which the device
+    parallelises itself).
     """
     import torch
 
@@ -48,15 +76,4 @@ def run_blocks(
         with torch.inference_mode(), torch_threads(1):
             return task(job)
 
-    if workers <= 1 or len(jobs) <= 1 or not parallel:
-        return [run(job) for job in jobs]
-    # Contiguous groups, one per thread; the caller runs the first group itself, so only
-    # workers - 1 pool threads wake up (a wake-up is the costly part on a VM's idle cores).
-    count = min(workers, len(jobs))
-    bounds = [round(i * len(jobs) / count) for i in range(count + 1)]
-    groups = [jobs[a:b] for a, b in itertools.pairwise(bounds)]
-    pending = [_pool(count - 1).submit(lambda g: [run(job) for job in g], g) for g in groups[1:]]
-    results = [run(job) for job in groups[0]]
-    for future in pending:
-        results.extend(future.result())
-    return results
+    return run_threads(run, jobs, workers if parallel else 1)

