@@ -795,6 +795,18 @@ def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
     monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", saliency.size + 1)
     serial = metrics.localization_metrics(saliency, region)
     monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", 1)
-    monkeypatch.setattr(_workers, "usable_cpus", lambda: 3)  # three parts on any machine
+    monkeypatch.setattr(_workers, "idle_cpus", lambda: 3)  # three parts on any machine
     parallel = metrics.localization_metrics(saliency, region)
     assert serial == parallel
+
+
+def test_parallel_sort_uses_the_cpus_the_load_leaves_idle(monkeypatch):
+    from napari_samcam import _workers
+
+    monkeypatch.setattr(_workers, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    assert _workers.idle_cpus() == 4
+    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert _workers.idle_cpus() == 1
+    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert _workers.idle_cpus() == 1

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["run_blocks", "run_threads", "usable_cpus"]
+__all__ = ["idle_cpus", "run_blocks", "run_threads", "usable_cpus"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -38,6 +38,15 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def idle_cpus() -> int:
+    """Usable CPUs minus the 1-minute load average, rounded (at least 1)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        load = 0.0
+    return max(1, round(usable_cpus() - load))
 
 
 def run_threads(task: Callable[[Any], Any], jobs: Sequence, workers: int) -> list:
