@@ -23,6 +23,35 @@ def ensure_importable() -> None:
         sys.path.insert(0, str(ROOT))
 
 
+_MALLOC_RETAINED = False
+
+
+def retain_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse in this process; True where it applies.
+
+    By default glibc returns freed blocks of 32 MB and more (and free memory above the heap's
+    top) to the kernel, so the next such allocation takes fresh pages, one page fault each. On
+    an ordinary machine that is a millisecond or two per 50 MB; on a virtual machine whose idle
+    memory the host reclaims it was measured at tens of microseconds a fault, and it made the
+    metrics' figures swing by 2-4x from round to round. Timing runs under this setting so the
+    ratios measure the computation; both sides of every ratio run under it. The memory
+    benchmarks run their cases in fresh processes without it.
+    """
+    global _MALLOC_RETAINED
+    if _MALLOC_RETAINED:
+        return True
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = libc.mallopt(m_mmap_threshold, 256 << 20) == 1
+    ok = libc.mallopt(m_trim_threshold, 1 << 30) == 1 and ok
+    _MALLOC_RETAINED = ok
+    return ok
+
+
 def pick_device(name: str = "auto"):
     import torch
 
@@ -59,6 +88,7 @@ def interleaved(
     Interleaving keeps a figure and its baseline under the same conditions (a shared machine's
     load, clock and cache state drift over seconds), so their ratio is steadier than either.
     """
+    retain_freed_memory()
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
@@ -124,6 +154,7 @@ def machine(device) -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "load_average": load_average(),
+        "malloc_retains_freed_memory": _MALLOC_RETAINED,
         **thread_settings(),
     }
     if getattr(device, "type", "") == "cuda":

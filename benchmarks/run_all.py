@@ -40,7 +40,12 @@ else:
 
 ensure_importable()
 
-from benchmarks._common import load_average, machine, pick_device  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    load_average,
+    machine,
+    pick_device,
+    retain_freed_memory,
+)
 
 SUITES = ("encoder", "prompt", "cam", "metrics", "evaluate", "share", "demo", "memory")
 
@@ -457,6 +462,7 @@ def main(argv=None) -> int:
         configure_threads(args.threads)
     device = pick_device(args.device)
     settings = _settings(args.quick)
+    retain_freed_memory()
     info = machine(device)
     print(
         f"device {info['device']} ({info.get('gpu', info['cpu'])}), torch {info['torch']}, "

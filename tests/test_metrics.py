@@ -804,9 +804,9 @@ def test_parallel_sort_uses_the_cpus_the_load_leaves_idle(monkeypatch):
     from napari_samcam import _workers
 
     monkeypatch.setattr(_workers, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # the caller
     assert _workers.idle_cpus() == 4
-    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
     assert _workers.idle_cpus() == 1
     monkeypatch.setattr(_workers.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
     assert _workers.idle_cpus() == 1

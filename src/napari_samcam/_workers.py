@@ -41,12 +41,13 @@ def usable_cpus() -> int:
 
 
 def idle_cpus() -> int:
-    """Usable CPUs minus the 1-minute load average, rounded (at least 1)."""
+    """CPUs free for the caller: the usable CPUs less the 1-minute load average that is not
+    the caller's own thread (it counts one while it runs), rounded, at least 1."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not available on this platform
         load = 0.0
-    return max(1, round(usable_cpus() - load))
+    return max(1, round(usable_cpus() - max(0.0, load - 1.0)))
 
 
 def run_threads(task: Callable[[Any], Any], jobs: Sequence, workers: int) -> list:
