@@ -183,3 +183,27 @@ def test_finite_check_is_skipped_only_for_content_seen_finite(tiny_segmenter, rn
     image[3, 4] = np.nan  # in place: same object, new content
     with pytest.raises(InputError, match=r"NaN|finite"):
         tiny_segmenter.segment(image, boxes=[[5, 5, 30, 40]])
+
+
+@pytest.mark.parametrize("prompt_threads, expected", [(None, 2), (1, 1), (3, 3)])
+def test_segmenter_passes_its_prompt_threads_to_the_staged_decoder(
+    tiny_sam, rng, monkeypatch, prompt_threads, expected
+):
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
+
+    seen = []
+    real = _staged_decoder.staged_decode
+
+    def spy(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(_staged_decoder, "staged_decode", spy)
+    segmenter = Segmenter(load_sam_model(tiny_sam, device="cpu"), prompt_threads=prompt_threads)
+    image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+    with _accel.torch_threads(2):  # the caller's torch threads: what None resolves to
+        segmenter.segment(image, boxes=[[5, 5, 30, 40]])
+        embedding = segmenter.embed(image)
+        segmenter.predict_logits(embedding, boxes=np.array([[5, 5, 30, 40]]))
+    assert seen == [expected, expected]

@@ -589,7 +589,7 @@ class Segmenter:
         masks = np.zeros((n, *embedding.original_size), dtype=bool)
         scores: list[float] = []
         threshold = float(self.model.sam.mask_threshold)
-        workers = self._workers()
+        workers = self._workers()  # before the one-thread block below, which it would read
         with torch.inference_mode(), torch_threads(1):
             for begin in range(0, n, step):
                 out = masks[begin : begin + step]
@@ -597,7 +597,7 @@ class Segmenter:
                 if sam_boxes is not None:
                     box_arg = torch.as_tensor(sam_boxes[begin : begin + step], device=self.device)
                 low_res, iou = self._run_decoder(
-                    embedding, point_arg, box_arg, masks_arg, multimask, len(out)
+                    embedding, point_arg, box_arg, masks_arg, multimask, len(out), workers
                 )
                 best = iou.argmax(1)
                 upsampler = self._upsampler(embedding, low_res.shape[-1])
@@ -630,9 +630,12 @@ class Segmenter:
             embedding, points, labels, boxes, mask_input
         )
         n = 1 if boxes is None else len(boxes)
+        workers = self._workers()  # before the one-thread block below, which it would read
         with torch.inference_mode(), torch_threads(1):
             box_arg = None if sam_boxes is None else torch.as_tensor(sam_boxes, device=self.device)
-            return self._run_decoder(embedding, point_arg, box_arg, masks_arg, multimask, n)
+            return self._run_decoder(
+                embedding, point_arg, box_arg, masks_arg, multimask, n, workers
+            )
 
     def _prompt_args(self, embedding: Embedding, points, labels, boxes, mask_input):
         """SAM's prompt tensors: points ``(1, N, 2)`` + labels, boxes as an ``(M, 4)`` array of
@@ -659,7 +662,9 @@ class Segmenter:
             masks_arg = masks_arg.reshape(1, 1, *masks_arg.shape[-2:])
         return point_arg, sam_boxes, masks_arg
 
-    def _run_decoder(self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask, n):
+    def _run_decoder(
+        self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask, n, workers
+    ):
         """One decoder call for ``n`` prompts (the points and mask shared by all of them):
         low-resolution logits ``(n, k, h, w)`` and IoU predictions ``(n, k)``."""
         sam = self.model.sam
@@ -686,7 +691,7 @@ class Segmenter:
                     static = {}
                     self._static = (embedding, modules["token"], static)
                 extra["static"] = static
-            extra["workers"] = self._workers()
+            extra["workers"] = workers
         return modules["decoder"](
             image_embeddings=embedding.features,
             image_pe=modules["pe"],
