@@ -207,3 +207,44 @@ def test_segmenter_passes_its_prompt_threads_to_the_staged_decoder(
         embedding = segmenter.embed(image)
         segmenter.predict_logits(embedding, boxes=np.array([[5, 5, 30, 40]]))
     assert seen == [expected, expected]
+
+
+def test_prompting_the_same_array_again_reuses_its_key_only_if_the_content_is_the_same(
+    tiny_sam, rng, monkeypatch
+):
+    from napari_samcam import segment as segment_module
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
+
+    model = load_sam_model(tiny_sam, device="cpu")
+    segmenter = Segmenter(model)
+    image = rng.integers(0, 255, (48, 64)).astype(np.float32)
+    box = [[5, 5, 30, 40]]
+    first = segmenter.segment(image, boxes=box)[0]
+
+    threads_seen = []
+    real_key = segment_module.embedding_key
+
+    def key_spy(array, **kwargs):
+        threads_seen.append(kwargs.get("threads"))
+        return real_key(array, **kwargs)
+
+    monkeypatch.setattr(segment_module, "embedding_key", key_spy)
+    again = segmenter.segment(image, boxes=box)[0]
+    assert threads_seen == [1]  # hashed beside the decoding, on one core
+    np.testing.assert_array_equal(again.mask, first.mask)
+    assert again.score == first.score and segmenter.encoder_calls == 1
+
+    image[10:40, 10:50] = 255 - image[10:40, 10:50]  # in place: same object, new content
+    threads_seen.clear()
+    edited = segmenter.segment(image, boxes=box)[0]
+    assert threads_seen == [1, None]  # the guess failed: the key computed again, in full
+    assert segmenter.encoder_calls == 2
+    fresh = Segmenter(model).segment(image.copy(), boxes=box)[0]
+    np.testing.assert_array_equal(edited.mask, fresh.mask)
+    assert edited.score == pytest.approx(fresh.score, abs=1e-6)
+    assert edited.score != pytest.approx(first.score, abs=1e-6)
+
+    threads_seen.clear()
+    segmenter.segment(image.copy(), boxes=box)  # same content, another object: no guess
+    assert threads_seen == [None] and segmenter.encoder_calls == 2

@@ -737,12 +737,21 @@ class _SamAttention(_nn().Module):
 
     def attend(self, q, k, v):
         """Attention of already projected ``q``, ``k``, ``v`` (batch 1 broadcasts)."""
+        n = max(q.shape[0], k.shape[0], v.shape[0])
+        q, k, v = (self._heads(t.expand(n, -1, -1)) for t in (q, k, v))
+        return self._attend_split(q, k, v)
+
+    def attend_heads(self, q, k_heads, v_heads):
+        """:meth:`attend` with keys and values already split into heads ``(1, H, N, d/H)``."""
+        q = self._heads(q)
+        n = q.shape[0]
+        return self._attend_split(q, k_heads.expand(n, -1, -1, -1), v_heads.expand(n, -1, -1, -1))
+
+    def _attend_split(self, q, k, v):
         import math
 
         import torch.nn.functional as F
 
-        n = max(q.shape[0], k.shape[0], v.shape[0])
-        q, k, v = (self._heads(t.expand(n, -1, -1)) for t in (q, k, v))
         if self.sdpa:
             out = F.scaled_dot_product_attention(q, k, v)
         else:

@@ -135,6 +135,10 @@ def _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
         static["i2t_q"] = i2t.q_proj(pos)
     if "i2t_q_heads" not in static:
         static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
+        # the first attention's cached keys and values, split into heads once (contiguous)
+        static["t2i_kv_heads"] = tuple(
+            t2i._heads(static[name]).contiguous() for name in ("t2i_k", "t2i_v")
+        )
     on_cpu = tokens.device.type == "cpu"
     blocks = row_blocks(h * w, workers) if on_cpu else [slice(0, h * w)]
     n_tokens = tokens.shape[1]
@@ -142,7 +146,7 @@ def _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
     # First block's token side: its token-to-image attention reads only static projections.
     queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
     q = t2i.q_proj(queries + tokens)
-    queries = first.norm2(queries + t2i.attend(q, static["t2i_k"], static["t2i_v"]))
+    queries = first.norm2(queries + t2i.attend_heads(q, *static["t2i_kv_heads"]))
     queries = first.norm3(queries + first.mlp(queries))
 
     keys = [image[:, block] for block in blocks]

@@ -228,24 +228,59 @@ _KEY_MEMO_LOCK = threading.Lock()
 _KEY_MEMO: OrderedDict[bytes, str] = OrderedDict()
 _KEY_MEMO_SIZE = 256
 _FINITE_KEYS: OrderedDict[str, None] = OrderedDict()
+_KEY_POOL = None
 
 
-def content_digest(array: np.ndarray) -> bytes:
+def content_digest(array: np.ndarray, *, threads: int | None = None) -> bytes:
     """A BLAKE3 digest of an array's shape, dtype and bytes, hashed on every core.
 
     BLAKE3 is a cryptographic hash built as a tree, so large inputs hash in parallel: a 16 MB
     image in ~2 ms on two cores, about 5x faster than SHA-256 on one. Collision resistance is
-    BLAKE3's (128-bit security).
+    BLAKE3's (128-bit security). ``threads=1`` hashes on the calling thread only.
     """
     import blake3
 
     array = np.ascontiguousarray(array)
     data = memoryview(array).cast("B")
-    threads = blake3.blake3.AUTO if data.nbytes >= _PARALLEL_DIGEST_BYTES else 1
+    parallel = threads != 1 and data.nbytes >= _PARALLEL_DIGEST_BYTES
+    threads = blake3.blake3.AUTO if parallel else 1
     digest = blake3.blake3(max_threads=threads)
     digest.update(str((array.shape, array.dtype.str)).encode() + b"\0")
     digest.update(data)
     return digest.digest()
+
+
+def _array_signature(array: np.ndarray) -> tuple:
+    """Which array object and memory this is (not its content)."""
+    return (
+        id(array),
+        array.__array_interface__["data"][0],
+        array.shape,
+        array.strides,
+        array.dtype.str,
+    )
+
+
+def _key_pool():
+    """One thread for content keys computed next to a prompt's decoding."""
+    global _KEY_POOL
+    with _KEY_MEMO_LOCK:
+        if _KEY_POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _KEY_POOL = ThreadPoolExecutor(1, thread_name_prefix="samcam-key")
+        return _KEY_POOL
+
+
+def _prompt_base(pts, labels, preprocess) -> dict[str, Any]:
+    """The prompt fields every region of one call shares."""
+    base: dict[str, Any] = {}
+    if preprocess is not None:
+        base["preprocess"] = preprocess
+    if pts is not None:
+        base["points"] = pts.tolist()
+        base["point_labels"] = labels.tolist()
+    return base
 
 
 def _check_finite_once(image: np.ndarray, key: str) -> None:
@@ -261,15 +296,16 @@ def _check_finite_once(image: np.ndarray, key: str) -> None:
             _FINITE_KEYS.popitem(last=False)
 
 
-def embedding_key(image: np.ndarray) -> str:
+def embedding_key(image: np.ndarray, *, threads: int | None = None) -> str:
     """:func:`~napari_samcam.images.image_hash` of ``image``, computed once per content.
 
     The embedding cache is keyed by ``image_hash`` (BLAKE2b), which callers may also pass as
     ``key=``. Prompting the same image again would hash all of it again; here a cheaper
     :func:`content_digest` of the content looks up the ``image_hash`` computed the first time.
-    Both are content hashes, so an array edited in place gets a new key.
+    Both are content hashes, so an array edited in place gets a new key. ``threads``: see
+    :func:`content_digest`.
     """
-    digest = content_digest(image)
+    digest = content_digest(image, threads=threads)
     with _KEY_MEMO_LOCK:
         key = _KEY_MEMO.get(digest)
         if key is not None:
@@ -352,6 +388,8 @@ class Segmenter:
         self._upsamplers: OrderedDict[tuple, _MaskUpsampler] = OrderedDict()
         # the decoder's prompt-independent projections of the last prompted embedding
         self._static: tuple = (None, None, None)
+        # (array signature, content key) of the last image segmented without a given key
+        self._last_key: tuple = (None, None)
         self._fast: dict[str, Any] = {}
         self._lock = threading.RLock()
 
@@ -768,9 +806,22 @@ class Segmenter:
                 "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
                 "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
+        speculate = key is None and context is None
+        speculate = speculate and not (self.model.box_only and pts is not None)
+        if speculate:
+            regions = self._segment_speculatively(
+                image, pts, labels, boxes_arr, mask_input, multimask, window, source, preprocess
+            )
+            if regions is not None:
+                if progress:
+                    progress(1, 1)  # the embedding was cached
+                return regions
+        given = key is not None
         if key is None:
             key = embedding_key(image)
         _check_finite_once(image, key)
+        if not given:
+            self._last_key = (_array_signature(image), key)
         if self.model.box_only and pts is not None and mask_input is None:
             from .point_prompts import point_regions
 
@@ -788,29 +839,72 @@ class Segmenter:
                 progress=progress,
                 preprocess=preprocess,
             )
-        if multimask is None:
-            multimask = boxes_arr is None and pts is not None and len(pts) == 1
-        if source is None:
-            source = "sam-box" if boxes_arr is not None else "sam-points"
-        prompt_base: dict[str, Any] = {}
-        if preprocess is not None:
-            prompt_base["preprocess"] = preprocess
-        if pts is not None:
-            prompt_base["points"] = pts.tolist()
-            prompt_base["point_labels"] = labels.tolist()
         if context is not None and boxes_arr is not None:
+            source = source or ("sam-box" if boxes_arr is not None else "sam-points")
+            prompt_base = _prompt_base(pts, labels, preprocess)
             return self._segment_in_context(
                 image, key, pts, labels, boxes_arr, context, window, source, prompt_base, progress
             )
         embedding = self._embed(image, window, None, key, progress, preprocess)
-        decoded = self._decode(embedding, pts, labels, boxes_arr, mask_input, multimask)
+        return self._regions(
+            embedding, pts, labels, boxes_arr, mask_input, multimask, source, preprocess
+        )
+
+    def _regions(
+        self, embedding, pts, labels, boxes, mask_input, multimask, source, preprocess
+    ) -> list[Region]:
+        """Decode the prompts on ``embedding`` into Regions (the end of :meth:`segment`)."""
+        if multimask is None:
+            multimask = boxes is None and pts is not None and len(pts) == 1
+        if source is None:
+            source = "sam-box" if boxes is not None else "sam-points"
+        prompt_base = _prompt_base(pts, labels, preprocess)
+        decoded = self._decode(embedding, pts, labels, boxes, mask_input, multimask)
         regions = []
         for i, (mask, score) in enumerate(decoded):
             prompt = dict(prompt_base)
-            if boxes_arr is not None:
-                prompt["box"] = boxes_arr[i].tolist()
+            if boxes is not None:
+                prompt["box"] = boxes[i].tolist()
             regions.append(Region(mask, source, prompt, score, self.name))
         return regions
+
+    def _segment_speculatively(
+        self, image, pts, labels, boxes, mask_input, multimask, window, source, preprocess
+    ) -> list[Region] | None:
+        """Prompt the very array object segmented last while its content key is computed.
+
+        The last key of this array object (same object, buffer, shape, strides and dtype) names
+        a cached embedding; the prompt is decoded on it while another thread hashes the content
+        on one core (the decoder leaves a core idle between its stages). The regions are kept
+        only if the content's key is that key; otherwise (the array was edited in place, or is a
+        new one in a recycled object) they are dropped and :meth:`segment` goes on with the
+        right key. None when there is nothing to speculate on.
+        """
+        signature, guess = self._last_key
+        if guess is None or signature != _array_signature(image):
+            return None
+        embedding = self._cached_embedding(guess, window, preprocess)
+        if embedding is None:
+            return None
+        pending = _key_pool().submit(embedding_key, image, threads=1)
+        try:
+            regions = self._regions(
+                embedding, pts, labels, boxes, mask_input, multimask, source, preprocess
+            )
+        finally:
+            key = pending.result()
+        return regions if key == guess else None
+
+    def _cached_embedding(self, key: str, window, preprocess) -> Embedding | None:
+        cache_key = (
+            key,
+            self.name,
+            None if window is None else tuple(map(float, window)),
+            None,
+            preprocess,
+        )
+        with self._lock:
+            return self._cache.get(cache_key)
 
     def _segment_in_context(
         self, image, key, pts, labels, boxes, context, window, source, prompt_base, progress
