@@ -91,14 +91,19 @@ def test_run_blocks_keeps_order_and_runs_each_job_with_one_torch_thread():
     assert torch.get_num_threads() == before
 
 
-def _decoder_args(sam, n_boxes, seed):
+def _decoder_args(sam, n_boxes, seed, n_points=0):
+    """Random image embedding and ``n_boxes`` box prompts, or one prompt of ``n_points``."""
     g = torch.Generator().manual_seed(seed)
     pe = sam.prompt_encoder.get_dense_pe()
     image = torch.randn(1, pe.shape[1], *pe.shape[-2:], generator=g)
     size = sam.image_encoder.img_size
     corner = torch.rand(n_boxes, 2, generator=g) * size * 0.5
-    boxes = torch.cat([corner, corner + size * 0.4], 1)
-    sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+    boxes = torch.cat([corner, corner + size * 0.4], 1) if n_boxes else None
+    points = None
+    if n_points:
+        xy = torch.rand(1, n_points, 2, generator=g) * size
+        points = (xy, torch.ones(1, n_points, dtype=torch.int))
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
     return dict(
         image_embeddings=image,
         image_pe=pe,
@@ -116,7 +121,7 @@ def test_staged_decoder_gives_the_plain_decoders_masks_and_scores(depth, workers
     decoder = _accel.accelerate_decoder(sam.mask_decoder)
     with torch.inference_mode():
         args = _decoder_args(sam, n_boxes=3, seed=workers)
-        assert _staged_decoder.supports(decoder, args["sparse_prompt_embeddings"].shape[1] + 4)
+        assert _staged_decoder.supports(decoder, args["sparse_prompt_embeddings"].shape[1] + 5)
         static: dict = {}
         for multimask in (False, True):
             ref_masks, ref_iou = sam.mask_decoder(**args, multimask_output=multimask)
@@ -133,24 +138,15 @@ def test_staged_decoder_gives_the_plain_decoders_masks_and_scores(depth, workers
 
 def test_many_point_prompts_fall_back_to_the_unstaged_decoder(tiny_sam):
     decoder = _accel.accelerate_decoder(tiny_sam.mask_decoder)
-    # tiny SAM: 2 heads, d = 16, so folding pays below 8 tokens (4 output tokens + prompts)
+    # tiny SAM: 2 heads, d = 16, so folding pays below 8 tokens (5 output tokens + prompts)
     assert _staged_decoder.supports(decoder, 7)
     assert not _staged_decoder.supports(decoder, 8)
-    g = torch.Generator().manual_seed(0)
-    pe = tiny_sam.prompt_encoder.get_dense_pe()
-    image = torch.randn(1, pe.shape[1], *pe.shape[-2:], generator=g)
-    points = (torch.rand(1, 6, 2, generator=g) * 64, torch.ones(1, 6, dtype=torch.int))
     with torch.inference_mode():
-        sparse, dense = tiny_sam.prompt_encoder(points=points, boxes=None, masks=None)
-        args = dict(
-            image_embeddings=image,
-            image_pe=pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        ref, _ = tiny_sam.mask_decoder(**args)
-        got, _ = decoder(**args, static={}, workers=2)
+        args = _decoder_args(tiny_sam, 0, seed=0, n_points=6)
+        tokens = args["sparse_prompt_embeddings"].shape[1] + 5  # + IoU and 4 mask tokens
+        assert tokens == 12 and not _staged_decoder.supports(decoder, tokens)
+        ref, _ = tiny_sam.mask_decoder(**args, multimask_output=False)
+        got, _ = decoder(**args, multimask_output=False, static={}, workers=2)
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5 * float(ref.abs().max()))
 
 
