@@ -52,6 +52,16 @@ def retain_freed_memory() -> bool:
     return ok
 
 
+def report(result: dict, print_result, json_path) -> int:
+    """Print a benchmark's result and write it as JSON to ``json_path`` (if given); exit code 0."""
+    import json
+
+    print_result(result)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def pick_device(name: str = "auto"):
     import torch
 

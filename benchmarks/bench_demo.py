@@ -91,16 +91,15 @@ def print_result(result: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from benchmarks._common import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=8, help="phantom images (samcam demo --n)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = run(args.n, args.device)
-    print_result(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(result, print_result, args.json)
 
 
 if __name__ == "__main__":

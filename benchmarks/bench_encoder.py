@@ -272,6 +272,8 @@ def print_result(result: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from benchmarks._common import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="auto")
@@ -279,10 +281,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = run(args.rounds, args.device, not args.no_compile)
-    print_result(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(result, print_result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -240,16 +239,15 @@ def print_result(result: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from benchmarks._common import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=16, help="number of phantom images")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = run(args.n, args.device)
-    print_result(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(result, print_result, args.json)
 
 
 if __name__ == "__main__":

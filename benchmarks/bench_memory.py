@@ -280,6 +280,8 @@ def print_result(result: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from benchmarks._common import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", default="10,2000", help="box counts (comma-separated)")
     parser.add_argument("--size", type=int, default=30000, help="large image side; 0: skip")
@@ -292,10 +294,7 @@ def main(argv=None) -> int:
         return 0
     boxes = tuple(int(n) for n in args.boxes.split(",") if n.strip())
     result = run(boxes, args.size, args.device)
-    print_result(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(result, print_result, args.json)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -324,15 +323,15 @@ def _print(result):
 
 
 def main(argv=None):
+    from benchmarks._common import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11, help="timed runs per implementation")
     parser.add_argument("--rounds", type=int, default=5, help="rounds at CheXlocalize size")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     result = run(repeats=args.repeats, rounds=args.rounds)
-    _print(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, _print, args.json)
     return 0 if result["agree"] else 1
 
 

@@ -790,21 +790,14 @@ class _TwoWayTransformer(_nn().Module):
 
     def _first_block(self, layer, queries, keys, query_pe, key_pe, static, fold):
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-        if "t2i_k" not in static:
-            # Every row of keys is the same image here: project one.
-            one = keys[:1]
-            pos_one = one + key_pe
-            static["t2i_k"] = t2i.k_proj(pos_one)
-            static["t2i_v"] = t2i.v_proj(one)
-            static["i2t_q"] = i2t.q_proj(pos_one)
+        # every row of keys is the same image here: its projections are made once
+        first_block_projections(layer, keys[:1], key_pe, static)
         # TwoWayAttentionBlock.forward with skip_first_layer_pe, static projections reused.
         queries = layer.norm1(layer.self_attn(q=queries, k=queries, v=queries))
         q = t2i.q_proj(queries + query_pe)
-        queries = layer.norm2(queries + t2i.attend(q, static["t2i_k"], static["t2i_v"]))
+        queries = layer.norm2(queries + t2i.attend_heads(q, *static["t2i_kv_heads"]))
         queries = layer.norm3(queries + layer.mlp(queries))
         if fold:
-            if "i2t_q_heads" not in static:
-                static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
             q_heads = static["i2t_q_heads"]
             keys = image_to_token(i2t, None, queries + query_pe, queries, keys, q_heads)
         else:
@@ -855,6 +848,27 @@ class _TwoWayTransformer(_nn().Module):
         else:
             queries = queries + final(q=q, k=k, v=keys)
         return self.norm_final_attn(queries), keys
+
+
+def first_block_projections(layer, image, key_pe, static: dict) -> None:
+    """Fill ``static`` with the first block's projections of one image's tokens ``(1, N, C)``.
+
+    They do not depend on the prompt while the dense prompt embedding does not: the
+    token-to-image attention's keys and values (``t2i_k``, ``t2i_v``, and split into heads,
+    ``t2i_kv_heads``) and the image-to-token attention's queries (``i2t_q``, and per head for
+    :mod:`._folded_attention`, ``i2t_q_heads``). Nothing is recomputed once present.
+    """
+    if "t2i_kv_heads" in static:
+        return
+    t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+    pos = image + key_pe
+    static["t2i_k"] = t2i.k_proj(pos)
+    static["t2i_v"] = t2i.v_proj(image)
+    static["i2t_q"] = i2t.q_proj(pos)
+    static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
+    static["t2i_kv_heads"] = tuple(
+        t2i._heads(static[name]).contiguous() for name in ("t2i_k", "t2i_v")
+    )
 
 
 def tokens_of(image):

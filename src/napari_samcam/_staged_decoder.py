@@ -27,7 +27,6 @@ from ._folded_attention import (
     foldable,
     image_operands,
     image_update,
-    projected_heads,
     token_output,
     token_queries,
 )
@@ -126,19 +125,11 @@ def _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
     transformer = body.transformer
     layers = list(transformer.layers)
     first = layers[0]
-    t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+    from ._accel import first_block_projections
+
+    t2i = first.cross_attn_token_to_image
     image = static["keys"]
-    if "t2i_k" not in static:
-        pos = image + pe_tokens
-        static["t2i_k"] = t2i.k_proj(pos)
-        static["t2i_v"] = t2i.v_proj(image)
-        static["i2t_q"] = i2t.q_proj(pos)
-    if "i2t_q_heads" not in static:
-        static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
-        # the first attention's cached keys and values, split into heads once (contiguous)
-        static["t2i_kv_heads"] = tuple(
-            t2i._heads(static[name]).contiguous() for name in ("t2i_k", "t2i_v")
-        )
+    first_block_projections(first, image, pe_tokens, static)
     on_cpu = tokens.device.type == "cpu"
     blocks = row_blocks(h * w, workers) if on_cpu else [slice(0, h * w)]
     n_tokens = tokens.shape[1]

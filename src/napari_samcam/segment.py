@@ -543,13 +543,7 @@ class Segmenter:
 
     def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
-        cache_key = (
-            key or embedding_key(image),
-            self.name,
-            None if window is None else tuple(map(float, window)),
-            None if crop is None else tuple(int(v) for v in crop),
-            preprocess,
-        )
+        cache_key = self._cache_key(key or embedding_key(image), window, crop, preprocess)
         with self._lock:
             if cache_key in self._cache:
                 self._cache.move_to_end(cache_key)
@@ -896,15 +890,18 @@ class Segmenter:
         return regions if key == guess else None
 
     def _cached_embedding(self, key: str, window, preprocess) -> Embedding | None:
-        cache_key = (
+        with self._lock:
+            return self._cache.get(self._cache_key(key, window, None, preprocess))
+
+    def _cache_key(self, key: str, window, crop, preprocess) -> tuple:
+        """The embedding cache's key: content, model, intensity window, crop, pre-processing."""
+        return (
             key,
             self.name,
             None if window is None else tuple(map(float, window)),
-            None,
+            None if crop is None else tuple(int(v) for v in crop),
             preprocess,
         )
-        with self._lock:
-            return self._cache.get(cache_key)
 
     def _segment_in_context(
         self, image, key, pts, labels, boxes, context, window, source, prompt_base, progress

@@ -92,15 +92,20 @@ def text_arg(text: str) -> str:
     return text
 
 
+def _checked(check, text: str) -> str:
+    """``text`` if ``check(text)`` passes; its InputError as argparse's error otherwise."""
+    try:
+        check(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def device_arg(text: str) -> str:
     """A torch device present on this machine (cpu, cuda[:N], mps)."""
     from ..classifiers import check_device
 
-    try:
-        check_device(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return _checked(check_device, text)
 
 
 def cam_method_arg(text: str) -> str:
@@ -172,14 +177,9 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _sam_preprocess_arg(text: str) -> str:
-    from ..errors import InputError
     from ..sam_preprocess import parse_preprocess
 
-    try:
-        parse_preprocess(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return _checked(parse_preprocess, text)
 
 
 def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:
