@@ -457,7 +457,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
     if args.threads:
-        from napari_samcam._accel import configure_threads
+        from napari_samcam._threads import configure_threads
 
         configure_threads(args.threads)
     device = pick_device(args.device)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samcam import _accel
+from napari_samcam import _module_copies, _threads
+from napari_samcam.sam._fast import accel as _accel
 
 torch = pytest.importorskip("torch")
 
@@ -118,12 +119,12 @@ def test_segmenter_follows_weights_edited_in_place(tiny_sam, rng):
     fast = Segmenter(model)
     image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
     before = fast.embed(image).features.clone()
-    first = fast._modules()["encoder"]
+    first = fast.backend.modules()["encoder"]
     with torch.no_grad():
         model.sam.image_encoder.neck[0].weight.mul_(2.0)
     fast.clear_cache()
     after = fast.embed(image).features
-    assert fast._modules()["encoder"] is not first
+    assert fast.backend.modules()["encoder"] is not first
     with torch.inference_mode():
         expected = Segmenter(model, accelerate=False).embed(image).features
     assert not torch.allclose(before, after)
@@ -135,7 +136,7 @@ def test_prompt_threads_leave_torch_threads_unchanged(tiny_segmenter, rng):
     before = torch.get_num_threads()
     tiny_segmenter.segment(image, boxes=[[5, 5, 30, 40]])
     assert torch.get_num_threads() == before
-    with _accel.torch_threads(1):
+    with _threads.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -247,17 +248,17 @@ def test_channels_last_copy_gives_the_same_cam(tiny_classifier, rng, monkeypatch
 
 def test_no_channels_last_copy_of_large_classifiers(rng, monkeypatch):
     from conftest import TinyCNN
-    from napari_samcam import _accel, saliency
+    from napari_samcam import saliency
     from napari_samcam.classifiers import load_classifier
 
     model = TinyCNN.build()
     size = sum(p.numel() * 4 for p in model.parameters())
-    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size - 1)
+    monkeypatch.setattr(_module_copies, "CHANNELS_LAST_MAX_BYTES", size - 1)
     classifier = load_classifier(model, class_names=["a", "b"], input_size=(32, 32))
     sal = saliency.explain(rng.random((40, 40)).astype(np.float32), classifier, target=1)
     assert classifier.extra["cam_copy"][2] is None and sal.map.shape == (40, 40)
-    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size + 1)
-    assert _accel.channels_last_copy(model) is not None
+    monkeypatch.setattr(_module_copies, "CHANNELS_LAST_MAX_BYTES", size + 1)
+    assert _module_copies.channels_last_copy(model) is not None
 
 
 def test_channels_last_copy_follows_weight_changes(tiny_classifier, rng, monkeypatch):
@@ -362,12 +363,13 @@ def plain_litemedsam(litemedsam):
 
 @pytest.mark.slow
 def test_litemedsam_encoder_features_with_each_optimisation(litemedsam, radiograph):
-    x, _ = litemedsam._prepare(radiograph, None)
+    tensor, _ = litemedsam._prepare(radiograph, None)
+    x = litemedsam.backend.encoder_input(tensor)
     encoder = litemedsam.model.sam.image_encoder
     with torch.inference_mode():
         ref = encoder(x)  # torch's thread setting
         scale = float(ref.abs().max())
-        with _accel.torch_threads(1):  # every variant, one thread (steady on busy machines)
+        with _threads.torch_threads(1):  # every variant, one thread (steady on busy machines)
             for name, flags in VARIANTS.items():
                 out = _accel.accelerate_encoder(encoder, **flags)(x)
                 assert float((out - ref).abs().max()) < 2e-5 * scale, name

@@ -40,6 +40,11 @@ SAM_MODELS = {
     "vit_l": "Segment Anything ViT-L (checkpoint sam_vit_l_0b3195.pth)",
     "vit_h": "Segment Anything ViT-H (checkpoint sam_vit_h_4b8939.pth)",
     "mobile_sam": "MobileSAM (needs the mobile_sam package and mobile_sam.pt)",
+    "sam2.1_hiera_tiny": "SAM 2.1 Hiera-T (the sam2 extra; checkpoint sam2.1_hiera_tiny.pt)",
+    "sam2.1_hiera_small": "SAM 2.1 Hiera-S (the sam2 extra; checkpoint sam2.1_hiera_small.pt)",
+    "sam2.1_hiera_base_plus": "SAM 2.1 Hiera-B+ (the sam2 extra; checkpoint "
+    "sam2.1_hiera_base_plus.pt)",
+    "sam2.1_hiera_large": "SAM 2.1 Hiera-L (the sam2 extra; checkpoint sam2.1_hiera_large.pt)",
 }
 
 
@@ -65,6 +70,8 @@ class SamModel:
         clicks (:mod:`napari_samcam.point_prompts`).
     version : str
     source : str
+    family : str
+        Which backend serves it (:func:`napari_samcam.sam.make_backend`).
     """
 
     sam: Any
@@ -73,6 +80,7 @@ class SamModel:
     box_only: bool = False
     version: str = ""
     source: str = ""
+    family: str = "segment_anything"
 
 
 def _litemedsam() -> SamModel:
@@ -185,14 +193,15 @@ def load_sam_model(
     image_size: int | None = None,
     download: bool = False,
     device: Any = None,
-) -> SamModel:
+) -> Any:
     """Load a SAM model by name, from a checkpoint, or wrap a ``Sam`` module.
 
     Parameters
     ----------
-    spec : str, SamModel or segment_anything.modeling.Sam
+    spec : str, SamModel, Sam2Model, segment_anything.modeling.Sam or sam2 SAM2Base
         ``"litemedsam"`` (default, offline), ``"vit_b"``, ``"vit_l"``, ``"vit_h"``,
-        ``"mobile_sam"``, or a model object.
+        ``"mobile_sam"``, ``"sam2.1_hiera_tiny"`` / ``_small`` / ``_base_plus`` / ``_large``
+        (:mod:`napari_samcam.sam.sam2_backend`), or a model object.
     checkpoint : path, optional
         Weights for the named architecture (loaded with ``weights_only=True``).
     image_size : int, optional
@@ -205,9 +214,17 @@ def load_sam_model(
     """
     import torch
 
+    from .sam import sam2_backend
+
     device = default_device(device)
-    if isinstance(spec, SamModel):
+    if isinstance(spec, SamModel | sam2_backend.Sam2Model):
         model = spec
+    elif sam2_backend.is_sam2_module(spec):
+        model = sam2_backend.wrap_sam2(spec, type(spec).__name__)
+    elif isinstance(spec, str) and spec in sam2_backend.SAM2_MODELS:
+        model = sam2_backend.load_sam2(
+            spec, checkpoint=checkpoint, device=device, cache=cache_dir()
+        )
     elif isinstance(spec, torch.nn.Module):
         size = image_size or int(getattr(spec.image_encoder, "img_size", 1024))
         model = SamModel(sam=spec, name=type(spec).__name__, image_size=size, source="python")

@@ -163,6 +163,8 @@ def classifier_ref(spec: Any, **options: Any) -> ModelRef:
 
 def sam_ref(spec: Any, **options: Any) -> ModelRef:
     """A :class:`ModelRef` for a SAM spec (see ``load_segmenter``)."""
+    from ..sam import SamBackend
+    from ..sam.sam2_backend import Sam2Model
     from ..sam_models import SamModel
     from ..segment import Segmenter
 
@@ -172,8 +174,10 @@ def sam_ref(spec: Any, **options: Any) -> ModelRef:
     if isinstance(spec, str):
         token = f"{spec}|{_file_token(options.get('checkpoint'))}"
     elif isinstance(spec, Segmenter):
-        token = f"{spec.name}|{_state_digest(spec.model.sam)}"
-    elif isinstance(spec, SamModel):
+        token = f"{spec.name}|{_state_digest(spec.backend.module)}"
+    elif isinstance(spec, SamBackend):
+        token = f"{spec.name}|{_state_digest(spec.module)}"
+    elif isinstance(spec, SamModel | Sam2Model):
         token = f"{spec.name}|{_state_digest(spec.sam)}"
     else:
         token = f"{type(spec).__name__}|{_state_digest(spec)}"
