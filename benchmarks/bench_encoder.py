@@ -6,8 +6,8 @@ rate is re-measured in every round, interleaved with the encoder runs, so both s
 machine load. Also timed, in the same rounds: upstream ``SamPredictor.set_image`` (the starting
 point), the plain encoder module, each optimisation of ``napari_samcam.sam._fast.accel``
 alone, all of them (the default), and all of them on one thread. ``torch.compile`` is measured
-in fresh subprocesses with an empty and then a warm inductor cache (cold / warm compile time and the
-compiled encoder's run time).
+in fresh subprocesses with an empty and then a warm inductor cache (cold / warm compile time
+and the compiled encoder's run time).
 
 Usage::
 
