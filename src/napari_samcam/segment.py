@@ -638,6 +638,88 @@ class Segmenter:
             preprocess,
         )
 
+    def segment_volume(
+        self,
+        volume: np.ndarray,
+        box: Sequence | np.ndarray,
+        *,
+        key_slice: int,
+        window: tuple[float, float] | None = None,
+        source: str = "sam-volume-box",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Region]:
+        """Segment a 3-D volume from one box on one slice ("Segment volume from this box").
+
+        The box is prompted on ``key_slice`` and carried through the slices after it, then
+        through those before it, by the model's memory of earlier slices (SAM 2's video
+        predictor; other models raise :class:`~napari_samcam.errors.InputError`).
+
+        Parameters
+        ----------
+        volume : numpy.ndarray
+            ``(Z, H, W)`` or ``(Z, H, W, 3|4)``.
+        box : array_like
+            ``(row0, col0, row1, col1)`` on ``key_slice``, end exclusive.
+        key_slice : int
+            The slice the box is drawn on.
+        window : (float, float), optional
+            Intensity window; default: the whole volume's range (the same map for every slice).
+        source : str
+            Region source name for provenance.
+        progress : callable, optional
+            ``progress(done, total)`` over slices.
+
+        Returns
+        -------
+        list of Region
+            One per slice, in slice order; ``prompt`` holds the box, ``key_slice`` and
+            ``slice``, and SAM 2's object score logit of the slice (``object_score``).
+        """
+        import torch
+
+        if not self.backend.propagates:
+            raise InputError(
+                f"segment_volume: SAM model {self.name!r} cannot carry a box through a volume; "
+                "load a SAM 2 model (e.g. 'sam2.1_hiera_tiny', the sam2 extra) or prompt each "
+                "slice."
+            )
+        volume = np.asarray(volume)
+        if volume.ndim not in (3, 4) or volume.shape[0] < 1:
+            raise InputError(
+                f"segment_volume: volume of shape {volume.shape}; pass (Z, H, W) or (Z, H, W, 3)."
+            )
+        depth = volume.shape[0]
+        if not (0 <= int(key_slice) < depth):
+            raise InputError(
+                f"segment_volume: key_slice={key_slice!r} is outside the volume's {depth} slices."
+            )
+        size = tuple(volume.shape[1:3])
+        boxes = check_boxes(box, size, name="box")
+        if boxes is None or len(boxes) != 1:
+            raise PromptError("segment_volume: pass exactly one box (row0, col0, row1, col1).")
+        if window is None:  # one intensity map for every slice (none for a constant volume)
+            low, high = float(np.min(volume)), float(np.max(volume))
+            window = (low, high) if high > low else None
+        frames = torch.cat(
+            [self._prepare(validate_image(volume[z]), window)[0] for z in range(depth)]
+        )
+        r0, c0, r1, c1 = boxes[0]
+        xyxy = np.array([c0, r0, c1 - 1, r1 - 1], dtype=np.float32)
+        masks, scores = self.backend.propagate(
+            frames, int(key_slice), xyxy, size, progress=progress
+        )
+        prompt = {"box": boxes[0].tolist(), "key_slice": int(key_slice)}
+        return [
+            Region(
+                masks[z],
+                source,
+                dict(prompt, slice=z, object_score=float(scores[z])),
+                float("nan"),
+                self.name,
+            )
+            for z in range(depth)
+        ]
+
     def _segment_in_context(
         self, image, key, pts, labels, boxes, context, window, source, prompt_base, progress
     ) -> list[Region]:

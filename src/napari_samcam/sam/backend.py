@@ -123,6 +123,19 @@ class SamBackend(ABC):
 
         return fingerprint(self.module)
 
+    #: Whether :meth:`propagate` can carry a prompt through the frames of a volume.
+    propagates: bool = False
+
+    def propagate(self, frames, key_index: int, box_xyxy, size, *, progress=None):
+        """Carry one box on frame ``key_index`` through the other frames of a volume.
+
+        ``frames``: ``(T, 3, h, w)`` 0-255 intensities at :meth:`input_size`; ``box_xyxy``:
+        ``(x0, y0, x1, y1)`` pixel indices of the key frame; ``size``: ``(H, W)``. Returns bool
+        masks ``(T, H, W)`` and a score per frame. Only families with a memory of earlier frames
+        (SAM 2, :attr:`propagates`) can.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot propagate a prompt")
+
     def mask_generator(self, **options):
         """The family's automatic mask generator on this model (``generate(uint8 RGB)``)."""
         raise InputError(

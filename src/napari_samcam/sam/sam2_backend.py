@@ -113,13 +113,19 @@ def _checkpoint_state(path: Path) -> dict:
 
 
 def load_sam2(
-    name: str, *, checkpoint: str | Path | None = None, device: Any = "cpu", cache: Path
+    name: str,
+    *,
+    checkpoint: str | Path | None = None,
+    device: Any = "cpu",
+    cache: Path,
+    overrides: tuple[str, ...] = (),
 ) -> Sam2Model:
     """Build ``name`` and load its checkpoint strictly (``weights_only``; errors name the file).
 
     No SHA-256 of the published SAM 2.1 files is pinned here, so they are never downloaded:
     download the file from :data:`_URL` yourself, check it, and pass ``checkpoint=`` (or put
-    it in ``cache``).
+    it in ``cache``). ``overrides``: Hydra overrides of the config (e.g. a MedSAM2 checkpoint
+    trained at another ``++model.image_size``).
     """
     from ..classifiers import load_state_strict
 
@@ -136,7 +142,7 @@ def load_sam2(
             "or pass checkpoint=PATH (CLI: --sam-checkpoint PATH). It is not downloaded "
             "automatically because no SHA-256 of it is pinned."
         )
-    model = build_sam2_model(name, device="cpu")
+    model = build_sam2_model(name, device="cpu", overrides=overrides)
     load_state_strict(model, _checkpoint_state(path), what=f"SAM 2 checkpoint {str(path)!r}")
     model.to(str(device)).eval()
     return Sam2Model(
@@ -162,6 +168,7 @@ class Sam2Backend(SamBackend):
     """A SAM 2 model behind :class:`~napari_samcam.sam.backend.SamBackend`."""
 
     mask_threshold = 0.0
+    propagates = True
 
     def __init__(self, model: Sam2Model):
         super().__init__(model)
@@ -242,6 +249,11 @@ class Sam2Backend(SamBackend):
             high_res_features=features["high_res_feats"],
         )
         return low, iou
+
+    def propagate(self, frames, key_index, box_xyxy, size, *, progress=None):
+        return propagate_box(
+            self, self.normalized(frames), key_index, box_xyxy, size, progress=progress
+        )
 
     def mask_generator(self, **options):
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
