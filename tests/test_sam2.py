@@ -31,7 +31,7 @@ def sam2_tiny():
 @pytest.fixture(scope="module")
 def small_sam2():
     """SAM 2.1 tiny at a 256 px input: the video predictor's path, four times fewer pixels."""
-    torch.manual_seed(1)
+    torch.manual_seed(0)
     return build_sam2_model("sam2.1_hiera_tiny", overrides=("++model.image_size=256",))
 
 
@@ -112,7 +112,7 @@ def _reference_volume(model, frames, key, xyxy, size, monkeypatch):
 
 @pytest.mark.slow
 def test_sam2_volume_from_a_box_equals_the_video_predictor(small_sam2, monkeypatch):
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(0)
     volume = rng.random((4, 48, 40)).astype(np.float32)
     volume[:, 10:30, 12:30] += 1.5
     segmenter = Segmenter(load_sam_model(small_sam2, device="cpu"))
@@ -165,7 +165,7 @@ def test_sam2_checkpoint_loads_as_data_and_errors_name_the_file(small_sam2, tmp_
 
     wrong = tmp_path / "wrong.pt"
     torch.save({"model": {"image_encoder.x": torch.zeros(1)}}, wrong)
-    with pytest.raises(Exception, match="wrong.pt"):
+    with pytest.raises(Exception, match=r"wrong\.pt"):
         sam2_backend.load_sam2("sam2.1_hiera_tiny", checkpoint=wrong, cache=tmp_path)
 
     class Payload:
@@ -174,13 +174,13 @@ def test_sam2_checkpoint_loads_as_data_and_errors_name_the_file(small_sam2, tmp_
 
     evil = tmp_path / "evil.pt"
     torch.save({"model": Payload()}, evil)
-    with pytest.raises(Exception, match="evil.pt"):
+    with pytest.raises(Exception, match=r"evil\.pt"):
         sam2_backend.load_sam2("sam2.1_hiera_tiny", checkpoint=evil, cache=tmp_path)
 
 
 def test_sam2_names_without_a_checkpoint_say_where_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("SAMCAM_CACHE", str(tmp_path))
-    with pytest.raises(ModelNotAvailableError, match="sam2.1_hiera_small.pt") as info:
+    with pytest.raises(ModelNotAvailableError, match=r"sam2\.1_hiera_small\.pt") as info:
         load_sam_model("sam2.1_hiera_small")
     assert "dl.fbaipublicfiles.com/segment_anything_2/092824" in str(info.value)
     assert str(tmp_path) in str(info.value)
