@@ -184,3 +184,47 @@ def test_sam2_names_without_a_checkpoint_say_where_to_get_one(tmp_path, monkeypa
         load_sam_model("sam2.1_hiera_small")
     assert "dl.fbaipublicfiles.com/segment_anything_2/092824" in str(info.value)
     assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.slow
+def test_samcam_segment_volume_from_box_writes_the_apis_masks(small_sam2, tmp_path, monkeypatch):
+    import json
+
+    import tifffile
+
+    import napari_samcam.segment as segment
+    from napari_samcam.cli import main
+
+    rng = np.random.default_rng(0)
+    volume = rng.random((3, 40, 36)).astype(np.float32)
+    volume[:, 8:28, 10:26] += 1.5
+    path = tmp_path / "volume.tif"
+    tifffile.imwrite(path, volume, photometric="minisblack")
+    segmenter = Segmenter(load_sam_model(small_sam2, device="cpu"))
+    monkeypatch.setattr(segment, "load_segmenter", lambda *a, **k: segmenter)
+    out = tmp_path / "out"
+    args = ["segment", str(path), "--volume-from-box", "--slice", "2", "--box", "6,8,30,28"]
+    assert main([*args, "--out", str(out)]) == 0
+    masks = tifffile.imread(out / "masks.tif")
+    info = json.loads((out / "regions.json").read_text())
+    expected = segmenter.segment_volume(volume, (6, 8, 30, 28), key_slice=2)
+    assert masks.shape == (3, 40, 36)
+    np.testing.assert_array_equal(masks.astype(bool), np.stack([r.mask for r in expected]))
+    assert [r["prompt"]["slice"] for r in info["regions"]] == [0, 1, 2]
+    assert {r["prompt"]["key_slice"] for r in info["regions"]} == {2}
+    assert [r["area"] for r in info["regions"]] == [r.area for r in expected]
+
+
+def test_samcam_segment_volume_from_box_needs_one_box_and_a_volume(tmp_path, capsys):
+    import tifffile
+
+    from napari_samcam.cli import main
+
+    path = tmp_path / "flat.tif"
+    tifffile.imwrite(path, np.zeros((20, 20), dtype=np.float32))
+    args = ["segment", str(path), "--volume-from-box", "--out", str(tmp_path / "o")]
+    assert main([*args, "--box", "1,1,9,9", "--box", "2,2,8,8"]) == 2
+    assert "exactly one --box" in capsys.readouterr().err
+    assert main([*args, "--box", "1,1,9,9", "--slice", "0"]) == 2
+    assert "2-D image" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
