@@ -45,7 +45,7 @@ def _viewer_with_box(make_napari_viewer, key: int):
     return viewer, image
 
 
-def test_volume_button_says_which_models_can(make_napari_viewer, qtbot, tiny_segmenter, notes):
+def test_volume_button_says_which_models_can(make_napari_viewer, qtbot, tiny_segmenter, notes):  # noqa: F811
     viewer, _ = _viewer_with_box(make_napari_viewer, 1)
     widget = dock_widget(viewer, qtbot, tiny_segmenter)
     widget.shapes.value = viewer.layers["volume boxes"]
@@ -56,7 +56,7 @@ def test_volume_button_says_which_models_can(make_napari_viewer, qtbot, tiny_seg
 
 
 @pytest.mark.slow
-def test_volume_button_gives_one_region_per_slice(make_napari_viewer, qtbot, notes):
+def test_volume_button_gives_one_region_per_slice(make_napari_viewer, qtbot, notes):  # noqa: F811
     sam2 = pytest.importorskip("sam2")
     assert sam2
     import torch
