@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .classifiers import default_device, load_checkpoint, load_state_strict
 from .errors import InputError, ModelNotAvailableError
+from .sam import sam_families
+from .sam.types import SamModel
 
 __all__ = ["SAM_MODELS", "SamModel", "cache_dir", "load_sam_model"]
 
@@ -40,47 +41,13 @@ SAM_MODELS = {
     "vit_l": "Segment Anything ViT-L (checkpoint sam_vit_l_0b3195.pth)",
     "vit_h": "Segment Anything ViT-H (checkpoint sam_vit_h_4b8939.pth)",
     "mobile_sam": "MobileSAM (needs the mobile_sam package and mobile_sam.pt)",
-    "sam2.1_hiera_tiny": "SAM 2.1 Hiera-T (the sam2 extra; checkpoint sam2.1_hiera_tiny.pt)",
-    "sam2.1_hiera_small": "SAM 2.1 Hiera-S (the sam2 extra; checkpoint sam2.1_hiera_small.pt)",
-    "sam2.1_hiera_base_plus": "SAM 2.1 Hiera-B+ (the sam2 extra; checkpoint "
-    "sam2.1_hiera_base_plus.pt)",
-    "sam2.1_hiera_large": "SAM 2.1 Hiera-L (the sam2 extra; checkpoint sam2.1_hiera_large.pt)",
+    **{name: text for family in sam_families() for name, text in family.NAMES.items()},
 }
 
 
 def cache_dir() -> Path:
     """Where downloaded checkpoints live: ``$SAMCAM_CACHE`` or ``~/.cache/napari-samcam``."""
     return Path(os.environ.get("SAMCAM_CACHE", Path.home() / ".cache" / "napari-samcam"))
-
-
-@dataclass
-class SamModel:
-    """A Segment Anything model with its input conventions.
-
-    Attributes
-    ----------
-    sam : segment_anything.modeling.Sam
-        Image encoder, prompt encoder and mask decoder; ``pixel_mean`` / ``pixel_std`` buffers
-        hold the normalisation of 0-255 intensities.
-    name : str
-    image_size : int
-        Long side of the encoder input (1024 for SAM, 256 for LiteMedSAM).
-    box_only : bool
-        Trained with box prompts only: point prompts are answered by boxes chosen around the
-        clicks (:mod:`napari_samcam.point_prompts`).
-    version : str
-    source : str
-    family : str
-        Which backend serves it (:func:`napari_samcam.sam.make_backend`).
-    """
-
-    sam: Any
-    name: str
-    image_size: int
-    box_only: bool = False
-    version: str = ""
-    source: str = ""
-    family: str = "segment_anything"
 
 
 def litemedsam_architecture():
@@ -193,6 +160,16 @@ def _resolve_checkpoint(name: str, checkpoint, download: bool) -> Path:
     )
 
 
+def _family_of(spec: Any):
+    """The family module (:func:`napari_samcam.sam.sam_families`) that names or owns ``spec``."""
+    for family in sam_families():
+        if isinstance(spec, str) and spec in family.NAMES:
+            return family
+        if not isinstance(spec, str) and family.owns(spec):
+            return family
+    return None
+
+
 def load_sam_model(
     spec: Any = "litemedsam",
     *,
@@ -205,10 +182,11 @@ def load_sam_model(
 
     Parameters
     ----------
-    spec : str, SamModel, Sam2Model, segment_anything.modeling.Sam or sam2 SAM2Base
+    spec : str, SamModel or model module
         ``"litemedsam"`` (default, offline), ``"vit_b"``, ``"vit_l"``, ``"vit_h"``,
-        ``"mobile_sam"``, ``"sam2.1_hiera_tiny"`` / ``_small`` / ``_base_plus`` / ``_large``
-        (:mod:`napari_samcam.sam.sam2_backend`), or a model object.
+        ``"mobile_sam"``, a name of another family (:func:`napari_samcam.sam.sam_families`,
+        e.g. ``"sam2.1_hiera_tiny"``), a ``segment_anything`` ``Sam`` or another family's model
+        module.
     checkpoint : path, optional
         Weights for the named architecture (loaded with ``weights_only=True``).
     image_size : int, optional
@@ -221,17 +199,14 @@ def load_sam_model(
     """
     import torch
 
-    from .sam import sam2_backend
-
     device = default_device(device)
-    if isinstance(spec, SamModel | sam2_backend.Sam2Model):
+    family = _family_of(spec)
+    if isinstance(spec, SamModel):
         model = spec
-    elif sam2_backend.is_sam2_module(spec):
-        model = sam2_backend.wrap_sam2(spec, type(spec).__name__)
-    elif isinstance(spec, str) and spec in sam2_backend.SAM2_MODELS:
-        model = sam2_backend.load_sam2(
-            spec, checkpoint=checkpoint, device=device, cache=cache_dir()
-        )
+    elif family is not None and isinstance(spec, str):
+        model = family.load(spec, checkpoint=checkpoint, device=device, cache=cache_dir())
+    elif family is not None:
+        model = family.adopt(spec)
     elif isinstance(spec, torch.nn.Module):
         size = image_size or int(getattr(spec.image_encoder, "img_size", 1024))
         model = SamModel(sam=spec, name=type(spec).__name__, image_size=size, source="python")

@@ -143,7 +143,7 @@ class Segmenter:
 
     Parameters
     ----------
-    model : SamModel, Sam2Model or SamBackend
+    model : SamModel or SamBackend
         From :func:`~napari_samcam.sam_models.load_sam_model` (its backend is made by
         :func:`napari_samcam.sam.make_backend`), or a backend.
     cache_size : int
@@ -765,7 +765,7 @@ def load_segmenter(
 
     Parameters
     ----------
-    spec : str, SamModel, Sam2Model or model module
+    spec : str, SamModel or model module
         See :func:`~napari_samcam.sam_models.load_sam_model`; ``"litemedsam"`` by default.
     checkpoint, device, download
         Passed to :func:`~napari_samcam.sam_models.load_sam_model`.

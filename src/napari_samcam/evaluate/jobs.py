@@ -163,9 +163,7 @@ def classifier_ref(spec: Any, **options: Any) -> ModelRef:
 
 def sam_ref(spec: Any, **options: Any) -> ModelRef:
     """A :class:`ModelRef` for a SAM spec (see ``load_segmenter``)."""
-    from ..sam import SamBackend
-    from ..sam.sam2_backend import Sam2Model
-    from ..sam_models import SamModel
+    from ..sam import SamBackend, SamModel
     from ..segment import Segmenter
 
     if isinstance(spec, ModelRef):
@@ -177,7 +175,7 @@ def sam_ref(spec: Any, **options: Any) -> ModelRef:
         token = f"{spec.name}|{_state_digest(spec.backend.module)}"
     elif isinstance(spec, SamBackend):
         token = f"{spec.name}|{_state_digest(spec.module)}"
-    elif isinstance(spec, SamModel | Sam2Model):
+    elif isinstance(spec, SamModel):
         token = f"{spec.name}|{_state_digest(spec.sam)}"
     else:
         token = f"{type(spec).__name__}|{_state_digest(spec)}"

@@ -15,23 +15,38 @@ from typing import Any
 
 from ..errors import InputError
 from .backend import Prompts, SamBackend
-from .types import Embedding, Region, context_crop, to_sam_coords
+from .types import Embedding, Region, SamModel, context_crop, to_sam_coords
 
 __all__ = [
     "Embedding",
     "Prompts",
     "Region",
     "SamBackend",
+    "SamModel",
     "context_crop",
     "make_backend",
+    "sam_families",
     "to_sam_coords",
 ]
+
+
+def sam_families() -> tuple:
+    """The modules of the SAM families beyond ``segment_anything``'s, one per family.
+
+    Each has ``FAMILY`` (its :attr:`SamModel.family`), ``NAMES`` (model name -> one line),
+    ``load(name, *, checkpoint, device, cache)`` and ``adopt(module)`` (-> ``SamModel``),
+    ``owns(module)`` and ``backend(model)`` (-> :class:`SamBackend`). A new family is a new
+    module and a line here.
+    """
+    from . import sam2_backend
+
+    return (sam2_backend,)
 
 
 def make_backend(
     model: Any, *, accelerate: bool = True, compile_encoder: bool = False
 ) -> SamBackend:
-    """The backend of a loaded model (its ``family``); a backend is returned as it is.
+    """The backend of a loaded model (by its ``family``); a backend is returned as it is.
 
     ``accelerate`` / ``compile_encoder`` choose the fast variant where a family has one.
     """
@@ -42,10 +57,9 @@ def make_backend(
         from ._fast.backend import fast_or_plain
 
         return fast_or_plain(model, accelerate=accelerate, compile_encoder=compile_encoder)
-    if family == "sam2":
-        from .sam2_backend import Sam2Backend
-
-        return Sam2Backend(model)
+    for module in sam_families():
+        if family == module.FAMILY:
+            return module.backend(model)
     raise InputError(
         f"SAM model {getattr(model, 'name', model)!r} of family {family!r} has no backend; "
         "load it with napari_samcam.load_sam_model."

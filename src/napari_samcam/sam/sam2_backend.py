@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,25 @@ import numpy as np
 
 from ..errors import InputError, ModelNotAvailableError
 from .backend import Prompts, SamBackend
+from .types import SamModel
 from .upsample import MaskUpsampler
 
-__all__ = ["SAM2_MODELS", "Sam2Backend", "Sam2Model", "load_sam2", "propagate_box"]
+__all__ = [
+    "FAMILY",
+    "NAMES",
+    "SAM2_MODELS",
+    "Sam2Backend",
+    "adopt",
+    "backend",
+    "build_sam2_model",
+    "load",
+    "load_sam2",
+    "owns",
+    "propagate_box",
+]
+
+#: :attr:`~napari_samcam.sam.types.SamModel.family` of SAM 2 models.
+FAMILY = "sam2"
 
 #: Name -> (config inside the sam2 package, checkpoint file name). The files are published at
 #: https://dl.fbaipublicfiles.com/segment_anything_2/092824/<file> (Apache-2.0).
@@ -39,6 +54,11 @@ SAM2_MODELS = {
     "sam2.1_hiera_base_plus": ("configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt"),
     "sam2.1_hiera_large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt"),
 }
+#: Model name -> one line (listed by :data:`napari_samcam.sam_models.SAM_MODELS`).
+NAMES = {
+    name: f"SAM 2.1 {name.split('_hiera_')[1]} (the sam2 extra; checkpoint {file})"
+    for name, (_, file) in SAM2_MODELS.items()
+}
 _URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{}"
 _INSTALL = (
     "pip install wheel setuptools && SAM2_BUILD_CUDA=0 pip install --no-build-isolation "
@@ -46,27 +66,6 @@ _INSTALL = (
 )
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Sam2Model:
-    """A SAM 2 model (a ``SAM2VideoPredictor``, which is also the image model) and its name.
-
-    Attributes
-    ----------
-    sam : sam2.sam2_video_predictor.SAM2VideoPredictor
-    name, version, source : str
-    image_size : int
-        Side of the square encoder input (1024 for the published models).
-    """
-
-    sam: Any
-    name: str
-    image_size: int
-    version: str = ""
-    source: str = ""
-    box_only: bool = False
-    family: str = "sam2"
 
 
 def _require_sam2():
@@ -119,7 +118,7 @@ def load_sam2(
     device: Any = "cpu",
     cache: Path,
     overrides: tuple[str, ...] = (),
-) -> Sam2Model:
+) -> SamModel:
     """Build ``name`` and load its checkpoint strictly (``weights_only``; errors name the file).
 
     No SHA-256 of the published SAM 2.1 files is pinned here, so they are never downloaded:
@@ -145,17 +144,21 @@ def load_sam2(
     model = build_sam2_model(name, device="cpu", overrides=overrides)
     load_state_strict(model, _checkpoint_state(path), what=f"SAM 2 checkpoint {str(path)!r}")
     model.to(str(device)).eval()
-    return Sam2Model(
-        sam=model, name=name, image_size=int(model.image_size), source=str(path), version=""
+    return SamModel(
+        sam=model,
+        name=name,
+        image_size=int(model.image_size),
+        source=str(path),
+        family=FAMILY,
     )
 
 
-def wrap_sam2(module: Any, name: str = "sam2") -> Sam2Model:
-    """A :class:`Sam2Model` around a ``SAM2Base`` module built elsewhere (e.g. random weights)."""
-    return Sam2Model(sam=module, name=name, image_size=int(module.image_size), source="python")
+def load(name: str, *, checkpoint=None, device: Any = "cpu", cache: Path) -> SamModel:
+    """:func:`load_sam2` (the family interface of :func:`napari_samcam.sam.sam_families`)."""
+    return load_sam2(name, checkpoint=checkpoint, device=device, cache=cache)
 
 
-def is_sam2_module(module: Any) -> bool:
+def owns(module: Any) -> bool:
     """Whether ``module`` is a ``sam2`` ``SAM2Base`` (False when sam2 is not installed)."""
     try:
         from sam2.modeling.sam2_base import SAM2Base
@@ -164,13 +167,29 @@ def is_sam2_module(module: Any) -> bool:
     return isinstance(module, SAM2Base)
 
 
+def adopt(module: Any) -> SamModel:
+    """A :class:`SamModel` around a ``SAM2Base`` built elsewhere (e.g. random weights)."""
+    return SamModel(
+        sam=module,
+        name=type(module).__name__,
+        image_size=int(module.image_size),
+        source="python",
+        family=FAMILY,
+    )
+
+
+def backend(model: SamModel) -> Sam2Backend:
+    """The backend of a SAM 2 :class:`SamModel`."""
+    return Sam2Backend(model)
+
+
 class Sam2Backend(SamBackend):
     """A SAM 2 model behind :class:`~napari_samcam.sam.backend.SamBackend`."""
 
     mask_threshold = 0.0
     propagates = True
 
-    def __init__(self, model: Sam2Model):
+    def __init__(self, model: SamModel):
         super().__init__(model)
         self.sam = model.sam
 

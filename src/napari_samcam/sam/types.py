@@ -11,7 +11,39 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Embedding", "Region", "context_crop", "to_sam_coords"]
+__all__ = ["Embedding", "Region", "SamModel", "context_crop", "to_sam_coords"]
+
+
+@dataclass
+class SamModel:
+    """A Segment Anything model with its input conventions.
+
+    Attributes
+    ----------
+    sam : torch.nn.Module
+        The model: a ``segment_anything.modeling.Sam`` (image encoder, prompt encoder, mask
+        decoder; ``pixel_mean`` / ``pixel_std`` buffers normalise 0-255 intensities), or the
+        family's own module (e.g. SAM 2's ``SAM2VideoPredictor``).
+    name : str
+    image_size : int
+        Long side of the encoder input (1024 for SAM, 256 for LiteMedSAM).
+    box_only : bool
+        Trained with box prompts only: point prompts are answered by boxes chosen around the
+        clicks (:mod:`napari_samcam.point_prompts`).
+    version : str
+    source : str
+    family : str
+        Which backend serves it (:func:`napari_samcam.sam.make_backend`):
+        ``"segment_anything"`` or a family module's ``FAMILY`` (e.g. ``"sam2"``).
+    """
+
+    sam: Any
+    name: str
+    image_size: int
+    box_only: bool = False
+    version: str = ""
+    source: str = ""
+    family: str = "segment_anything"
 
 
 @dataclass
