@@ -20,6 +20,7 @@ PACKAGE = "napari_samcam"
 SAM_SIDE_PREFIXES = (
     "napari_samcam.sam",
     "napari_samcam.segment",
+    "napari_samcam.embedding_keys",
     "napari_samcam.point_prompts",
     "napari_samcam.text",
     "napari_samcam.sam_models",
