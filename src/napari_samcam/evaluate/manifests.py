@@ -81,6 +81,9 @@ class Item:
         Where in the manifest the item comes from, for error messages.
     image_id : str
         The dataset's own name of the image (CheXlocalize's ``img_id``), ``""`` if none.
+    readers : dict or None
+        Several readers' boxes of this finding (reader id -> boxes, ``[]`` for a reader who
+        did not mark it), each reader a region source ``reader:<id>``; ``None`` if one reader.
     """
 
     image: str
@@ -93,6 +96,7 @@ class Item:
     boxes_from_mask: bool = False
     where: str = ""
     image_id: str = ""
+    readers: dict | None = None
 
     @property
     def positive(self) -> bool:
@@ -114,6 +118,7 @@ class Item:
                 "mask": mask,
                 "boxes": [list(map(int, b)) for b in self.boxes],
                 "boxes_from_mask": self.boxes_from_mask,
+                **({"readers": self.readers} if self.readers is not None else {}),
             },
             sort_keys=True,
             default=str,
@@ -341,7 +346,11 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
     if not path.is_file():
         raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
     root = Path(image_root) if image_root is not None else path.parent
-    if path.suffix.lower() == ".csv":
+    from ..datasets import detect_dataset, load_dataset
+
+    if detect_dataset(path) is not None:  # NIH, RSNA, SIIM, VinDr files as distributed
+        items = load_dataset(path, image_root=root)
+    elif path.suffix.lower() == ".csv":
         try:
             items = _read_csv(path, root)
         except UnicodeDecodeError as exc:
