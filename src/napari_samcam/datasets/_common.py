@@ -155,7 +155,7 @@ def items_from(annotations: Annotations, root: Path) -> list[Item]:
         path = found[entry.image]
         where = f"annotation file {name!r}, {_lines(entry.lines)} ({entry.image}, {entry.finding})"
         if path is None:
-            missing.append(where)
+            missing.extend(entry.lines)
             continue
         mask = {"rle": entry.rle} if entry.rle else None
         items.append(
@@ -183,10 +183,12 @@ def items_from(annotations: Annotations, root: Path) -> list[Item]:
             else f"annotation file {name!r} annotates no finding."
         )
     if missing:
+        lines = sorted(missing)
         warnings.warn(
-            f"{len(missing)} of {len(annotations.entries)} annotations have no image under "
-            f"{str(root)!r} and are left out: {'; '.join(missing[:5])}"
-            f"{' ...' if len(missing) > 5 else ''}.",
+            f"annotation file {name!r}: {len(annotations.entries) - len(items)} of "
+            f"{len(annotations.entries)} annotated images are not under {str(root)!r} and are "
+            f"left out (lines {', '.join(map(str, lines[:8]))}{', ...' if len(lines) > 8 else ''})"
+            ".",
             UserWarning,
             stacklevel=3,
         )
