@@ -173,22 +173,24 @@ def items_from(annotations: Annotations, root: Path) -> list[Item]:
                 readers=None if entry.readers is None else dict(entry.readers),
             )
         )
+    total = len(annotations.entries)
     if not items:
+        if not total:
+            raise InputError(f"annotation file {name!r} annotates no finding.")
+        example = annotations.entries[0].image
         raise InputError(
-            f"annotation file {name!r}: none of its {len(annotations.entries)} annotated images "
-            f"is under {str(root)!r} (looked for e.g. {annotations.entries[0].image!r} with "
-            f"{', '.join(annotations.suffixes)}); pass the folder holding the downloaded "
+            f"annotation file {name!r}: none of its {total} annotations (an image and a "
+            f"finding each) has its image under {str(root)!r} (looked for e.g. {example!r} "
+            f"with {', '.join(annotations.suffixes)}); pass the folder holding the downloaded "
             "images (CLI: --images DIR)."
-            if annotations.entries
-            else f"annotation file {name!r} annotates no finding."
         )
     if missing:
         lines = sorted(missing)
+        shown = ", ".join(map(str, lines[:8])) + (", ..." if len(lines) > 8 else "")
         warnings.warn(
-            f"annotation file {name!r}: {len(annotations.entries) - len(items)} of "
-            f"{len(annotations.entries)} annotated images are not under {str(root)!r} and are "
-            f"left out (lines {', '.join(map(str, lines[:8]))}{', ...' if len(lines) > 8 else ''})"
-            ".",
+            f"annotation file {name!r}: {total - len(items)} of {total} annotations (an image "
+            f"and a finding each) have no image under {str(root)!r} and are left out (lines "
+            f"{shown}).",
             UserWarning,
             stacklevel=3,
         )

@@ -624,7 +624,8 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     continue
                 if source == "readers":
                     for region in reader_regions(item.readers, shape):
-                        fixed.append(region)
+                        if region.area:  # a reader who did not mark the finding has no score
+                            fixed.append(region)
                         add_region_row(item, region, mask, "", "")
                     continue
                 region = annotation_region(
