@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import warnings
 import zipfile
@@ -352,3 +353,70 @@ def test_real_files_parse_without_warnings():
         warnings.simplefilter("error")
         for path in (NIH, RSNA, SIIM, VINDR):
             read_annotations(path)
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: `samcam evaluate` on stand-in images at the files' names and sizes
+
+END_TO_END = {
+    # dataset: (annotation file, stand-in images, region sources)
+    "nih": (NIH, 20, ["box"]),
+    "rsna": (RSNA, 20, ["box"]),
+    "siim": (SIIM, 20, ["ground-truth", "box"]),
+    "vindr": (VINDR, 10, ["box", "sam-box", "readers"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", list(END_TO_END))
+def test_samcam_evaluate_on_standin_images(tmp_path, dataset):
+    """Each dataset's annotation file evaluated as distributed, on stand-in images with a lesion
+    in each annotated box: every annotation of those images scored, with the saliency of the
+    built-in lesion detector ranking the annotated pixels above the rest."""
+    import pandas as pd
+
+    from napari_samcam.cli import main
+    from napari_samcam.datasets.standins import write_standins
+
+    path, n_images, regions = END_TO_END[dataset]
+    written = write_standins(read_annotations(path), tmp_path / "images", n_images)
+    assert len(written) == n_images
+    names = {p.name.removesuffix(p.suffix) for p in written} | {p.name for p in written}
+    rows = [r for r in _rows(path) if r[0] in names]
+    expected = {
+        "nih": lambda r: (r[0], r[1]),
+        "rsna": lambda r: r[0] if r[5] == "1" else None,
+        "siim": lambda r: r[0] if r[1].strip() != "-1" else None,
+        "vindr": lambda r: (r[0], r[1]) if r[1] != "No finding" else None,
+    }[dataset]
+    n_items = len({expected(r) for r in rows} - {None})
+    out = tmp_path / "out"
+    args = ["evaluate", str(path), "--images", str(tmp_path / "images"), "--out", str(out)]
+    args += ["--regions", *regions, "--context", "0", "--bootstrap", "200", "--quiet"]
+    with pytest.warns(UserWarning, match="left out"):  # the images not written
+        assert main([*args, "--no-plots", "--gallery", "0"]) == 0
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert metrics["image"].nunique() == n_images
+    assert metrics["item"].nunique() == n_items
+    assert set(metrics["class"]) <= set(xrv.datasets.default_pathologies) | {
+        "ILD",
+        "Calcification",
+    }
+    auroc = metrics[metrics["metric"] == "auroc"]
+    assert auroc["value"].between(0, 1).all()
+    for source in regions:
+        if source != "readers":
+            values = auroc.loc[auroc["region_source"] == source, "value"]
+            assert len(values) == n_items
+            assert values.median() > (0.6 if dataset == "vindr" else 0.75), source
+    if dataset == "vindr":
+        agreement = pd.read_csv(out / "reader_agreement.csv")
+        shown = agreement[(agreement["group"] == "all") & (agreement["metric"] == "iou")]
+        assert set(shown["comparison"]) == {
+            "reader-vs-reader",
+            "box-vs-reader",
+            "sam-box-vs-reader",
+        }
+        boxes = pd.read_csv(out / "reader_regions.csv").set_index("group")
+        assert 0 < boxes.loc["all", "iou"] < 1
+        assert "reader_agreement" in json.loads((out / "summary.json").read_text())

@@ -12,6 +12,7 @@ how a model does on the real images.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = ["standin_image", "write_standins"]
 LESION_CONTRAST = 0.3
 
 
+@lru_cache(maxsize=4)
 def _background(shape: tuple[int, int]) -> np.ndarray:
     from skimage.transform import resize
 
@@ -48,7 +50,7 @@ def standin_image(entries: list[Entry], shape: tuple[int, int]) -> np.ndarray:
 
     from ..evaluate.manifests import decode_rle
 
-    image = _background(shape)
+    image = _background(tuple(shape)).copy()
     lesion = np.zeros(shape, dtype=np.float32)
     rows, cols = np.ogrid[: shape[0], : shape[1]]
     for entry in entries:
