@@ -196,7 +196,7 @@ def reader_score_agreement(metrics, *, n_resamples: int = 1000, seed: int = 0):
                         paired = [(value, v) for v in per_item[item].values()]
                         comparisons.setdefault(name, {})[item] = paired
         for name, by_item in comparisons.items():
-            for label in ["all", *sorted(set(classes))]:
+            for label in ["all", *sorted(set(classes) - {""})]:  # no class: "all" only
                 chosen = [i for i in by_item if label == "all" or classes.get(i) == label]
                 if not chosen:
                     continue
@@ -252,7 +252,7 @@ def reader_region_agreement(regions, *, n_resamples: int = 1000, seed: int = 0):
         if ious:
             per_item.append((group["class"].iloc[0], ious))
     rows = []
-    for label in ["all", *sorted({c for c, _ in per_item})]:
+    for label in ["all", *sorted({c for c, _ in per_item} - {""})]:
         kept = [ious for c, ious in per_item if label == "all" or c == label]
         if not kept:
             continue
