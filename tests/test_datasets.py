@@ -420,3 +420,20 @@ def test_samcam_evaluate_on_standin_images(tmp_path, dataset):
         boxes = pd.read_csv(out / "reader_regions.csv").set_index("group")
         assert 0 < boxes.loc["all", "iou"] < 1
         assert "reader_agreement" in json.loads((out / "summary.json").read_text())
+
+
+def test_nih_boxes_are_checked_against_the_label_list_next_to_them(tmp_path):
+    (tmp_path / "BBox_List_2017.csv").write_text(
+        NIH_HEAD + "a.png,Infiltrate,1,1,5,5\nb.png,Mass,1,1,5,5\nc.png,Nodule,1,1,5,5\n"
+    )
+    (tmp_path / "Data_Entry_2017_v2020.csv").write_text(
+        "Image Index,Finding Labels,Follow-up #\na.png,Infiltration|Mass,0\nb.png,Nodule,0\n"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = read_nih(tmp_path / "BBox_List_2017.csv")
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2  # a.png's Infiltrate is listed as Infiltration: no warning
+    assert "line 3" in messages[0] and "'b.png' is not listed with 'Mass'" in messages[0]
+    assert "line 4" in messages[1] and "'c.png'" in messages[1]
+    assert parsed.n_boxes == 3  # warned about, still read
