@@ -104,15 +104,9 @@ def parse_readers_cell(cell: str, where: str) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _pair_stats(pairs: list[list[tuple[float, float]]]) -> np.ndarray:
-    """Per item: pairs, sum |x - y|, and the sums Pearson's r needs (both orders)."""
-    rows = []
-    for item_pairs in pairs:
-        x = np.array([p[0] for p in item_pairs], dtype=np.float64)
-        y = np.array([p[1] for p in item_pairs], dtype=np.float64)
-        sums = [np.abs(x - y).sum(), x.sum(), y.sum(), (x * x).sum(), (y * y).sum()]
-        rows.append([len(x), *sums, (x * y).sum()])
-    return np.array(rows, dtype=np.float64).reshape(-1, 7)
+#: Per-item sums behind MAD and Pearson r: pairs, sum |x - y|, sum x, sum y, sum x^2, sum y^2,
+#: sum xy.
+_STATS = ["n", "absdiff", "sx", "sy", "sxx", "syy", "sxy"]
 
 
 def _item_bootstrap(stats: np.ndarray, statistic, n_resamples: int, seed: int) -> list:
@@ -121,23 +115,18 @@ def _item_bootstrap(stats: np.ndarray, statistic, n_resamples: int, seed: int) -
     estimate = np.atleast_1d(statistic(stats.sum(0)))
     rng = np.random.default_rng(seed)
     n = len(stats)
+    block = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
     draws = []
-    for start in range(0, n_resamples, 100):
-        size = min(100, n_resamples - start)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        draws.append(np.atleast_2d(statistic((weights @ stats).T)))
+    for start in range(0, n_resamples, block):
+        size = min(block, n_resamples - start)
+        sums = stats[rng.integers(0, n, size=(size, n))].sum(axis=1)
+        draws.append(np.atleast_2d(statistic(sums.T)))
     boot = np.concatenate(draws, axis=1)
     out = []
     for k, value in enumerate(estimate):
         values = boot[k][np.isfinite(boot[k])]
-        low, high = (
-            np.percentile(values, [2.5, 97.5])
-            if n > 1 and len(values) > 1
-            else (
-                math.nan,
-                math.nan,
-            )
-        )
+        defined = n > 1 and len(values) > 1
+        low, high = np.percentile(values, [2.5, 97.5]) if defined else (math.nan, math.nan)
         out.append([float(value), float(low), float(high)])
     return out
 
@@ -148,6 +137,48 @@ def _mad_and_r(totals: np.ndarray) -> np.ndarray:
         mad = absdiff / n
         r = (sxy - sx * sy / n) / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n))
     return np.stack([mad, r])
+
+
+def _between_readers(readers):
+    """Per item, the sums of :data:`_STATS` over every ordered pair of two of its readers."""
+    ordered = readers.sort_values(["item", "value"], kind="stable")
+    by_item = ordered.groupby("item", sort=False)["value"]
+    k = by_item.transform("size").to_numpy(dtype=np.float64)
+    rank = by_item.cumcount().to_numpy(dtype=np.float64)
+    value = ordered["value"].to_numpy(dtype=np.float64)
+    # Sorted ascending, sum over i < j of v_j - v_i = sum_i v_i (2 rank_i - k + 1).
+    frame = ordered.assign(gap=value * (2 * rank - k + 1), v=value, v2=value * value, k=k)
+    sums = frame.groupby("item", sort=False).agg(
+        k=("k", "first"), gap=("gap", "sum"), s=("v", "sum"), s2=("v2", "sum")
+    )
+    sums = sums[sums["k"] >= 2]
+    k, s, s2 = sums["k"], sums["s"], sums["s2"]
+    sx, sxx = (k - 1) * s, (k - 1) * s2
+    return _stats_frame(sums.index, [k * (k - 1), 2 * sums["gap"], sx, sx, sxx, sxx, s * s - s2])
+
+
+def _against_readers(readers, other):
+    """Per item, the sums of :data:`_STATS` over the pairs (other source's score, a reader's)."""
+    joined = readers.merge(other[["item", "value"]], on="item", suffixes=("", "_other"))
+    x = joined["value_other"].to_numpy(dtype=np.float64)
+    y = joined["value"].to_numpy(dtype=np.float64)
+    frame = joined.assign(n=1.0, absdiff=np.abs(x - y), sx=x, sy=y, sxx=x * x, syy=y * y)
+    frame = frame.assign(sxy=x * y)
+    sums = frame.groupby("item", sort=False)[_STATS].sum()
+    return _stats_frame(sums.index, [sums[c] for c in _STATS])
+
+
+def _stats_frame(index, columns):
+    """A per-item frame of :data:`_STATS` columns."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            name: np.asarray(col, dtype=np.float64)
+            for name, col in zip(_STATS, columns, strict=True)
+        },
+        index=index,
+    )
 
 
 def reader_score_agreement(metrics, *, n_resamples: int = 1000, seed: int = 0):
@@ -171,38 +202,26 @@ def reader_score_agreement(metrics, *, n_resamples: int = 1000, seed: int = 0):
     readers = defined[is_reader & (defined["region_area"] > 0)]
     if len(readers) == 0:
         return pd.DataFrame(columns=SCORE_COLUMNS)
-    others = defined[~is_reader]
     keys = ["classifier", "cam_method", "metric"]
+    other_groups = dict(iter(defined[~is_reader].groupby(keys, sort=False)))
     rows = []
-    other_groups = dict(iter(others.groupby(keys, sort=False)))
     for key, group in readers.groupby(keys, sort=False):
-        per_item = {
-            item: dict(zip(g["region_source"], g["value"], strict=True))
-            for item, g in group.groupby("item", sort=False)
-        }
+        group = group[["item", "value", "class"]]
         classes = group.drop_duplicates("item").set_index("item")["class"]
-        comparisons = {"reader-vs-reader": {}}
-        for item, scores in per_item.items():
-            values = list(scores.values())
-            pairs = [(a, b) for a, b in combinations(values, 2)]
-            if pairs:
-                comparisons["reader-vs-reader"][item] = pairs + [(b, a) for a, b in pairs]
+        comparisons = {"reader-vs-reader": _between_readers(group)}
         other = other_groups.get(key)
         if other is not None:
             for source, frame in other.groupby("region_source", sort=False):
-                name = f"{source}-vs-reader"
-                for item, value in zip(frame["item"], frame["value"], strict=True):
-                    if item in per_item:
-                        paired = [(value, v) for v in per_item[item].values()]
-                        comparisons.setdefault(name, {})[item] = paired
-        for name, by_item in comparisons.items():
-            for label in ["all", *sorted(set(classes) - {""})]:  # no class: "all" only
-                chosen = [i for i in by_item if label == "all" or classes.get(i) == label]
-                if not chosen:
+                comparisons[f"{source}-vs-reader"] = _against_readers(group, frame)
+        for name, stats in comparisons.items():
+            item_class = classes.reindex(stats.index).to_numpy()
+            for label in ["all", *sorted(set(item_class) - {""})]:  # no class: "all" only
+                chosen = stats.to_numpy() if label == "all" else stats[item_class == label]
+                chosen = np.asarray(chosen, dtype=np.float64)
+                if not len(chosen):
                     continue
-                stats = _pair_stats([by_item[i] for i in chosen])
-                mad, r = _item_bootstrap(stats, _mad_and_r, n_resamples, seed)
-                n_pairs = int(stats[:, 0].sum())
+                mad, r = _item_bootstrap(chosen, _mad_and_r, n_resamples, seed)
+                n_pairs = int(chosen[:, 0].sum())
                 if name == "reader-vs-reader":
                     n_pairs //= 2  # counted in both orders for r
                 rows.append([*key, label, name, len(chosen), n_pairs, *mad, *r])
