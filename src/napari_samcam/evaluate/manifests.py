@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .._csv_cells import restore_cell
 from ..errors import InputError
 
 __all__ = [
@@ -436,7 +437,7 @@ def _annotation(item: Item, *, boxes: bool = True) -> str:
 
 def _cell(row: dict, column: str) -> str:
     value = row.get(column)
-    return "" if value is None else str(value).strip()
+    return "" if value is None else restore_cell(str(value).strip())
 
 
 def _read_csv(path: Path, root: Path) -> list[Item]:
