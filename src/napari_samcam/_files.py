@@ -25,6 +25,8 @@ __all__ = [
     "is_regular_file",
     "npy_declared_bytes",
     "open_regular",
+    "read_npy",
+    "read_npz",
     "require_regular_file",
 ]
 
@@ -152,3 +154,97 @@ def npy_declared_bytes(handle: IO[bytes]) -> tuple[int, int]:
     for side in shape:
         count *= int(side)
     return count * dtype.itemsize, handle.tell() - start
+
+
+def _npy_error(exc: BaseException, path, what: str) -> InputError:
+    from .errors import UntrustedFileError
+
+    text = str(exc)
+    if "allow_pickle" in text or "Object arrays" in text:
+        return UntrustedFileError(
+            f"{what} {str(path)!r} holds pickled Python objects, which are not read; save a "
+            "plain numeric array (numpy.save(path, array))."
+        )
+    return InputError(
+        f"{what} {str(path)!r} is not a complete .npy/.npz file ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:200] if text else ''}); save it again."
+    )
+
+
+def read_npy(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES):
+    """An ``.npy`` file's array (no pickles), its declared size checked against the file and
+    ``limit`` before anything is allocated.
+
+    Raises
+    ------
+    InputError
+        Not a regular file, not ``.npy``, truncated, or declaring more than it may hold.
+    UntrustedFileError
+        It holds pickled objects.
+    """
+    import numpy as np
+
+    with open_regular(path, what) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            declared, header = npy_declared_bytes(handle)
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise _npy_error(exc, path, what) from None
+        check_declared_bytes(
+            declared, min(limit, size - header), what=what, path=path, fix=_TRUNCATED
+        )
+        handle.seek(0)
+        try:
+            return np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise _npy_error(exc, path, what) from None
+
+
+_TRUNCATED = "The file is damaged or made to exhaust memory; save the array again."
+
+
+def read_npz(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES) -> dict:
+    """Every array of an ``.npz`` file (no pickles), each member's declared sizes (zip and
+    ``.npy`` header) checked against ``limit`` before anything is decompressed.
+
+    Raises
+    ------
+    InputError
+        Not a regular zip archive, damaged, or declaring more than ``limit`` bytes.
+    UntrustedFileError
+        A member holds pickled objects.
+    """
+    import numpy as np
+
+    with open_regular(path, what) as handle:
+        try:
+            archive = zipfile.ZipFile(handle)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InputError(
+                f"{what} {str(path)!r} is not a readable .npz file ({exc})."
+            ) from None
+        with archive:
+            infos = [i for i in archive.infolist() if i.filename.endswith(".npy")]
+            total = sum(info.file_size for info in infos)
+            check_declared_bytes(total, limit, what=what, path=path, fix=_TRUNCATED)
+            arrays = {}
+            for info in infos:
+                try:
+                    with archive.open(info) as member:
+                        declared, header = npy_declared_bytes(member)
+                        check_declared_bytes(
+                            declared,
+                            info.file_size - header,
+                            what=f"{what} member {info.filename!r} of",
+                            path=path,
+                            fix=_TRUNCATED,
+                        )
+                    with archive.open(info) as member:
+                        arrays[info.filename[:-4]] = np.lib.format.read_array(
+                            member, allow_pickle=False
+                        )
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+                    if isinstance(exc, InputError):
+                        raise
+                    raise _npy_error(exc, path, what) from None
+    return arrays
