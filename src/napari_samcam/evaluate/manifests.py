@@ -46,6 +46,7 @@ __all__ = [
     "encode_rle",
     "load_manifest",
     "rle_from_string",
+    "rle_runs",
     "rle_to_string",
 ]
 
@@ -137,7 +138,7 @@ class Item:
         if "path" in self.mask:
             mask = _read_mask_file(Path(self.mask["path"]), self.where)
         elif "rle" in self.mask:
-            parts = [decode_rle(r) for r in self.mask["rle"]]
+            parts = [decode_rle(r, shape=shape) for r in self.mask["rle"]]
             mask = np.logical_or.reduce(parts) if parts else np.zeros(shape, dtype=bool)
         elif "polygons" in self.mask:
             mask = polygons_to_mask(self.mask["polygons"], shape)
@@ -259,32 +260,67 @@ def rle_to_string(runs: list[int]) -> str:
     return "".join(out)
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
+def rle_runs(rle: dict, *, shape: tuple[int, int] | None = None) -> tuple[int, int, np.ndarray]:
+    """``(height, width, runs)`` of a COCO RLE, checked without building its mask.
 
-    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
-    too. Runs alternate
-    background and foreground, starting with background, in column-major (Fortran) order.
+    The declared size must be ``shape`` when given (the image's), else at most
+    :data:`~napari_samcam._files.MAX_ARRAY_BYTES` pixels, and the runs must add up to it: a
+    few bytes of RLE cannot ask for gigabytes.
+
+    Raises
+    ------
+    InputError
+        Not an RLE, a size other than ``shape`` or beyond the bound, or runs that do not fit.
     """
+    from .._files import MAX_ARRAY_BYTES
+
     if not isinstance(rle, dict) or "counts" not in rle:
         raise InputError(f"RLE {str(rle)[:60]!r}: expected a dict with 'size' and 'counts'.")
     size = rle.get("size", rle.get("img_size"))
     try:
         height, width = (int(v) for v in size)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"RLE: size {size!r} is not [height, width]; COCO RLEs carry 'size': [h, w]."
         ) from exc
+    if shape is not None and (height, width) != (int(shape[0]), int(shape[1])):
+        raise InputError(
+            f"RLE: size {[height, width]} is not the image's {[int(shape[0]), int(shape[1])]}; "
+            "an RLE mask is stored at its image's size."
+        )
+    if height < 0 or width < 0 or height * width > MAX_ARRAY_BYTES:
+        raise InputError(
+            f"RLE: size {[height, width]} is not a mask size this tool builds (at most "
+            f"{MAX_ARRAY_BYTES:,} pixels); nothing was allocated."
+        )
     counts = rle["counts"]
-    runs = (
-        rle_from_string(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
-    )
-    runs_arr = np.asarray(runs, dtype=np.int64)
+    try:
+        runs = (
+            rle_from_string(counts)
+            if isinstance(counts, (str, bytes))
+            else [int(c) for c in counts]
+        )
+        runs_arr = np.asarray(runs, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"RLE: counts are not whole numbers ({exc}).") from None
     if (runs_arr < 0).any() or runs_arr.sum() != height * width:
         raise InputError(
             f"RLE: the runs add up to {int(runs_arr.sum())} pixels but size {[height, width]} "
             f"has {height * width}; the counts do not belong to this size."
         )
+    return height, width, runs_arr
+
+
+def decode_rle(rle: dict, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
+
+    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
+    too. Runs alternate
+    background and foreground, starting with background, in column-major (Fortran) order.
+    With ``shape`` (the image's), an RLE of another size is refused before anything is built
+    (see :func:`rle_runs`).
+    """
+    height, width, runs_arr = rle_runs(rle, shape=shape)
     values = np.zeros(len(runs_arr), dtype=bool)
     values[1::2] = True
     flat = np.repeat(values, runs_arr)
@@ -573,7 +609,7 @@ def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
             if "size" not in rle and None not in size:
                 rle["size"] = list(size)
             try:
-                decode_rle(rle)  # validate now: errors name the entry
+                rle_runs(rle)  # validate now (nothing built): errors name the entry
             except InputError as exc:
                 raise InputError(f"{where}, key 'segmentation': {exc}") from exc
             entry["rle"].append(rle)
@@ -715,9 +751,10 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
         for task, rle in tasks.items():
             where = f"manifest {str(path)!r}, entry {img_id!r}, task {task!r}"
             try:
-                mask = decode_rle(rle)
+                runs = rle_runs(rle)[2]
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from exc
+            positive = bool(runs[1::2].any())
             items.append(
                 Item(
                     image=str(image_path.relative_to(root))
@@ -725,9 +762,9 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
                     else str(image_path),
                     path=image_path,
                     index=len(items),
-                    label="1" if mask.any() else "0",
+                    label="1" if positive else "0",
                     cls=str(task),
-                    mask={"rle": [dict(rle)]} if mask.any() else {"empty": True},
+                    mask={"rle": [dict(rle)]} if positive else {"empty": True},
                     boxes_from_mask=True,
                     where=where,
                     image_id=str(img_id),

@@ -144,12 +144,13 @@ class StoredEvaluation:
                     wide["cam_method"] == record["cam_method"]
                 )
             meta = {k: v for k, v in record.items() if k != "rle"}
-            regions.append((meta, region_mask(record), wide[chosen].reset_index(drop=True)))
+            mask = region_mask(record, shape)
+            regions.append((meta, mask, wide[chosen].reset_index(drop=True)))
         boxes = [tuple(b) for b in info["boxes"]]
         if not boxes:
             truth = stored.region(item, "ground-truth")
             if truth is not None:
-                boxes = mask_boxes(region_mask(truth))
+                boxes = mask_boxes(region_mask(truth, shape))
         return ItemView(
             item=item,
             image_name=stored.meta["image"],
