@@ -30,6 +30,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,11 +175,27 @@ class Item:
 
 
 def _file_digest(path: Path) -> str:
+    """The file's content digest, ``"missing"`` when it does not exist.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a FIFO, a device or another file that is not a regular file (hashing one
+        would never end).
+    """
+    from .._files import open_regular
+
+    if not os.path.lexists(path):
+        return "missing"
     digest = hashlib.blake2b(digest_size=12)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "file") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    except InputError:
+        if not os.path.exists(path):  # a dangling link
+            return "missing"
+        raise
     except OSError:
         return "missing"
     return digest.hexdigest()
@@ -427,30 +444,46 @@ def _without_repeats(items: list[Item], path: Path) -> list[Item]:
     """
     prefix = f"manifest {str(path)!r}, "
     first: dict[tuple[str, str], Item] = {}
-    kept, repeats = [], []
+    resolved: dict[Path, str] = {}  # one resolve per distinct path: rows repeat images
+    described: dict[int, tuple[str, str]] = {}
+
+    def annotations(item: Item) -> tuple[str, str]:  # each item described once: linear time
+        if id(item) not in described:
+            described[id(item)] = (_annotation(item, boxes=False), _annotation(item))
+        return described[id(item)]
+
+    kept, repeats, n_repeats = [], [], 0
     for item in items:
-        earlier = first.setdefault((str(item.path.resolve()), item.cls), item)
+        if item.path not in resolved:
+            resolved[item.path] = str(item.path.resolve())
+        earlier = first.setdefault((resolved[item.path], item.cls), item)
         if earlier is item:
             kept.append(item)
             continue
         here, there = item.where.removeprefix(prefix), earlier.where.removeprefix(prefix)
-        if _annotation(earlier, boxes=False) == _annotation(item, boxes=False) and (
-            _annotation(earlier) != _annotation(item)
-        ):
+        (earlier_finding, earlier_whole), (finding, whole) = (
+            annotations(earlier),
+            annotations(item),
+        )
+        if earlier_finding == finding and earlier_whole != whole:
             kept.append(item)  # another lesion of the same finding
             continue
-        if _annotation(earlier) != _annotation(item):
+        if earlier_whole != whole:
             what = f"class {item.cls!r} of image" if item.cls else "image"
             raise InputError(
                 f"{earlier.where} and {here} annotate the same {what} {item.image!r} "
                 "differently (label or mask); keep one label and mask per image and class "
                 "(several findings of one image need different classes)."
             )
-        repeats.append(f"{here} repeats {there}")
-    if repeats:
+        n_repeats += 1
+        if len(repeats) < 5:  # the first few by name: the message stays short
+            repeats.append(f"{here} repeats {there}")
+        described.pop(id(item), None)
+    if n_repeats:
+        more = f"; and {n_repeats - len(repeats)} more" if n_repeats > len(repeats) else ""
         warnings.warn(
-            f"manifest {str(path)!r}: {len(repeats)} entries repeat an earlier one and are "
-            f"scored once ({'; '.join(repeats)}).",
+            f"manifest {str(path)!r}: {n_repeats} entries repeat an earlier one and are "
+            f"scored once ({'; '.join(repeats)}{more}).",
             UserWarning,
             stacklevel=3,
         )
