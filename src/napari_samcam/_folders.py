@@ -60,12 +60,14 @@ def check_writable(folder: str | os.PathLike, *, name: str = "out") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path``, unique to this process, moved onto ``path`` on success.
 
-    Nothing is left behind when the block raises.
+    Nothing is left behind when the block raises. The move replaces a link at ``path`` rather
+    than writing through it. ``suffix`` ends the temporary name (writers that choose the format
+    by the name need the real one).
     """
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     tmp = Path(name)
     try:

@@ -8,15 +8,19 @@ TIFF can carry it inside the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .._csv_cells import neutralised_frame
+from .._folders import atomic_path
+from ..errors import InputError, OutputNotWritableError, SamcamError
 from ._layers import META_KEY, json_text
 from ._session_io import write_session as _write_session
 
@@ -180,19 +184,37 @@ def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> li
             )
     description = _description(meta)
     text = json.dumps(description, default=_plain)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".tif", ".tiff"):
-        _write_tiff(path, array, meta, text)
-    elif suffix in (".nii", ".nii.gz"):
-        _write_nifti(path, array, meta, kind)
-    else:
-        _write_png(path, array, meta, kind)
+    with _output(path) as tmp:
+        if suffix in (".tif", ".tiff"):
+            _write_tiff(tmp, array, meta, text)
+        elif suffix in (".nii", ".nii.gz"):
+            _write_nifti(tmp, array, meta, kind)
+        else:
+            _write_png(tmp, array, meta, kind)
     written = [str(path)]
     if META_KEY in description:
         sidecar = _sidecar(path)
-        sidecar.write_text(json.dumps(description, indent=1, default=_plain), encoding="utf-8")
+        with _output(sidecar) as tmp:
+            tmp.write_text(json.dumps(description, indent=1, default=_plain), encoding="utf-8")
         written.append(str(sidecar))
     return written
+
+
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` moved onto it when written: never half a file, never
+    through a link; a folder that cannot be written is an :class:`OutputNotWritableError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=_suffix(path)) as tmp:
+            yield tmp
+    except OSError as exc:
+        if isinstance(exc, SamcamError):
+            raise
+        raise OutputNotWritableError(
+            f"{str(path)!r} cannot be written ({exc.strerror or exc}); choose a folder you can "
+            "write to."
+        ) from None
 
 
 def _plain(value: Any):
@@ -227,14 +249,14 @@ def write_features(path: str, data: Any, meta: dict) -> list[str]:
 def write_table(path: str | os.PathLike, table) -> list[str]:
     """Write a features table to CSV (dict-like cells become JSON text)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = table.copy()
     for column in table.columns:
         if table[column].dtype == object:
             table[column] = [
                 json_text(v) if isinstance(v, (dict, list, tuple)) else v for v in table[column]
             ]
-    table.to_csv(path, index=False)
+    with _output(path) as tmp:
+        neutralised_frame(table).to_csv(tmp, index=False)
     return [str(path)]
 
 

@@ -414,6 +414,10 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"manifest {str(path)!r} is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise InputError(
+                f"manifest {str(path)!r} nests its JSON too deeply to be a manifest."
+            ) from None
         if isinstance(data, dict) and "images" in data and "annotations" in data:
             items = _read_coco(path, data, root)
         elif isinstance(data, dict) and _looks_chexlocalize(data):
