@@ -139,7 +139,10 @@ class Item:
         if "path" in self.mask:
             mask = _read_mask_file(Path(self.mask["path"]), self.where)
         elif "rle" in self.mask:
-            parts = [decode_rle(r, shape=shape) for r in self.mask["rle"]]
+            try:
+                parts = [decode_rle(r, shape=shape) for r in self.mask["rle"]]
+            except InputError as exc:
+                raise InputError(f"{self.where}: {exc}") from None
             mask = np.logical_or.reduce(parts) if parts else np.zeros(shape, dtype=bool)
         elif "polygons" in self.mask:
             mask = polygons_to_mask(self.mask["polygons"], shape)

@@ -144,7 +144,10 @@ class StoredEvaluation:
                     wide["cam_method"] == record["cam_method"]
                 )
             meta = {k: v for k, v in record.items() if k != "rle"}
-            mask = region_mask(record, shape)
+            try:
+                mask = region_mask(record, shape)
+            except InputError as exc:
+                raise InputError(f"{str(stored.path)!r}, item {item}: {exc}") from None
             regions.append((meta, mask, wide[chosen].reset_index(drop=True)))
         boxes = [tuple(b) for b in info["boxes"]]
         if not boxes:
