@@ -269,7 +269,6 @@ def test_damaged_evaluation_folder_is_one_error(
 
 def test_torch_storage_declaring_more_than_it_carries(tmp_path):
     import io
-
     import warnings
 
     buffer = io.BytesIO()

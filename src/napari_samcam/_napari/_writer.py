@@ -57,14 +57,18 @@ def _spatial(array: np.ndarray, meta: dict) -> int:
     return array.ndim - (1 if meta.get("rgb") else 0)
 
 
-def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> None:
+def _write_tiff(
+    path: Path, array: np.ndarray, meta: dict, description: str, *, target: Path
+) -> None:
     import tifffile
 
     photometric = "rgb" if meta.get("rgb") and array.shape[-1] in (3, 4) else "minisblack"
-    tifffile.imwrite(path, array, photometric=photometric, description=description, metadata=None)
+    tifffile.imwrite(
+        target, array, photometric=photometric, description=description, metadata=None
+    )
 
 
-def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str, *, target: Path) -> None:
     """Write a NIfTI file; aligned with the source file when the layer records one.
 
     Layers of an image read from NIfTI (the image, its saliency maps and regions) carry the
@@ -111,10 +115,10 @@ def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
         image.header.set_zooms(tuple(zooms))
     if kind == "labels":
         image.header.set_intent("label")
-    nib.save(image, str(path))
+    nib.save(image, str(target))
 
 
-def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str, *, target: Path) -> None:
     import imageio.v3 as iio
 
     if _spatial(array, meta) != 2:
@@ -145,7 +149,7 @@ def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
             )
             scaled[nan] = 0.0
         out = np.round(np.clip(scaled, 0, 1) * 65535).astype(np.uint16)
-    iio.imwrite(path, out)
+    iio.imwrite(target, out)
 
 
 def _finite_range(array: np.ndarray, path: Path) -> tuple[float, float]:
@@ -186,11 +190,11 @@ def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> li
     text = json.dumps(description, default=_plain)
     with _output(path) as tmp:
         if suffix in (".tif", ".tiff"):
-            _write_tiff(tmp, array, meta, text)
+            _write_tiff(path, array, meta, text, target=tmp)
         elif suffix in (".nii", ".nii.gz"):
-            _write_nifti(tmp, array, meta, kind)
+            _write_nifti(path, array, meta, kind, target=tmp)
         else:
-            _write_png(tmp, array, meta, kind)
+            _write_png(path, array, meta, kind, target=tmp)
     written = [str(path)]
     if META_KEY in description:
         sidecar = _sidecar(path)
