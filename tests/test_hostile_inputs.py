@@ -288,3 +288,25 @@ def test_torch_storage_declaring_more_than_it_carries(tmp_path):
     with pytest.raises(InputError, match="storage") as error:
         load_map_file(path)
     assert str(path) in str(error.value)
+
+
+def test_memory_limit_script_caps_a_command_and_its_children(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "memory_limit.py"
+    grab = "import numpy; numpy.ones(2 << 30, numpy.uint8)"  # 2 GiB, touched
+    child = (
+        "import subprocess, sys; "
+        f"sys.exit(subprocess.run([sys.executable, '-c', {grab!r}]).returncode)"
+    )
+    for code in (grab, child):
+        done = subprocess.run(
+            [sys.executable, str(script), "1G", "--", sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert done.returncode != 0
+        assert "MemoryError" in done.stderr
