@@ -15,13 +15,17 @@
   calibration (``op_threshs``) is not applied.
 
 Weights: ``checkpoint=`` a local state dict (``weights_only=True``), else torchxrayvision's own
-file in its cache (``~/.torchxrayvision/models_data``). With ``download=True`` a missing file is
-fetched there by torchxrayvision's own downloader (from its GitHub release; no digest is
-published to pin it to). Its DenseNet files are pickled modules: they are read with
-``torch.load(weights_only=True)`` allowing only torchxrayvision's DenseNet classes and torch's
-layers, so a file cannot run code; anything else needs ``trust_checkpoint=True``. A missing file
-without ``download=True``, or a failed download, is a
-:class:`~napari_samcam.errors.ModelNotAvailableError` that says where to put the file.
+file in its cache (``~/.torchxrayvision/models_data``). The architecture is always built here
+with no weights and no cache folder: torchxrayvision's own loading code (which unpickles its
+file fully, and downloads into any folder it is given) never runs. Its DenseNet files are
+pickled modules: they are read with ``torch.load(weights_only=True)`` where every module class
+the file names is read as a data record (:mod:`~napari_samcam.module_pickles`), never called,
+and the tensors found are loaded into the built model; anything else needs
+``trust_checkpoint=True``. With ``download=True`` and a pinned digest
+(``xrv:densenet121-res224-all@SHA256``) a missing file is fetched into the cache and kept only
+when its SHA-256 matches; torchxrayvision publishes no digests, so there is no download without
+one. A missing file otherwise is a :class:`~napari_samcam.errors.ModelNotAvailableError` that
+says where to put the file.
 """
 
 from __future__ import annotations
