@@ -310,3 +310,15 @@ def test_memory_limit_script_caps_a_command_and_its_children(tmp_path):
         )
         assert done.returncode != 0
         assert "MemoryError" in done.stderr
+
+
+def test_session_writer_into_a_path_under_a_file(tmp_path):
+    from napari_samcam._napari._writer import write_session
+
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    layers = [(np.zeros((4, 4), np.uint8), {"name": "image"}, "image")]
+    with pytest.raises(OutputNotWritableError, match="is a file") as error:
+        write_session(str(blocker / "session"), layers)
+    assert str(blocker) in str(error.value)
+    assert blocker.read_text() == "a file, not a folder"
