@@ -717,3 +717,39 @@ def test_10_repeated_rows_are_checked_in_linear_time_and_memory(tmp_path, monkey
     )
     assert result["error"] is None and result["value"] == "1"
     assert result["peak"] - result["start"] < 400 << 20
+
+
+def test_9_napari_reader_of_an_evaluation_whose_image_became_a_fifo(
+    tmp_path, tiny_lesion_classifier
+):
+    from napari_samcam.evaluate import evaluate
+    from napari_samcam.phantoms import write_phantoms
+
+    manifest = write_phantoms(1, tmp_path / "phantoms", seed=2, size=64)
+    out = tmp_path / "out"
+    evaluate(
+        manifest,
+        out,
+        classifiers=[tiny_lesion_classifier],
+        region_sources=["ground-truth"],
+        sam=None,
+        plots=False,
+        report=False,
+    )
+    (arrays,) = (out / "parts").glob("*.arrays.npz")
+    with np.load(arrays) as archive:
+        stored = {name: archive[name] for name in archive.files}
+    meta = json.loads(bytes(stored["meta"]).decode())
+    image = Path(meta["path"])
+    image.unlink()
+    os.mkfifo(image)  # the stored image path now names a pipe nobody writes to
+    np.savez(arrays, **stored)
+    result = run_child(
+        f"""
+        from napari_samcam._napari._reader import read_paths
+        attempt(lambda: read_paths({str(out)!r}))
+        """,
+        cwd=tmp_path,
+        timeout=90,
+    )
+    assert "not a regular file" in assert_refused(result, image, kind="ImageReadError")
