@@ -110,6 +110,7 @@ def test_1_checkpoint_calling_an_allowlisted_class_runs_nothing(tmp_path, marker
     marker.rmdir()
     result = run_child(
         f"""
+        import torch, torchxrayvision  # imported first: the call's own memory is measured
         from napari_samcam.classifiers import load_classifier
         attempt(lambda: load_classifier("xrv:{XRV}", checkpoint={str(evil)!r}, device="cpu"))
         """,
@@ -155,7 +156,7 @@ def test_2_tampered_file_in_the_cache_runs_nothing(tmp_path, marker):
     marker.rmdir()
     result = run_child(
         f"""
-        import torchxrayvision as xrv
+        import torch, torchxrayvision as xrv
         xrv.utils.get_cache_dir = lambda: {str(cache)!r}
         from napari_samcam.classifiers import load_classifier
         attempt(lambda: load_classifier("xrv:{XRV}", device="cpu"))
@@ -470,6 +471,7 @@ def test_6_pickle_declaring_gigabytes_is_refused_before_allocating(tmp_path, kin
     _harm(tmp_path, unsafe)
     result = run_child(
         f"""
+        import torch  # imported first: the call's own memory is measured
         from napari_samcam.saliency_files import read_saliency
         attempt(lambda: read_saliency({str(path)!r}, (128, 128)))
         """,
@@ -746,6 +748,7 @@ def test_9_napari_reader_of_an_evaluation_whose_image_became_a_fifo(
     np.savez(arrays, **stored)
     result = run_child(
         f"""
+        import torch, imageio.v3, pandas, pyarrow.parquet  # the call's own memory is measured
         from napari_samcam._napari._reader import read_paths
         attempt(lambda: read_paths({str(out)!r}))
         """,
