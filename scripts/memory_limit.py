@@ -1,4 +1,4 @@
-"""Run a command with a cap on its memory: ``python scripts/memory_limit.py 3G -- CMD ARGS...``.
+"""Run a command with a cap on its memory: ``python scripts/memory_limit.py 4G -- CMD ARGS...``.
 
 The cap is ``RLIMIT_DATA`` (the process's heap and anonymous mappings, which is where numpy and
 torch allocate), inherited by every child the command starts: an allocation past it fails with
@@ -7,7 +7,7 @@ torch reserve many gigabytes of address space when imported and abort under it.
 
 Examples::
 
-    python scripts/memory_limit.py 3G -- python -m pytest
+    python scripts/memory_limit.py 4G -- python -m pytest
     python scripts/memory_limit.py 3G -- python my_fuzz_driver.py
 """
 
