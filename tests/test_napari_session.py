@@ -61,7 +61,7 @@ def test_explain_records_provenance_and_predictions(session):
     assert provenance["classifier"] == "Sequential" and provenance["method"] == "gradcam"
     assert set(got[-1]) == {"cat", "dog"}
     assert sum(got[-1].values()) == pytest.approx(1.0, abs=1e-5)
-    assert layer.name == f"Sequential gradcam [{provenance['class_name']}]"
+    assert layer.name == f"phantom lesion Sequential gradcam [{provenance['class_name']}]"
     # explaining the other class gives its own layer
     session.target = "dog" if provenance["class_name"] == "cat" else "cat"
     other = session.explain()

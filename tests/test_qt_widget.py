@@ -79,7 +79,10 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     _wait(widget, qtbot)
     assert errors == []
     saliency = _saliency(viewer)
-    assert saliency.name in ("Sequential gradcam [cat]", "Sequential gradcam [dog]")
+    assert saliency.name in (
+        "phantom lesion Sequential gradcam [cat]",
+        "phantom lesion Sequential gradcam [dog]",
+    )
     assert saliency.colormap.name == "samcam saliency"
     assert str(saliency.blending) == "translucent"
     assert saliency.colormap.map([0.1])[0, 3] == 0.0  # low saliency leaves the image clear
@@ -425,7 +428,7 @@ def test_builtin_models_end_to_end_on_the_phantom_sample(
     saliency = _saliency(viewer)
     provenance = saliency.metadata[META_KEY]["provenance"]
     assert provenance["classifier"] == "lesion-detector"
-    assert saliency.name == f"lesion-detector gradcam [{provenance['class_name']}]"
+    assert saliency.name == f"phantom lesion lesion-detector gradcam [{provenance['class_name']}]"
 
     widget.segment_button.click()
     _wait(widget, qtbot, timeout=120000)
