@@ -23,7 +23,6 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_samcam._napari._layers import samcam_meta
 from napari_samcam._napari._session_io import read_session
-
 from test_qt_clicks import click, dock_widget, errors_in, notes, open_sample, wait_for_job
 
 __all__ = ["notes"]  # the fixture, imported for its use below
