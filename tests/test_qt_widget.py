@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -323,11 +324,26 @@ def test_console_gets_the_api_and_the_session(make_napari_viewer, qtbot):
     widget = _widget(viewer, qtbot)
     pushed = {}
     for entry in viewer.window._qt_viewer.console_backlog:
-        pushed.update(entry)
+        pushed.update({k: v() if isinstance(v, weakref.ref) else v for k, v in entry.items()})
     assert {"samcam", "samcam_session", "explain", "load_segmenter"} <= set(pushed)
     session = pushed["samcam_session"]
     session = session() if callable(session) and not hasattr(session, "explain") else session
     assert session is widget.session
+    # the functions are stand-ins that import the real one when used
+    import inspect
+
+    import napari_samcam
+
+    explain = pushed["explain"]
+    assert "imported on first use" in repr(explain)
+    assert explain.__wrapped__ is napari_samcam.explain
+    assert inspect.signature(explain) == inspect.signature(napari_samcam.explain)
+    assert explain.__doc__ == napari_samcam.explain.__doc__
+    image = np.zeros((8, 8), np.float32)
+    image[2:5, 3:6] = 1.0
+    from_console = pushed["localization_metrics"](image, image > 0.5)
+    assert from_console == napari_samcam.localization_metrics(image, image > 0.5)
+    assert from_console["iou"] == 1.0
 
 
 def test_saved_session_reopens_identically(

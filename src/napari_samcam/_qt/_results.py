@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
@@ -36,9 +37,12 @@ from .._napari._evaluation import (
     EVALUATION_KEY,
     PROMPT_KINDS,
     add_item_prompts,
+    clear_prompts,
     item_layers,
     item_prompts,
 )
+from .._napari._layer_update import in_place_steps
+from .._napari._warmup import warm_up_in_background
 from ..errors import InputError, SamcamError
 
 #: Columns of the table before the metrics.
@@ -55,6 +59,37 @@ class _Cell(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def _layer_key(kind: str, metadata: dict) -> tuple:
+    """Which shown layer may take an item's layer data: the same kind of result and source
+    (a layer that the shown item has no data for keeps what it showed as ``"was"``)."""
+    tag = metadata.get(EVALUATION_KEY, {})
+    return (
+        kind,
+        tag.get("was", tag.get("kind")),
+        tag.get("region_source"),
+        tag.get("classifier"),
+        tag.get("cam_method"),
+    )
+
+
+def _retire(layer, item: int) -> None:
+    """Empty and hide a layer that item ``item`` has nothing for; a later item may reuse it."""
+    tag = layer.metadata[EVALUATION_KEY]
+    layer.data = np.zeros_like(layer.data)
+    if "features" in dir(layer):
+        layer.features = layer.features.iloc[:0]
+    was = tag.get("was", tag["kind"])
+    layer.metadata = {
+        **layer.metadata,
+        EVALUATION_KEY: dict(tag, kind="absent", was=was, item=int(item)),
+    }
+    layer.visible = False
+    if not layer.name.endswith(ABSENT_SUFFIX):
+        layer.name = layer.name + ABSENT_SUFFIX
+
+
+#: Appended to the name of a layer the shown item has nothing for.
+ABSENT_SUFFIX = " (none in this item)"
 #: The role holding a cell's number for sorting.
 SORT_ROLE = Qt.ItemDataRole.UserRole
 #: The role of a row's first cell that is true once the row's region was corrected.
@@ -84,6 +119,7 @@ class ResultsWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
+        warm_up_in_background()
         self.viewer = napari_viewer
         self.stored = None
         self.shown_item: int | None = None
@@ -93,6 +129,8 @@ class ResultsWidget(QWidget):
         #: The SAM segmenter used to re-segment; ``None``: the evaluation's, loaded on first use.
         self.segmenter = None
         self.worker = None
+        self._pending: object | None = None  # the newest read's token
+        self._readers: list = []  # running read workers (kept alive until they finish)
         self.open_button = QPushButton("Open evaluation...")
         self.open_button.setToolTip("Choose a folder written by `samcam evaluate`.")
         self.open_button.clicked.connect(self._choose_folder)
@@ -142,22 +180,81 @@ class ResultsWidget(QWidget):
     def _follow(self, layer) -> None:
         """Load the evaluation a layer (from the reader) belongs to, unless one is loaded."""
         tag = layer.metadata.get(EVALUATION_KEY) if hasattr(layer, "metadata") else None
-        if tag and self.stored is None:
-            self.open_folder(tag["folder"], show=False)
+        if tag and self.stored is None and self._pending is None:
             self.shown_item = int(tag["item"])
+            self.open_folder(tag["folder"], show=False)
+
+    @property
+    def loading(self) -> bool:
+        """Whether an evaluation or an item is being read (off the GUI thread)."""
+        return self._pending is not None
+
+    def _read(self, what: str, read, done) -> None:
+        """Run ``read()`` in a worker; on the GUI thread ``done(result)`` returns the steps
+        that show it, run one per turn of the event loop (so that the viewer never waits for
+        more than one layer's update). A later request supersedes an earlier one, whose result
+        or remaining steps are dropped."""
+        from napari.qt.threading import create_worker
+
+        token = object()
+        self._pending = token
+
+        def returned(result):
+            if self._pending is token:
+                self._run_steps(token, list(done(result) or []), what)
+
+        def errored(exc):
+            if self._pending is token:
+                self._pending = None
+                self.status.setText(f"{what} failed.")
+                show_error(f"{what}: {exc}")
+
+        self.status.setText(f"{what}…")
+        worker = create_worker(read, _progress={"desc": what})
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        self._readers.append(worker)
+        worker.finished.connect(lambda: self._readers.remove(worker))
+        worker.start()
+
+    def _run_steps(self, token, steps: list, what: str) -> None:
+        from qtpy.QtCore import QTimer
+
+        if self._pending is not token:
+            return
+        if not steps:
+            self._pending = None
+            return
+        try:
+            steps.pop(0)()
+        except Exception as exc:
+            self._pending = None
+            show_error(f"{what}: {exc}")
+            return
+        QTimer.singleShot(0, lambda: self._run_steps(token, steps, what))
 
     def open_folder(self, folder, *, show: bool = True) -> None:
-        """Fill the table from ``folder``; show its lowest-IoU item when ``show``."""
+        """Fill the table from ``folder`` and show its lowest-IoU item (when ``show``); the
+        folder is read off the GUI thread."""
         from ..evaluate.stored import open_evaluation
 
-        try:
+        def read():
             stored = open_evaluation(folder)
-        except SamcamError as exc:
-            show_error(str(exc))
-            return
-        self.stored = stored
-        scores = stored.scores
-        scores = scores[scores["item"].isin(list(stored.arrays))]
+            scores = stored.scores
+            scores = scores[scores["item"].isin(list(stored.arrays))]
+            first = stored.items()[0] if show and len(stored.arrays) else None
+            layers = None if first is None else item_layers(stored, first)
+            return stored, scores, first, layers
+
+        def done(result):
+            stored, scores, first, layers = result
+            self.stored = stored
+            self._fill_table(folder, scores)
+            return [] if first is None else self._item_steps(first, layers)
+
+        self._read(f"Opening {Path(folder).name}", read, done)
+
+    def _fill_table(self, folder, scores) -> None:
         metrics = [c for c in scores.columns if c not in (*KEY_COLUMNS, "image_key")]
         columns = [*KEY_COLUMNS, *metrics]
         self.table.setSortingEnabled(False)
@@ -174,8 +271,6 @@ class ResultsWidget(QWidget):
             f"{Path(folder).name}: {scores['item'].nunique()} items, {len(scores)} rows. "
             "Click a header to sort, a row to show its item."
         )
-        if show and len(stored.arrays):
-            self.show_item(stored.items()[0])
 
     # ---------------------------------------------------------------- showing
     def row_key(self, row: int) -> dict:
@@ -188,12 +283,7 @@ class ResultsWidget(QWidget):
 
     def _on_cell_clicked(self, row: int, _column: int) -> None:
         key = self.row_key(row)
-        try:
-            self.show_item(int(key["item"]))
-        except SamcamError as exc:
-            show_error(str(exc))
-            return
-        self._focus(key)
+        self.show_item(int(key["item"]), then=lambda: self._focus(key))
 
     def _evaluation_layers(self) -> list:
         folder = str(self.stored.folder) if self.stored is not None else None
@@ -203,20 +293,45 @@ class ResultsWidget(QWidget):
             if layer.metadata.get(EVALUATION_KEY, {}).get("folder") == folder
         ]
 
-    def show_item(self, item: int) -> None:
-        """Replace the shown evaluation item's layers with ``item``'s."""
-        from napari.layers import Layer
-
+    def show_item(self, item: int, then=None) -> None:
+        """Show ``item`` in the evaluation's layers (its arrays are read off the GUI thread,
+        its layers updated in place), then call ``then()``."""
         if self.stored is None:
             return
-        if item != self.shown_item or not self._evaluation_layers():
-            layers = item_layers(self.stored, item)
-            for layer in self._evaluation_layers():
-                self.viewer.layers.remove(layer)
-            for data, kwargs, kind in layers:
-                self.viewer.add_layer(Layer.create(data, kwargs, kind))
+        if item == self.shown_item and self._evaluation_layers() and self._pending is None:
+            self._add_prompt_layers()
+            if then is not None:
+                then()
+            return
+        stored = self.stored
+
+        def done(layers):
+            return self._item_steps(item, layers) + ([then] if then is not None else [])
+
+        self._read(f"Reading item {item}", lambda: item_layers(stored, item), done)
+
+    def _item_steps(self, item: int, layers) -> list:
+        """Steps that put an item's layer data into the shown item's layers (in place)."""
+        shown = [
+            lay
+            for lay in self._evaluation_layers()
+            if lay.metadata[EVALUATION_KEY]["kind"] not in PROMPT_KINDS
+        ]
+        steps, _ = in_place_steps(
+            self.viewer, shown, layers, _layer_key, lambda lay: _retire(lay, item)
+        )
+
+        def finish():
+            for prompts in (self._layer_of(kind) for kind in PROMPT_KINDS):
+                if prompts is not None:
+                    clear_prompts(prompts, item)
             self.shown_item = item
             self.focused = self.region_layer = None
+            self._add_prompt_layers()
+
+        return [*steps, finish]
+
+    def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
             add_item_prompts(self.viewer, self._layer_of("image"))
 

@@ -39,6 +39,7 @@ from .._napari._session import (
     clip_status,
 )
 from .._napari._triton_guard import guard_triton
+from .._napari._warmup import warm_up_in_background
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 
@@ -128,6 +129,7 @@ class SamcamWidget(QWidget):
     def __init__(self, napari_viewer, session: SamcamSession | None = None):
         super().__init__()
         guard_triton()
+        warm_up_in_background()
         self.viewer = napari_viewer
         self.session = session if session is not None else SamcamSession(napari_viewer)
         self.runner = JobRunner(self.session, self)
@@ -402,23 +404,13 @@ class SamcamWidget(QWidget):
         show_warning(text)
 
     def _push_console(self) -> None:
-        """Put the Python API and this widget's session into napari's console namespace."""
-        import napari_samcam
+        """Put the Python API and this widget's session into napari's console namespace (the
+        API's functions are imported when first used, see :mod:`.._napari._console`)."""
+        from .._napari._console import console_namespace
 
-        namespace: dict[str, Any] = {"samcam": napari_samcam, "samcam_session": self.session}
-        for name in (
-            "read_image",
-            "load_classifier",
-            "explain",
-            "predict",
-            "load_segmenter",
-            "saliency_boxes",
-            "localization_metrics",
-        ):
-            try:
-                namespace[name] = getattr(napari_samcam, name)
-            except (AttributeError, ImportError):  # a part of the API not installed
-                continue
+        namespace = console_namespace(self.session)
+        # napari keeps weak references to what waits for the console: hold the stand-ins
+        self._console_namespace = namespace
         try:
             self.viewer.update_console(namespace)
         except Exception as exc:  # no console (headless, console plugin missing)

@@ -1,0 +1,240 @@
+"""The GUI thread never stalls: every action of the dock widgets, measured with a heartbeat.
+
+A 20 ms QTimer on the GUI thread records its ticks while an action runs, driven as a user drives
+it (menu actions triggered, buttons and table rows clicked, file dialogs answered by patching
+``QFileDialog``), until the action's result is shown. The longest gap between two ticks is the
+longest the viewer froze. The limit is 300 ms, or 3 times the longest gap measured with nothing
+to do in the same test (a busy shared machine delays the timer itself), whichever is larger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+with contextlib.suppress(ImportError):
+    import torch._dynamo  # noqa: F401
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
+
+from napari_samcam._napari._layers import samcam_meta
+from napari_samcam._qt._heartbeat import idle_gap, stall_limit, worst_stall
+
+pytestmark = pytest.mark.gui
+
+JOB_TIMEOUT_S = 180.0
+
+
+def _menu_actions(action):
+    menu = action.menu()
+    if menu is None:
+        return [action]
+    return [a for sub in menu.actions() for a in _menu_actions(sub)]
+
+
+def menu_entry(viewer, text: str):
+    """The menu action of the viewer's window whose text contains ``text``."""
+    window = viewer.window._qt_window
+    actions = [a for menu in window.menuBar().actions() for a in _menu_actions(menu)]
+    matches = [a for a in actions if text in a.text().replace("&", "")]
+    assert matches, f"no menu entry {text!r}"
+    return matches[0]
+
+
+def check(stall: float, limit: float, what: str) -> None:
+    print(f"{what}: worst stall {stall * 1000:.0f} ms (limit {limit * 1000:.0f} ms)")
+    assert stall <= limit, f"{what} froze the viewer for {stall:.2f} s (limit {limit:.2f} s)"
+
+
+def click(qtbot, button) -> None:
+    assert button.isEnabled(), f"{button.text()!r} is disabled"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def open_widget(viewer):
+    """Plugins > SAM-CAM > Saliency localization; returns the dock widget's content."""
+    menu_entry(viewer, "Saliency localization").trigger()
+    from napari_samcam._qt._widget import SamcamWidget
+
+    return viewer.window._qt_window.findChild(SamcamWidget)
+
+
+# -- opening the dock widget, in a fresh process (nothing imported yet) ----------------------
+FRESH_OPEN = textwrap.dedent(
+    """
+    import json, sys
+    import napari
+    from napari_samcam._qt._heartbeat import idle_gap, worst_stall
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+
+    def actions(action):
+        menu = action.menu()
+        if menu is None:
+            return [action]
+        return [a for sub in menu.actions() for a in actions(sub)]
+
+    entry = next(
+        a for m in window.menuBar().actions() for a in actions(m)
+        if "Saliency localization" in a.text()
+    )
+    idle = idle_gap(1.0)
+    stall = worst_stall(entry.trigger, settle_s=1.0)
+    print(json.dumps({"idle": idle, "stall": stall, "torch": "torch" in sys.modules}))
+    viewer.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_opening_the_dock_widget_in_a_fresh_viewer():
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_OPEN],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    check(result["stall"], stall_limit(result["idle"]), "opening the dock widget")
+    assert result["torch"] is False  # opening the widget does not load torch
+
+
+# -- samples -------------------------------------------------------------------------------------
+SAMPLES = {
+    "phantom-lesion": "Phantom lesion (chest, with box)",
+    "phantom-marker": "Phantom lesion + corner marker",
+    "phantom-stack": "Phantom stack",
+    "chest-radiograph": "Chest radiograph",
+}
+
+
+@pytest.mark.parametrize("key", list(SAMPLES))
+def test_opening_a_sample(make_napari_viewer, key):
+    viewer = make_napari_viewer(show=True)
+    open_widget(viewer)
+    limit = stall_limit(idle_gap())
+    entry = menu_entry(viewer, SAMPLES[key])
+    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) > 0)
+    check(stall, limit, f"opening the {key} sample")
+
+
+# -- explain, segment, table, session on the phantom sample --------------------------------------
+def _job_done(widget):
+    return lambda: not widget.runner.running
+
+
+@pytest.mark.slow
+def test_explain_segment_table_and_session(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Explain (first: loads the classifier), Segment (first: loads LiteMedSAM; then warm;
+    then from saliency), Show metrics table, Save session and open it again."""
+    viewer = make_napari_viewer(show=True)
+    menu_entry(viewer, SAMPLES["phantom-lesion"]).trigger()
+    widget = open_widget(viewer)
+    limit = stall_limit(idle_gap())
+
+    def run(button, what):
+        stall = worst_stall(
+            lambda: click(qtbot, button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
+        )
+        assert "failed" not in widget.status.text(), widget.status.text()
+        check(stall, limit, what)
+
+    run(widget.explain_button, "Explain (first)")
+    run(widget.segment_button, "Segment (first)")
+    run(widget.segment_button, "Segment (warm)")
+    widget.prompt_kind.native.setCurrentIndex(widget.prompt_kind.native.findData("saliency"))
+    run(widget.segment_button, "Segment from saliency")
+    check(worst_stall(lambda: click(qtbot, widget.table_button)), limit, "Show metrics table")
+
+    folder = tmp_path / "session.samcam"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(folder), ""))
+    )
+    check(worst_stall(lambda: click(qtbot, widget.save_button)), limit, "Save session")
+    assert folder.is_dir()
+
+    other = make_napari_viewer(show=True)
+    names = [layer.name for layer in viewer.layers]
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder))
+    )
+    entry = menu_entry(other, "Open Folder")
+    stall = worst_stall(entry.trigger, lambda: len(other.layers) == len(names))
+    assert [layer.name for layer in other.layers] == names
+    check(stall, limit, "reopening the saved session")
+
+
+@pytest.mark.slow
+def test_explain_the_radiograph(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    menu_entry(viewer, SAMPLES["chest-radiograph"]).trigger()
+    widget = open_widget(viewer)
+    limit = stall_limit(idle_gap())
+    stall = worst_stall(
+        lambda: click(qtbot, widget.explain_button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
+    )
+    assert any(samcam_meta(layer).get("kind") == "saliency" for layer in viewer.layers)
+    check(stall, limit, "Explain the 1955 x 1841 radiograph")
+
+
+# -- the evaluation results widget ---------------------------------------------------------------
+def _click_row(qtbot, table, row: int) -> None:
+    table.scrollToItem(table.item(row, 0))
+    rect = table.visualItemRect(table.item(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def test_evaluation_folder_and_row_clicks(make_napari_viewer, qtbot, tiny_evaluation, monkeypatch):
+    from napari_samcam._qt._results import ResultsWidget
+
+    viewer = make_napari_viewer(show=True)
+    menu_entry(viewer, "Evaluation results").trigger()
+    widget = viewer.window._qt_window.findChild(ResultsWidget)
+    limit = stall_limit(idle_gap())
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tiny_evaluation.out))
+    )
+
+    def item_shown():
+        return widget.shown_item is not None and not widget.loading
+
+    stall = worst_stall(lambda: click(qtbot, widget.open_button), item_shown)
+    check(stall, limit, "opening an evaluation folder")
+    table = widget.table
+    assert table.rowCount() > 0
+
+    items = {}
+    for row in range(table.rowCount()):
+        items.setdefault(widget.row_key(row)["item"], row)
+    assert len(items) >= 3
+    for item, row in list(items.items())[::-1]:
+
+        def shown(item=item):
+            return widget.shown_item == item and not widget.loading and widget.focused
+
+        stall = worst_stall(lambda row=row: _click_row(qtbot, table, row), shown)
+        image = next(
+            layer
+            for layer in viewer.layers
+            if layer.metadata.get("samcam_evaluation", {}).get("kind") == "image"
+        )
+        assert image.metadata["samcam_evaluation"]["item"] == item
+        check(stall, limit, f"clicking a row of item {item}")
