@@ -111,7 +111,8 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
         value = row[metric]
         assert np.isnan(value) or 0.0 <= value <= 1.0
     assert (regions.data == row["label"]).sum() == row["area"]
-    assert viewer.layers.selection.active is regions  # the features table shows it
+    # the prompt layer stays active (the next click draws); Show metrics table selects regions
+    assert viewer.layers.selection.active is boxes
     # metrics are written on the box
     assert boxes.features["metrics"].iloc[0] != ""
     assert boxes.text.string.format == "{metrics}"

@@ -1,4 +1,4 @@
-"""Sample data (File > Open Sample > napari-samcam): phantom lesions and a real chest radiograph.
+"""Sample data (File > Open Sample > SAM-CAM): phantom lesions and a real chest radiograph.
 
 The phantoms come from :mod:`napari_samcam.phantoms` (synthetic lesions of known extent on real
 radiograph backgrounds). Each comes with its human-style lesion box as a Shapes layer, ready to

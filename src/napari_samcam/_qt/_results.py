@@ -23,9 +23,11 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -47,16 +49,37 @@ from ..errors import InputError, SamcamError
 
 #: Columns of the table before the metrics.
 KEY_COLUMNS = ("item", "image", "classifier", "cam_method", "region_source")
+#: The widest a text column gets (longer names are elided; the tooltip has them whole).
+TEXT_COLUMN_WIDTH = 120
+#: The largest share of the window's width a side dock takes to show every column; a wider
+#: table moves below the canvas and takes :data:`BOTTOM_DOCK_SHARE` of the window's height.
+MAX_DOCK_SHARE = 0.5
+BOTTOM_DOCK_SHARE = 0.45
 
 
 class _Cell(QTableWidgetItem):
-    """A read-only cell that sorts by its number (``UserRole``; NaN first), else by text."""
+    """A read-only cell that sorts by its number (``SORT_ROLE``), else by its text.
+
+    Undefined scores (NaN) sort last in either direction: a sorted column starts with the
+    worst (or best) defined scores, not with the rows that have none.
+    """
 
     def __lt__(self, other) -> bool:
         mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
-        if mine is not None and theirs is not None:
-            return mine < theirs
-        return super().__lt__(other)
+        if mine is None or theirs is None:
+            return super().__lt__(other)
+        mine_nan, theirs_nan = math.isnan(mine), math.isnan(theirs)
+        if mine_nan or theirs_nan:
+            # Qt shows a descending sort as the ascending order reversed
+            ascending = self._order() == Qt.SortOrder.AscendingOrder
+            return (not mine_nan and theirs_nan) if ascending else (mine_nan and not theirs_nan)
+        return mine < theirs
+
+    def _order(self):
+        table = self.tableWidget()
+        if table is None:
+            return Qt.SortOrder.AscendingOrder
+        return table.horizontalHeader().sortIndicatorOrder()
 
 
 def _layer_key(kind: str, metadata: dict) -> tuple:
@@ -100,16 +123,18 @@ def _cell(value) -> QTableWidgetItem:
     cell = _Cell()
     if isinstance(value, str):
         cell.setText(value)
+        cell.setToolTip(value)
     else:
         number = float(value)
-        cell.setData(SORT_ROLE, -math.inf if math.isnan(number) else number)
+        cell.setData(SORT_ROLE, number)
         if math.isnan(number):
             cell.setText("–")
             cell.setToolTip("undefined for this item")
         elif number.is_integer() and abs(number) < 2**53:
             cell.setText(str(int(number)))
         else:
-            cell.setText(f"{number:.4f}")
+            cell.setText(f"{number:.3f}")
+            cell.setToolTip(repr(number))
     cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
     return cell
 
@@ -130,6 +155,7 @@ class ResultsWidget(QWidget):
         self.segmenter = None
         self.worker = None
         self._pending: object | None = None  # the newest read's token
+        self._summary = "No evaluation open."
         self._readers: list = []  # running read workers (kept alive until they finish)
         self.open_button = QPushButton("Open evaluation...")
         self.open_button.setToolTip("Choose a folder written by `samcam evaluate`.")
@@ -224,6 +250,7 @@ class ResultsWidget(QWidget):
             return
         if not steps:
             self._pending = None
+            self.status.setText(self._summary)
             return
         try:
             steps.pop(0)()
@@ -262,15 +289,50 @@ class ResultsWidget(QWidget):
         self.table.setColumnCount(len(columns))
         self.table.setHorizontalHeaderLabels(columns)
         self.table.setRowCount(len(scores))
+        image_column = columns.index("image")
         for row, record in enumerate(scores[columns].itertuples(index=False)):
             for column, value in enumerate(record):
-                self.table.setItem(row, column, _cell(value))
+                cell = _cell(value)
+                if column == image_column:  # the file name; the tooltip has the whole path
+                    cell.setText(Path(str(value)).name)
+                self.table.setItem(row, column, cell)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
-        self.status.setText(
+        self._fit_width()
+        self._summary = (
             f"{Path(folder).name}: {scores['item'].nunique()} items, {len(scores)} rows. "
             "Click a header to sort, a row to show its item."
         )
+        self.status.setText(self._summary)
+
+    def _fit_width(self) -> None:
+        """Cap the text columns and widen the dock so that every metric column shows."""
+        table = self.table
+        for column in range(min(len(KEY_COLUMNS), table.columnCount())):
+            table.setColumnWidth(column, min(table.columnWidth(column), TEXT_COLUMN_WIDTH))
+        needed = table.verticalHeader().width() + table.verticalScrollBar().sizeHint().width()
+        needed += sum(table.columnWidth(c) for c in range(table.columnCount())) + 24
+        self._wanted_width = needed
+        self.updateGeometry()
+        dock, window = self.parentWidget(), self.window()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if not isinstance(window, QMainWindow) or dock is None or dock.width() >= needed:
+            return
+        if needed <= window.width() * MAX_DOCK_SHARE:
+            window.resizeDocks([dock], [needed], Qt.Orientation.Horizontal)
+        elif window.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            # too wide for a side dock next to the canvas: below it, with the window's width
+            window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            height = int(window.height() * BOTTOM_DOCK_SHARE)
+            window.resizeDocks([dock], [height], Qt.Orientation.Vertical)
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        wanted = getattr(self, "_wanted_width", 0)
+        if wanted > hint.width():
+            hint.setWidth(wanted)
+        return hint
 
     # ---------------------------------------------------------------- showing
     def row_key(self, row: int) -> dict:
@@ -321,7 +383,13 @@ class ResultsWidget(QWidget):
             self.viewer, shown, layers, _layer_key, lambda lay: _retire(lay, item)
         )
 
+        image = self._layer_of("image")
+        before = None if image is None else tuple(image.data.shape)
+
         def finish():
+            image = self._layer_of("image")
+            if image is not None and tuple(image.data.shape) != before:
+                self.viewer.reset_view()  # a new item of another size is shown whole
             for prompts in (self._layer_of(kind) for kind in PROMPT_KINDS):
                 if prompts is not None:
                     clear_prompts(prompts, item)
