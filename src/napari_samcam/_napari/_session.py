@@ -578,30 +578,9 @@ class SamcamSession:
             requests.append(request)
         where = "" if all_slices or not indices[0] else f" on slice {index_text(indices[0])}"
         if kind == "boxes" and not any(len(r.boxes) for r in requests):
-            name = getattr(shapes_layer, "name", "")
-            drawn = 0 if shapes_layer is None else len(shapes_layer.data)
-            if drawn:
-                raise InputError(
-                    f"the {drawn} shape(s) of layer {name!r} give no usable box{where}: a box "
-                    f"must overlap the image {image.name!r} ({_size(image)}) and have a non-zero "
-                    "height and width. Draw the rectangle over the region (rectangle tool, R)."
-                )
-            raise InputError(
-                f"no box prompt{where}: draw a rectangle in the Shapes layer {name!r} over the "
-                "region (rectangle tool, R)."
-            )
+            raise _missing_prompt("boxes", shapes_layer, image, where)
         if kind == "points" and not any(len(r.points) for r in requests):
-            name = getattr(points_layer, "name", "")
-            drawn = 0 if points_layer is None else len(points_layer.data)
-            if drawn:
-                raise InputError(
-                    f"none of the {drawn} point(s) of layer {name!r} lies on the image "
-                    f"{image.name!r} ({_size(image)}){where}: click inside the image."
-                )
-            raise InputError(
-                f"no point prompt in layer {name!r}{where}: add points (P), and press T to "
-                "toggle a selected point's polarity."
-            )
+            raise _missing_prompt("points", points_layer, image, where)
         if kind == "points" and not any(np.any(r.point_labels == 1) for r in requests):
             raise InputError(
                 f"only negative points in layer {getattr(points_layer, 'name', '')!r}{where}: "
@@ -703,9 +682,32 @@ class SamcamSession:
         return add_prompt_layers(self.viewer, image)
 
 
-def _size(image) -> str:
+def _missing_prompt(kind: str, layer, image, where: str) -> InputError:
+    """What is wrong when a prompt layer gives no prompt: nothing drawn, or nothing usable."""
+    name = getattr(layer, "name", "")
+    drawn = 0 if layer is None else len(layer.data)
     height, width = plane_shape(image)
-    return f"{height} x {width} pixels"
+    size = f"{height} x {width} pixels"
+    if kind == "boxes" and drawn:
+        return InputError(
+            f"the {drawn} shape(s) of layer {name!r} give no usable box{where}: a box must "
+            f"overlap the image {image.name!r} ({size}) and have a non-zero height and width. "
+            "Draw the rectangle over the region (rectangle tool, R)."
+        )
+    if kind == "boxes":
+        return InputError(
+            f"no box prompt{where}: draw a rectangle in the Shapes layer {name!r} over the "
+            "region (rectangle tool, R)."
+        )
+    if drawn:
+        return InputError(
+            f"none of the {drawn} point(s) of layer {name!r} lies on the image {image.name!r} "
+            f"({size}){where}: click inside the image."
+        )
+    return InputError(
+        f"no point prompt in layer {name!r}{where}: add points (P), and press T to toggle a "
+        "selected point's polarity."
+    )
 
 
 def _saliency_class(layer) -> str | None:
