@@ -138,3 +138,33 @@ def test_export_and_save_with_nothing_to_write_say_so_without_a_dialog(
     save_error, export_error = errors_in(notes)
     assert "no layers to save" in save_error
     assert "no regions yet" in export_error
+
+
+def test_a_reopened_session_offers_its_saliency_map(
+    make_napari_viewer, qtbot, tiny_classifier, notes, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    open_sample(viewer, "phantom-lesion")
+    widget = dock_widget(viewer, qtbot)
+    widget.session.classifier_spec = tiny_classifier
+    click(qtbot, widget.explain_button)
+    wait_for_job(widget, qtbot)
+    saved_map = widget.saliency.value
+    assert saved_map is not None
+    folder = tmp_path / "case.samcam"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(folder), ""))
+    )
+    click(qtbot, widget.save_button)
+    assert errors_in(notes) == []
+
+    # the session opened first, the widget afterwards
+    other = make_napari_viewer()
+    other.open(str(folder), plugin="napari-samcam")
+    reopened = dock_widget(other, qtbot)
+    assert reopened.saliency.value is other.layers[saved_map.name]
+    # the widget open first, the session opened into it
+    third = make_napari_viewer()
+    late = dock_widget(third, qtbot)
+    third.open(str(folder), plugin="napari-samcam")
+    assert late.saliency.value is third.layers[saved_map.name]

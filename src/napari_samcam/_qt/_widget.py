@@ -144,6 +144,7 @@ class SamcamWidget(QWidget):
         self._connect()
         self.reset_choices()
         self._default_prompt_layers()
+        self._default_saliency()  # layers already open (a reopened session) have their map
         self._sync_settings_from_session()
         self._on_prompt_kind()
         self._check_clip()
