@@ -18,10 +18,29 @@ MAX_STALL_S = 0.3
 IDLE_FACTOR = 3.0
 
 
-def stall_limit(idle_gap_s: float) -> float:
-    """The longest acceptable stall: :data:`MAX_STALL_S`, or :data:`IDLE_FACTOR` times the
-    longest gap measured with nothing to do in the same process, whichever is larger."""
-    return max(MAX_STALL_S, IDLE_FACTOR * float(idle_gap_s))
+def stall_limit(idle_gap_s: float, contention: float = 1.0) -> float:
+    """The longest acceptable stall: :data:`MAX_STALL_S` scaled by the machine's measured
+    ``contention`` (see :func:`cpu_contention`), or :data:`IDLE_FACTOR` times the longest gap
+    measured with nothing to do in the same process, whichever is larger."""
+    return max(MAX_STALL_S * max(1.0, float(contention)), IDLE_FACTOR * float(idle_gap_s))
+
+
+def cpu_contention(seconds: float = 0.5) -> float:
+    """How much longer than its own CPU time a fixed workload takes now: wall time / CPU time
+    of this thread over about ``seconds`` of pure-Python work.
+
+    About 1 on an idle machine; on cores shared with other busy processes the thread waits for
+    its turn, and the ratio grows with the load (no reference figure from another machine).
+    """
+    wall_start, cpu_start = time.perf_counter(), time.thread_time()
+    total = 0
+    while time.thread_time() - cpu_start < seconds / 4 and time.perf_counter() - wall_start < (
+        4 * seconds
+    ):
+        for i in range(5000):
+            total += i * i % 7
+    wall, cpu = time.perf_counter() - wall_start, time.thread_time() - cpu_start
+    return wall / cpu if cpu > 0 else 1.0
 
 
 class Heartbeat:

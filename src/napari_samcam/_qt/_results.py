@@ -113,6 +113,8 @@ def _retire(layer, item: int) -> None:
 
 #: Appended to the name of a layer the shown item has nothing for.
 ABSENT_SUFFIX = " (none in this item)"
+#: Milliseconds between the steps that show an item (one layer each).
+STEP_PAUSE_MS = 30
 #: The role holding a cell's number for sorting.
 SORT_ROLE = Qt.ItemDataRole.UserRole
 #: The role of a row's first cell that is true once the row's region was corrected.
@@ -258,7 +260,9 @@ class ResultsWidget(QWidget):
             self._pending = None
             show_error(f"{what}: {exc}")
             return
-        QTimer.singleShot(0, lambda: self._run_steps(token, steps, what))
+        # a pause between steps lets the canvas draw (and compile the new layer's shaders) in
+        # between, instead of once for all the new layers at the end
+        QTimer.singleShot(STEP_PAUSE_MS, lambda: self._run_steps(token, steps, what))
 
     def open_folder(self, folder, *, show: bool = True) -> None:
         """Fill the table from ``folder`` and show its lowest-IoU item (when ``show``); the
