@@ -158,16 +158,21 @@ def test_saliency_prompt_and_its_boxes_layer(session):
     assert len(boxes.data) == 1 and boxes.features["metrics"].iloc[0]
 
 
-def test_clear_errors_before_any_work(session, tiny_segmenter):
+def test_clear_errors_before_any_work(session, tiny_segmenter, tiny_clip_folder):
     with pytest.raises(InputError, match="click Explain first"):
         session.segment(prompt="saliency")
     session.viewer.layers["phantom lesion box"].data = []
     with pytest.raises(InputError, match="draw a rectangle"):
         session.segment(shapes="phantom lesion box")
-    with pytest.raises(InputError, match="type what to segment"):
+    # without a CLIP model that is what is missing, whatever the text (the field is disabled)
+    with pytest.raises(InputError, match="CLIP"):
         session.segment(prompt="text", text="  ")
     with pytest.raises(InputError, match="CLIP"):
         session.segment(prompt="text", text="nodule")
+    session.clip = str(tiny_clip_folder)
+    with pytest.raises(InputError, match="type what to segment"):
+        session.segment(prompt="text", text="  ")
+    session.clip = None
     with pytest.raises(InputError, match="no layer named"):
         session.explain("nope")
     with pytest.raises(InputError, match="open an image"):
