@@ -41,6 +41,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="burned-in corner marker: none, correlated (on 97%% of positives, 3%% of "
         "negatives), random (half the images) or always (default: %(default)s)",
     )
+    parser.add_argument(
+        "--readers",
+        type=non_negative_int,
+        default=0,
+        help="box each lesion as N simulated readers would (jittered, loose, missed 10%% of "
+        "the time) in a 'readers' column; evaluate with --regions ... readers (default: none)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing set")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             marker=None if args.marker == "none" else args.marker,
             overwrite=args.overwrite,
             progress=progress,
+            readers=args.readers,
         )
     print(f"wrote {args.n} phantoms and {manifest}")
     return 0

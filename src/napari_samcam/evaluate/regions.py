@@ -13,6 +13,8 @@ source                 region
                        half-maximum blob around the peak (pixels >= half the peak value that are
                        connected to it), in zoom mode
 ``sam-text``           SAM prompted by text through CLIP (needs CLIP weights)
+``readers``            each reader's boxes of a multi-reader item (VinDr-CXR, phantoms with
+                       simulated readers) as a region source of its own, ``reader:<id>``
 =====================  ==========================================================================
 
 Several boxes give one region: the union of their masks. The prompt that made a region is kept
@@ -46,8 +48,6 @@ __all__ = [
     "half_maximum_box",
     "saliency_region",
 ]
-
-#: Every region source, with a one-line description.
 
 
 def check_region_sources(sources) -> tuple[str, ...]:
