@@ -168,3 +168,41 @@ def test_a_reopened_session_offers_its_saliency_map(
     late = dock_widget(third, qtbot)
     third.open(str(folder), plugin="napari-samcam")
     assert late.saliency.value is third.layers[saved_map.name]
+
+
+def test_results_table_sorts_undefined_scores_last_both_ways(make_napari_viewer, qtbot):
+    import pandas as pd
+    from qtpy.QtCore import QPoint, Qt
+
+    from napari_samcam._qt._results import ResultsWidget
+
+    viewer = make_napari_viewer()
+    widget = ResultsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    scores = pd.DataFrame(
+        {
+            "item": [0, 1, 2, 3],
+            "image": [f"images/p{i}.png" for i in range(4)],
+            "classifier": ["c"] * 4,
+            "cam_method": ["gradcam"] * 4,
+            "region_source": ["box"] * 4,
+            "iou": [0.5, float("nan"), 0.1, 0.9],
+        }
+    )
+    widget._fill_table("evaluation", scores)  # the table as a read folder fills it
+    table = widget.table
+    header = table.horizontalHeader()
+    column = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())].index(
+        "iou"
+    )
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+
+    def click_header():
+        qtbot.mouseClick(
+            header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, header.height() // 2)
+        )
+        return [table.item(r, column).text() for r in range(table.rowCount())]
+
+    orders = {tuple(click_header()), tuple(click_header())}
+    assert orders == {("0.100", "0.500", "0.900", "–"), ("0.900", "0.500", "0.100", "–")}
+    assert table.item(0, 1).text() == table.item(0, 1).toolTip().split("/")[-1]
