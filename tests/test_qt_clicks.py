@@ -298,7 +298,7 @@ def test_every_prompt_kind_on_the_2d_sample(
     choose(widget.method, "gradcam")
     click(qtbot, widget.explain_button)
     wait_for_job(widget, qtbot)
-    saliency = viewer.layers["lesion-detector gradcam [lesion]"]
+    saliency = viewer.layers["phantom lesion lesion-detector gradcam [lesion]"]
     assert widget.saliency.value is saliency  # the new map is chosen, not "-----"
     assert widget.target.native.currentText() == "lesion (finding class)"  # kept
 

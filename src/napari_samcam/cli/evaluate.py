@@ -9,6 +9,7 @@ from ._common import (
     add_sam_arguments,
     add_sam_preprocess_argument,
     cam_method_arg,
+    check_input_file,
     existing_file,
     finite_float,
     positive_int,
@@ -62,7 +63,7 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..evaluate.regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
+    from ..region_sources import DEFAULT_REGION_SOURCES, REGION_SOURCES
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -222,9 +223,14 @@ def _target(text):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_input_file(args.manifest)  # these before torch and any model load
+    if args.saliency:
+        check_input_file(args.saliency)
+    if args.images:
+        check_input_file(args.images)
+    check_writable(args.out, name="--out")
     from ..evaluate import evaluate
 
-    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,

@@ -28,6 +28,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..region_sources import (
+    ANNOTATION_SOURCES,
+    DEFAULT_REGION_SOURCES,
+    REGION_SOURCES,
+    SALIENCY_SOURCES,
+    SAM_SOURCES,
+)
 from ..segment import Region
 
 __all__ = [
@@ -41,26 +48,6 @@ __all__ = [
     "half_maximum_box",
     "saliency_region",
 ]
-
-#: Every region source, with a one-line description.
-REGION_SOURCES = {
-    "ground-truth": "the annotated mask",
-    "box": "the box annotation as a filled rectangle",
-    "sam-box": "SAM prompted by the box annotation (zoom mode)",
-    "sam-saliency-box": "SAM prompted by boxes of the binarized saliency's components",
-    "sam-saliency-peak": "SAM prompted at the saliency peak (half-maximum box for box-only SAM)",
-    "sam-text": "SAM prompted by text through CLIP (needs CLIP weights)",
-    "readers": "each reader's boxes as a region source of its own (reader:<id>)",
-}
-
-#: Sources that depend on the image and its annotation only (computed once per item).
-ANNOTATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-text", "readers")
-#: Sources that depend on a saliency map (computed once per classifier x method x target).
-SALIENCY_SOURCES = ("sam-saliency-box", "sam-saliency-peak")
-#: Sources that run a SAM model.
-SAM_SOURCES = ("sam-box", "sam-saliency-box", "sam-saliency-peak", "sam-text")
-
-DEFAULT_REGION_SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
 
 
 def check_region_sources(sources) -> tuple[str, ...]:
