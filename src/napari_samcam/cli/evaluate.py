@@ -30,7 +30,8 @@ agreement.csv (agreement of each region source with the ground truth: Pearson, S
 absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
 region_summary.csv (each region's Dice / IoU with the ground-truth mask), comparison.csv
 (every pair of classifiers and of CAM methods on the items they share: mean difference with a
-paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction, per region source),
+paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction over --holm-family,
+family size per row),
 summary.json, plots/*.svg and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
@@ -184,6 +185,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=1000,
         help="bootstrap resamples (default: %(default)s)",
     )
+    parser.add_argument(
+        "--holm-family",
+        choices=["run", "metric", "pair"],
+        default="run",
+        help="the comparisons Holm's correction adjusts together: run (every comparison of "
+        "this run), metric (one metric across region sources and pairs) or pair (the pairs of "
+        "one region source and metric only) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wilcoxon-zeros",
+        choices=["wilcox", "pratt"],
+        default="wilcox",
+        help="Wilcoxon zero differences: wilcox drops them, pratt ranks them (default: "
+        "%(default)s)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument(
@@ -248,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
             keep_arrays=not args.no_keep_arrays,
             gallery=args.gallery,
             n_resamples=args.bootstrap,
+            holm_family=args.holm_family,
+            zero_method=args.wilcoxon_zeros,
         )
     print(
         f"{result.n_images} images: {result.n_computed} computed, {result.n_reused} reused "
@@ -295,11 +313,14 @@ def _print_headline(result) -> None:
     if comparison is not None and len(comparison):
         shown = comparison[comparison["metric"].isin(["iou", "energy"])]
         if len(shown):
-            print("\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p):")
+            print(
+                "\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p over a "
+                f"family of m tests, family {shown['holm_family'].iloc[0].split(':')[0]!r}):"
+            )
         for row in shown.itertuples(index=False):
             within = row.cam_method or row.classifier
             print(
                 f"  {row.a} vs {row.b} ({within}) {row.region_source:<14} {row.metric:<7} "
                 f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
-                f"p={row.p_holm:.2g} n={row.n}: {row.conclusion}"
+                f"p={row.p_holm:.2g} (m={row.family_size}) n={row.n}: {row.conclusion}"
             )
