@@ -106,10 +106,10 @@ def comparison_table(
     ``p_holm`` is Holm-adjusted within each family of ``holm_family`` (:data:`HOLM_FAMILIES`);
     ``holm_family`` names a row's family and ``family_size`` counts its tests (rows with a
     p-value). ``n_zero`` counts the pairs whose difference is exactly 0 and ``zero_method``
-    says how the Wilcoxon test treated them. ``conclusion`` is ``"a > b"`` or ``"a < b"`` where ``p_holm < alpha``, ``"no difference"``
-    otherwise and ``"undetermined"`` without a test. ``agrees_with_reference`` compares it with
-    the conclusion of the same comparison scored against ``reference`` regions (``None`` for
-    the reference's own rows or when it is absent).
+    says how the Wilcoxon test treated them. ``conclusion`` is ``"a > b"`` or ``"a < b"`` where
+    ``p_holm < alpha``, ``"no difference"`` otherwise and ``"undetermined"`` without a test.
+    ``agrees_with_reference`` compares it with the conclusion of the same comparison scored
+    against ``reference`` regions (``None`` for the reference's own rows or when it is absent).
 
     Parameters
     ----------
