@@ -299,6 +299,7 @@ def _print_headline(result) -> None:
                 f"  {row.region_source + who:<40} Dice {row.dice:.3f} "
                 f"[{row.dice_ci_low:.3f}, {row.dice_ci_high:.3f}] n={row.n}"
             )
+    _warn_unreliable(result.regions)
     versus = result.sam_vs_box
     shown = versus[versus["metric"].isin(["iou", "energy"])] if len(versus) else versus
     if len(shown):
@@ -324,3 +325,25 @@ def _print_headline(result) -> None:
                 f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
                 f"p={row.p_holm:.2g} (m={row.family_size}) n={row.n}: {row.conclusion}"
             )
+
+
+def _warn_unreliable(regions) -> None:
+    """Say how many SAM regions look unreliable (and where the trusted source fell back)."""
+    if regions is None or not len(regions) or "region_unreliable" not in regions:
+        return
+    flagged = regions[regions["region_unreliable"].astype(bool)]
+    for source, frame in flagged.groupby("region_source", sort=False):
+        total = int((regions["region_source"] == source).sum())
+        reasons = frame["region_reason"].astype(str).str.split(";").explode().str.strip()
+        common = ", ".join(
+            reasons.str.replace(r"[0-9.]+", "x", regex=True).value_counts().index[:3]
+        )
+        print(
+            f"\nwarning: {len(frame)} of {total} {source} regions look unreliable ({common}); "
+            "their scores are flagged in regions.csv (region_unreliable). The sam-trust region "
+            "source checks each mask and falls back to the box."
+        )
+    trusted = regions[regions["region_source"] == "sam-trust"]
+    if len(trusted):
+        fell = trusted["region_action"].astype(str).str.contains("fell back").sum()
+        print(f"\nsam-trust: {fell} of {len(trusted)} regions fell back to the box.")
