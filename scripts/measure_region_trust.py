@@ -6,6 +6,9 @@ Three steps::
     python scripts/measure_region_trust.py dump --seed 101 --n 72 --out trust-101.csv.gz
     # 2. the per-shape-class table of a rule (the defaults, or --rule k=v,...) on a dump
     python scripts/measure_region_trust.py table trust-101.csv.gz [--rule min_span=0.5,...]
+    # held-out seeds with the default rule (and sam-box with contrast pre-processing)
+    python scripts/measure_region_trust.py heldout --seeds 202 303 --n 60 --out heldout.csv
+    python scripts/measure_region_trust.py table heldout.csv
     # 3. CheXlocalize's sample (folder with gt_segmentations_val.json and valid/)
     python scripts/measure_region_trust.py chexlocalize path/to/cheXlocalize/sample
 
@@ -103,6 +106,56 @@ def dump(args) -> int:
     return 0
 
 
+PREPROCESS = ("clahe", "gamma:0.5")
+
+
+def heldout(args) -> int:
+    """Per positive phantom of each seed: truth, box, sam-box (also with each contrast
+    pre-processing) and sam-trust with the default rule, as the rows :func:`summarise` reads."""
+    from napari_samcam.classifiers import load_classifier
+    from napari_samcam.metrics import localization_metrics
+    from napari_samcam.phantoms import generate_phantoms
+    from napari_samcam.saliency import explain
+    from napari_samcam.segment import embedding_key, load_segmenter
+    from napari_samcam.trusted_box import trusted_box_region
+
+    segmenter = load_segmenter("litemedsam")
+    classifier = load_classifier("lesion-detector")
+    rows = []
+    for seed in args.seeds:
+        cases = generate_phantoms(args.n, seed=seed, positive_fraction=1.0, shapes="all")
+        for case in cases[args.skip :]:
+            key = embedding_key(case.image)
+            box = np.zeros_like(case.mask)
+            r0, c0, r1, c1 = case.box
+            box[r0:r1, c0:c1] = True
+            trust = trusted_box_region(segmenter, case.image, [case.box], key=key)
+            regions = {"truth": case.mask, "box": box, "sam-trust": trust.mask}
+            for option in (None, *PREPROCESS):
+                (sam,) = segmenter.segment(
+                    case.image, boxes=[case.box], context=2.5, key=key, preprocess=option
+                )
+                regions["sam-box" + ("" if option is None else f"+{option}")] = sam.mask
+            saliency = explain(case.image, classifier, target=1)
+            scores = localization_metrics(saliency.map, list(regions.values()))
+            action = "; ".join(t["action"] for t in trust.prompt["trust"])
+            for (name, mask), values in zip(regions.items(), scores, strict=True):
+                rows.append(
+                    {
+                        "seed": seed,
+                        "index": f"{seed}:{case.index}",
+                        "shape": case.lesion_kind,
+                        "source": name,
+                        "action": action if name == "sam-trust" else "",
+                        "dice": _dice(mask, case.mask),
+                        **{m: float(values[m]) for m in METRICS},
+                    }
+                )
+            pd.DataFrame(rows).to_csv(args.out, index=False)  # finished items survive a crash
+            print(f"seed {seed}: {case.index + 1}/{args.n}", file=sys.stderr, flush=True)
+    return 0
+
+
 def _parse_rule(text: str | None):
     from napari_samcam.region_trust import TrustRule
 
@@ -195,8 +248,14 @@ def summarise(per_case: pd.DataFrame) -> pd.DataFrame:
 def table(args) -> int:
     rule = _parse_rule(args.rule)
     data = pd.concat([pd.read_csv(p) for p in args.dumps])
-    data["index"] = data["seed"].astype(str) + ":" + data["index"].astype(str)
-    summary = summarise(apply_rule(data, rule))
+    if "source" in data:  # a held-out run: sam-trust already decided with the default rule
+        rule = _parse_rule(None)
+        per_case = data[data["source"].isin(["truth", "box", "sam-box", "sam-trust"])].copy()
+        per_case["action"] = per_case["action"].fillna("").replace({"fell back to the box": "box"})
+    else:
+        data["index"] = data["seed"].astype(str) + ":" + data["index"].astype(str)
+        per_case = apply_rule(data, rule)
+    summary = summarise(per_case)
     wide = summary.pivot(index="shape", columns="source")
     cols = []
     for value in ("dice", "mad_iou", "mad_energy"):
@@ -273,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("heldout")
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--skip", type=int, default=0, help="start at this case of each seed")
     p = sub.add_parser("table")
     p.add_argument("dumps", nargs="+")
     p.add_argument("--rule")
@@ -280,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sample")
     p.add_argument("--rule")
     args = parser.parse_args(argv)
-    return {"dump": dump, "table": table, "chexlocalize": chexlocalize}[args.command](args)
+    commands = {"dump": dump, "heldout": heldout, "table": table, "chexlocalize": chexlocalize}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

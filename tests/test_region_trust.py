@@ -62,7 +62,7 @@ def _candidate(output, iou, stability, span, context=2.5) -> Candidate:
 
 
 def test_decide_keeps_chooses_or_gives_up():
-    rule = TrustRule()
+    rule = TrustRule(min_iou=0.8, min_stability=0.85, min_span=0.6)
     kept = decide([_candidate(0, 0.9, 0.9, 0.8), _candidate(1, 0.95, 0.95, 0.8)], rule)
     # output 1 scores higher: 0.9025 > 0.81, so it is chosen even though output 0 passed
     assert kept.choice == 1 and kept.action == "chose output 1"
@@ -139,7 +139,6 @@ def test_trusted_region_reprompts_then_falls_back_to_the_box(tiny_sam, blob_imag
 
 def test_evaluate_writes_the_trust_columns(tmp_path):
     from conftest import TinyCNN, build_tiny_sam
-
     from napari_samcam.classifiers import load_classifier
     from napari_samcam.evaluate import evaluate
     from napari_samcam.phantoms import write_phantoms

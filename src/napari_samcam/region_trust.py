@@ -62,10 +62,10 @@ class TrustRule:
         run) before falling back to the box; None: fall back at once.
     """
 
-    min_iou: float = 0.8
-    min_stability: float = 0.85
+    min_iou: float = 0.5
+    min_stability: float = 0.35
     min_span: float = 0.6
-    min_fill: float = 0.2
+    min_fill: float = 0.3
     max_fill: float = 0.98
     max_outside: float = 0.1
     reprompt_context: float | None = 1.5
@@ -226,7 +226,7 @@ def quality_of_region(region, rule: TrustRule | None = None) -> dict:
             out["region_box_fill"] = float(np.mean([t["box_fill"] for t in chosen]))
             out["region_box_span"] = float(np.mean([t["box_span"] for t in chosen]))
         return out
-    boxes = prompt.get("boxes")
+    boxes = prompt.get("boxes") or ([prompt["box"]] if prompt.get("box") is not None else None)
     if not region.source.startswith("sam-") or not boxes or len(boxes) != 1:
         return empty
     signals = mask_signals(region.mask, boxes[0])
