@@ -171,3 +171,42 @@ def test_evaluate_writes_the_trust_columns(tmp_path):
     share = quality[(quality["region_source"] == "sam-trust") & (quality["group"] == "all")]
     fell = trust["region_action"].str.contains("fell back").mean()
     assert share["fell_back"].iloc[0] == pytest.approx(fell)
+
+
+def test_cli_warns_about_unreliable_regions(capsys):
+    from napari_samcam.cli.evaluate import _warn_unreliable
+
+    regions = pd.DataFrame(
+        {
+            "region_source": ["sam-box", "sam-box", "sam-box", "sam-trust", "box"],
+            "region_unreliable": [True, False, True, False, False],
+            "region_reason": ["spans 0.40 of the box < 0.6", "", "empty mask", "", ""],
+            "region_action": ["kept", "kept", "kept", "fell back to the box", ""],
+        }
+    )
+    _warn_unreliable(regions)
+    printed = capsys.readouterr().out
+    assert "warning: 2 of 3 sam-box regions look unreliable" in printed
+    assert "spans x of the box < x" in printed and "empty mask" in printed
+    assert "sam-trust: 1 of 1 regions fell back to the box" in printed
+
+
+@pytest.mark.slow
+def test_litemedsam_keeps_its_mask_and_its_advantage_on_a_compact_lesion():
+    from napari_samcam.phantoms import generate_phantoms
+    from napari_samcam.segment import load_segmenter
+    from napari_samcam.trusted_box import trusted_box_region
+
+    (case,) = generate_phantoms(1, seed=101, positive_fraction=1.0, shapes="all")
+    assert case.lesion_kind == "compact"
+    segmenter = load_segmenter("litemedsam")
+    region = trusted_box_region(segmenter, case.image, [case.box])
+    assert region.prompt["trust"][0]["action"] == "kept"
+    sam = segmenter.segment(case.image, boxes=[case.box], context=2.5)[0]
+    assert np.array_equal(region.mask, sam.mask)  # the kept mask is sam-box's
+
+    def dice(mask):
+        return 2 * (mask & case.mask).sum() / (mask.sum() + case.mask.sum())
+
+    r0, c0, r1, c1 = case.box
+    assert dice(region.mask) > dice(_rect(case.mask.shape, r0, c0, r1, c1)) + 0.1
