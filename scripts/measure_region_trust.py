@@ -245,6 +245,19 @@ def summarise(per_case: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paired_intervals(per_case: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """Per shape: mean paired Dice difference ``a - b`` with its bootstrap 95 % CI (1000
+    resamples, seed 0), as text."""
+    from napari_samcam.agreement import bootstrap_ci
+
+    wide = per_case.pivot_table(index=["shape", "index"], columns="source", values="dice")
+    out = {}
+    for shape, frame in wide.groupby(level="shape"):
+        ci = bootstrap_ci((frame[a] - frame[b]).to_numpy(), n_resamples=1000, seed=0)
+        out[shape] = f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]"
+    return pd.Series(out)
+
+
 def table(args) -> int:
     rule = _parse_rule(args.rule)
     data = pd.concat([pd.read_csv(p) for p in args.dumps])
@@ -265,6 +278,10 @@ def table(args) -> int:
     print(f"n per class: {summary.groupby('shape').n.first().to_dict()}")
     print(_markdown(wide[cols]))
     trust = summary[summary.source == "sam-trust"].set_index("shape")[["kept", "box"]]
+    trust["Dice sam-trust − box [95 % CI]"] = _paired_intervals(per_case, "sam-trust", "box")
+    trust["Dice sam-trust − sam-box [95 % CI]"] = _paired_intervals(
+        per_case, "sam-trust", "sam-box"
+    )
     print(_markdown(trust))
     ok_dice = (wide[("dice", "sam-trust")] >= wide[("dice", "box")] - 1e-12).all()
     ok_mad = all(
