@@ -810,3 +810,19 @@ def test_parallel_sort_uses_the_cpus_the_load_leaves_idle(monkeypatch):
     assert _workers.idle_cpus() == 1
     monkeypatch.setattr(_workers.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
     assert _workers.idle_cpus() == 1
+
+
+def test_auroc_of_a_large_region_does_not_overflow():
+    # 120,000 region pixels of 160,000: the rank sum (~1.5e10) does not fit 32 bits.
+    rng = np.random.default_rng(0)
+    saliency = rng.random((400, 400)).astype(np.float32)
+    saliency[:300] += 0.5
+    region = np.zeros((400, 400), dtype=bool)
+    region[:300] = True
+    from scipy.stats import rankdata
+
+    ranks = rankdata(saliency.ravel())  # mid-ranks of ties, independently of the metric
+    n_pos, n_neg = int(region.sum()), int((~region).sum())
+    expected = (ranks[region.ravel()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    assert saliency_auroc(saliency, region) == pytest.approx(expected, rel=1e-9)
+    assert 0.8 < expected < 0.95

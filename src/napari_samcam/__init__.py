@@ -42,6 +42,7 @@ _API = {
     "generate_phantoms": "phantoms",
     "write_phantoms": "phantoms",
     "evaluate": "evaluate",
+    "load_dataset": "datasets",
     "segment_text": "text",
     "load_clip": "text",
     "clip_available": "text",

@@ -887,7 +887,9 @@ class _Pair:
         """
         n_pos, n_neg = self.n_pos, self.n_neg
         _, counts, below, equal, before = self.groups
-        twice_u = int(np.dot(counts, 2 * below + equal + 1)) - n_pos * (n_pos + 1)
+        # Positions may be int32 (_flag_positions); their sum over millions of pixels is not.
+        weights = 2 * below.astype(np.int64) + equal + 1
+        twice_u = int(np.dot(counts.astype(np.int64), weights)) - n_pos * (n_pos + 1)
         auroc = twice_u / (2.0 * n_pos * n_neg)
         tp = n_pos - before
         return auroc, float(np.sum(counts * (tp / (self.n - below)))) / n_pos

@@ -12,6 +12,10 @@ Optionally a burned-in corner marker (a bright tag with a block letter, as radio
 markers look) is drawn on some images; its presence can be tied to the label to build a
 shortcut ("Clever Hans") data set.
 
+With ``readers=N`` each lesion is also boxed as N independent readers would box it
+(:func:`simulated_reader_boxes`: jittered, loose, occasionally missed), in the manifest's
+``readers`` column, so the readers' own disagreement can be measured where the truth is known.
+
 Boxes are ``(row0, col0, row1, col1)`` with the end exclusive, in pixels of the image.
 
 Note that the chest film itself shows rounded opacities of its own; "negative" here means
@@ -697,6 +701,68 @@ def generate_phantoms(
 
 
 # --------------------------------------------------------------------------------------------
+# Simulated readers
+
+#: A simulated reader misses a lesion with this probability.
+READER_MISS_RATE = 0.1
+#: Margin a simulated reader adds per side, as a fraction of the lesion's extent.
+READER_MARGIN = (0.0, 0.4)
+#: Standard deviation of a simulated reader's per-side jitter, as a fraction of the extent.
+READER_JITTER = 0.08
+
+
+def _reader_names(n_readers) -> list[str]:
+    if isinstance(n_readers, bool) or not isinstance(n_readers, (int, np.integer)):
+        raise InputError(f"readers={n_readers!r}: pass a whole number of readers.")
+    if not 0 <= int(n_readers) <= 26:
+        raise InputError(f"readers={n_readers!r}: pass 0 (none) to 26 simulated readers.")
+    return [f"R{k + 1}" for k in range(int(n_readers))]
+
+
+def simulated_reader_boxes(case: PhantomCase, n_readers: int) -> dict[str, list[Box]]:
+    """How ``n_readers`` independent readers box the lesion of ``case``: ``{"R1": [box], ...}``.
+
+    Each reader misses the lesion with probability :data:`READER_MISS_RATE` (no box);
+    otherwise draws the lesion's bounding box loosened by a margin per side drawn from
+    :data:`READER_MARGIN` and shifted per side by Gaussian jitter of :data:`READER_JITTER`
+    (fractions of the lesion's height or width), clipped to the image and at least one pixel
+    wide. Negatives get no boxes. The draw depends on the case's seed and index only.
+    """
+    names = _reader_names(n_readers)
+    if not case.label:
+        return {name: [] for name in names}
+    rng = np.random.default_rng(np.random.SeedSequence([case.seed, case.index, 7919]))
+    rows = np.flatnonzero(case.mask.any(axis=1))
+    cols = np.flatnonzero(case.mask.any(axis=0))
+    truth = np.array([rows[0], cols[0], rows[-1] + 1, cols[-1] + 1], dtype=np.float64)
+    extent = np.array([truth[2] - truth[0], truth[3] - truth[1]] * 2)
+    outward = np.array([-1.0, -1.0, 1.0, 1.0])
+    readers: dict[str, list[Box]] = {}
+    for name in names:
+        margin = rng.uniform(*READER_MARGIN, size=4)
+        jitter = rng.normal(0.0, READER_JITTER, size=4)
+        missed = rng.random() < READER_MISS_RATE
+        if missed:
+            readers[name] = []
+            continue
+        box = np.round(truth + extent * (outward * margin + jitter)).astype(int)
+        r0, c0 = max(int(box[0]), 0), max(int(box[1]), 0)
+        r1 = min(max(int(box[2]), r0 + 1), case.mask.shape[0])
+        c1 = min(max(int(box[3]), c0 + 1), case.mask.shape[1])
+        readers[name] = [(min(r0, r1 - 1), min(c0, c1 - 1), r1, c1)]
+    return readers
+
+
+def _readers_cell(case: PhantomCase, n_readers: int) -> str:
+    import json
+
+    if not case.label:
+        return ""
+    boxes = simulated_reader_boxes(case, n_readers)
+    return json.dumps({name: [list(b) for b in found] for name, found in boxes.items()})
+
+
+# --------------------------------------------------------------------------------------------
 # Writing
 
 
@@ -749,6 +815,7 @@ def write_phantoms(
     split: str = "test",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    readers: int = 0,
 ) -> Path:
     """Generate ``n`` phantoms and write them to ``out`` as PNG files plus ``manifest.csv``.
 
@@ -773,6 +840,9 @@ def write_phantoms(
         Replace an existing phantom set (its manifest, ``images/`` and ``masks/`` folders).
     progress : callable, optional
         ``progress(done, total)`` after each case.
+    readers : int
+        Simulated readers per lesion (:func:`simulated_reader_boxes`), written as JSON in an
+        extra ``readers`` column (region source ``readers`` of ``samcam evaluate``); 0: none.
 
     Returns
     -------
@@ -805,6 +875,8 @@ def write_phantoms(
                     f"{str(out / sub)!r} already exists; pass overwrite=True (CLI: --overwrite) "
                     "or choose another output folder."
                 )
+    if readers:
+        _reader_names(readers)  # checked before anything is generated
     cases = generate_phantoms(
         n,
         seed=seed,
@@ -834,8 +906,11 @@ def write_phantoms(
                     tmp / mask_rel, case.mask.astype(np.uint8) * np.uint8(255), extension=".png"
                 )
             rows.append(_manifest_row(case, image_rel, mask_rel, split))
+            if readers:
+                rows[-1]["readers"] = _readers_cell(case, readers)
+        columns = list(MANIFEST_COLUMNS) + (["readers"] if readers else [])
         with open(tmp / MANIFEST_NAME, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
         # Move into place: the old set (if overwriting) goes first, the manifest comes last.

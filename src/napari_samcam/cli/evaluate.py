@@ -45,6 +45,10 @@ manifests:
              (paths relative to the CSV; boxes end-exclusive; the format of `samcam phantoms`)
   COCO JSON  images / annotations (bbox, polygon or RLE segmentation) / categories
   CheXlocalize ground-truth JSON  {img_id: {task: {size, counts}}}; images under --images
+  datasets as distributed (plain, .gz or .zip), told from their columns; images under --images:
+             NIH ChestX-ray14 BBox_List_2017.csv, RSNA Pneumonia stage_2_train_labels.csv,
+             SIIM-ACR train-rle.csv, VinDr-CXR train.csv (add --regions ... readers for its
+             three radiologists)
 
 examples:
   samcam phantoms --n 200 --seed 0 --out phantoms
@@ -53,6 +57,8 @@ examples:
   samcam evaluate phantoms/manifest.csv --out results --scheduler tcp://10.0.0.5:8786
   samcam evaluate gt_segmentations_val.json --images valid --saliency gradcam_maps_val \
       --regions ground-truth --protocol chexlocalize --out chexlocalize
+  samcam evaluate vindr/train.csv --images vindr/train --model xrv:densenet121-res224-all \
+      --regions box sam-box readers --out vindr-results
 """
 
 
@@ -66,7 +72,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("manifest", help="manifest file: .csv, COCO .json or CheXlocalize .json")
+    parser.add_argument(
+        "manifest",
+        help="manifest file: .csv, COCO .json, CheXlocalize .json, or a dataset's "
+        "annotation file (NIH, RSNA, SIIM, VinDr; see below)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--model",
@@ -310,6 +320,10 @@ def _print_headline(result) -> None:
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )
+    from ..evaluate.readers import reader_headline
+
+    for line in reader_headline(result.reader_agreement):
+        print(line)
     comparison = result.comparison
     if comparison is not None and len(comparison):
         shown = comparison[comparison["metric"].isin(["iou", "energy"])]

@@ -50,6 +50,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         + ", ".join(SHAPE_CLASSES)
         + "); chest background only. Default: the original compact lesions",
     )
+    parser.add_argument(
+        "--readers",
+        type=non_negative_int,
+        default=0,
+        help="box each lesion as N simulated readers would (jittered, loose, missed 10%% of "
+        "the time) in a 'readers' column; evaluate with --regions ... readers (default: none)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing set")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             shapes=args.shapes,
             overwrite=args.overwrite,
             progress=progress,
+            readers=args.readers,
         )
     print(f"wrote {args.n} phantoms and {manifest}")
     return 0

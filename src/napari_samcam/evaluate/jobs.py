@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError
 from ..region_trust import quality_of_region
 from .manifests import Item
+from .readers import reader_regions, source_rank
 from .regions import ANNOTATION_SOURCES, SALIENCY_SOURCES, annotation_region, saliency_region
 
 __all__ = [
@@ -632,6 +633,12 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
             for source in spec.region_sources:
                 if source not in ANNOTATION_SOURCES:
                     continue
+                if source == "readers":
+                    for region in reader_regions(item.readers, shape):
+                        if region.area:  # a reader who did not mark the finding has no score
+                            fixed.append(region)
+                        add_region_row(item, region, mask, "", "")
+                    continue
                 region = annotation_region(
                     source,
                     image,
@@ -675,7 +682,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                         )
                     regions.append(saliency_regions[rkey])
                     add_region_row(item, saliency_regions[rkey], mask, name, method)
-                regions.sort(key=lambda r: spec.region_sources.index(r.source))
+                regions.sort(key=lambda r: source_rank(spec.region_sources, r.source))
                 base = {
                     "image": item.image,
                     "image_id": item.image_id or item.image,

@@ -7,7 +7,9 @@ Three formats are read into the same list of :class:`Item` objects:
   0/non-zero mask image) and ``box_r0, box_c0, box_r1, box_c1`` (optional, all four or none;
   end exclusive). Paths are relative to the manifest's folder. An empty ``mask`` cell means an
   empty ground truth when the label is negative (``0``, ``false``, ``no``, ``negative`` or
-  empty) and "no ground truth" otherwise. Several rows may name the same image (different
+  empty) and "no ground truth" otherwise. An optional ``readers`` column holds several readers'
+  boxes as JSON (``{"R1": [[r0, c0, r1, c1]], "R2": []}``; region source ``readers``).
+  Several rows may name the same image (different
   classes: several findings). A row that repeats an earlier one (same image, class and
   annotation) is dropped with a warning; rows of one image and class that differ are an error.
 * **COCO JSON** (``images``, ``annotations``, ``categories``): one item per image and category
@@ -19,6 +21,10 @@ Three formats are read into the same list of :class:`Item` objects:
   one item per image and task; the label is 1 when the mask is non-empty. Boxes are derived
   from the mask, one per connected component. Images are looked up under ``image_root`` as
   ``<img_id>.<ext>`` or as CheXpert's ``patientX/studyY/viewZ_frontal.<ext>``.
+
+The annotation files of NIH ChestX-ray14, RSNA Pneumonia, SIIM-ACR and VinDr-CXR, as
+distributed (plain, gzip or zip), are told from their columns and read by
+:mod:`napari_samcam.datasets`.
 
 COCO run-length encoding is decoded (and encoded, for tests and exports) in NumPy here; no
 ``pycocotools`` is needed.
@@ -81,6 +87,9 @@ class Item:
         Where in the manifest the item comes from, for error messages.
     image_id : str
         The dataset's own name of the image (CheXlocalize's ``img_id``), ``""`` if none.
+    readers : dict or None
+        Several readers' boxes of this finding (reader id -> boxes, ``[]`` for a reader who
+        did not mark it), each reader a region source ``reader:<id>``; ``None`` if one reader.
     """
 
     image: str
@@ -93,6 +102,7 @@ class Item:
     boxes_from_mask: bool = False
     where: str = ""
     image_id: str = ""
+    readers: dict | None = None
 
     @property
     def positive(self) -> bool:
@@ -114,6 +124,7 @@ class Item:
                 "mask": mask,
                 "boxes": [list(map(int, b)) for b in self.boxes],
                 "boxes_from_mask": self.boxes_from_mask,
+                **({"readers": self.readers} if self.readers is not None else {}),
             },
             sort_keys=True,
             default=str,
@@ -322,7 +333,8 @@ def polygons_to_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
 
 
 def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> list[Item]:
-    """Read a manifest (CSV, COCO JSON or CheXlocalize JSON) into a list of :class:`Item`.
+    """Read a manifest (CSV, COCO JSON, CheXlocalize JSON, or a public dataset's annotation
+    file: :mod:`napari_samcam.datasets`) into a list of :class:`Item`.
 
     Parameters
     ----------
@@ -341,7 +353,11 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
     if not path.is_file():
         raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
     root = Path(image_root) if image_root is not None else path.parent
-    if path.suffix.lower() == ".csv":
+    from ..datasets import detect_dataset, load_dataset
+
+    if detect_dataset(path) is not None:  # NIH, RSNA, SIIM, VinDr files as distributed
+        items = load_dataset(path, image_root=root)
+    elif path.suffix.lower() == ".csv":
         try:
             items = _read_csv(path, root)
         except UnicodeDecodeError as exc:
@@ -440,6 +456,8 @@ def _cell(row: dict, column: str) -> str:
 
 
 def _read_csv(path: Path, root: Path) -> list[Item]:
+    from .readers import parse_readers_cell
+
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
@@ -495,6 +513,7 @@ def _read_csv(path: Path, root: Path) -> list[Item]:
                     mask=mask,
                     boxes=boxes,
                     where=where,
+                    readers=parse_readers_cell(_cell(row, "readers"), where),
                 )
             )
     return items

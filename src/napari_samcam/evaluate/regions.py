@@ -16,6 +16,8 @@ source                 region
                        half-maximum blob around the peak (pixels >= half the peak value that are
                        connected to it), in zoom mode
 ``sam-text``           SAM prompted by text through CLIP (needs CLIP weights)
+``readers``            each reader's boxes of a multi-reader item (VinDr-CXR, phantoms with
+                       simulated readers) as a region source of its own, ``reader:<id>``
 =====================  ==========================================================================
 
 Several boxes give one region: the union of their masks. The prompt that made a region is kept
@@ -53,10 +55,11 @@ REGION_SOURCES = {
     "sam-saliency-box": "SAM prompted by boxes of the binarized saliency's components",
     "sam-saliency-peak": "SAM prompted at the saliency peak (half-maximum box for box-only SAM)",
     "sam-text": "SAM prompted by text through CLIP (needs CLIP weights)",
+    "readers": "each reader's boxes as a region source of its own (reader:<id>)",
 }
 
 #: Sources that depend on the image and its annotation only (computed once per item).
-ANNOTATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-trust", "sam-text")
+ANNOTATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-trust", "sam-text", "readers")
 #: Sources that depend on a saliency map (computed once per classifier x method x target).
 SALIENCY_SOURCES = ("sam-saliency-box", "sam-saliency-peak")
 #: Sources that run a SAM model.

@@ -51,11 +51,12 @@ def write_report(
     regions=None,
     comparison=None,
     gallery: str = "",
+    readers: str = "",
 ) -> Path:
     """Write ``report.html`` next to the evaluation outputs and return its path.
 
     ``gallery``: the HTML of :func:`~napari_samcam.evaluate.gallery.gallery_html`, placed after
-    the tables.
+    the tables. ``readers``: the HTML of :func:`~napari_samcam.evaluate.readers.reader_html`.
     """
     path = Path(path)
     parts = [
@@ -133,6 +134,8 @@ def write_report(
             "regions.</p>",
             _table(comparison),
         ]
+    if readers:
+        parts.append(readers)
     if gallery:
         parts.append(gallery)
     parts += ["<h2>All summaries</h2>", _table(summary)]

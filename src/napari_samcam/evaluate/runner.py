@@ -86,6 +86,8 @@ OUTPUT_NAMES = (
     "regions.csv",
     "region_summary.csv",
     "comparison.csv",
+    "reader_agreement.csv",
+    "reader_regions.csv",
     "summary.json",
     "plots",
     "report.html",
@@ -114,6 +116,10 @@ class EvaluationResult:
     comparison : pandas.DataFrame
         Paired comparisons of classifiers and of CAM methods
         (:func:`~napari_samcam.evaluate.comparisons.comparison_table`).
+    reader_agreement, reader_regions : pandas.DataFrame
+        With several readers per item: the readers' agreement of scores next to every other
+        source's agreement with the readers, and of regions
+        (:mod:`~napari_samcam.evaluate.readers`); empty otherwise.
     paths : dict
         Output name -> path.
     n_images : int
@@ -133,6 +139,8 @@ class EvaluationResult:
     regions: Any = None
     region_summary: Any = None
     comparison: Any = None
+    reader_agreement: Any = None
+    reader_regions: Any = None
     paths: dict[str, Path] = field(default_factory=dict)
     n_images: int = 0
     n_computed: int = 0
@@ -726,6 +734,7 @@ def _finish(
     import pandas as pd
 
     from .comparisons import comparison_table
+    from .readers import reader_html, reader_record
     from .summary import agreement_table as agreement_of
     from .summary import region_summary, sam_vs_box, summarize, summary_record
 
@@ -754,6 +763,7 @@ def _finish(
     paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
     paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
     paths["sam_vs_box.csv"] = _atomic(out / "sam_vs_box.csv", versus.to_csv, index=False)
+    readers = _reader_tables(out, metrics, regions, paths, n_resamples=n_resamples, seed=seed)
     info = {
         "manifest": str(manifest),
         "n_images": len(jobs),
@@ -763,9 +773,8 @@ def _finish(
         "config": config,
     }
     summary_file = out / "summary.json"
-    _write_json(
-        summary_file, summary_record(info, summary, agreement, versus, quality, comparison)
-    )
+    record = summary_record(info, summary, agreement, versus, quality, comparison)
+    _write_json(summary_file, {**record, **reader_record(*readers)})
     paths["summary.json"] = summary_file
     if plots:
         from .plots import write_plots
@@ -787,6 +796,7 @@ def _finish(
             regions=quality,
             comparison=comparison,
             gallery=gallery_html(out, jobs, metrics, per_end=gallery) if gallery else "",
+            readers=reader_html(*readers),
         )
     return EvaluationResult(
         out=out,
@@ -797,6 +807,8 @@ def _finish(
         regions=regions,
         region_summary=quality,
         comparison=comparison,
+        reader_agreement=readers[0],
+        reader_regions=readers[1],
         paths=paths,
         n_images=len(jobs),
         n_computed=n_computed,
@@ -804,6 +816,18 @@ def _finish(
         config=config,
         seconds=seconds,
     )
+
+
+def _reader_tables(out: Path, metrics, regions, paths: dict, *, n_resamples: int, seed: int):
+    """The inter-reader tables (empty without ``reader:*`` regions), written when not empty."""
+    from .readers import reader_region_agreement, reader_score_agreement
+
+    scores = reader_score_agreement(metrics, n_resamples=n_resamples, seed=seed)
+    boxes = reader_region_agreement(regions, n_resamples=n_resamples, seed=seed)
+    for name, frame in (("reader_agreement.csv", scores), ("reader_regions.csv", boxes)):
+        if len(frame):
+            paths[name] = _atomic(out / name, frame.to_csv, index=False)
+    return scores, boxes
 
 
 def _atomic(path: Path, writer: Callable, **kwargs) -> Path:
