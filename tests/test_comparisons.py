@@ -283,9 +283,9 @@ def test_wilcoxon_zero_handling_is_an_option():
 def test_family_and_zero_options_are_checked_before_any_work(tmp_path, capsys):
     from napari_samcam.cli import main
 
-    with pytest.raises(InputError, match="holm_family='everything'.*--holm-family"):
+    with pytest.raises(InputError, match=r"holm_family='everything'.*--holm-family"):
         evaluate(tmp_path / "none.csv", tmp_path / "out", holm_family="everything")
-    with pytest.raises(InputError, match="zero_method='zsplit'.*--wilcoxon-zeros"):
+    with pytest.raises(InputError, match=r"zero_method='zsplit'.*--wilcoxon-zeros"):
         evaluate(tmp_path / "none.csv", tmp_path / "out", zero_method="zsplit")
     with pytest.raises(SystemExit):
         main(["evaluate", "m.csv", "--out", str(tmp_path / "o"), "--holm-family", "all"])
