@@ -33,7 +33,17 @@ POINT_COLORS = {True: "lime", False: "red"}
 REGION_COLUMNS = ("label", "slice")
 
 #: Columns after the metrics: the region, its source and provenance.
-REGION_DETAILS = ("score", "area", "region_source", "prompt", "model", "saliency", "class_name")
+REGION_DETAILS = (
+    "score",
+    "region_unreliable",
+    "region_reason",
+    "area",
+    "region_source",
+    "prompt",
+    "model",
+    "saliency",
+    "class_name",
+)
 
 
 @dataclass

@@ -194,6 +194,7 @@ def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_la
                 "region_source": region.source,
                 "prompt": json_text(region.prompt),
                 "score": float(region.score),
+                **_trust_columns(region),
                 "area": int(region.area),
                 "model": region.model,
                 "saliency": settings["saliency_name"] or "",
@@ -377,3 +378,11 @@ def _first(values) -> str:
     for value in values:
         return value
     return ""
+
+
+def _trust_columns(region) -> dict:
+    """Whether a SAM region looks unreliable, and why (the widget's flag column)."""
+    from ..region_trust import quality_of_region
+
+    quality = quality_of_region(region)
+    return {k: quality[k] for k in ("region_unreliable", "region_reason")}

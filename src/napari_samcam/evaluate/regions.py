@@ -6,6 +6,9 @@ source                 region
 ``ground-truth``       the annotated mask (empty for an image without the finding)
 ``box``                the box annotation(s) filled as a mask
 ``sam-box``            SAM prompted with each box annotation, in zoom mode (``context``)
+``sam-trust``          like ``sam-box``, but a mask is kept only if SAM's own signals and its
+                       fit to the box say it can be trusted; else another of SAM's outputs, a
+                       re-prompt or the box itself (:mod:`napari_samcam.trusted_box`)
 ``sam-saliency-box``   SAM prompted with the boxes of the binarized saliency's strongest
                        components (:func:`napari_samcam.prompts.saliency_boxes`), in zoom mode
 ``sam-saliency-peak``  SAM prompted at the saliency's peak: with a point for models that take
@@ -96,8 +99,9 @@ def annotation_region(
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
-    ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
-    needs a text. ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``ground-truth`` needs a mask, ``box``, ``sam-box`` and ``sam-trust`` need at least one
+    box, ``sam-text`` needs a text. ``key``: the image's
+    :func:`~napari_samcam.images.image_hash`, when known.
     ``preprocess``: SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`) for
     ``sam-box``, recorded in the prompt.
     """
@@ -134,6 +138,22 @@ def annotation_region(
         )
         prompt = {"boxes": [list(b) for b in clipped], "context": context, **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
+    if source == "sam-trust":
+        if not boxes:
+            return None
+        from ..trusted_box import trusted_box_region
+
+        clipped = [_clip_box(b, shape) for b in boxes]
+        return trusted_box_region(
+            segmenter,
+            image,
+            np.array(clipped),
+            context=context,
+            window=window,
+            key=key,
+            preprocess=preprocess,
+            source=source,
+        )
     if source == "sam-text":
         if not text:
             return None

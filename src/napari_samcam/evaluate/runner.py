@@ -505,6 +505,8 @@ def evaluate(
     gallery: int = 3,
     n_resamples: int = 1000,
     seed: int = 0,
+    holm_family: str = "run",
+    zero_method: str = "wilcox",
 ) -> EvaluationResult:
     """Score classifiers' saliency against regions from several sources over a dataset.
 
@@ -594,6 +596,14 @@ def evaluate(
         classifier x method x region source and gallery metric (0: no gallery).
     n_resamples, seed : int
         Bootstrap resamples and seed of the confidence intervals.
+    holm_family : {"run", "metric", "pair"}
+        The comparisons Holm's correction adjusts together
+        (:data:`~napari_samcam.evaluate.comparisons.HOLM_FAMILIES`): every comparison of the
+        run (default), one metric across region sources and pairs, or the pairs of one region
+        source and metric only.
+    zero_method : {"wilcox", "pratt"}
+        Wilcoxon zero handling of the comparisons
+        (:func:`~napari_samcam.agreement.paired_difference`).
 
     Returns
     -------
@@ -617,6 +627,7 @@ def evaluate(
             f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
             "(CLI: --bootstrap N), e.g. 1000."
         )
+    _check_comparison_options(holm_family, zero_method)
     _check_device(device, scheduler)
     spec = make_spec(
         classifiers=classifiers,
@@ -661,6 +672,7 @@ def evaluate(
     with output_lock(out, what="evaluation"):
         resume = _prepare_store(out, record, overwrite)
         outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        outputs["comparisons"] = {"holm_family": holm_family, "zero_method": zero_method}
         outputs["gallery"] = gallery
         run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
         run["keep_arrays"] = keep_arrays
@@ -742,8 +754,24 @@ def _gc_paused():
             gc.enable()
 
 
+def _check_comparison_options(holm_family: str, zero_method: str) -> None:
+    from ..agreement import WILCOXON_ZERO_METHODS
+    from .comparisons import HOLM_FAMILIES
+
+    if holm_family not in HOLM_FAMILIES:
+        raise InputError(
+            f"holm_family={holm_family!r}: pass one of {', '.join(HOLM_FAMILIES)} (CLI: "
+            "--holm-family)."
+        )
+    if zero_method not in WILCOXON_ZERO_METHODS:
+        raise InputError(
+            f"zero_method={zero_method!r}: pass one of {', '.join(WILCOXON_ZERO_METHODS)} (CLI: "
+            "--wilcoxon-zeros)."
+        )
+
+
 def _finish(
-    out, jobs, spec, manifest, counts, *, plots, report, gallery, n_resamples, seed
+    out, jobs, spec, manifest, counts, *, plots, report, gallery, n_resamples, seed, comparisons
 ) -> EvaluationResult:
     """Tables, summaries, plots and the report from the per-image parts in ``out``.
 
@@ -775,7 +803,7 @@ def _finish(
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
-    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed)
+    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed, **comparisons)
     paths["comparison.csv"] = _write_csv(out / "comparison.csv", comparison)
     paths["region_summary.csv"] = _write_csv(out / "region_summary.csv", quality)
     paths["summary.csv"] = _write_csv(out / "summary.csv", summary)
