@@ -18,6 +18,10 @@ share     the metrics' share of samcam evaluate on 2320 x 2828 images with 10 ta
 demo      peak RSS of samcam demo (a subprocess)
 memory    peak RSS of segment with 10 vs 2000 boxes, and of explain / segment on a 30000^2
           uint8 image (fresh subprocesses; the large cases need about 6 GB free)
+cli       samcam --help and every samcam COMMAND --help (fresh interpreters) vs importing
+          napari_samcam alone
+gui       the longest GUI-thread freeze per dock-widget action (fresh napari process, 20 ms
+          heartbeat) vs the idle heartbeat gap
 
 Prints a table (figure, measured, baseline, ratio, target, whether it holds) and writes every
 detail as JSON. Timings are medians of interleaved rounds; on a shared machine, the load
@@ -48,7 +52,19 @@ from benchmarks._common import (  # noqa: E402
     retain_freed_memory,
 )
 
-SUITES = ("encoder", "prompt", "sam2", "cam", "metrics", "evaluate", "share", "demo", "memory")
+SUITES = (
+    "encoder",
+    "prompt",
+    "sam2",
+    "cam",
+    "metrics",
+    "evaluate",
+    "share",
+    "demo",
+    "memory",
+    "cli",
+    "gui",
+)
 
 
 def _settings(quick: bool) -> dict:
@@ -63,6 +79,8 @@ def _settings(quick: bool) -> dict:
             "share": {"n": 1},
             "demo": {"n": 2},
             "memory": {"boxes": (10, 2000), "size": 30000},
+            "cli": {"rounds": 3},
+            "gui": {},
         }
     return {
         "encoder": {"rounds": 5, "compile": True},
@@ -74,6 +92,8 @@ def _settings(quick: bool) -> dict:
         "share": {"n": 1},
         "demo": {"n": 8},
         "memory": {"boxes": (10, 2000), "size": 30000},
+        "cli": {"rounds": 7},
+        "gui": {},
     }
 
 
@@ -114,6 +134,14 @@ def run_suite(name: str, options: dict, device: str) -> dict:
         from benchmarks import bench_memory
 
         return bench_memory.run(options["boxes"], options["size"], device)
+    if name == "cli":
+        from benchmarks import bench_startup
+
+        return bench_startup.run(options["rounds"])
+    if name == "gui":
+        from benchmarks import bench_gui
+
+        return bench_gui.run()
     raise ValueError(name)
 
 
@@ -385,6 +413,25 @@ def table_rows(results: dict) -> list[dict]:
                 f"<= {100 * result['target_share']:.0f}%",
                 result["target_met"],
             )
+        elif name == "cli":
+            add(
+                f"CLI start, slowest --help ({result['worst_command']})",
+                f"{1e3 * result['worst_s']:.0f} ms",
+                f"import napari_samcam {1e3 * result['baseline_s']:.0f} ms",
+                f"{result['ratio']:.2f}x",
+                f"<= {result['target_s']:.0f} s",
+                result["target_met"],
+            )
+        elif name == "gui":
+            for action, seconds in result["stalls_s"].items():
+                add(
+                    f"GUI freeze: {action}",
+                    f"{1e3 * seconds:.0f} ms",
+                    f"idle heartbeat gap {1e3 * result['idle_s']:.0f} ms",
+                    f"{seconds / result['idle_s']:.1f}x",
+                    f"<= {1e3 * result['limit_s']:.0f} ms",
+                    seconds <= result["limit_s"],
+                )
         elif name == "demo":
             if "error" in result:
                 add("samcam demo peak RSS", "error", "", "", "<= 2 GB", None)

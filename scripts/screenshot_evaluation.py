@@ -36,6 +36,18 @@ def _evaluate(work: Path, n: int) -> Path:
     return result.out
 
 
+def _wait(app, widget, timeout_s: float = 120.0) -> None:
+    """Let the results widget finish reading (it works off the GUI thread)."""
+    import time
+
+    end = time.perf_counter() + timeout_s
+    while (widget.loading or widget.stored is None) and time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    for _ in range(20):
+        app.processEvents()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for phantoms + results")
@@ -61,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.open(str(folder), plugin="napari-samcam")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-samcam", "Evaluation results")
     table = widget.table
-    window = viewer.window._qt_window
-    for dock in window.findChildren(type(_dock)):
-        if widget in dock.findChildren(type(widget)):
-            window.resizeDocks([dock], [int(width * 0.45)], Qt.Orientation.Horizontal)
+    _wait(app, widget)  # the folder is read off the GUI thread; the dock widens to its columns
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
     table.sortItems(headers.index("iou"))
     sources = [widget.row_key(r)["region_source"] for r in range(table.rowCount())]
@@ -72,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     table.scrollToItem(table.item(row, 0))
     rect = table.visualItemRect(table.item(row, 0))
     QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    _wait(app, widget)
     out = save_window(viewer, app, args.out)
     print(f"item {widget.shown_item}: {[layer.name for layer in viewer.layers]}")
     print(f"screenshot written to {out}")

@@ -49,3 +49,13 @@ def test_phantoms_bad_arguments(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "argument --n: '0' is not a positive whole number" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_phantoms_shapes_option(tmp_path, capsys):
+    out = tmp_path / "ph"
+    args = ["phantoms", "--n", "3", "--size", "128", "--out", str(out), "--quiet"]
+    assert main([*args, "--positive-fraction", "1", "--shapes", "tube,heart"]) == 0
+    assert [row["lesion_kind"] for row in _rows(out)] == ["tube", "heart", "tube"]
+    with pytest.raises(SystemExit):
+        main([*args, "--shapes", "tub", "--overwrite"])
+    assert "tube" in capsys.readouterr().err

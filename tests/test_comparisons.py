@@ -96,7 +96,7 @@ def _metrics_table() -> pd.DataFrame:
 
 def test_comparison_table_pairs_items_and_tests():
     metrics = _metrics_table()
-    table = comparison_table(metrics, n_resamples=300)
+    table = comparison_table(metrics, n_resamples=300, holm_family="pair")
     classifiers = table[table["kind"] == "classifier"].set_index(["region_source", "a", "b"])
     ab = classifiers.loc[("ground-truth", "A", "B")]
     assert ab["n"] == 18  # B has no score for items 18 and 19
@@ -106,7 +106,7 @@ def test_comparison_table_pairs_items_and_tests():
     diff = values[("A", "gradcam", "ground-truth")] - values[("B", "gradcam", "ground-truth")]
     assert ab["mean_diff"] == pytest.approx(diff.dropna().mean())
     assert ab["conclusion"] == "a > b" and ab["ci_low"] > 0.15
-    # three classifiers on ground truth: one Holm family of three pairs
+    # three classifiers on ground truth: one narrow Holm family of three pairs
     family = table[(table["kind"] == "classifier") & (table["region_source"] == "ground-truth")]
     assert len(family) == 3
     np.testing.assert_allclose(family["p_holm"], holm(family["p_value"].to_numpy()))
@@ -180,4 +180,114 @@ def test_evaluate_writes_comparisons(tmp_path):
     assert row["mean_diff"] == pytest.approx((a - b).mean())
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(summary["comparison"]) == len(table)
-    assert "Paired comparisons" in (tmp_path / "out" / "report.html").read_text()
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Paired comparisons" in report
+    # the default family is the whole run: every test with a p-value is in it
+    tested = int(table["p_value"].astype(str).ne("").sum())
+    assert set(table["holm_family"]) == {"run"} and set(table["family_size"]) == {tested}
+    assert "family_size" in report and "<code>wilcox</code>" in report
+
+
+def test_holm_by_hand_over_five_tests():
+    # sorted: 0.005 * 5 = 0.025; 0.01 * 4 = 0.04; 0.02 * 3 = 0.06; 0.03 * 2 = 0.06 (max 0.06);
+    # 0.04 * 1 = 0.04 -> max(0.06, 0.04) = 0.06. Unadjusted, all five are < 0.05; adjusted,
+    # only the two smallest are.
+    adjusted = holm([0.01, 0.02, 0.03, 0.04, 0.005])
+    np.testing.assert_allclose(adjusted, [0.04, 0.06, 0.06, 0.06, 0.025])
+
+
+def _three_classifiers() -> pd.DataFrame:
+    """A, B, C on 6 items and two metrics with Wilcoxon p-values worked by hand.
+
+    A - B = +1..+6 (all positive, distinct): exact two-sided p = 2 / 2**6 = 0.03125.
+    A - C = +1.1, +1.8, +2.7, ... (all positive): 0.03125. B - C = +0.1, -0.2, ..., -0.6: the
+    only positive difference has rank 1, W = 1, p = 2 * 2 / 2**6 = 0.0625.
+    """
+    base = np.array([0.30, 0.50, 0.20, 0.60, 0.40, 0.70])
+    step = np.arange(1, 7) * 0.01
+    c_shift = np.array([-0.001, 0.002, 0.003, 0.004, 0.005, 0.006])
+    rows = []
+    for metric in ("iou", "energy"):
+        for name, values in (("A", base + step), ("B", base), ("C", base + c_shift)):
+            for item, value in enumerate(values):
+                rows.append(
+                    dict(
+                        item=item,
+                        classifier=name,
+                        cam_method="gradcam",
+                        region_source="ground-truth",
+                        metric=metric,
+                        value=value,
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("family", "size", "adjusted"),
+    [
+        # every comparison of the run: 6 tests; sorted p 4 x 0.03125 then 2 x 0.0625:
+        # 6 * 0.03125 = 0.1875 is the running maximum for all (2 * 0.0625 = 0.125 < 0.1875)
+        ("run", 6, [0.1875] * 3),
+        # one metric: 3 tests; 3 * 0.03125 = 0.09375, 2 * 0.03125, 1 * 0.0625 -> all 0.09375
+        ("metric", 3, [0.09375] * 3),
+        ("pair", 3, [0.09375] * 3),
+    ],
+)
+def test_comparison_families_by_hand(family, size, adjusted):
+    table = comparison_table(_three_classifiers(), n_resamples=50, holm_family=family)
+    iou = table[table["metric"] == "iou"].set_index(["a", "b"])
+    np.testing.assert_allclose(
+        iou.loc[[("A", "B"), ("A", "C"), ("B", "C")], "p_value"], [0.03125, 0.03125, 0.0625]
+    )
+    np.testing.assert_allclose(iou.loc[[("A", "B"), ("A", "C"), ("B", "C")], "p_holm"], adjusted)
+    assert set(table["family_size"]) == {size}
+    assert table["holm_family"].nunique() == 6 // size
+    # unadjusted, A > B would be concluded at 0.05; within a family of 3 or 6 it is not
+    assert set(table["conclusion"]) == {"no difference"}
+
+
+def test_two_classifiers_form_one_test_families_only_with_the_narrow_family():
+    two = _three_classifiers()
+    two = two[two["classifier"] != "C"]
+    narrow = comparison_table(two, n_resamples=50, holm_family="pair")
+    assert set(narrow["family_size"]) == {1}
+    np.testing.assert_allclose(narrow["p_holm"], narrow["p_value"])  # Holm changes nothing
+    run = comparison_table(two, n_resamples=50)
+    assert set(run["family_size"]) == {2}
+    np.testing.assert_allclose(run["p_holm"], 2 * run["p_value"])
+    with pytest.raises(InputError, match="holm_family"):
+        comparison_table(two, holm_family="everything")
+
+
+def test_wilcoxon_zero_handling_is_an_option():
+    from scipy import stats
+
+    # 4 zero differences among 20: "wilcox" drops them, "pratt" ranks them first
+    d = np.array([0, 0, 0, 0, 1, 2, 3, -4, 5, 6, 7, -8, 9, 10, 11, 12, -13, 14, 15, 16]) / 100
+    b = np.full(20, 0.5)
+    wilcox = paired_difference(b + d, b, n_resamples=50).p_value
+    pratt = paired_difference(b + d, b, n_resamples=50, zero_method="pratt").p_value
+    assert wilcox == pytest.approx(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    assert pratt == pytest.approx(stats.wilcoxon(d, zero_method="pratt").pvalue)
+    assert pratt < 0.8 * wilcox  # the zeros' ranks push the others up
+    # without zeros the exact distribution: 5 positive differences, p = 2 / 2**5
+    five = np.array([1.0, 2.0, 3.0, 5.0, 6.0])
+    assert paired_difference(five, five * 0, n_resamples=50).p_value == pytest.approx(0.0625)
+    table = comparison_table(_three_classifiers(), n_resamples=50, zero_method="pratt")
+    assert (table["n_zero"] == 0).all()
+    with pytest.raises(InputError, match="zero_method"):
+        paired_difference(b + d, b, zero_method="zsplit")
+
+
+def test_family_and_zero_options_are_checked_before_any_work(tmp_path, capsys):
+    from napari_samcam.cli import main
+
+    with pytest.raises(InputError, match=r"holm_family='everything'.*--holm-family"):
+        evaluate(tmp_path / "none.csv", tmp_path / "out", holm_family="everything")
+    with pytest.raises(InputError, match=r"zero_method='zsplit'.*--wilcoxon-zeros"):
+        evaluate(tmp_path / "none.csv", tmp_path / "out", zero_method="zsplit")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "m.csv", "--out", str(tmp_path / "o"), "--holm-family", "all"])
+    assert "--holm-family: invalid choice: 'all'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

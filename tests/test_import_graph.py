@@ -22,6 +22,8 @@ SAM_SIDE_PREFIXES = (
     "napari_samcam.segment",
     "napari_samcam.embedding_keys",
     "napari_samcam.point_prompts",
+    "napari_samcam.trusted_box",
+    "napari_samcam.region_trust",
     "napari_samcam.text",
     "napari_samcam.sam_models",
     "napari_samcam.sam_preprocess",

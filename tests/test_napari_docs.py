@@ -99,7 +99,7 @@ def check_console_explain_segment_metrics(printed, layers, folder):
     assert printed.splitlines()[0].startswith("lesion-detector ")
     assert "sam-box" in printed and "iou" in printed
     assert layers["phantom lesion box regions"]["rows"] == 1
-    assert layers["lesion-detector gradcam [lesion]"]["dtype"] == "float32"
+    assert layers["phantom lesion lesion-detector gradcam [lesion]"]["dtype"] == "float32"
 
 
 def check_console_plain_api(printed, layers, folder):
@@ -112,7 +112,9 @@ def check_console_default_image(printed, layers, folder):
     assert printed.splitlines()[0] == "phantom lesion"
     for source in ("sam-box", "sam-points", "sam-saliency-box"):
         assert source in printed
-    assert "lesion-detector gradcam [lesion]" in printed  # every row scored against the map
+    assert (
+        "phantom lesion lesion-detector gradcam [lesion]" in printed
+    )  # every row scored against the map
     for kind in ("box", "point", "saliency"):  # each prompt kind in its own layer
         assert layers[f"phantom lesion {kind} regions"]["rows"] == 1
     assert not any(name.startswith("by hand ") for name in layers)

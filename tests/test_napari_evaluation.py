@@ -93,6 +93,12 @@ def _click_row(qtbot, table, row: int) -> None:
     table.scrollToItem(table.item(row, 0))
     rect = table.visualItemRect(table.item(row, 0))
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    _wait_until_read(qtbot, table.parent())
+
+
+def _wait_until_read(qtbot, widget) -> None:
+    """The results widget reads folders and items off the GUI thread: wait for the result."""
+    qtbot.waitUntil(lambda: not widget.loading, timeout=60000)
 
 
 def _click_header(qtbot, table, column: int) -> None:
@@ -112,6 +118,7 @@ def test_results_table_sorts_and_a_row_click_shows_its_item(make_napari_viewer, 
     viewer.open(str(evaluation.out), plugin="napari-samcam")
     widget = ResultsWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    _wait_until_read(qtbot, widget)
     table = widget.table
     # the table follows the evaluation the reader opened: one row per item x map x source
     scores = evaluation.metrics.groupby(
@@ -174,6 +181,7 @@ def test_open_button_asks_for_a_folder(make_napari_viewer, qtbot, evaluation, mo
         QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(evaluation.out))
     )
     qtbot.mouseClick(widget.open_button, Qt.MouseButton.LeftButton)
+    _wait_until_read(qtbot, widget)
     assert widget.table.rowCount() > 0
     assert {t["kind"] for t in _tags(viewer).values()} == {"image", "saliency", "region", *PROMPTS}
 
@@ -199,6 +207,7 @@ def test_resegment_a_row_then_save_it_as_ground_truth(
     viewer.open(str(evaluation.out), plugin="napari-samcam")
     widget = ResultsWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    _wait_until_read(qtbot, widget)
     segmenter = load_segmenter(build_tiny_sam())
     widget.segmenter = segmenter  # the evaluation's SAM was an object: it has no name to load
     table = widget.table

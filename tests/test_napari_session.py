@@ -61,7 +61,7 @@ def test_explain_records_provenance_and_predictions(session):
     assert provenance["classifier"] == "Sequential" and provenance["method"] == "gradcam"
     assert set(got[-1]) == {"cat", "dog"}
     assert sum(got[-1].values()) == pytest.approx(1.0, abs=1e-5)
-    assert layer.name == f"Sequential gradcam [{provenance['class_name']}]"
+    assert layer.name == f"phantom lesion Sequential gradcam [{provenance['class_name']}]"
     # explaining the other class gives its own layer
     session.target = "dog" if provenance["class_name"] == "cat" else "cat"
     other = session.explain()
@@ -158,16 +158,21 @@ def test_saliency_prompt_and_its_boxes_layer(session):
     assert len(boxes.data) == 1 and boxes.features["metrics"].iloc[0]
 
 
-def test_clear_errors_before_any_work(session, tiny_segmenter):
+def test_clear_errors_before_any_work(session, tiny_segmenter, tiny_clip_folder):
     with pytest.raises(InputError, match="click Explain first"):
         session.segment(prompt="saliency")
     session.viewer.layers["phantom lesion box"].data = []
     with pytest.raises(InputError, match="draw a rectangle"):
         session.segment(shapes="phantom lesion box")
-    with pytest.raises(InputError, match="type what to segment"):
+    # without a CLIP model that is what is missing, whatever the text (the field is disabled)
+    with pytest.raises(InputError, match="CLIP"):
         session.segment(prompt="text", text="  ")
     with pytest.raises(InputError, match="CLIP"):
         session.segment(prompt="text", text="nodule")
+    session.clip = str(tiny_clip_folder)
+    with pytest.raises(InputError, match="type what to segment"):
+        session.segment(prompt="text", text="  ")
+    session.clip = None
     with pytest.raises(InputError, match="no layer named"):
         session.explain("nope")
     with pytest.raises(InputError, match="open an image"):

@@ -216,3 +216,62 @@ def test_every_background_is_usable():
         assert case.background == name
         assert case.body.mean() > 0.1
         assert not (case.mask & ~case.body).any()
+
+
+@pytest.fixture(scope="module")
+def shaped() -> list[PhantomCase]:
+    return generate_phantoms(12, seed=21, size=256, positive_fraction=1.0, shapes="all")
+
+
+def test_shape_classes_are_given_to_the_positives_in_turn(shaped):
+    from napari_samcam.phantom_shapes import SHAPE_CLASSES
+
+    kinds = [case.lesion_kind for case in shaped]
+    assert kinds == list(SHAPE_CLASSES) * 2
+    assert {case.background for case in shaped} == {"chest"}
+    for case in shaped:
+        assert case.mask.any() and not (case.mask & ~case.body).any()
+        r0, c0, r1, c1 = case.box
+        rows, cols = np.nonzero(case.mask)
+        assert r0 <= rows.min() and rows.max() < r1 and c0 <= cols.min() and cols.max() < c1
+        # the lesion is in the image: brighter than the same image without it on its mask
+        assert case.image[case.mask].mean() > case.clean[case.mask].mean()
+
+
+def test_shape_classes_have_their_geometry(shaped):
+    from scipy import ndimage as ndi
+
+    def by_kind(kind):
+        return [case for case in shaped if case.lesion_kind == kind]
+
+    compact_area = max(case.mask.sum() for case in by_kind("compact"))
+    for case in by_kind("tube"):
+        depth = ndi.distance_transform_edt(case.mask)
+        assert depth.max() <= 3.5  # at most ~5 px wide at 512, scaled to 256
+        r0, c0, r1, c1 = case.box
+        assert case.mask.sum() / ((r1 - r0) * (c1 - c0)) < 0.2  # a line fills little of its box
+    for case in by_kind("heart"):
+        assert case.mask.sum() > 3 * compact_area
+    for case in by_kind("multipart"):
+        assert ndi.label(case.mask)[1] >= 2
+    for case in by_kind("rib-nodule"):
+        assert case.lesion_radius <= 11 * 256 / 512 + 0.5
+
+
+def test_default_lesions_are_unchanged_by_the_shape_option():
+    plain = generate_phantoms(4, seed=2, size=SIZE, positive_fraction=1.0)
+    assert {case.lesion_kind for case in plain} <= {"nodule", "irregular"}
+    compact = generate_phantoms(4, seed=2, size=SIZE, positive_fraction=1.0, shapes=["compact"])
+    assert {case.lesion_kind for case in compact} == {"compact"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"shapes": ["blob"]}, "shapes="),
+        ({"shapes": "tube", "backgrounds": ["chest", "extremity"]}, "chest"),
+    ],
+)
+def test_bad_shape_arguments_name_the_argument(kwargs, word):
+    with pytest.raises(InputError, match=word):
+        generate_phantoms(2, size=SIZE, **kwargs)

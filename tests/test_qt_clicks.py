@@ -239,6 +239,9 @@ def test_overlapping_box_regions_each_show_all_their_pixels(
         "phantom lesion box regions",
         "phantom lesion box regions 2",
     ]
+    for layer in region_layers(viewer):  # the flag column says whether to trust each region
+        features = layer.features
+        assert (features["region_unreliable"] == (features["region_reason"] != "")).all()
 
 
 # -- every control, every prompt kind -------------------------------------------------------------
@@ -298,7 +301,7 @@ def test_every_prompt_kind_on_the_2d_sample(
     choose(widget.method, "gradcam")
     click(qtbot, widget.explain_button)
     wait_for_job(widget, qtbot)
-    saliency = viewer.layers["lesion-detector gradcam [lesion]"]
+    saliency = viewer.layers["phantom lesion lesion-detector gradcam [lesion]"]
     assert widget.saliency.value is saliency  # the new map is chosen, not "-----"
     assert widget.target.native.currentText() == "lesion (finding class)"  # kept
 
@@ -502,5 +505,7 @@ def test_litemedsam_box_and_saliency_regions_overlap_and_both_show(
     assert dice > 0.7, dice  # LiteMedSAM outlines the lesion from its box
     row = box.features.iloc[0]
     assert row["hit"] == 1.0 and 0.0 < row["energy"] <= 1.0
+    # a good mask passes every check of the trust rule: the flag column says so
+    assert not row["region_unreliable"] and row["region_reason"] == ""
     label = viewer.layers["phantom lesion box"].features["metrics"].iloc[0]
     assert label == f"IoU {row['iou']:.2f}, hit 1, energy {row['energy']:.2f}"

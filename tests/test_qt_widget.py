@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,10 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
     _wait(widget, qtbot)
     assert errors == []
     saliency = _saliency(viewer)
-    assert saliency.name in ("Sequential gradcam [cat]", "Sequential gradcam [dog]")
+    assert saliency.name in (
+        "phantom lesion Sequential gradcam [cat]",
+        "phantom lesion Sequential gradcam [dog]",
+    )
     assert saliency.colormap.name == "samcam saliency"
     assert str(saliency.blending) == "translucent"
     assert saliency.colormap.map([0.1])[0, 3] == 0.0  # low saliency leaves the image clear
@@ -107,7 +111,8 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
         value = row[metric]
         assert np.isnan(value) or 0.0 <= value <= 1.0
     assert (regions.data == row["label"]).sum() == row["area"]
-    assert viewer.layers.selection.active is regions  # the features table shows it
+    # the prompt layer stays active (the next click draws); Show metrics table selects regions
+    assert viewer.layers.selection.active is boxes
     # metrics are written on the box
     assert boxes.features["metrics"].iloc[0] != ""
     assert boxes.text.string.format == "{metrics}"
@@ -320,11 +325,26 @@ def test_console_gets_the_api_and_the_session(make_napari_viewer, qtbot):
     widget = _widget(viewer, qtbot)
     pushed = {}
     for entry in viewer.window._qt_viewer.console_backlog:
-        pushed.update(entry)
+        pushed.update({k: v() if isinstance(v, weakref.ref) else v for k, v in entry.items()})
     assert {"samcam", "samcam_session", "explain", "load_segmenter"} <= set(pushed)
     session = pushed["samcam_session"]
     session = session() if callable(session) and not hasattr(session, "explain") else session
     assert session is widget.session
+    # the functions are stand-ins that import the real one when used
+    import inspect
+
+    import napari_samcam
+
+    explain = pushed["explain"]
+    assert "imported on first use" in repr(explain)
+    assert explain.__wrapped__ is napari_samcam.explain
+    assert inspect.signature(explain) == inspect.signature(napari_samcam.explain)
+    assert explain.__doc__ == napari_samcam.explain.__doc__
+    image = np.zeros((8, 8), np.float32)
+    image[2:5, 3:6] = 1.0
+    from_console = pushed["localization_metrics"](image, image > 0.5)
+    assert from_console == napari_samcam.localization_metrics(image, image > 0.5)
+    assert from_console["iou"] == 1.0
 
 
 def test_saved_session_reopens_identically(
@@ -425,7 +445,7 @@ def test_builtin_models_end_to_end_on_the_phantom_sample(
     saliency = _saliency(viewer)
     provenance = saliency.metadata[META_KEY]["provenance"]
     assert provenance["classifier"] == "lesion-detector"
-    assert saliency.name == f"lesion-detector gradcam [{provenance['class_name']}]"
+    assert saliency.name == f"phantom lesion lesion-detector gradcam [{provenance['class_name']}]"
 
     widget.segment_button.click()
     _wait(widget, qtbot, timeout=120000)

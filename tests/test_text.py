@@ -621,12 +621,27 @@ def test_clip_folder_with_a_malicious_bin_is_refused(clip_folder, tmp_path):
     assert marker.exists()
 
 
-def test_open_clip_named_weights_are_not_fetched_unless_asked(monkeypatch):
+def test_open_clip_named_weights_are_never_fetched_unpinned(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("open_clip")
-    fake.create_model_and_transforms = lambda *a, **k: calls.append((a, k))
+
+    def create_model_and_transforms(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise RuntimeError("stand-in: the weights would be read here")
+
+    fake.create_model_and_transforms = create_model_and_transforms
+    fake.get_pretrained_cfg = lambda arch, tag: {"hf_hub": "org/name"} if tag == "openai" else {}
     monkeypatch.setitem(sys.modules, "open_clip", fake)
     clear_clip_cache()
-    with pytest.raises(ModelNotAvailableError, match="download=True"):
-        load_clip("open_clip:ViT-B-32:openai", device="cpu")
+    # a stray file in the working directory named like the tag does not get past the check
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "openai").write_bytes(b"not weights")
+    for download in (False, True):
+        with pytest.raises(ModelNotAvailableError, match="without a pinned digest"):
+            load_clip("open_clip:ViT-B-32:openai", device="cpu", download=download)
+    with pytest.raises(ModelNotAvailableError, match="is not a file"):
+        load_clip("open_clip:ViT-B-32:missing.pt", device="cpu")
     assert calls == []
+    with pytest.raises(ModelNotAvailableError, match="stand-in"):
+        load_clip("open_clip:ViT-B-32:" + str(tmp_path / "openai"), device="cpu")
+    assert calls and calls[0][1]["pretrained"] == str(tmp_path / "openai")

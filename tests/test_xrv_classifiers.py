@@ -109,24 +109,26 @@ def test_other_pickles_need_trust(tmp_path, capsys):
 
 
 def test_offline_download_is_a_clear_error(tmp_path, monkeypatch):
-    import requests
+    import torch.hub
     import torchxrayvision as xrv
 
     calls = []
 
-    def no_network(*args, **kwargs):
-        calls.append(kwargs.get("timeout"))
-        raise requests.exceptions.ConnectionError("no route to host")
+    def no_network(url, *args, **kwargs):
+        calls.append(url)
+        raise OSError("no route to host")
 
     monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(requests, "get", no_network)
-    # nothing is downloaded unless asked
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    # nothing is downloaded unless asked, and only pinned by its SHA-256
     with pytest.raises(ModelNotAvailableError, match=r"download=True.*checkpoint="):
         load_classifier(SPEC, device="cpu")
+    with pytest.raises(ModelNotAvailableError, match=r"publishes no digest.*@SHA256"):
+        load_classifier(SPEC, device="cpu", download=True)
     assert calls == []
     with pytest.raises(ModelNotAvailableError, match=r"could not be downloaded.*checkpoint="):
-        load_classifier(SPEC, device="cpu", download=True)
-    assert calls and calls[0] is not None  # torchxrayvision's downloader sets a timeout
+        load_classifier(f"{SPEC}@{'0' * 64}", device="cpu", download=True)
+    assert len(calls) == 1 and calls[0].startswith("https://github.com/mlmed/")
     assert not any(p.suffix == ".pt" for p in tmp_path.iterdir())
 
 

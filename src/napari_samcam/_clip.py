@@ -561,13 +561,21 @@ def _load_open_clip(spec: str, kind: str, target: str, device, download: bool):
         problem = _hub_problem(target, _OPEN_CLIP_WEIGHTS, "open_clip_config.json")
         if problem:
             raise ModelNotAvailableError(clip_available(f"hf-hub:{target}")[1])
-    if kind == "open_clip" and not download:
-        pretrained = target.partition(":")[2]
+    if kind == "open_clip":
+        arch, _, pretrained = target.partition(":")
+        # a name open_clip knows as a release tag is fetched by open_clip, whatever local file
+        # shares the name: only a name open_clip does not know can be a local file
+        if pretrained and open_clip.get_pretrained_cfg(arch, pretrained):
+            raise ModelNotAvailableError(
+                f"CLIP model {spec!r}: {pretrained!r} is one of open_clip's released weights, "
+                "which open_clip fetches from the internet without a pinned digest; they are "
+                f"not downloaded. Fetch the file yourself, check it, and pass it: "
+                f"'open_clip:{arch}:PATH/TO/FILE'."
+            )
         if pretrained and not Path(pretrained).expanduser().is_file():
             raise ModelNotAvailableError(
-                f"CLIP model {spec!r}: open_clip fetches the pretrained weights {pretrained!r} "
-                "from the internet, and nothing is downloaded unless asked; pass download=True, "
-                f"or a local checkpoint file: 'open_clip:{target.partition(':')[0]}:FILE'."
+                f"CLIP model {spec!r}: {pretrained!r} is not a file; pass a local checkpoint "
+                f"file: 'open_clip:{arch}:FILE'."
             )
     try:
         if kind == "open_clip":

@@ -6,13 +6,21 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputBusyError, OutputNotWritableError
+from .errors import OutputBusyError, OutputExistsError, OutputNotWritableError
 
-__all__ = ["LOCK_NAME", "atomic_path", "check_writable", "output_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "atomic_path",
+    "check_writable",
+    "create_new_file",
+    "output_lock",
+    "refuse_link",
+]
 
 #: The lock file a run keeps in its output folder while it writes there.
 LOCK_NAME = ".samcam.lock"
@@ -52,12 +60,14 @@ def check_writable(folder: str | os.PathLike, *, name: str = "out") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary path beside ``path``, unique to this process, moved onto ``path`` on success.
 
-    Nothing is left behind when the block raises.
+    Nothing is left behind when the block raises. The move replaces a link at ``path`` rather
+    than writing through it. ``suffix`` ends the temporary name (writers that choose the format
+    by the name need the real one).
     """
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     tmp = Path(name)
     try:
@@ -95,6 +105,74 @@ def _holder(path: Path) -> str:
         return "another process"
 
 
+def refuse_link(path: str | os.PathLike, what: str) -> None:
+    """Refuse to write to ``path`` when it is a symbolic link (dangling or not).
+
+    Raises
+    ------
+    OutputNotWritableError
+        ``path`` is a link: writing through it would change a file elsewhere.
+    """
+    if os.path.islink(path):
+        raise OutputNotWritableError(
+            f"{what} {str(path)!r} is a symbolic link (to {os.readlink(path)!r}); outputs are "
+            "never written through a link, which could change a file outside the output "
+            "folder. Remove the link or choose another name."
+        )
+
+
+def create_new_file(path: str | os.PathLike, what: str, mode: str = "wb"):
+    """Open ``path`` for writing only if nothing (not even a dangling link) is there.
+
+    ``O_CREAT | O_EXCL`` never follows a link and never truncates an existing file.
+
+    Raises
+    ------
+    OutputExistsError
+        Something exists at ``path``.
+    OutputNotWritableError
+        ``path`` is a link, or its folder cannot be written.
+    """
+    refuse_link(path, what)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{what} {str(path)!r} exists; choose another name (outputs are never overwritten)."
+        ) from None
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"{what} {str(path)!r} cannot be written ({exc.strerror or exc}); choose a folder "
+            "you can write to."
+        ) from None
+    return os.fdopen(fd, mode)
+
+
+def _open_lock(path: Path):
+    """Open (creating) the lock file, refusing a link or anything but a regular file."""
+    refuse_link(path, "lock file")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):  # created between the check and the open
+            refuse_link(path, "lock file")
+        raise OutputNotWritableError(
+            f"lock file {str(path)!r} cannot be opened ({exc.strerror or exc}); remove it if it "
+            "is not a file, or choose another output folder."
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputNotWritableError(
+            f"lock file {str(path)!r} is not a regular file; remove it or choose another output "
+            "folder."
+        )
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
 @contextlib.contextmanager
 def output_lock(folder: Path, *, what: str = "run") -> Iterator[None]:
     """Hold ``folder/.samcam.lock`` for the block: one writer per output folder.
@@ -109,7 +187,7 @@ def output_lock(folder: Path, *, what: str = "run") -> Iterator[None]:
     """
     path = Path(folder) / LOCK_NAME
     while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = _open_lock(path)
         handle.seek(0)
         if not _lock(handle):
             handle.close()

@@ -20,6 +20,7 @@ Specs understood by :func:`load_classifier`:
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -267,9 +268,20 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
 
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path.")
+    from ._files import check_zip_sizes, require_regular_file
+    from .module_pickles import ModuleRecord, records_state_dict
+
+    path = require_regular_file(path, "checkpoint", CheckpointError)
+    if zipfile.is_zipfile(path):  # torch.save's format: records are stored, not compressed
+        try:
+            check_zip_sizes(
+                path,
+                max(path.stat().st_size, 1 << 20),
+                what="checkpoint",
+                fix="A torch.save file stores its tensors uncompressed; save it again.",
+            )
+        except InputError as exc:
+            raise CheckpointError(str(exc)) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
@@ -285,6 +297,11 @@ def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict
         ) from exc
     if isinstance(state, torch.nn.Module):
         state = state.state_dict()
+    if isinstance(state, ModuleRecord):  # a pickled module read as data
+        try:
+            state = records_state_dict(state, where=f"checkpoint {str(path)!r}")
+        except ValueError as exc:
+            raise CheckpointError(f"{exc}; save the weights as a state dict.") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _dicom, _nifti, _raster
+from ._files import require_regular_file
 from .errors import ImageReadError, InputError
 
 __all__ = [
@@ -105,6 +106,7 @@ def read_image(path: str | Path) -> ImageData:
     if path.is_dir():
         array, metadata = _dicom.read_dicom_series(path)
     else:
+        require_regular_file(path, "image", ImageReadError)  # not a FIFO or a device
         array, metadata = _read_file(path)
     validate_image(array, name=str(path), allow_volume=True)
     metadata.setdefault("source", str(path))

@@ -333,3 +333,11 @@ def hf_pretrained(
         raise
     except ValueError as exc:
         raise CheckpointError(f"{what} could not be loaded ({first_line(exc)}).") from exc
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        named = ", ".join(repr(str(p)) for p in sorted(folder.glob("*.safetensors")))
+        raise CheckpointError(
+            f"{what}: {named or repr(source)} is not a readable safetensors file "
+            f"({first_line(exc)}); save the model again with save_pretrained()."
+        ) from None

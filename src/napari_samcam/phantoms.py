@@ -134,7 +134,8 @@ class PhantomCase:
     background : str
         Key of :data:`BACKGROUNDS`.
     lesion_kind : str or None
-        ``"nodule"`` or ``"irregular"``.
+        ``"nodule"`` or ``"irregular"``; with ``shapes``, the shape class
+        (:data:`napari_samcam.phantom_shapes.SHAPE_CLASSES`).
     lesion_contrast : float or None
         Peak intensity added by the lesion (fraction of the [0, 1] range).
     lesion_radius : float or None
@@ -422,6 +423,35 @@ def _marker_probabilities(marker) -> tuple[float, float]:
     return p_pos, p_neg
 
 
+def check_shapes(shapes) -> tuple[str, ...] | None:
+    """Validate shape class names (a list, a comma-separated string or ``"all"``)."""
+    from .phantom_shapes import SHAPE_CLASSES
+
+    if shapes is None:
+        return None
+    if isinstance(shapes, str):
+        shapes = list(SHAPE_CLASSES) if shapes == "all" else shapes.split(",")
+    out = tuple(str(s).strip() for s in shapes)
+    unknown = [s for s in out if s not in SHAPE_CLASSES]
+    if not out or unknown:
+        raise InputError(
+            f"shapes={shapes!r}: pass shape classes from {', '.join(SHAPE_CLASSES)} (or 'all')."
+        )
+    return tuple(dict.fromkeys(out))
+
+
+def _check_shape_backgrounds(shapes, names: list[str]) -> None:
+    from .phantom_shapes import CHEST_ONLY_SHAPES
+
+    chest_only = [s for s in shapes or () if s in CHEST_ONLY_SHAPES]
+    if chest_only and names != ["chest"]:
+        raise InputError(
+            f"shapes {chest_only} are drawn relative to the lungs and need the chest background "
+            f"only; backgrounds={names} also holds others. Pass backgrounds=['chest'] (or leave "
+            "it out)."
+        )
+
+
 def _background_weights(backgrounds) -> tuple[list[str], np.ndarray]:
     if backgrounds is None:
         backgrounds = DEFAULT_BACKGROUND_WEIGHTS
@@ -452,6 +482,7 @@ def _render_case(
     marker_p: tuple[float, float],
     radius_range: tuple[float, float],
     contrast_range: tuple[float, float],
+    shape: str | None = None,
 ) -> PhantomCase:
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     name = names[int(rng.choice(len(names), p=weights))]
@@ -475,7 +506,16 @@ def _render_case(
     mask = np.zeros((size, size), dtype=bool)
     lesion = np.zeros((size, size), dtype=np.float32)
     kind = contrast = mean_radius = box = None
-    if label:
+    drawn = None
+    if label and shape not in (None, "compact"):
+        from .phantom_shapes import draw_shape
+
+        drawn = draw_shape(rng, shape, base, body, place)
+    if drawn is not None:
+        lesion, mask, contrast = drawn
+        kind = shape
+        mean_radius = float(np.sqrt(mask.sum() / np.pi))
+    elif label:
         kind = "nodule" if rng.random() < 0.5 else "irregular"
         lo, hi = (v * size / 512.0 for v in radius_range)
         radius = float(np.exp(rng.uniform(np.log(max(lo, 1.5)), np.log(max(hi, 1.5)))))
@@ -518,6 +558,8 @@ def _render_case(
         lesion[sl] = profile
         mask[sl] = pmask
         mean_radius = float(np.sqrt(pmask.sum() / np.pi))
+        if shape is not None:
+            kind = "compact"  # also when a shape did not fit this background
 
     # intensity augmentation, applied the same way to the image with and without the lesion
     gamma = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
@@ -564,6 +606,7 @@ def generate_phantoms(
     lesion_radius: tuple[float, float] | None = None,
     lesion_contrast: tuple[float, float] | None = None,
     backgrounds: Sequence[str] | Mapping[str, float] | None = None,
+    shapes: Sequence[str] | str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[PhantomCase]:
     """Generate ``n`` phantom cases in memory.
@@ -592,7 +635,14 @@ def generate_phantoms(
         and gain; default ``(0.12, 0.3)``. Lower values make lesions harder to see.
     backgrounds : list of str or dict, optional
         Background names (:data:`BACKGROUNDS`) to draw from, or a dict of weights. Default:
-        70 % chest, 20 % extremity, 10 % head CT.
+        70 % chest, 20 % extremity, 10 % head CT; chest only when ``shapes`` is given.
+    shapes : list of str or "all", optional
+        Lesion shape classes (:data:`napari_samcam.phantom_shapes.SHAPE_CLASSES`: compact,
+        diffuse, heart, tube, multipart, rib-nodule), given to the positives in turn, so each
+        class gets an equal share; ``lesion_kind`` then names the class. None (default): the
+        original compact lesions only (``lesion_kind`` ``"nodule"`` or ``"irregular"``), drawn
+        exactly as before. A shape that does not fit a case's background is drawn as
+        ``"compact"``.
     progress : callable, optional
         Called as ``progress(done, total)`` after each case.
 
@@ -615,7 +665,11 @@ def generate_phantoms(
     marker_p = _marker_probabilities(marker)
     radius_range = _check_range(lesion_radius, "lesion_radius", DEFAULT_RADIUS, 1.0, 200.0)
     contrast_range = _check_range(lesion_contrast, "lesion_contrast", DEFAULT_CONTRAST, 0.0, 1.0)
+    shapes = check_shapes(shapes)
+    if shapes is not None and backgrounds is None:
+        backgrounds = ["chest"]
     names, weights = _background_weights(backgrounds)
+    _check_shape_backgrounds(shapes, names)
     n, seed, size = int(n), int(seed), int(size)
 
     n_pos = round(n * positive_fraction)
@@ -624,7 +678,9 @@ def generate_phantoms(
     labels = np.random.default_rng(np.random.SeedSequence([seed, 2**31])).permutation(labels)
 
     cases = []
+    rank = np.cumsum(labels) - 1  # each positive's position among the positives
     for i in range(n):
+        shape = None if shapes is None else shapes[int(rank[i]) % len(shapes)]
         cases.append(
             _render_case(
                 i,
@@ -636,6 +692,7 @@ def generate_phantoms(
                 marker_p,
                 radius_range,
                 contrast_range,
+                shape,
             )
         )
         if progress is not None:
@@ -754,6 +811,7 @@ def write_phantoms(
     lesion_radius: tuple[float, float] | None = None,
     lesion_contrast: tuple[float, float] | None = None,
     backgrounds: Sequence[str] | Mapping[str, float] | None = None,
+    shapes: Sequence[str] | str | None = None,
     split: str = "test",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -772,7 +830,7 @@ def write_phantoms(
 
     Parameters
     ----------
-    n, seed, size, positive_fraction, marker, lesion_radius, lesion_contrast, backgrounds
+    n, seed, size, positive_fraction, marker, lesion_radius, lesion_contrast, backgrounds, shapes
         As for :func:`generate_phantoms`.
     out : path
         Output folder; created if needed.
@@ -828,6 +886,7 @@ def write_phantoms(
         lesion_radius=lesion_radius,
         lesion_contrast=lesion_contrast,
         backgrounds=backgrounds,
+        shapes=shapes,
         progress=progress,
     )
     out.mkdir(parents=True, exist_ok=True)

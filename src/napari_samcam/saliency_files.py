@@ -28,7 +28,6 @@ zeros); ``Saliency.raw`` keeps the file's own array.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import pickle
@@ -38,7 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from ._files import open_regular, read_npy, read_npz, require_regular_file
+from ._pickle_data import Refused, allowed_globals
 from .errors import InputError, UntrustedFileError
+from .model_files import first_line
 from .saliency import Saliency
 
 __all__ = [
@@ -107,39 +109,13 @@ def _suffix(path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _storage_from_bytes(data: bytes):
-    """A tensor storage pickled by ``pickle.dump``: a ``torch.save`` file, loaded weights-only."""
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    import collections
-
-    import torch._utils
-
-    allowed: dict[tuple[str, str], Any] = {
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = np._core.multiarray._reconstruct
-        allowed[(module, "scalar")] = np._core.multiarray.scalar
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    return allowed
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     """Builds only tensors, numpy arrays and plain containers; refuses every other global."""
 
     def __init__(self, handle, path: Path):
         super().__init__(handle)
         self._path = path
-        self._allowed = _allowed_globals()
+        self._allowed = allowed_globals()
 
     def find_class(self, module: str, name: str):
         found = self._allowed.get((module, name))
@@ -160,24 +136,40 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _load_pickle(path: Path, trust: bool) -> Any:
-    with open(path, "rb") as handle:
+    with open_regular(path, "saliency file") as handle:
         if trust:
             return pickle.load(handle)  # the caller trusts this file
         try:
             return _RestrictedUnpickler(handle, path).load()
         except UntrustedFileError:
             raise
-        except Exception as exc:  # truncated or not a pickle at all
+        except Refused as exc:
+            raise InputError(
+                f"saliency file {str(path)!r} asks for {exc}, which was not built (nothing was "
+                "allocated); a saliency map's pickle holds its data. Save the map as .npy."
+            ) from None
+        except Exception as exc:  # truncated, not a pickle at all, nested too deeply
             raise InputError(
                 f"saliency file {str(path)!r} could not be read as a pickle "
-                f"({type(exc).__name__}: {exc}); check that the file is complete."
-            ) from exc
+                f"({type(exc).__name__}: {first_line(exc)[:200]}); check that the file is "
+                "complete."
+            ) from None
 
 
 def _as_array(value: Any, path: Path, what: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype in (torch.bfloat16, torch.float16):
+            value = value.float()  # numpy has no bfloat16
+        value = value.numpy()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # a ragged list
+        raise InputError(
+            f"saliency file {str(path)!r}: {what} is not a rectangular array of numbers."
+        ) from None
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise InputError(f"saliency file {str(path)!r}: {what} is not numeric ({array.dtype}).")
     return array
@@ -199,6 +191,19 @@ def _probability(value: Any, task: str, path: Path) -> float:
 
 def _from_pickle(path: Path, trust: bool) -> MapFile:
     data = _load_pickle(path, trust)
+    try:
+        return _map_file(data, path)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(
+            f"saliency file {str(path)!r} does not hold a CheXlocalize map ({type(exc).__name__}: "
+            f"{first_line(exc)[:200]}); it should be a dict of 'map', 'prob', 'task' and "
+            "'cxr_dims'."
+        ) from None
+
+
+def _map_file(data: Any, path: Path) -> MapFile:
     if isinstance(data, dict):
         if "map" not in data:
             raise InputError(
@@ -209,8 +214,8 @@ def _from_pickle(path: Path, trust: bool) -> MapFile:
         task = str(data.get("task", "") or "")
         size = None
         if data.get("cxr_dims") is not None:
-            dims = [int(v) for v in np.asarray(data["cxr_dims"]).ravel()]
-            if len(dims) != 2:
+            dims = [int(v) for v in _as_array(data["cxr_dims"], path, "'cxr_dims'").ravel()]
+            if len(dims) != 2 or min(dims) < 1:
                 raise InputError(
                     f"saliency file {str(path)!r}: 'cxr_dims' should be (width, height), "
                     f"got {data['cxr_dims']!r}."
@@ -248,28 +253,19 @@ def _map_2d(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _from_numpy(path: Path) -> MapFile:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise UntrustedFileError(
-            f"saliency file {str(path)!r} holds pickled objects, which are not read; save a "
-            "plain numeric array (numpy.save(path, array))."
-        ) from exc
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = list(loaded.files)
-            chosen = next((n for n in ("map", "saliency") if n in names), None)
-            if chosen is None and len(names) == 1:
-                chosen = names[0]
-            if chosen is None:
-                raise InputError(
-                    f"saliency file {str(path)!r} holds arrays {names}; name the map 'map' "
-                    "(numpy.savez(path, map=array))."
-                )
-            array = loaded[chosen]
-    else:
-        array = loaded
-    return MapFile(_map_2d(array, path), path)
+    if _suffix(path) == ".npy":
+        return MapFile(_map_2d(read_npy(path, "saliency file"), path), path)
+    arrays = read_npz(path, "saliency file")
+    names = list(arrays)
+    chosen = next((n for n in ("map", "saliency") if n in names), None)
+    if chosen is None and len(names) == 1:
+        chosen = names[0]
+    if chosen is None:
+        raise InputError(
+            f"saliency file {str(path)!r} holds arrays {names}; name the map 'map' "
+            "(numpy.savez(path, map=array))."
+        )
+    return MapFile(_map_2d(arrays[chosen], path), path)
 
 
 def _from_image(path: Path) -> MapFile:
@@ -301,9 +297,7 @@ def load_map_file(path: str | os.PathLike, *, trust: bool = False) -> MapFile:
     UntrustedFileError
         A pickle that needs more than tensors and arrays, without ``trust``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"saliency file {str(path)!r} does not exist: check the path.")
+    path = require_regular_file(path, "saliency file")
     suffix = _suffix(path)
     if suffix in (".pkl", ".pickle"):
         return _from_pickle(path, trust)

@@ -803,11 +803,22 @@ def segment_text(
     PromptError
         Empty text, malformed negatives or templates, missing saliency map.
     """
+    if not isinstance(segmenter, Segmenter):
+        raise InputError(
+            f"segment_text: the first argument is a Segmenter (Segmenter(load_sam_model())), "
+            f"not a {type(segmenter).__name__}; call segment_text(segmenter, image, text, "
+            "clip=...)."
+        )
+    if not isinstance(text, str):
+        raise InputError(f"segment_text: text={text!r} is not a string; pass e.g. 'nodule'.")
     text, negatives, templates = _check_texts(text, negatives, templates)
-    if top_k is not None and int(top_k) < 1:
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or int(top_k) < 1):
         raise InputError(f"top_k={top_k!r}: pass a positive number, or None for every region.")
     factor = _background_factor(background)
-    margin = float(margin)
+    try:
+        margin = float(margin)
+    except (TypeError, ValueError):
+        margin = math.nan
     if not margin >= 0.0:
         raise InputError(f"margin={margin!r}: pass a fraction >= 0 (e.g. 0.1).")
     encoder = load_clip(

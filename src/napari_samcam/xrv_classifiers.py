@@ -15,26 +15,43 @@
   calibration (``op_threshs``) is not applied.
 
 Weights: ``checkpoint=`` a local state dict (``weights_only=True``), else torchxrayvision's own
-file in its cache (``~/.torchxrayvision/models_data``). With ``download=True`` a missing file is
-fetched there by torchxrayvision's own downloader (from its GitHub release; no digest is
-published to pin it to). Its DenseNet files are pickled modules: they are read with
-``torch.load(weights_only=True)`` allowing only torchxrayvision's DenseNet classes and torch's
-layers, so a file cannot run code; anything else needs ``trust_checkpoint=True``. A missing file
-without ``download=True``, or a failed download, is a
-:class:`~napari_samcam.errors.ModelNotAvailableError` that says where to put the file.
+file in its cache (``~/.torchxrayvision/models_data``). The architecture is always built here
+with no weights and no cache folder: torchxrayvision's own loading code (which unpickles its
+file fully, and downloads into any folder it is given) never runs. Its DenseNet files are
+pickled modules: they are read with ``torch.load(weights_only=True)`` where every module class
+the file names is read as a data record (:mod:`~napari_samcam.module_pickles`), never called,
+and the tensors found are loaded into the built model; anything else needs
+``trust_checkpoint=True``. With ``download=True`` and a pinned digest
+(``xrv:densenet121-res224-all@SHA256``) a missing file is fetched into the cache and kept only
+when its SHA-256 matches; torchxrayvision publishes no digests, so there is no download without
+one. A missing file otherwise is a :class:`~napari_samcam.errors.ModelNotAvailableError` that
+says where to put the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from .classifier_specs import ClassifierSpec, register
 from .classifiers import Classifier, _file_version, load_checkpoint, load_state_strict
-from .errors import InputError, ModelNotAvailableError
+from .errors import CheckpointError, InputError, ModelNotAvailableError
+from .model_files import first_line
+from .module_pickles import module_record_globals
 
-__all__ = ["XRV_WEIGHTS", "build_xrv_model", "xrv_class_names", "xrv_weights_file"]
+__all__ = [
+    "PICKLED_MODULE_CLASSES",
+    "XRV_WEIGHTS",
+    "build_xrv_model",
+    "split_pin",
+    "xrv_class_names",
+    "xrv_weights_file",
+]
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 #: torchxrayvision weights names this spec loads (``xrv:<name>``).
 XRV_WEIGHTS = (
@@ -97,70 +114,118 @@ def build_xrv_model(weights: str):
     return model
 
 
+def split_pin(text: str) -> tuple[str, str | None]:
+    """``"xrv:WEIGHTS@SHA256"`` -> ``("xrv:WEIGHTS", "sha256")``; no ``@`` -> ``(text, None)``.
+
+    Raises
+    ------
+    InputError
+        The part after ``@`` is not a 64-digit hexadecimal SHA-256.
+    """
+    if "@" not in text:
+        return text, None
+    name, pin = text.split("@", 1)
+    if not _SHA256.match(pin):
+        raise InputError(
+            f"classifier {text!r}: {pin!r} is not a SHA-256 digest; pin the weights file with "
+            "its 64 hexadecimal digits ('xrv:WEIGHTS@' + sha256sum of the file)."
+        )
+    return name, pin.lower()
+
+
+def _sha256(path: Path) -> str:
+    from ._files import open_regular
+
+    digest = hashlib.sha256()
+    with open_regular(path, "torchxrayvision weights") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def xrv_weights_file(
-    weights: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
+    weights: str,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    sha256: str | None = None,
 ) -> Path:
-    """torchxrayvision's weights file of ``weights``; with ``download``, fetched into its cache
-    by torchxrayvision's downloader when missing.
+    """torchxrayvision's weights file of ``weights`` in its cache; with ``download`` and a
+    pinned ``sha256``, fetched there when missing (kept only when its digest matches).
+
+    torchxrayvision's own loading code is never called: it would unpickle the file fully.
 
     Raises
     ------
     ModelNotAvailableError
-        The file is not cached, and ``download`` is False or the download fails.
+        The file is not cached, and ``download`` is False, no digest is pinned, or the
+        download fails or does not match the digest.
+    CheckpointError
+        The cached file does not match the pinned digest.
     """
     xrv = _xrv()
     url = xrv.models.model_urls[weights]["weights_url"]
     folder = Path(cache_dir) if cache_dir is not None else Path(xrv.utils.get_cache_dir())
     local = folder.expanduser() / os.path.basename(url)
-    if local.is_file():
+    if os.path.lexists(local):
+        if sha256 is not None and _sha256(local) != sha256:
+            raise CheckpointError(
+                f"torchxrayvision weights file {str(local)!r} does not match the pinned SHA-256 "
+                f"{sha256}; delete it and download it again."
+            )
         return local
     if not download:
         raise ModelNotAvailableError(
             f"torchxrayvision weights {weights!r} are not in {str(folder)!r}; pass download=True "
-            f"to fetch {url} there, put the file at {str(local)!r}, or pass checkpoint= a "
-            "state dict."
+            f"with the file's SHA-256 pinned ('xrv:{weights}@SHA256') to fetch {url} there, put "
+            f"the file at {str(local)!r}, or pass checkpoint= a state dict."
         )
+    if sha256 is None:
+        raise ModelNotAvailableError(
+            f"torchxrayvision weights {weights!r}: torchxrayvision publishes no digest of "
+            f"{url}, so it is downloaded only when you pin one: 'xrv:{weights}@SHA256' with the "
+            f"sha256sum of the file you checked. Or download it yourself to {str(local)!r}."
+        )
+    import torch.hub
+
     try:
-        return Path(xrv.models.get_weights(weights, cache_dir=str(folder)))
-    except Exception as exc:  # requests' connection errors, HTTP errors, a full disk
+        local.parent.mkdir(parents=True, exist_ok=True)
+        # written to a temporary file, checked against the whole digest, then renamed
+        torch.hub.download_url_to_file(url, str(local), hash_prefix=sha256, progress=False)
+    except Exception as exc:  # no network, HTTP errors, a full disk, a digest mismatch
         raise ModelNotAvailableError(
             f"torchxrayvision weights {weights!r} are not in {str(folder)!r} and could not be "
-            f"downloaded ({type(exc).__name__}: {exc}). Download {url} to {str(local)!r} on a "
-            "machine with network access, or pass checkpoint= a state dict."
+            f"downloaded ({type(exc).__name__}: {first_line(exc)}). Download {url} to "
+            f"{str(local)!r} on a machine with network access, or pass checkpoint= a state dict."
         ) from exc
+    return local
 
 
-def _safe_module_classes() -> list:
-    import collections
-
-    import torch
-
-    xrv = _xrv()
-    nn = torch.nn
-    return [
-        xrv.models.DenseNet,
-        xrv.models._DenseBlock,
-        xrv.models._DenseLayer,
-        xrv.models._Transition,
-        nn.Conv2d,
-        nn.BatchNorm2d,
-        nn.ReLU,
-        nn.MaxPool2d,
-        nn.AvgPool2d,
-        nn.Linear,
-        nn.Sequential,
-        nn.Dropout,
-        collections.OrderedDict,
-        set,
-    ]
+#: Classes torchxrayvision's pickled DenseNets name; each is read as a data record
+#: (:class:`~napari_samcam.module_pickles.ModuleRecord`), never called.
+PICKLED_MODULE_CLASSES = (
+    "torchxrayvision.models.DenseNet",
+    "torchxrayvision.models._DenseBlock",
+    "torchxrayvision.models._DenseLayer",
+    "torchxrayvision.models._Transition",
+    "torch.nn.modules.conv.Conv2d",
+    "torch.nn.modules.batchnorm.BatchNorm2d",
+    "torch.nn.modules.activation.ReLU",
+    "torch.nn.modules.pooling.MaxPool2d",
+    "torch.nn.modules.pooling.AvgPool2d",
+    "torch.nn.modules.linear.Linear",
+    "torch.nn.modules.container.Sequential",
+    "torch.nn.modules.dropout.Dropout",
+)
 
 
 def _read_weights(path: Any, trust_checkpoint: bool) -> dict:
-    """A state dict from a state-dict file or from torchxrayvision's pickled DenseNet (read
-    weights-only, allowing its classes and torch's layers)."""
+    """A state dict from a state-dict file or from torchxrayvision's pickled DenseNet, read
+    weights-only with its module classes as data records (nothing of torchxrayvision runs)."""
     import torch
 
-    with torch.serialization.safe_globals(_safe_module_classes()):
+    records = [*module_record_globals(PICKLED_MODULE_CLASSES), set]
+    with torch.serialization.safe_globals(records):
         state = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
     return {k: v for k, v in state.items() if k != "op_threshs"}
 
@@ -174,10 +239,11 @@ def _load(
     download: bool = False,
     **_options: Any,
 ) -> Classifier:
-    weights = _weights_name(text)
+    name, pin = split_pin(text)
+    weights = _weights_name(name)
     model = build_xrv_model(weights)
     if checkpoint is None:
-        checkpoint = xrv_weights_file(weights, download=download)
+        checkpoint = xrv_weights_file(weights, download=download, sha256=pin)
     source = str(checkpoint)
     state = _read_weights(source, trust_checkpoint)
     load_state_strict(model, state, what=f"classifier {text!r} ({source})")
@@ -187,7 +253,7 @@ def _load(
         layer, size = model.layer4, (512, 512)
     return Classifier(
         model=model,
-        name=text,
+        name=name,
         class_names=xrv_class_names(weights),
         input_size=size,
         channels=1,

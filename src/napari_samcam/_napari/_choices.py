@@ -36,16 +36,9 @@ def builtin_classifier_names() -> tuple[str, ...]:
 
 def clip_status(spec: str | None) -> tuple[bool, str]:
     """Whether text prompts can run with CLIP model ``spec``, and a message saying why not."""
-    try:
-        from .. import text as text_module
-    except ImportError:
-        return False, (
-            "Text prompts need the CLIP support of napari-samcam (napari_samcam.text), which "
-            "this installation does not have; update napari-samcam."
-        )
-    check = getattr(text_module, "clip_available", None)
-    if check is None:
-        return False, "Text prompts are not available in this version of napari-samcam."
+    # the CLIP module itself, not napari_samcam.text, which loads torch (seconds)
+    from .._clip import clip_available as check
+
     try:
         ok, message = check(spec or None)
     except Exception as exc:  # a broken check must not break the widget

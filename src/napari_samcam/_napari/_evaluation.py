@@ -107,6 +107,16 @@ def add_item_prompts(viewer, image_layer) -> tuple:
     return layers
 
 
+def clear_prompts(layer, item: int) -> None:
+    """Empty a prompt layer of the shown item for ``item`` (kept, not re-added: fast)."""
+    if len(layer.data):
+        if layer._type_string == "shapes":
+            layer.data = []
+        else:
+            layer.data = np.empty((0, layer.ndim))
+    layer.metadata[EVALUATION_KEY] = dict(layer.metadata[EVALUATION_KEY], item=int(item))
+
+
 def item_prompts(image_layer, shapes_layer, points_layer) -> dict:
     """Boxes and clicks drawn on an item: ``boxes``, ``points`` and ``point_labels``."""
     from ._layers import points_to_prompts, shapes_to_boxes

@@ -33,7 +33,17 @@ POINT_COLORS = {True: "lime", False: "red"}
 REGION_COLUMNS = ("label", "slice")
 
 #: Columns after the metrics: the region, its source and provenance.
-REGION_DETAILS = ("score", "area", "region_source", "prompt", "model", "saliency", "class_name")
+REGION_DETAILS = (
+    "score",
+    "region_unreliable",
+    "region_reason",
+    "area",
+    "region_source",
+    "prompt",
+    "model",
+    "saliency",
+    "class_name",
+)
 
 
 @dataclass
@@ -262,9 +272,13 @@ def source_metadata(image_layer) -> dict:
     return {"nifti": nifti} if nifti is not None else {}
 
 
-def saliency_name(saliency) -> str:
-    """Layer name of a saliency map: classifier, method and class."""
-    return f"{saliency.classifier} {saliency.method} [{saliency.class_name}]"
+def saliency_name(saliency, image_name: str) -> str:
+    """Layer name of a saliency map: its image, classifier, method and class.
+
+    The image is part of the name so that the maps of two images explained with the same
+    settings are two layers, and a table's ``saliency`` column names exactly one of them.
+    """
+    return f"{image_name} {saliency.classifier} {saliency.method} [{saliency.class_name}]"
 
 
 #: How the regions layers of each prompt kind are named: ``"<image> box regions"``.

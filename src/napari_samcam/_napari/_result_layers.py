@@ -64,27 +64,22 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
     """Put saliency maps into their Image layer (created or updated) with their provenance.
 
     ``results`` are ``(plane index, Saliency)`` pairs of ``image``; the layer is named after the
-    last one's classifier, method and class. Returns the layer.
+    image and the last one's classifier, method and class (:func:`saliency_name`), so that each
+    image keeps its own maps. Returns the layer.
     """
     layers = viewer.layers
     last = results[-1][1]
-    name = saliency_name(last)
+    name = saliency_name(last, image.name)
     lead = leading_shape(image)
     shape = (*lead, *plane_shape(image))
-    layer = find_layer(layers, name)
-    meta = samcam_meta(layer) if layer is not None else {}
-    fresh = (
-        layer is None
-        or meta.get("kind") != "saliency"
-        or meta.get("image_layer") != image.name
-        or tuple(layer.data.shape) != shape
-    )
+    layer = _own_saliency_layer(layers, name, image)
+    fresh = layer is None or tuple(layer.data.shape) != shape
     if fresh:
         data = np.zeros(shape, dtype=np.float32)
         slices: dict[str, Any] = {}
     else:
         data = np.asarray(layer.data)
-        slices = dict(meta.get("slices", {}))
+        slices = dict(samcam_meta(layer).get("slices", {}))
     for index, saliency in results:
         data[index] = saliency.map
         if index:
@@ -115,6 +110,19 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
         layer.metadata = {**layer.metadata, **metadata}
         layer.refresh()
     return layer
+
+
+def _own_saliency_layer(layers, name: str, image):
+    """The saliency layer ``name`` made for ``image``; never a layer of another image."""
+    for layer in layers:
+        meta = samcam_meta(layer)
+        if (
+            layer.name == name
+            and meta.get("kind") == "saliency"
+            and meta.get("image_layer") == image.name
+        ):
+            return layer
+    return None
 
 
 def region_layers(layers, image, kind: str | None = None) -> list:
@@ -186,6 +194,7 @@ def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_la
                 "region_source": region.source,
                 "prompt": json_text(region.prompt),
                 "score": float(region.score),
+                **_trust_columns(region),
                 "area": int(region.area),
                 "model": region.model,
                 "saliency": settings["saliency_name"] or "",
@@ -369,3 +378,11 @@ def _first(values) -> str:
     for value in values:
         return value
     return ""
+
+
+def _trust_columns(region) -> dict:
+    """Whether a SAM region looks unreliable, and why (the widget's flag column)."""
+    from ..region_trust import quality_of_region
+
+    quality = quality_of_region(region)
+    return {k: quality[k] for k in ("region_unreliable", "region_reason")}

@@ -1,4 +1,4 @@
-"""Sample data (File > Open Sample > napari-samcam): phantom lesions and a real chest radiograph.
+"""Sample data (File > Open Sample > SAM-CAM): phantom lesions and a real chest radiograph.
 
 The phantoms come from :mod:`napari_samcam.phantoms` (synthetic lesions of known extent on real
 radiograph backgrounds). Each comes with its human-style lesion box as a Shapes layer, ready to
@@ -36,6 +36,12 @@ def _series(marker: str | None) -> tuple:
     return tuple(
         generate_phantoms(_SERIES, seed=PHANTOM_SEED, backgrounds=["chest"], marker=marker)
     )
+
+
+def warm_samples() -> None:
+    """Generate the phantom series the samples show (cached for the process)."""
+    _series(None)
+    _series("always")
 
 
 def _case_info(case) -> dict:

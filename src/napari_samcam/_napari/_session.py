@@ -242,7 +242,7 @@ class SamcamSession:
             raise InputError(
                 f"no {kind} layer in the viewer: "
                 + (
-                    "open an image (File > Open, or File > Open Sample > napari-samcam)."
+                    "open an image (File > Open, or File > Open Sample > SAM-CAM)."
                     if kind == "image"
                     else f"add a {kind} layer and draw the prompts in it."
                 )
@@ -543,12 +543,12 @@ class SamcamSession:
                 f"no saliency map for {image.name!r}: click Explain first (prompts 'from "
                 "saliency' are boxes around the map's hot region)."
             )
-        if kind == "text":
-            if not text or not str(text).strip():
-                raise InputError("text prompt: type what to segment, e.g. 'nodule'.")
+        if kind == "text":  # the missing model first: without it the text field is disabled
             ok, message = clip_status(self.clip)
             if not ok:
                 raise InputError(message)
+            if not text or not str(text).strip():
+                raise InputError("text prompt: type what to segment, e.g. 'nodule'.")
         dims_point = self._dims_point()
         shapes_layer = None
         if kind == "boxes" and boxes is None:
@@ -577,16 +577,16 @@ class SamcamSession:
                         points_layer, image, idx, dims_point
                     )
             requests.append(request)
+        where = "" if all_slices or not indices[0] else f" on slice {index_text(indices[0])}"
         if kind == "boxes" and not any(len(r.boxes) for r in requests):
-            where = "" if all_slices or not indices[0] else f" on slice {index_text(indices[0])}"
-            raise InputError(
-                f"no box prompt{where}: draw a rectangle in the Shapes layer "
-                f"{getattr(shapes_layer, 'name', '')!r} over the region (rectangle tool, R)."
-            )
+            raise _missing_prompt("boxes", shapes_layer, image, where)
         if kind == "points" and not any(len(r.points) for r in requests):
+            raise _missing_prompt("points", points_layer, image, where)
+        if kind == "points" and not any(np.any(r.point_labels == 1) for r in requests):
             raise InputError(
-                f"no point prompt in layer {getattr(points_layer, 'name', '')!r} on this slice: "
-                "add points (P), and press T to toggle a selected point's polarity."
+                f"only negative points in layer {getattr(points_layer, 'name', '')!r}{where}: "
+                "SAM needs at least one positive point on the region (select a point and press "
+                "T to make it positive)."
             )
         settings = self._segment_settings(kind, saliency_layer, text=text)
         return self._segment_gen(image, requests, settings, shapes_layer)
@@ -731,6 +731,34 @@ class SamcamSession:
         image = self.image_layer(layer)
         self._layers()
         return add_prompt_layers(self.viewer, image)
+
+
+def _missing_prompt(kind: str, layer, image, where: str) -> InputError:
+    """What is wrong when a prompt layer gives no prompt: nothing drawn, or nothing usable."""
+    name = getattr(layer, "name", "")
+    drawn = 0 if layer is None else len(layer.data)
+    height, width = plane_shape(image)
+    size = f"{height} x {width} pixels"
+    if kind == "boxes" and drawn:
+        return InputError(
+            f"the {drawn} shape(s) of layer {name!r} give no usable box{where}: a box must "
+            f"overlap the image {image.name!r} ({size}) and have a non-zero height and width. "
+            "Draw the rectangle over the region (rectangle tool, R)."
+        )
+    if kind == "boxes":
+        return InputError(
+            f"no box prompt{where}: draw a rectangle in the Shapes layer {name!r} over the "
+            "region (rectangle tool, R)."
+        )
+    if drawn:
+        return InputError(
+            f"none of the {drawn} point(s) of layer {name!r} lies on the image {image.name!r} "
+            f"({size}){where}: click inside the image."
+        )
+    return InputError(
+        f"no point prompt in layer {name!r}{where}: add points (P), and press T to toggle a "
+        "selected point's polarity."
+    )
 
 
 def _saliency_class(layer) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .._folders import check_writable
 from ..errors import ImageReadError, OutputExistsError
 
 SESSION_FILE = "samcam-session.json"
@@ -365,6 +366,7 @@ def write_session(path: str | os.PathLike, layer_data: list[tuple]) -> list[str]
     path = Path(path)
     _check_target(path)
     parent = path.parent if str(path.parent) else Path(".")
+    check_writable(parent, name="session folder")  # one clear error, before anything is written
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
     try:

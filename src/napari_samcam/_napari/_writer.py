@@ -8,15 +8,19 @@ TIFF can carry it inside the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .._csv_cells import neutralised_frame
+from .._folders import atomic_path
+from ..errors import InputError, OutputNotWritableError, SamcamError
 from ._layers import META_KEY, json_text
 from ._session_io import write_session as _write_session
 
@@ -53,14 +57,18 @@ def _spatial(array: np.ndarray, meta: dict) -> int:
     return array.ndim - (1 if meta.get("rgb") else 0)
 
 
-def _write_tiff(path: Path, array: np.ndarray, meta: dict, description: str) -> None:
+def _write_tiff(
+    path: Path, array: np.ndarray, meta: dict, description: str, *, target: Path
+) -> None:
     import tifffile
 
     photometric = "rgb" if meta.get("rgb") and array.shape[-1] in (3, 4) else "minisblack"
-    tifffile.imwrite(path, array, photometric=photometric, description=description, metadata=None)
+    tifffile.imwrite(
+        target, array, photometric=photometric, description=description, metadata=None
+    )
 
 
-def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str, *, target: Path) -> None:
     """Write a NIfTI file; aligned with the source file when the layer records one.
 
     Layers of an image read from NIfTI (the image, its saliency maps and regions) carry the
@@ -107,10 +115,10 @@ def _write_nifti(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
         image.header.set_zooms(tuple(zooms))
     if kind == "labels":
         image.header.set_intent("label")
-    nib.save(image, str(path))
+    nib.save(image, str(target))
 
 
-def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
+def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str, *, target: Path) -> None:
     import imageio.v3 as iio
 
     if _spatial(array, meta) != 2:
@@ -141,7 +149,7 @@ def _write_png(path: Path, array: np.ndarray, meta: dict, kind: str) -> None:
             )
             scaled[nan] = 0.0
         out = np.round(np.clip(scaled, 0, 1) * 65535).astype(np.uint16)
-    iio.imwrite(path, out)
+    iio.imwrite(target, out)
 
 
 def _finite_range(array: np.ndarray, path: Path) -> tuple[float, float]:
@@ -180,19 +188,37 @@ def write_array(path: str | os.PathLike, data: Any, meta: dict, kind: str) -> li
             )
     description = _description(meta)
     text = json.dumps(description, default=_plain)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".tif", ".tiff"):
-        _write_tiff(path, array, meta, text)
-    elif suffix in (".nii", ".nii.gz"):
-        _write_nifti(path, array, meta, kind)
-    else:
-        _write_png(path, array, meta, kind)
+    with _output(path) as tmp:
+        if suffix in (".tif", ".tiff"):
+            _write_tiff(path, array, meta, text, target=tmp)
+        elif suffix in (".nii", ".nii.gz"):
+            _write_nifti(path, array, meta, kind, target=tmp)
+        else:
+            _write_png(path, array, meta, kind, target=tmp)
     written = [str(path)]
     if META_KEY in description:
         sidecar = _sidecar(path)
-        sidecar.write_text(json.dumps(description, indent=1, default=_plain), encoding="utf-8")
+        with _output(sidecar) as tmp:
+            tmp.write_text(json.dumps(description, indent=1, default=_plain), encoding="utf-8")
         written.append(str(sidecar))
     return written
+
+
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` moved onto it when written: never half a file, never
+    through a link; a folder that cannot be written is an :class:`OutputNotWritableError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=_suffix(path)) as tmp:
+            yield tmp
+    except OSError as exc:
+        if isinstance(exc, SamcamError):
+            raise
+        raise OutputNotWritableError(
+            f"{str(path)!r} cannot be written ({exc.strerror or exc}); choose a folder you can "
+            "write to."
+        ) from None
 
 
 def _plain(value: Any):
@@ -227,14 +253,14 @@ def write_features(path: str, data: Any, meta: dict) -> list[str]:
 def write_table(path: str | os.PathLike, table) -> list[str]:
     """Write a features table to CSV (dict-like cells become JSON text)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = table.copy()
     for column in table.columns:
         if table[column].dtype == object:
             table[column] = [
                 json_text(v) if isinstance(v, (dict, list, tuple)) else v for v in table[column]
             ]
-    table.to_csv(path, index=False)
+    with _output(path) as tmp:
+        neutralised_frame(table).to_csv(tmp, index=False)
     return [str(path)]
 
 

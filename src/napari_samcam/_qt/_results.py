@@ -18,13 +18,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -36,25 +39,82 @@ from .._napari._evaluation import (
     EVALUATION_KEY,
     PROMPT_KINDS,
     add_item_prompts,
+    clear_prompts,
     item_layers,
     item_prompts,
 )
+from .._napari._layer_update import in_place_steps
+from .._napari._warmup import warm_up_in_background
 from ..errors import InputError, SamcamError
 
 #: Columns of the table before the metrics.
 KEY_COLUMNS = ("item", "image", "classifier", "cam_method", "region_source")
+#: The widest a text column gets (longer names are elided; the tooltip has them whole).
+TEXT_COLUMN_WIDTH = 120
+#: The largest share of the window's width a side dock takes to show every column; a wider
+#: table moves below the canvas and takes :data:`BOTTOM_DOCK_SHARE` of the window's height.
+MAX_DOCK_SHARE = 0.5
+BOTTOM_DOCK_SHARE = 0.45
 
 
 class _Cell(QTableWidgetItem):
-    """A read-only cell that sorts by its number (``UserRole``; NaN first), else by text."""
+    """A read-only cell that sorts by its number (``SORT_ROLE``), else by its text.
+
+    Undefined scores (NaN) sort last in either direction: a sorted column starts with the
+    worst (or best) defined scores, not with the rows that have none.
+    """
 
     def __lt__(self, other) -> bool:
         mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
-        if mine is not None and theirs is not None:
-            return mine < theirs
-        return super().__lt__(other)
+        if mine is None or theirs is None:
+            return super().__lt__(other)
+        mine_nan, theirs_nan = math.isnan(mine), math.isnan(theirs)
+        if mine_nan or theirs_nan:
+            # Qt shows a descending sort as the ascending order reversed
+            ascending = self._order() == Qt.SortOrder.AscendingOrder
+            return (not mine_nan and theirs_nan) if ascending else (mine_nan and not theirs_nan)
+        return mine < theirs
+
+    def _order(self):
+        table = self.tableWidget()
+        if table is None:
+            return Qt.SortOrder.AscendingOrder
+        return table.horizontalHeader().sortIndicatorOrder()
 
 
+def _layer_key(kind: str, metadata: dict) -> tuple:
+    """Which shown layer may take an item's layer data: the same kind of result and source
+    (a layer that the shown item has no data for keeps what it showed as ``"was"``)."""
+    tag = metadata.get(EVALUATION_KEY, {})
+    return (
+        kind,
+        tag.get("was", tag.get("kind")),
+        tag.get("region_source"),
+        tag.get("classifier"),
+        tag.get("cam_method"),
+    )
+
+
+def _retire(layer, item: int) -> None:
+    """Empty and hide a layer that item ``item`` has nothing for; a later item may reuse it."""
+    tag = layer.metadata[EVALUATION_KEY]
+    layer.data = np.zeros_like(layer.data)
+    if "features" in dir(layer):
+        layer.features = layer.features.iloc[:0]
+    was = tag.get("was", tag["kind"])
+    layer.metadata = {
+        **layer.metadata,
+        EVALUATION_KEY: dict(tag, kind="absent", was=was, item=int(item)),
+    }
+    layer.visible = False
+    if not layer.name.endswith(ABSENT_SUFFIX):
+        layer.name = layer.name + ABSENT_SUFFIX
+
+
+#: Appended to the name of a layer the shown item has nothing for.
+ABSENT_SUFFIX = " (none in this item)"
+#: Milliseconds between the steps that show an item (one layer each).
+STEP_PAUSE_MS = 30
 #: The role holding a cell's number for sorting.
 SORT_ROLE = Qt.ItemDataRole.UserRole
 #: The role of a row's first cell that is true once the row's region was corrected.
@@ -65,16 +125,18 @@ def _cell(value) -> QTableWidgetItem:
     cell = _Cell()
     if isinstance(value, str):
         cell.setText(value)
+        cell.setToolTip(value)
     else:
         number = float(value)
-        cell.setData(SORT_ROLE, -math.inf if math.isnan(number) else number)
+        cell.setData(SORT_ROLE, number)
         if math.isnan(number):
             cell.setText("–")
             cell.setToolTip("undefined for this item")
         elif number.is_integer() and abs(number) < 2**53:
             cell.setText(str(int(number)))
         else:
-            cell.setText(f"{number:.4f}")
+            cell.setText(f"{number:.3f}")
+            cell.setToolTip(repr(number))
     cell.setFlags(cell.flags() & ~Qt.ItemFlag.ItemIsEditable)
     return cell
 
@@ -84,6 +146,7 @@ class ResultsWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
+        warm_up_in_background()
         self.viewer = napari_viewer
         self.stored = None
         self.shown_item: int | None = None
@@ -93,6 +156,9 @@ class ResultsWidget(QWidget):
         #: The SAM segmenter used to re-segment; ``None``: the evaluation's, loaded on first use.
         self.segmenter = None
         self.worker = None
+        self._pending: object | None = None  # the newest read's token
+        self._summary = "No evaluation open."
+        self._readers: list = []  # running read workers (kept alive until they finish)
         self.open_button = QPushButton("Open evaluation...")
         self.open_button.setToolTip("Choose a folder written by `samcam evaluate`.")
         self.open_button.clicked.connect(self._choose_folder)
@@ -142,22 +208,84 @@ class ResultsWidget(QWidget):
     def _follow(self, layer) -> None:
         """Load the evaluation a layer (from the reader) belongs to, unless one is loaded."""
         tag = layer.metadata.get(EVALUATION_KEY) if hasattr(layer, "metadata") else None
-        if tag and self.stored is None:
-            self.open_folder(tag["folder"], show=False)
+        if tag and self.stored is None and self._pending is None:
             self.shown_item = int(tag["item"])
+            self.open_folder(tag["folder"], show=False)
+
+    @property
+    def loading(self) -> bool:
+        """Whether an evaluation or an item is being read (off the GUI thread)."""
+        return self._pending is not None
+
+    def _read(self, what: str, read, done) -> None:
+        """Run ``read()`` in a worker; on the GUI thread ``done(result)`` returns the steps
+        that show it, run one per turn of the event loop (so that the viewer never waits for
+        more than one layer's update). A later request supersedes an earlier one, whose result
+        or remaining steps are dropped."""
+        from napari.qt.threading import create_worker
+
+        token = object()
+        self._pending = token
+
+        def returned(result):
+            if self._pending is token:
+                self._run_steps(token, list(done(result) or []), what)
+
+        def errored(exc):
+            if self._pending is token:
+                self._pending = None
+                self.status.setText(f"{what} failed.")
+                show_error(f"{what}: {exc}")
+
+        self.status.setText(f"{what}…")
+        worker = create_worker(read, _progress={"desc": what})
+        worker.returned.connect(returned)
+        worker.errored.connect(errored)
+        self._readers.append(worker)
+        worker.finished.connect(lambda: self._readers.remove(worker))
+        worker.start()
+
+    def _run_steps(self, token, steps: list, what: str) -> None:
+        from qtpy.QtCore import QTimer
+
+        if self._pending is not token:
+            return
+        if not steps:
+            self._pending = None
+            self.status.setText(self._summary)
+            return
+        try:
+            steps.pop(0)()
+        except Exception as exc:
+            self._pending = None
+            show_error(f"{what}: {exc}")
+            return
+        # a pause between steps lets the canvas draw (and compile the new layer's shaders) in
+        # between, instead of once for all the new layers at the end
+        QTimer.singleShot(STEP_PAUSE_MS, lambda: self._run_steps(token, steps, what))
 
     def open_folder(self, folder, *, show: bool = True) -> None:
-        """Fill the table from ``folder``; show its lowest-IoU item when ``show``."""
+        """Fill the table from ``folder`` and show its lowest-IoU item (when ``show``); the
+        folder is read off the GUI thread."""
         from ..evaluate.stored import open_evaluation
 
-        try:
+        def read():
             stored = open_evaluation(folder)
-        except SamcamError as exc:
-            show_error(str(exc))
-            return
-        self.stored = stored
-        scores = stored.scores
-        scores = scores[scores["item"].isin(list(stored.arrays))]
+            scores = stored.scores
+            scores = scores[scores["item"].isin(list(stored.arrays))]
+            first = stored.items()[0] if show and len(stored.arrays) else None
+            layers = None if first is None else item_layers(stored, first)
+            return stored, scores, first, layers
+
+        def done(result):
+            stored, scores, first, layers = result
+            self.stored = stored
+            self._fill_table(folder, scores)
+            return [] if first is None else self._item_steps(first, layers)
+
+        self._read(f"Opening {Path(folder).name}", read, done)
+
+    def _fill_table(self, folder, scores) -> None:
         metrics = [c for c in scores.columns if c not in (*KEY_COLUMNS, "image_key")]
         columns = [*KEY_COLUMNS, *metrics]
         self.table.setSortingEnabled(False)
@@ -165,17 +293,50 @@ class ResultsWidget(QWidget):
         self.table.setColumnCount(len(columns))
         self.table.setHorizontalHeaderLabels(columns)
         self.table.setRowCount(len(scores))
+        image_column = columns.index("image")
         for row, record in enumerate(scores[columns].itertuples(index=False)):
             for column, value in enumerate(record):
-                self.table.setItem(row, column, _cell(value))
+                cell = _cell(value)
+                if column == image_column:  # the file name; the tooltip has the whole path
+                    cell.setText(Path(str(value)).name)
+                self.table.setItem(row, column, cell)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
-        self.status.setText(
+        self._fit_width()
+        self._summary = (
             f"{Path(folder).name}: {scores['item'].nunique()} items, {len(scores)} rows. "
             "Click a header to sort, a row to show its item."
         )
-        if show and len(stored.arrays):
-            self.show_item(stored.items()[0])
+        self.status.setText(self._summary)
+
+    def _fit_width(self) -> None:
+        """Cap the text columns and widen the dock so that every metric column shows."""
+        table = self.table
+        for column in range(min(len(KEY_COLUMNS), table.columnCount())):
+            table.setColumnWidth(column, min(table.columnWidth(column), TEXT_COLUMN_WIDTH))
+        needed = table.verticalHeader().width() + table.verticalScrollBar().sizeHint().width()
+        needed += sum(table.columnWidth(c) for c in range(table.columnCount())) + 24
+        self._wanted_width = needed
+        self.updateGeometry()
+        dock, window = self.parentWidget(), self.window()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if not isinstance(window, QMainWindow) or dock is None or dock.width() >= needed:
+            return
+        if needed <= window.width() * MAX_DOCK_SHARE:
+            window.resizeDocks([dock], [needed], Qt.Orientation.Horizontal)
+        elif window.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            # too wide for a side dock next to the canvas: below it, with the window's width
+            window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            height = int(window.height() * BOTTOM_DOCK_SHARE)
+            window.resizeDocks([dock], [height], Qt.Orientation.Vertical)
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        wanted = getattr(self, "_wanted_width", 0)
+        if wanted > hint.width():
+            hint.setWidth(wanted)
+        return hint
 
     # ---------------------------------------------------------------- showing
     def row_key(self, row: int) -> dict:
@@ -188,12 +349,7 @@ class ResultsWidget(QWidget):
 
     def _on_cell_clicked(self, row: int, _column: int) -> None:
         key = self.row_key(row)
-        try:
-            self.show_item(int(key["item"]))
-        except SamcamError as exc:
-            show_error(str(exc))
-            return
-        self._focus(key)
+        self.show_item(int(key["item"]), then=lambda: self._focus(key))
 
     def _evaluation_layers(self) -> list:
         folder = str(self.stored.folder) if self.stored is not None else None
@@ -203,20 +359,51 @@ class ResultsWidget(QWidget):
             if layer.metadata.get(EVALUATION_KEY, {}).get("folder") == folder
         ]
 
-    def show_item(self, item: int) -> None:
-        """Replace the shown evaluation item's layers with ``item``'s."""
-        from napari.layers import Layer
-
+    def show_item(self, item: int, then=None) -> None:
+        """Show ``item`` in the evaluation's layers (its arrays are read off the GUI thread,
+        its layers updated in place), then call ``then()``."""
         if self.stored is None:
             return
-        if item != self.shown_item or not self._evaluation_layers():
-            layers = item_layers(self.stored, item)
-            for layer in self._evaluation_layers():
-                self.viewer.layers.remove(layer)
-            for data, kwargs, kind in layers:
-                self.viewer.add_layer(Layer.create(data, kwargs, kind))
+        if item == self.shown_item and self._evaluation_layers() and self._pending is None:
+            self._add_prompt_layers()
+            if then is not None:
+                then()
+            return
+        stored = self.stored
+
+        def done(layers):
+            return self._item_steps(item, layers) + ([then] if then is not None else [])
+
+        self._read(f"Reading item {item}", lambda: item_layers(stored, item), done)
+
+    def _item_steps(self, item: int, layers) -> list:
+        """Steps that put an item's layer data into the shown item's layers (in place)."""
+        shown = [
+            lay
+            for lay in self._evaluation_layers()
+            if lay.metadata[EVALUATION_KEY]["kind"] not in PROMPT_KINDS
+        ]
+        steps, _ = in_place_steps(
+            self.viewer, shown, layers, _layer_key, lambda lay: _retire(lay, item)
+        )
+
+        image = self._layer_of("image")
+        before = None if image is None else tuple(image.data.shape)
+
+        def finish():
+            image = self._layer_of("image")
+            if image is not None and tuple(image.data.shape) != before:
+                self.viewer.reset_view()  # a new item of another size is shown whole
+            for prompts in (self._layer_of(kind) for kind in PROMPT_KINDS):
+                if prompts is not None:
+                    clear_prompts(prompts, item)
             self.shown_item = item
             self.focused = self.region_layer = None
+            self._add_prompt_layers()
+
+        return [*steps, finish]
+
+    def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
             add_item_prompts(self.viewer, self._layer_of("image"))
 

@@ -108,11 +108,11 @@ class JobRunner(QObject):
             return False
         try:
             job = make_job()
-        except SamcamError as exc:
-            show_error(error_message(title, exc))
-            return False
         except Exception as exc:
-            logger.error("%s could not start", title, exc_info=exc)
+            if not isinstance(exc, SamcamError):
+                logger.error("%s could not start", title, exc_info=exc)
+            # the status line must not keep the previous job's "done"
+            self.step.emit(f"{title}: not started (see the notification)")
             show_error(error_message(title, exc))
             return False
         self.session.clear_cancel()

@@ -39,6 +39,7 @@ from .._napari._session import (
     clip_status,
 )
 from .._napari._triton_guard import guard_triton
+from .._napari._warmup import warm_up_in_background
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 
@@ -90,10 +91,16 @@ def _layers_of(viewer, kind: str, *, ours: str | None = None, exclude_ours: bool
     return out
 
 
-def _saliency_choices(viewer):
-    """Computed saliency layers first, then every other single-channel Image layer."""
+def _saliency_choices(viewer, image=None):
+    """Computed saliency layers first, then every other single-channel Image layer (a map
+    opened from disk), never the image itself: scoring an image as its own map means nothing."""
     ours = _layers_of(viewer, "image", ours="saliency")
-    return ours + [lyr for lyr in _layers_of(viewer, "image") if lyr not in ours and not lyr.rgb]
+    others = [
+        lyr
+        for lyr in _layers_of(viewer, "image")
+        if lyr not in ours and not lyr.rgb and lyr is not image
+    ]
+    return ours + others
 
 
 def _group(title: str, *rows: QWidget) -> QGroupBox:
@@ -128,6 +135,7 @@ class SamcamWidget(QWidget):
     def __init__(self, napari_viewer, session: SamcamSession | None = None):
         super().__init__()
         guard_triton()
+        warm_up_in_background()
         self.viewer = napari_viewer
         self.session = session if session is not None else SamcamSession(napari_viewer)
         self.runner = JobRunner(self.session, self)
@@ -136,6 +144,7 @@ class SamcamWidget(QWidget):
         self._connect()
         self.reset_choices()
         self._default_prompt_layers()
+        self._default_saliency()  # layers already open (a reopened session) have their map
         self._sync_settings_from_session()
         self._on_prompt_kind()
         self._check_clip()
@@ -292,11 +301,17 @@ class SamcamWidget(QWidget):
             self.segment_volume,
             "One box on the displayed slice, carried through every slice by SAM 2.",
         )
+        self._segment_tips = {
+            b: b.toolTip() for b in (self.segment_button, self.segment_all_button)
+        }
+        self._clip_ok, self._clip_message = False, ""
 
         # -- metrics
         self.saliency = widgets.ComboBox(
             label="saliency",
-            choices=lambda _w: [(lyr.name, lyr) for lyr in _saliency_choices(viewer)],
+            choices=lambda _w: [
+                (lyr.name, lyr) for lyr in _saliency_choices(viewer, self.image.value)
+            ],
             nullable=True,
             tooltip="Saliency map the metrics score: a computed one, or any Image layer (a map "
             "opened from disk); empty: the newest computed one of the image.",
@@ -378,6 +393,7 @@ class SamcamWidget(QWidget):
         session.status.connect(self._set_status)
         session.warning.connect(self._warn)
         self.runner.busy.connect(self._on_busy)
+        self.runner.finished.connect(self._on_job_finished)
         self.runner.step.connect(self._set_status)
         self.prompt_kind.changed.connect(self._on_prompt_kind)
         self.points.changed.connect(self._on_points_layer)
@@ -408,23 +424,13 @@ class SamcamWidget(QWidget):
         show_warning(text)
 
     def _push_console(self) -> None:
-        """Put the Python API and this widget's session into napari's console namespace."""
-        import napari_samcam
+        """Put the Python API and this widget's session into napari's console namespace (the
+        API's functions are imported when first used, see :mod:`.._napari._console`)."""
+        from .._napari._console import console_namespace
 
-        namespace: dict[str, Any] = {"samcam": napari_samcam, "samcam_session": self.session}
-        for name in (
-            "read_image",
-            "load_classifier",
-            "explain",
-            "predict",
-            "load_segmenter",
-            "saliency_boxes",
-            "localization_metrics",
-        ):
-            try:
-                namespace[name] = getattr(napari_samcam, name)
-            except (AttributeError, ImportError):  # a part of the API not installed
-                continue
+        namespace = console_namespace(self.session)
+        # napari keeps weak references to what waits for the console: hold the stand-ins
+        self._console_namespace = namespace
         try:
             self.viewer.update_console(namespace)
         except Exception as exc:  # no console (headless, console plugin missing)
@@ -456,6 +462,7 @@ class SamcamWidget(QWidget):
 
     def _default_saliency(self, *_: Any) -> None:
         """The newest saliency map of the chosen image (none if it has none)."""
+        self.saliency.reset_choices()  # the chosen image is never offered as its own map
         image = self.image.value
         newest = None
         for layer in self.saliency.choices:
@@ -541,6 +548,7 @@ class SamcamWidget(QWidget):
         self.clip.visible = kind == "text"
         self.clip_message.setVisible(kind == "text")
         self.context.visible = kind in ("boxes", "saliency")
+        self._update_segment_buttons()
 
     def _on_points_layer(self, layer=None) -> None:
         if layer is not None:
@@ -549,6 +557,8 @@ class SamcamWidget(QWidget):
     def _check_clip(self, *_: Any) -> None:
         self._push_settings()
         ok, message = clip_status(self.session.clip)
+        self._clip_ok, self._clip_message = ok, message
+        self._update_segment_buttons()
         self.text.enabled = ok
         if ok:
             self.clip_message.setText(f"✓ {_first_sentence(message)}")
@@ -604,9 +614,32 @@ class SamcamWidget(QWidget):
         self.target_layer.value = _AUTO_LAYER
 
     def _on_busy(self, busy: bool) -> None:
+        self._busy = busy
         for button in self._buttons:
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
+        self._update_segment_buttons()
+
+    def _update_segment_buttons(self) -> None:
+        """Segment needs a usable CLIP model for text prompts: disabled (saying which model is
+        missing and how to get one) until there is one."""
+        blocked = self.prompt_kind.value == "text" and not self._clip_ok
+        for button in (self.segment_button, self.segment_all_button):
+            button.setEnabled(not getattr(self, "_busy", False) and not blocked)
+            button.setToolTip(
+                f"Text prompts: {self._clip_message}" if blocked else self._segment_tips[button]
+            )
+
+    def _on_job_finished(self, title: str, _value) -> None:
+        """After Segment the prompt layer stays the active one: the next click on the canvas
+        adds a box or a point, as before (Show metrics table selects the regions)."""
+        if not title.startswith("Segment"):
+            return
+        prompt = {"boxes": self.shapes.value, "points": self.points.value}.get(
+            self.prompt_kind.value
+        )
+        if prompt is not None and prompt in self.viewer.layers:
+            self.viewer.layers.selection.active = prompt
 
     def _browse_classifier(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -721,6 +754,11 @@ class SamcamWidget(QWidget):
 
     def export_csv(self, path: str | None = None) -> list[str]:
         """Write the regions table to CSV (asks for a file name without ``path``)."""
+        try:
+            self.session.metrics(self._image())  # nothing to export: say so before asking
+        except Exception as exc:
+            show_error(f"Export CSV: {exc}")
+            return []
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Export metrics", "", "CSV (*.csv)")
             if not path:
@@ -735,6 +773,9 @@ class SamcamWidget(QWidget):
 
     def save_session(self, path: str | None = None) -> list[str]:
         """Save all layers as a session folder (asks for a folder name without ``path``)."""
+        if not len(self.viewer.layers):
+            show_error("Save session: the viewer has no layers to save; open an image first.")
+            return []
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
                 self, "Save session (a new folder)", "", "SAM-CAM session (*.samcam)"

@@ -9,6 +9,7 @@ from ._common import (
     add_sam_arguments,
     add_sam_preprocess_argument,
     cam_method_arg,
+    check_input_file,
     existing_file,
     finite_float,
     positive_int,
@@ -30,7 +31,8 @@ agreement.csv (agreement of each region source with the ground truth: Pearson, S
 absolute difference, Bland-Altman, Cohen's kappa for hits), sam_vs_box.csv, regions.csv and
 region_summary.csv (each region's Dice / IoU with the ground-truth mask), comparison.csv
 (every pair of classifiers and of CAM methods on the items they share: mean difference with a
-paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction, per region source),
+paired-bootstrap CI, Wilcoxon signed-rank p-value with Holm correction over --holm-family,
+family size per row),
 summary.json, plots/*.svg and a self-contained report.html.
 
 Results are stored per image under --out/parts as they finish: re-running the same command
@@ -62,7 +64,7 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..evaluate.regions import DEFAULT_REGION_SOURCES, REGION_SOURCES
+    from ..region_sources import DEFAULT_REGION_SOURCES, REGION_SOURCES
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -194,6 +196,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=1000,
         help="bootstrap resamples (default: %(default)s)",
     )
+    parser.add_argument(
+        "--holm-family",
+        choices=["run", "metric", "pair"],
+        default="run",
+        help="the comparisons Holm's correction adjusts together: run (every comparison of "
+        "this run), metric (one metric across region sources and pairs) or pair (the pairs of "
+        "one region source and metric only) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wilcoxon-zeros",
+        choices=["wilcox", "pratt"],
+        default="wilcox",
+        help="Wilcoxon zero differences: wilcox drops them, pratt ranks them (default: "
+        "%(default)s)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument(
@@ -222,9 +239,14 @@ def _target(text):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_input_file(args.manifest)  # these before torch and any model load
+    if args.saliency:
+        check_input_file(args.saliency)
+    if args.images:
+        check_input_file(args.images)
+    check_writable(args.out, name="--out")
     from ..evaluate import evaluate
 
-    check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(
             args.manifest,
@@ -258,6 +280,8 @@ def run(args: argparse.Namespace) -> int:
             keep_arrays=not args.no_keep_arrays,
             gallery=args.gallery,
             n_resamples=args.bootstrap,
+            holm_family=args.holm_family,
+            zero_method=args.wilcoxon_zeros,
         )
     print(
         f"{result.n_images} images: {result.n_computed} computed, {result.n_reused} reused "
@@ -291,6 +315,7 @@ def _print_headline(result) -> None:
                 f"  {row.region_source + who:<40} Dice {row.dice:.3f} "
                 f"[{row.dice_ci_low:.3f}, {row.dice_ci_high:.3f}] n={row.n}"
             )
+    _warn_unreliable(result.regions)
     versus = result.sam_vs_box
     shown = versus[versus["metric"].isin(["iou", "energy"])] if len(versus) else versus
     if len(shown):
@@ -309,11 +334,36 @@ def _print_headline(result) -> None:
     if comparison is not None and len(comparison):
         shown = comparison[comparison["metric"].isin(["iou", "energy"])]
         if len(shown):
-            print("\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p):")
+            print(
+                "\npaired comparisons (mean difference a - b [95% CI], Holm-adjusted p over a "
+                f"family of m tests, family {shown['holm_family'].iloc[0].split(':')[0]!r}):"
+            )
         for row in shown.itertuples(index=False):
             within = row.cam_method or row.classifier
             print(
                 f"  {row.a} vs {row.b} ({within}) {row.region_source:<14} {row.metric:<7} "
                 f"{row.mean_diff:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
-                f"p={row.p_holm:.2g} n={row.n}: {row.conclusion}"
+                f"p={row.p_holm:.2g} (m={row.family_size}) n={row.n}: {row.conclusion}"
             )
+
+
+def _warn_unreliable(regions) -> None:
+    """Say how many SAM regions look unreliable (and where the trusted source fell back)."""
+    if regions is None or not len(regions) or "region_unreliable" not in regions:
+        return
+    flagged = regions[regions["region_unreliable"].astype(bool)]
+    for source, frame in flagged.groupby("region_source", sort=False):
+        total = int((regions["region_source"] == source).sum())
+        reasons = frame["region_reason"].astype(str).str.split(";").explode().str.strip()
+        common = ", ".join(
+            reasons.str.replace(r"[0-9.]+", "x", regex=True).value_counts().index[:3]
+        )
+        print(
+            f"\nwarning: {len(frame)} of {total} {source} regions look unreliable ({common}); "
+            "their scores are flagged in regions.csv (region_unreliable). The sam-trust region "
+            "source checks each mask and falls back to the box."
+        )
+    trusted = regions[regions["region_source"] == "sam-trust"]
+    if len(trusted):
+        fell = trusted["region_action"].astype(str).str.contains("fell back").sum()
+        print(f"\nsam-trust: {fell} of {len(trusted)} regions fell back to the box.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .._folders import check_writable
-from ._common import fraction, non_negative_int, positive_int, progress_bar
+from ..phantom_shapes import SHAPE_CLASSES
+from ._common import _checked, fraction, non_negative_int, positive_int, progress_bar
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,6 +43,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "negatives), random (half the images) or always (default: %(default)s)",
     )
     parser.add_argument(
+        "--shapes",
+        type=shape_list,
+        default=None,
+        help="lesion shape classes given to the positives in turn, comma-separated, or 'all' ("
+        + ", ".join(SHAPE_CLASSES)
+        + "); chest background only. Default: the original compact lesions",
+    )
+    parser.add_argument(
         "--readers",
         type=non_negative_int,
         default=0,
@@ -65,9 +74,18 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             positive_fraction=args.positive_fraction,
             marker=None if args.marker == "none" else args.marker,
+            shapes=args.shapes,
             overwrite=args.overwrite,
             progress=progress,
             readers=args.readers,
         )
     print(f"wrote {args.n} phantoms and {manifest}")
     return 0
+
+
+def shape_list(text: str) -> tuple[str, ...]:
+    """``--shapes``: comma-separated shape classes, or ``all``."""
+    from ..phantoms import check_shapes
+
+    _checked(check_shapes, text)
+    return check_shapes(text)

@@ -98,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
     from .._prompt_checks import check_boxes, check_points
     from ..errors import PromptError
     from ..images import read_image
-    from ..overlays import save_overlay
-    from ..segment import load_segmenter
     from ._image import select_2d
 
     if not (args.box or args.point or args.negative_point or args.text):
@@ -111,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     image = select_2d(data, args.slice, args.image)
     check_boxes(args.box, image.shape[:2], name="--box")  # before the model loads
     check_points([*args.point, *args.negative_point], None, image.shape[:2], name="--point")
+    from ..overlays import save_overlay
+    from ..segment import load_segmenter  # loads torch: after every argument was checked
+
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
     if args.text:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}

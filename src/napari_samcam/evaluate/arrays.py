@@ -220,17 +220,57 @@ def read_job_arrays(path: str | Path) -> JobArrays:
     InputError
         The file is not such an archive.
     """
+    from .._files import read_npz
+    from ..errors import SamcamError
+
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
-            raws = {s["array"]: archive[s["array"]].astype(np.float32) for s in meta["saliencies"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        archive = read_npz(path, "arrays file", limit=MAX_ARRAYS_FILE_BYTES)
+        meta = json.loads(bytes(archive["meta"]).decode("utf-8"))
+        _check_meta(meta)
+        raws = {s["array"]: archive[s["array"]].astype(np.float32) for s in meta["saliencies"]}
+    except (SamcamError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        detail = str(exc) if isinstance(exc, SamcamError) else f"{type(exc).__name__}: {exc}"
         raise InputError(
-            f"{str(path)!r} is not an evaluation's arrays file ({exc}); run the evaluation "
-            "again with overwrite to rebuild it."
-        ) from exc
+            f"{str(path)!r} is not an evaluation's arrays file ({detail[:300]}); run the "
+            "evaluation again with overwrite to rebuild it."
+        ) from None
     return JobArrays(path, meta, raws)
+
+
+#: The most bytes one ``.arrays.npz`` may declare: maps are at most 512 x 512 float16 each.
+MAX_ARRAYS_FILE_BYTES = 256 << 20
+
+
+def _check_meta(meta: Any) -> None:
+    """The layout :func:`pack_job_arrays` writes, checked once so that readers meet no
+    missing key or wrong type later."""
+    if not isinstance(meta, dict):
+        raise ValueError("its meta is not a JSON object")
+    for key, kind in (("items", list), ("saliencies", list), ("regions", list), ("shape", list)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"its meta has no list {key!r}")
+    if not isinstance(meta.get("path"), str) or not isinstance(meta.get("image"), str):
+        raise ValueError("its meta names no image")
+    for entry in meta["items"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("item"), int):
+            raise ValueError("an item entry without an item number")
+        if not isinstance(entry.get("boxes", []), list):
+            raise ValueError("an item's boxes are not a list")
+    for entry in meta["saliencies"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("array"), str):
+            raise ValueError("a saliency entry without its array")
+        if not all(isinstance(entry.get(k), str) for k in ("classifier", "cam_method")):
+            raise ValueError("a saliency entry without its classifier")
+        if not isinstance(entry.get("items"), list):
+            raise ValueError("a saliency entry without its items")
+    for entry in meta["regions"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("rle"), dict):
+            raise ValueError("a region entry without its RLE")
+        if not isinstance(entry.get("item"), int) or not all(
+            isinstance(entry.get(k), str) for k in ("region_source", "classifier", "cam_method")
+        ):
+            raise ValueError("a region entry without its source")
 
 
 def saliency_at(raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -240,6 +280,7 @@ def saliency_at(raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _saliency_map(np.asarray(raw, dtype=np.float32), tuple(int(s) for s in shape))
 
 
-def region_mask(record: dict) -> np.ndarray:
-    """The bool mask of a region record."""
-    return decode_rle(record["rle"])
+def region_mask(record: dict, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The bool mask of a region record; with ``shape`` (the image's), an RLE of another size
+    is refused before anything is built."""
+    return decode_rle(record["rle"], shape=shape)

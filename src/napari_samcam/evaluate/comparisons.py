@@ -4,7 +4,15 @@
 same images, so the scores are paired by manifest item: for every pair of classifiers (same CAM
 method) and every pair of CAM methods of one classifier, per region source and metric,
 :func:`comparison_table` gives the mean difference with a paired-bootstrap CI and a Wilcoxon
-signed-rank p-value, Holm-adjusted within each family of pairs.
+signed-rank p-value, Holm-adjusted within a family of tests (:data:`HOLM_FAMILIES`).
+
+A Holm family is the set of tests a reader draws conclusions from together; the correction
+controls the chance of any false "a > b" among them. ``"run"`` (default): every comparison of
+one run (all pairs, region sources and metrics). ``"metric"``: one metric across region sources
+and pairs. ``"pair"``: one region source and metric of one kind and fixed classifier or method,
+i.e. only the pairs among three or more classifiers or methods (with two of each, every such
+family holds one test and Holm changes nothing). ``family_size`` gives the number of tests in
+each row's family.
 
 The same comparison is made once per region source, which answers the question of Kellener et
 al. (2023) asked of comparisons: would the conclusion about A vs B change if the region came
@@ -18,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COMPARISON_COLUMNS", "comparison_table"]
+__all__ = ["COMPARISON_COLUMNS", "HOLM_FAMILIES", "comparison_table"]
+
+#: Holm family name -> the columns whose values define one family (none: the whole run).
+HOLM_FAMILIES: dict[str, tuple[str, ...]] = {
+    "run": (),
+    "metric": ("metric",),
+    "pair": ("kind", "classifier", "cam_method", "region_source", "metric"),
+}
 
 COMPARISON_COLUMNS = [
     "kind",
@@ -34,8 +49,12 @@ COMPARISON_COLUMNS = [
     "mean_diff",
     "ci_low",
     "ci_high",
+    "n_zero",
+    "zero_method",
     "p_value",
     "p_holm",
+    "holm_family",
+    "family_size",
     "conclusion",
     "agrees_with_reference",
 ]
@@ -72,6 +91,8 @@ def comparison_table(
     confidence: float = 0.95,
     alpha: float = 0.05,
     reference: str = "ground-truth",
+    holm_family: str = "run",
+    zero_method: str = "wilcox",
 ) -> Any:
     """Every pair of classifiers and of CAM methods, compared on the items they share.
 
@@ -82,12 +103,13 @@ def comparison_table(
     their means, the mean difference ``A - B`` with its paired-bootstrap CI and the two-sided
     Wilcoxon signed-rank p-value (:func:`napari_samcam.agreement.paired_difference`).
 
-    ``p_holm`` is Holm-adjusted within each family: one kind, one fixed classifier or method,
-    one region source and one metric (the pairs among three or more classifiers or methods).
-    ``conclusion`` is ``"a > b"`` or ``"a < b"`` where ``p_holm < alpha``, ``"no difference"``
-    otherwise and ``"undetermined"`` without a test. ``agrees_with_reference`` compares it with
-    the conclusion of the same comparison scored against ``reference`` regions (``None`` for
-    the reference's own rows or when it is absent).
+    ``p_holm`` is Holm-adjusted within each family of ``holm_family`` (:data:`HOLM_FAMILIES`);
+    ``holm_family`` names a row's family and ``family_size`` counts its tests (rows with a
+    p-value). ``n_zero`` counts the pairs whose difference is exactly 0 and ``zero_method``
+    says how the Wilcoxon test treated them. ``conclusion`` is ``"a > b"`` or ``"a < b"`` where
+    ``p_holm < alpha``, ``"no difference"`` otherwise and ``"undetermined"`` without a test.
+    ``agrees_with_reference`` compares it with the conclusion of the same comparison scored
+    against ``reference`` regions (``None`` for the reference's own rows or when it is absent).
 
     Parameters
     ----------
@@ -99,6 +121,10 @@ def comparison_table(
         Family-wise error rate of the conclusions (default 0.05).
     reference : str, optional
         The region source the conclusions are checked against (default ``"ground-truth"``).
+    holm_family : {"run", "metric", "pair"}
+        Which tests are Holm-adjusted together (see the module docstring); default ``"run"``.
+    zero_method : {"wilcox", "pratt"}
+        Wilcoxon zero handling (:func:`napari_samcam.agreement.paired_difference`).
 
     Returns
     -------
@@ -115,12 +141,22 @@ def comparison_table(
 
     if not 0.0 < float(alpha) < 1.0:
         raise InputError(f"alpha must lie in (0, 1), e.g. 0.05; got {alpha!r}.")
+    if holm_family not in HOLM_FAMILIES:
+        raise InputError(
+            f"holm_family={holm_family!r}: pass one of {', '.join(HOLM_FAMILIES)} (the set of "
+            "comparisons Holm's correction treats as one family)."
+        )
     records = []
     if len(metrics):
         for kind in ("classifier", "cam_method"):
             for (fixed, source, metric), a, b, xa, xb in _pairs(metrics, kind):
                 result = paired_difference(
-                    xa, xb, n_resamples=n_resamples, seed=seed, confidence=confidence
+                    xa,
+                    xb,
+                    n_resamples=n_resamples,
+                    seed=seed,
+                    confidence=confidence,
+                    zero_method=zero_method,
                 )
                 records.append(
                     {
@@ -137,16 +173,15 @@ def comparison_table(
                         "mean_diff": result.mean_diff,
                         "ci_low": result.ci_low,
                         "ci_high": result.ci_high,
+                        "n_zero": int(np.count_nonzero(xa == xb)),
+                        "zero_method": zero_method,
                         "p_value": result.p_value,
                     }
                 )
     table = pd.DataFrame(records, columns=COMPARISON_COLUMNS)
     if not len(table):
         return table
-    family = ["kind", "classifier", "cam_method", "region_source", "metric"]
-    table["p_holm"] = table.groupby(family, sort=False)["p_value"].transform(
-        lambda p: holm(p.to_numpy(dtype=np.float64))
-    )
+    _adjust(table, holm_family, holm)
     table["conclusion"] = [
         _conclusion(d, p, alpha) for d, p in zip(table["mean_diff"], table["p_holm"], strict=True)
     ]
@@ -161,3 +196,19 @@ def comparison_table(
             agrees.append(bool(ref.loc[key] == row.conclusion))
     table["agrees_with_reference"] = pd.Series(agrees, dtype=object)
     return table
+
+
+def _adjust(table, holm_family: str, holm) -> None:
+    """Fill ``p_holm``, ``holm_family`` and ``family_size`` of ``table`` in place."""
+    columns = list(HOLM_FAMILIES[holm_family])
+    if not columns:
+        keys = [holm_family] * len(table)
+    else:
+        keys = [
+            holm_family + ":" + "|".join(f"{v}" for v in values if v != "")
+            for values in table[columns].itertuples(index=False)
+        ]
+    table["holm_family"] = keys
+    grouped = table.groupby("holm_family", sort=False)["p_value"]
+    table["p_holm"] = grouped.transform(lambda p: holm(p.to_numpy(dtype=np.float64)))
+    table["family_size"] = grouped.transform("count").astype(int)

@@ -11,13 +11,17 @@ and a row of a CSV manifest (:mod:`~napari_samcam.evaluate.manifests`) that
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from .._csv_cells import neutralise_cell, restore_cell
+from .._files import open_regular
+from .._folders import atomic_path, check_writable, create_new_file, refuse_link
+from ..errors import InputError, OutputExistsError, OutputNotWritableError, SamcamError
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",
@@ -227,7 +231,16 @@ def save_ground_truth(
     if mask.ndim != 2:
         raise InputError(f"a ground-truth mask is 2-D; got shape {mask.shape}.")
     mask_path = Path(mask_path)
+    if mask_path.suffix.lower() != ".png":
+        raise InputError(
+            f"ground-truth mask {str(mask_path)!r}: masks are written as PNG; give the file a "
+            ".png name."
+        )
     manifest = mask_path.with_name("ground-truth.csv") if manifest is None else Path(manifest)
+    if manifest.suffix.lower() != ".csv":
+        raise InputError(f"manifest {str(manifest)!r}: a ground-truth manifest is a .csv file.")
+    refuse_link(manifest, "manifest")
+    refuse_link(mask_path, "ground-truth mask")
     if mask_path.exists():
         raise OutputExistsError(
             f"{str(mask_path)!r} exists; choose another file name (masks are never overwritten)."
@@ -246,15 +259,31 @@ def save_ground_truth(
                 f"manifest {str(manifest)!r} already has a ground truth for {row['image']!r}"
                 f"{' (' + cls + ')' if cls else ''}; choose another manifest or edit it."
             )
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(mask_path, mask.astype(np.uint8) * 255)
-    new = not manifest.exists()
-    with open(manifest, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=GROUND_TRUTH_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    for folder in {mask_path.parent, root}:
+        folder.mkdir(parents=True, exist_ok=True)
+        check_writable(folder, name="folder")  # before anything is written
+    png = iio.imwrite("<bytes>", mask.astype(np.uint8) * 255, extension=".png")
+    with create_new_file(mask_path, "ground-truth mask") as handle:
+        handle.write(png)
+    try:
+        _write_rows(manifest, [*rows, row])
+    except BaseException as exc:
+        mask_path.unlink()  # nothing half-written: the mask goes with its row
+        if isinstance(exc, OSError) and not isinstance(exc, SamcamError):
+            raise OutputNotWritableError(
+                f"manifest {str(manifest)!r} cannot be written ({exc.strerror or exc}); the mask "
+                "was not kept. Choose a folder you can write to."
+            ) from None
+        raise
     return manifest
+
+
+def _write_rows(manifest: Path, rows: list[dict]) -> None:
+    """Write the whole manifest to a new file and move it into place (never through a link)."""
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=GROUND_TRUTH_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: neutralise_cell(v) for k, v in r.items()} for r in rows)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -267,11 +296,12 @@ def _relative(path: Path, root: Path) -> str:
 def _existing_rows(manifest: Path) -> list[dict]:
     if not manifest.exists():
         return []
-    with open(manifest, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != GROUND_TRUTH_COLUMNS:
-            raise InputError(
-                f"manifest {str(manifest)!r} has columns {reader.fieldnames}, not "
-                f"{list(GROUND_TRUTH_COLUMNS)}; save into a new manifest instead."
-            )
-        return list(reader)
+    with open_regular(manifest, "manifest") as raw:
+        text = raw.read().decode("utf-8-sig", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(reader.fieldnames or ()) != GROUND_TRUTH_COLUMNS:
+        raise InputError(
+            f"manifest {str(manifest)!r} has columns {reader.fieldnames}, not "
+            f"{list(GROUND_TRUTH_COLUMNS)}; save into a new manifest instead."
+        )
+    return [{k: restore_cell(v or "") for k, v in row.items()} for row in reader]

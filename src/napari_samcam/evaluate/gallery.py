@@ -223,11 +223,11 @@ def gallery_html(
     masks: dict = {}  # id of a region record -> its mask: each region decoded once
     drawn: dict = {}
 
-    def mask_of(record):
+    def mask_of(record, shape):
         if record is None:
             return None
-        if id(record) not in masks:
-            masks[id(record)] = region_mask(record)
+        if id(record) not in masks:  # an RLE of another size than the image is refused
+            masks[id(record)] = region_mask(record, shape)
         return masks[id(record)]
 
     def arrays_of(item):
@@ -249,8 +249,8 @@ def gallery_html(
             backgrounds[job.key] = (image.shape[:2], _gray(image, stored.meta["window"], shape))
         image_shape, background = backgrounds[job.key]
         record = stored.region(item, row["region_source"], row["classifier"], row["cam_method"])
-        truth = mask_of(stored.region(item, "ground-truth"))
-        region = mask_of(record)
+        truth = mask_of(stored.region(item, "ground-truth"), image_shape)
+        region = mask_of(record, image_shape)
         boxes = [tuple(b) for b in stored.item_info(item)["boxes"]]
         if not boxes and truth is not None:
             boxes = mask_boxes(truth)

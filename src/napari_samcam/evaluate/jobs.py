@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..region_trust import quality_of_region
 from .manifests import Item
 from .readers import reader_regions, source_rank
 from .regions import ANNOTATION_SOURCES, SALIENCY_SOURCES, annotation_region, saliency_region
@@ -83,6 +84,12 @@ REGION_COLUMNS = (
     "truth_area",
     "dice",
     "iou",
+    "region_action",
+    "region_reason",
+    "region_stability",
+    "region_box_fill",
+    "region_box_span",
+    "region_unreliable",
 )
 
 
@@ -426,7 +433,8 @@ class JobResult:
         One dict per metric value with the keys of :data:`COLUMNS`.
     region_rows : list of dict
         One dict per region with the keys of :data:`REGION_COLUMNS`: its area and its Dice and
-        IoU with the item's ground-truth mask (NaN without one). Annotation-based regions have
+        IoU with the item's ground-truth mask (NaN without one), and how far to trust it
+        (:func:`napari_samcam.region_trust.quality_of_region`). Annotation-based regions have
         empty ``classifier`` and ``cam_method``; saliency-based ones one row per saliency map.
     image : numpy.ndarray or None
     window : tuple or None
@@ -461,6 +469,8 @@ def region_frame(rows: list[dict]):
     frame = pd.DataFrame(rows, columns=list(REGION_COLUMNS))
     numeric = {"item": "int64", "region_area": "int64", "truth_area": "float64"}
     numeric |= {"region_score": "float64", "dice": "float64", "iou": "float64"}
+    numeric |= {f"region_{k}": "float64" for k in ("stability", "box_fill", "box_span")}
+    numeric["region_unreliable"] = "bool"
     for column in REGION_COLUMNS:
         frame[column] = frame[column].astype(numeric.get(column, str))
     return frame
@@ -570,6 +580,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                 "truth_area": truth_area,
                 "dice": dice,
                 "iou": iou,
+                **quality_of_region(region),
             }
         )
 

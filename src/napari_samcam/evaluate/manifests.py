@@ -36,6 +36,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .._csv_cells import restore_cell
 from ..errors import InputError
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "encode_rle",
     "load_manifest",
     "rle_from_string",
+    "rle_runs",
     "rle_to_string",
 ]
 
@@ -147,7 +150,10 @@ class Item:
         if "path" in self.mask:
             mask = _read_mask_file(Path(self.mask["path"]), self.where)
         elif "rle" in self.mask:
-            parts = [decode_rle(r) for r in self.mask["rle"]]
+            try:
+                parts = [decode_rle(r, shape=shape) for r in self.mask["rle"]]
+            except InputError as exc:
+                raise InputError(f"{self.where}: {exc}") from None
             mask = np.logical_or.reduce(parts) if parts else np.zeros(shape, dtype=bool)
         elif "polygons" in self.mask:
             mask = polygons_to_mask(self.mask["polygons"], shape)
@@ -183,11 +189,27 @@ class Item:
 
 
 def _file_digest(path: Path) -> str:
+    """The file's content digest, ``"missing"`` when it does not exist.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a FIFO, a device or another file that is not a regular file (hashing one
+        would never end).
+    """
+    from .._files import open_regular
+
+    if not os.path.lexists(path):
+        return "missing"
     digest = hashlib.blake2b(digest_size=12)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, "file") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    except InputError:
+        if not os.path.exists(path):  # a dangling link
+            return "missing"
+        raise
     except OSError:
         return "missing"
     return digest.hexdigest()
@@ -269,32 +291,67 @@ def rle_to_string(runs: list[int]) -> str:
     return "".join(out)
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
+def rle_runs(rle: dict, *, shape: tuple[int, int] | None = None) -> tuple[int, int, np.ndarray]:
+    """``(height, width, runs)`` of a COCO RLE, checked without building its mask.
 
-    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
-    too. Runs alternate
-    background and foreground, starting with background, in column-major (Fortran) order.
+    The declared size must be ``shape`` when given (the image's), else at most
+    :data:`~napari_samcam._files.MAX_ARRAY_BYTES` pixels, and the runs must add up to it: a
+    few bytes of RLE cannot ask for gigabytes.
+
+    Raises
+    ------
+    InputError
+        Not an RLE, a size other than ``shape`` or beyond the bound, or runs that do not fit.
     """
+    from .._files import MAX_ARRAY_BYTES
+
     if not isinstance(rle, dict) or "counts" not in rle:
         raise InputError(f"RLE {str(rle)[:60]!r}: expected a dict with 'size' and 'counts'.")
     size = rle.get("size", rle.get("img_size"))
     try:
         height, width = (int(v) for v in size)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"RLE: size {size!r} is not [height, width]; COCO RLEs carry 'size': [h, w]."
         ) from exc
+    if shape is not None and (height, width) != (int(shape[0]), int(shape[1])):
+        raise InputError(
+            f"RLE: size {[height, width]} is not the image's {[int(shape[0]), int(shape[1])]}; "
+            "an RLE mask is stored at its image's size."
+        )
+    if height < 0 or width < 0 or height * width > MAX_ARRAY_BYTES:
+        raise InputError(
+            f"RLE: size {[height, width]} is not a mask size this tool builds (at most "
+            f"{MAX_ARRAY_BYTES:,} pixels); nothing was allocated."
+        )
     counts = rle["counts"]
-    runs = (
-        rle_from_string(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
-    )
-    runs_arr = np.asarray(runs, dtype=np.int64)
+    try:
+        runs = (
+            rle_from_string(counts)
+            if isinstance(counts, (str, bytes))
+            else [int(c) for c in counts]
+        )
+        runs_arr = np.asarray(runs, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"RLE: counts are not whole numbers ({exc}).") from None
     if (runs_arr < 0).any() or runs_arr.sum() != height * width:
         raise InputError(
             f"RLE: the runs add up to {int(runs_arr.sum())} pixels but size {[height, width]} "
             f"has {height * width}; the counts do not belong to this size."
         )
+    return height, width, runs_arr
+
+
+def decode_rle(rle: dict, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
+
+    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
+    too. Runs alternate
+    background and foreground, starting with background, in column-major (Fortran) order.
+    With ``shape`` (the image's), an RLE of another size is refused before anything is built
+    (see :func:`rle_runs`).
+    """
+    height, width, runs_arr = rle_runs(rle, shape=shape)
     values = np.zeros(len(runs_arr), dtype=bool)
     values[1::2] = True
     flat = np.repeat(values, runs_arr)
@@ -376,6 +433,10 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"manifest {str(path)!r} is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise InputError(
+                f"manifest {str(path)!r} nests its JSON too deeply to be a manifest."
+            ) from None
         if isinstance(data, dict) and "images" in data and "annotations" in data:
             items = _read_coco(path, data, root)
         elif isinstance(data, dict) and _looks_chexlocalize(data):
@@ -406,30 +467,46 @@ def _without_repeats(items: list[Item], path: Path) -> list[Item]:
     """
     prefix = f"manifest {str(path)!r}, "
     first: dict[tuple[str, str], Item] = {}
-    kept, repeats = [], []
+    resolved: dict[Path, str] = {}  # one resolve per distinct path: rows repeat images
+    described: dict[int, tuple[str, str]] = {}
+
+    def annotations(item: Item) -> tuple[str, str]:  # each item described once: linear time
+        if id(item) not in described:
+            described[id(item)] = (_annotation(item, boxes=False), _annotation(item))
+        return described[id(item)]
+
+    kept, repeats, n_repeats = [], [], 0
     for item in items:
-        earlier = first.setdefault((str(item.path.resolve()), item.cls), item)
+        if item.path not in resolved:
+            resolved[item.path] = str(item.path.resolve())
+        earlier = first.setdefault((resolved[item.path], item.cls), item)
         if earlier is item:
             kept.append(item)
             continue
         here, there = item.where.removeprefix(prefix), earlier.where.removeprefix(prefix)
-        if _annotation(earlier, boxes=False) == _annotation(item, boxes=False) and (
-            _annotation(earlier) != _annotation(item)
-        ):
+        (earlier_finding, earlier_whole), (finding, whole) = (
+            annotations(earlier),
+            annotations(item),
+        )
+        if earlier_finding == finding and earlier_whole != whole:
             kept.append(item)  # another lesion of the same finding
             continue
-        if _annotation(earlier) != _annotation(item):
+        if earlier_whole != whole:
             what = f"class {item.cls!r} of image" if item.cls else "image"
             raise InputError(
                 f"{earlier.where} and {here} annotate the same {what} {item.image!r} "
                 "differently (label or mask); keep one label and mask per image and class "
                 "(several findings of one image need different classes)."
             )
-        repeats.append(f"{here} repeats {there}")
-    if repeats:
+        n_repeats += 1
+        if len(repeats) < 5:  # the first few by name: the message stays short
+            repeats.append(f"{here} repeats {there}")
+        described.pop(id(item), None)
+    if n_repeats:
+        more = f"; and {n_repeats - len(repeats)} more" if n_repeats > len(repeats) else ""
         warnings.warn(
-            f"manifest {str(path)!r}: {len(repeats)} entries repeat an earlier one and are "
-            f"scored once ({'; '.join(repeats)}).",
+            f"manifest {str(path)!r}: {n_repeats} entries repeat an earlier one and are "
+            f"scored once ({'; '.join(repeats)}{more}).",
             UserWarning,
             stacklevel=3,
         )
@@ -452,7 +529,7 @@ def _annotation(item: Item, *, boxes: bool = True) -> str:
 
 def _cell(row: dict, column: str) -> str:
     value = row.get(column)
-    return "" if value is None else str(value).strip()
+    return "" if value is None else restore_cell(str(value).strip())
 
 
 def _read_csv(path: Path, root: Path) -> list[Item]:
@@ -591,7 +668,7 @@ def _read_coco(path: Path, data: dict, root: Path) -> list[Item]:
             if "size" not in rle and None not in size:
                 rle["size"] = list(size)
             try:
-                decode_rle(rle)  # validate now: errors name the entry
+                rle_runs(rle)  # validate now (nothing built): errors name the entry
             except InputError as exc:
                 raise InputError(f"{where}, key 'segmentation': {exc}") from exc
             entry["rle"].append(rle)
@@ -733,9 +810,10 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
         for task, rle in tasks.items():
             where = f"manifest {str(path)!r}, entry {img_id!r}, task {task!r}"
             try:
-                mask = decode_rle(rle)
+                runs = rle_runs(rle)[2]
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from exc
+            positive = bool(runs[1::2].any())
             items.append(
                 Item(
                     image=str(image_path.relative_to(root))
@@ -743,9 +821,9 @@ def _read_chexlocalize(path: Path, data: dict, root: Path) -> list[Item]:
                     else str(image_path),
                     path=image_path,
                     index=len(items),
-                    label="1" if mask.any() else "0",
+                    label="1" if positive else "0",
                     cls=str(task),
-                    mask={"rle": [dict(rle)]} if mask.any() else {"empty": True},
+                    mask={"rle": [dict(rle)]} if positive else {"empty": True},
                     boxes_from_mask=True,
                     where=where,
                     image_id=str(img_id),

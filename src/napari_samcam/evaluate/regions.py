@@ -6,6 +6,9 @@ source                 region
 ``ground-truth``       the annotated mask (empty for an image without the finding)
 ``box``                the box annotation(s) filled as a mask
 ``sam-box``            SAM prompted with each box annotation, in zoom mode (``context``)
+``sam-trust``          like ``sam-box``, but a mask is kept only if SAM's own signals and its
+                       fit to the box say it can be trusted; else another of SAM's outputs, a
+                       re-prompt or the box itself (:mod:`napari_samcam.trusted_box`)
 ``sam-saliency-box``   SAM prompted with the boxes of the binarized saliency's strongest
                        components (:func:`napari_samcam.prompts.saliency_boxes`), in zoom mode
 ``sam-saliency-peak``  SAM prompted at the saliency's peak: with a point for models that take
@@ -28,6 +31,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..region_sources import (
+    ANNOTATION_SOURCES,
+    DEFAULT_REGION_SOURCES,
+    REGION_SOURCES,
+    SALIENCY_SOURCES,
+    SAM_SOURCES,
+)
 from ..segment import Region
 
 __all__ = [
@@ -41,26 +51,6 @@ __all__ = [
     "half_maximum_box",
     "saliency_region",
 ]
-
-#: Every region source, with a one-line description.
-REGION_SOURCES = {
-    "ground-truth": "the annotated mask",
-    "box": "the box annotation as a filled rectangle",
-    "sam-box": "SAM prompted by the box annotation (zoom mode)",
-    "sam-saliency-box": "SAM prompted by boxes of the binarized saliency's components",
-    "sam-saliency-peak": "SAM prompted at the saliency peak (half-maximum box for box-only SAM)",
-    "sam-text": "SAM prompted by text through CLIP (needs CLIP weights)",
-    "readers": "each reader's boxes as a region source of its own (reader:<id>)",
-}
-
-#: Sources that depend on the image and its annotation only (computed once per item).
-ANNOTATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-text", "readers")
-#: Sources that depend on a saliency map (computed once per classifier x method x target).
-SALIENCY_SOURCES = ("sam-saliency-box", "sam-saliency-peak")
-#: Sources that run a SAM model.
-SAM_SOURCES = ("sam-box", "sam-saliency-box", "sam-saliency-peak", "sam-text")
-
-DEFAULT_REGION_SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
 
 
 def check_region_sources(sources) -> tuple[str, ...]:
@@ -109,8 +99,9 @@ def annotation_region(
 ) -> Region | None:
     """The region of an annotation-based source, or ``None`` when the item lacks what it needs.
 
-    ``ground-truth`` needs a mask, ``box`` and ``sam-box`` need at least one box, ``sam-text``
-    needs a text. ``key``: the image's :func:`~napari_samcam.images.image_hash`, when known.
+    ``ground-truth`` needs a mask, ``box``, ``sam-box`` and ``sam-trust`` need at least one
+    box, ``sam-text`` needs a text. ``key``: the image's
+    :func:`~napari_samcam.images.image_hash`, when known.
     ``preprocess``: SAM's contrast pre-processing (:mod:`napari_samcam.sam_preprocess`) for
     ``sam-box``, recorded in the prompt.
     """
@@ -147,6 +138,22 @@ def annotation_region(
         )
         prompt = {"boxes": [list(b) for b in clipped], "context": context, **extra}
         return _union(regions, shape, source, prompt, segmenter.name)
+    if source == "sam-trust":
+        if not boxes:
+            return None
+        from ..trusted_box import trusted_box_region
+
+        clipped = [_clip_box(b, shape) for b in boxes]
+        return trusted_box_region(
+            segmenter,
+            image,
+            np.array(clipped),
+            context=context,
+            window=window,
+            key=key,
+            preprocess=preprocess,
+            source=source,
+        )
     if source == "sam-text":
         if not text:
             return None

@@ -124,8 +124,12 @@ def write_report(
             "<h2>Paired comparisons</h2>",
             "<p class='note'>Every pair of classifiers (same CAM method) and of CAM methods "
             "(same classifier), on the items both scored: mean difference a &minus; b with a "
-            "paired-bootstrap 95 % CI, two-sided Wilcoxon signed-rank p-value, Holm-adjusted "
-            "within each family (one region source and metric). "
+            "paired-bootstrap 95 % CI, two-sided Wilcoxon signed-rank p-value "
+            f"({_zero_note(comparison)}), Holm-adjusted within its family "
+            "(<code>holm_family</code>: <code>run</code> = every comparison of this run, "
+            "<code>metric</code> = one metric across region sources and pairs, "
+            "<code>pair</code> = the pairs of one region source and metric); "
+            "<code>family_size</code> is the number of tests adjusted together. "
             "<code>agrees_with_reference</code>: the same conclusion as with the ground-truth "
             "regions.</p>",
             _table(comparison),
@@ -150,3 +154,12 @@ def write_report(
     tmp.write_text("\n".join(parts), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def _zero_note(comparison) -> str:
+    methods = sorted(set(comparison["zero_method"])) if "zero_method" in comparison else []
+    zeros = int(comparison["n_zero"].sum()) if "n_zero" in comparison else 0
+    return (
+        f"zero differences: <code>{', '.join(methods) or 'wilcox'}</code> (wilcox drops them, "
+        f"pratt keeps their ranks); <code>n_zero</code> counts them per row, {zeros} in all"
+    )

@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._folders import atomic_path, check_writable, output_lock
+from .._csv_cells import neutralised_frame
+from .._folders import atomic_path, check_writable, output_lock, refuse_link
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
@@ -304,7 +305,9 @@ def _write_json(path: Path, data: Any) -> None:
 def _clear(out: Path) -> None:
     for name in OUTPUT_NAMES:
         target = out / name
-        if target.is_dir():
+        if target.is_symlink():  # remove the link, never what it points to
+            target.unlink()
+        elif target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
@@ -337,6 +340,7 @@ def _prepare_store(out: Path, record: dict, overwrite: bool) -> bool:
             f"output folder {str(out)!r} already holds {', '.join(existing)} without a "
             "config.json; choose another folder or pass overwrite=True (CLI: --overwrite)."
         )
+    refuse_link(out / "parts", "parts folder")
     (out / "parts").mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_json(config_file, record)
@@ -362,16 +366,53 @@ def _write_part(out: Path, job: Job, frames) -> None:
             frame.to_parquet(tmp, index=False)
 
 
+def _part_done(out: Path, job: Job) -> bool:
+    """Whether a stored part of ``job`` can be reused; a damaged one (truncated, empty, not
+    Parquet, other columns) is deleted so that the job runs again."""
+    import pyarrow.parquet as pq
+
+    path, regions = _part_path(out, job), _regions_path(out, job)
+    if not path.exists():
+        return False
+    try:
+        names = set(pq.read_schema(path).names)
+        names_regions = set(pq.read_schema(regions).names) if regions.exists() else {"item"}
+    except Exception:  # pyarrow raises several types for damaged files
+        names = names_regions = set()
+    if set(COLUMNS) - {"protocol", "image_id"} <= names and names_regions >= {"item"}:
+        return True
+    for stale in (path, regions, arrays_path(out, job.key)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    return False
+
+
 def _read_part(out: Path, job: Job):
     import pandas as pd
 
-    metrics = pd.read_parquet(_part_path(out, job))
-    if "protocol" not in metrics:  # a part written before protocols were recorded
-        metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
-        metrics = metrics[list(COLUMNS)]
-    path = _regions_path(out, job)
-    regions = pd.read_parquet(path) if path.exists() else region_frame([])
+    path = _part_path(out, job)
+    try:
+        metrics = pd.read_parquet(path)
+        if "protocol" not in metrics:  # a part written before protocols were recorded
+            metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
+            metrics = metrics[list(COLUMNS)]
+        path = _regions_path(out, job)
+        regions = pd.read_parquet(path) if path.exists() else region_frame([])
+    except Exception as exc:  # damaged after the check at the start of the run
+        raise InputError(
+            f"stored part {str(path)!r} cannot be read ({type(exc).__name__}); delete it and "
+            "run again to redo that image."
+        ) from None
     return metrics, regions
+
+
+def _forget_empty_store(out: Path) -> None:
+    """After a failed fresh run: remove its config.json and parts/ if no part was written."""
+    parts = out / "parts"
+    with contextlib.suppress(OSError):
+        if parts.is_dir() and not parts.is_symlink() and not any(parts.iterdir()):
+            parts.rmdir()
+            (out / "config.json").unlink()
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +505,8 @@ def evaluate(
     gallery: int = 3,
     n_resamples: int = 1000,
     seed: int = 0,
+    holm_family: str = "run",
+    zero_method: str = "wilcox",
 ) -> EvaluationResult:
     """Score classifiers' saliency against regions from several sources over a dataset.
 
@@ -553,6 +596,14 @@ def evaluate(
         classifier x method x region source and gallery metric (0: no gallery).
     n_resamples, seed : int
         Bootstrap resamples and seed of the confidence intervals.
+    holm_family : {"run", "metric", "pair"}
+        The comparisons Holm's correction adjusts together
+        (:data:`~napari_samcam.evaluate.comparisons.HOLM_FAMILIES`): every comparison of the
+        run (default), one metric across region sources and pairs, or the pairs of one region
+        source and metric only.
+    zero_method : {"wilcox", "pratt"}
+        Wilcoxon zero handling of the comparisons
+        (:func:`~napari_samcam.agreement.paired_difference`).
 
     Returns
     -------
@@ -576,6 +627,7 @@ def evaluate(
             f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
             "(CLI: --bootstrap N), e.g. 1000."
         )
+    _check_comparison_options(holm_family, zero_method)
     _check_device(device, scheduler)
     spec = make_spec(
         classifiers=classifiers,
@@ -618,12 +670,18 @@ def evaluate(
     record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, what="evaluation"):
-        _prepare_store(out, record, overwrite)
+        resume = _prepare_store(out, record, overwrite)
         outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
+        outputs["comparisons"] = {"holm_family": holm_family, "zero_method": zero_method}
         outputs["gallery"] = gallery
         run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
         run["keep_arrays"] = keep_arrays
-        return _compute(out, jobs, spec, manifest, started, outputs, **run)
+        try:
+            return _compute(out, jobs, spec, manifest, started, outputs, **run)
+        except BaseException:
+            if not resume:
+                _forget_empty_store(out)
+            raise
 
 
 def _check_device(device: Any, scheduler: str | None) -> None:
@@ -649,7 +707,7 @@ def _compute(
     out, jobs, spec, manifest, started, outputs, *, progress, scheduler, n_workers, keep_arrays
 ):
     """Run the pending jobs of an evaluation, then write its tables (the folder is locked)."""
-    pending = [job for job in jobs if not _part_path(out, job).exists()]
+    pending = [job for job in jobs if not _part_done(out, job)]
     n_reused = len(jobs) - len(pending)
     done = 0
     if progress is not None:
@@ -696,8 +754,24 @@ def _gc_paused():
             gc.enable()
 
 
+def _check_comparison_options(holm_family: str, zero_method: str) -> None:
+    from ..agreement import WILCOXON_ZERO_METHODS
+    from .comparisons import HOLM_FAMILIES
+
+    if holm_family not in HOLM_FAMILIES:
+        raise InputError(
+            f"holm_family={holm_family!r}: pass one of {', '.join(HOLM_FAMILIES)} (CLI: "
+            "--holm-family)."
+        )
+    if zero_method not in WILCOXON_ZERO_METHODS:
+        raise InputError(
+            f"zero_method={zero_method!r}: pass one of {', '.join(WILCOXON_ZERO_METHODS)} (CLI: "
+            "--wilcoxon-zeros)."
+        )
+
+
 def _finish(
-    out, jobs, spec, manifest, counts, *, plots, report, gallery, n_resamples, seed
+    out, jobs, spec, manifest, counts, *, plots, report, gallery, n_resamples, seed, comparisons
 ) -> EvaluationResult:
     """Tables, summaries, plots and the report from the per-image parts in ``out``.
 
@@ -721,20 +795,20 @@ def _finish(
     del parts, frames
     paths: dict[str, Path] = {}
     paths["metrics.parquet"] = _atomic(out / "metrics.parquet", metrics.to_parquet, index=False)
-    paths["metrics.csv"] = _atomic(out / "metrics.csv", metrics.to_csv, index=False)
+    paths["metrics.csv"] = _write_csv(out / "metrics.csv", metrics)
     paths["regions.parquet"] = _atomic(out / "regions.parquet", regions.to_parquet, index=False)
-    paths["regions.csv"] = _atomic(out / "regions.csv", regions.to_csv, index=False)
+    paths["regions.csv"] = _write_csv(out / "regions.csv", regions)
 
     summary = summarize(metrics, n_resamples=n_resamples, seed=seed, protocol=spec.protocol)
     agreement = agreement_of(metrics)
     versus = sam_vs_box(agreement)
     quality = region_summary(regions, n_resamples=n_resamples, seed=seed)
-    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed)
-    paths["comparison.csv"] = _atomic(out / "comparison.csv", comparison.to_csv, index=False)
-    paths["region_summary.csv"] = _atomic(out / "region_summary.csv", quality.to_csv, index=False)
-    paths["summary.csv"] = _atomic(out / "summary.csv", summary.to_csv, index=False)
-    paths["agreement.csv"] = _atomic(out / "agreement.csv", agreement.to_csv, index=False)
-    paths["sam_vs_box.csv"] = _atomic(out / "sam_vs_box.csv", versus.to_csv, index=False)
+    comparison = comparison_table(metrics, n_resamples=n_resamples, seed=seed, **comparisons)
+    paths["comparison.csv"] = _write_csv(out / "comparison.csv", comparison)
+    paths["region_summary.csv"] = _write_csv(out / "region_summary.csv", quality)
+    paths["summary.csv"] = _write_csv(out / "summary.csv", summary)
+    paths["agreement.csv"] = _write_csv(out / "agreement.csv", agreement)
+    paths["sam_vs_box.csv"] = _write_csv(out / "sam_vs_box.csv", versus)
     readers = _reader_tables(out, metrics, regions, paths, n_resamples=n_resamples, seed=seed)
     info = {
         "manifest": str(manifest),
@@ -790,6 +864,11 @@ def _finish(
     )
 
 
+def _write_csv(path: Path, frame) -> Path:
+    """``frame`` as CSV, text cells that a spreadsheet would run as formulas neutralised."""
+    return _atomic(path, neutralised_frame(frame).to_csv, index=False)
+
+
 def _reader_tables(out: Path, metrics, regions, paths: dict, *, n_resamples: int, seed: int):
     """The inter-reader tables (empty without ``reader:*`` regions), written when not empty."""
     from .readers import reader_region_agreement, reader_score_agreement
@@ -798,7 +877,7 @@ def _reader_tables(out: Path, metrics, regions, paths: dict, *, n_resamples: int
     boxes = reader_region_agreement(regions, n_resamples=n_resamples, seed=seed)
     for name, frame in (("reader_agreement.csv", scores), ("reader_regions.csv", boxes)):
         if len(frame):
-            paths[name] = _atomic(out / name, frame.to_csv, index=False)
+            paths[name] = _write_csv(out / name, frame)
     return scores, boxes
 
 

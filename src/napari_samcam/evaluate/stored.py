@@ -144,12 +144,16 @@ class StoredEvaluation:
                     wide["cam_method"] == record["cam_method"]
                 )
             meta = {k: v for k, v in record.items() if k != "rle"}
-            regions.append((meta, region_mask(record), wide[chosen].reset_index(drop=True)))
+            try:
+                mask = region_mask(record, shape)
+            except InputError as exc:
+                raise InputError(f"{str(stored.path)!r}, item {item}: {exc}") from None
+            regions.append((meta, mask, wide[chosen].reset_index(drop=True)))
         boxes = [tuple(b) for b in info["boxes"]]
         if not boxes:
             truth = stored.region(item, "ground-truth")
             if truth is not None:
-                boxes = mask_boxes(region_mask(truth))
+                boxes = mask_boxes(region_mask(truth, shape))
         return ItemView(
             item=item,
             image_name=stored.meta["image"],
@@ -185,13 +189,30 @@ def mask_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
 def _read_metrics(folder: Path):
     import pandas as pd
 
-    from .jobs import rows_frame
+    from .._files import require_regular_file
+    from .jobs import COLUMNS, rows_frame
 
     table = folder / "metrics.parquet"
-    if table.is_file():
-        return pd.read_parquet(table)
-    frames = [pd.read_parquet(p) for p in sorted((folder / "parts").glob("*.metrics.parquet"))]
-    frames = [f for f in frames if len(f)]
+    paths = [table] if table.is_file() else sorted((folder / "parts").glob("*.metrics.parquet"))
+    frames = []
+    for path in paths:
+        try:
+            frame = pd.read_parquet(require_regular_file(path, "metrics table"))
+        except InputError:
+            raise
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise InputError(
+                f"metrics table {str(path)!r} cannot be read ({type(exc).__name__}); run the "
+                "evaluation again into this folder to redo damaged parts."
+            ) from None
+        missing = {"item", "metric", "value", "region_source"} - set(frame.columns)
+        if missing or not set(frame.columns) <= set(COLUMNS):
+            raise InputError(
+                f"metrics table {str(path)!r} lacks the columns {sorted(missing)} (or has "
+                "others); it was not written by `samcam evaluate`."
+            )
+        if len(frame):
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else rows_frame([])
 
 
@@ -221,8 +242,10 @@ def open_evaluation(folder: str | Path) -> StoredEvaluation:
         )
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{str(folder / 'config.json')!r} cannot be read: {exc}.") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{str(folder / 'config.json')!r} cannot be read: {exc}.") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{str(folder / 'config.json')!r} is not an evaluation's settings.")
     metrics = _read_metrics(folder)
     if not len(metrics):
         raise InputError(

@@ -324,14 +324,16 @@ def summary_record(info: dict, summary, agreement, versus, regions=None, compari
 
 REGION_SUMMARY_COLUMNS = ["region_source", "classifier", "cam_method", "group", "n"]
 REGION_SUMMARY_COLUMNS += ["dice", "dice_ci_low", "dice_ci_high", "iou", "iou_ci_low"]
-REGION_SUMMARY_COLUMNS += ["iou_ci_high", "area_ratio"]
+REGION_SUMMARY_COLUMNS += ["iou_ci_high", "area_ratio", "unreliable", "fell_back"]
 
 
 def region_summary(regions, *, n_resamples: int = 1000, seed: int = 0) -> Any:
     """Mean Dice and IoU of each region source with the ground-truth mask.
 
     Only items with a non-empty ground truth count (Dice with an empty truth is 0 or
-    undefined). ``area_ratio`` is the median of region area / truth area.
+    undefined). ``area_ratio`` is the median of region area / truth area. ``unreliable`` is the
+    share of regions flagged by :func:`napari_samcam.region_trust.quality_of_region` and
+    ``fell_back`` the share of regions for which the ``sam-trust`` source used a box.
 
     Returns
     -------
@@ -367,5 +369,17 @@ def region_summary(regions, *, n_resamples: int = 1000, seed: int = 0) -> Any:
                     record["n"] = int(values.size)
                 ratio = sub["region_area"] / sub["truth_area"]
                 record["area_ratio"] = float(ratio.median())
+                record.update(_trust_shares(sub))
                 records.append(record)
     return pd.DataFrame(records, columns=REGION_SUMMARY_COLUMNS)
+
+
+def _trust_shares(regions) -> dict:
+    """Shares of flagged regions and of ``sam-trust`` box fallbacks (NaN without the columns)."""
+    if "region_unreliable" not in regions:
+        return {"unreliable": float("nan"), "fell_back": float("nan")}
+    actions = regions["region_action"].astype(str)
+    return {
+        "unreliable": float(regions["region_unreliable"].astype(bool).mean()),
+        "fell_back": float(actions.str.contains("fell back to the box").mean()),
+    }

@@ -1,0 +1,46 @@
+"""One-time costs of a napari process paid in a background thread before the user needs them.
+
+napari's first layer builds the unit registry of pint (about a second, pure Python) on the GUI
+thread, and the phantom samples are generated on it when first opened (seconds: the chest
+background is read and eight phantoms rendered). The plugin's widgets start this thread when
+they open, so that the first sample, image or evaluation item shown afterwards does not freeze
+the viewer for it. napari only, no Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger(__name__)
+
+_started = threading.Event()
+_done = threading.Event()
+
+
+def warm_up_done(timeout: float | None = None) -> bool:
+    """Whether the warm-up has finished (waits up to ``timeout`` seconds for it)."""
+    return _done.wait(timeout)
+
+
+def _warm() -> None:
+    try:
+        import pint
+
+        pint.get_application_registry().pixel  # noqa: B018 (builds the registry)
+        from ._sample_data import warm_samples
+
+        warm_samples()
+    except Exception as exc:  # only a head start: all of it is done anyway when needed
+        logger.debug("warm-up skipped: %s", exc)
+    finally:
+        _done.set()
+
+
+def warm_up_in_background() -> bool:
+    """Start the warm-up thread (once per process); return whether this call started it."""
+    if _started.is_set():
+        return False
+    _started.set()
+    threading.Thread(target=_warm, name="napari-samcam warm-up", daemon=True).start()
+    return True

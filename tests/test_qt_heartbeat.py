@@ -1,0 +1,283 @@
+"""The GUI thread never stalls: every action of the dock widgets, measured with a heartbeat.
+
+A 20 ms QTimer on the GUI thread records its ticks while an action runs, driven as a user drives
+it (menu actions triggered, buttons and table rows clicked, file dialogs answered by patching
+``QFileDialog``), until the action's result is shown. The longest gap between two ticks is the
+longest the viewer froze. The limit is 300 ms times the CPU contention measured in the same test
+(median / best time of a fixed workload: about 1 on an idle machine, larger when other
+processes share the cores), or 3 times the longest gap measured with nothing to do (a busy
+machine delays the timer itself), whichever is larger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+with contextlib.suppress(ImportError):
+    import torch._dynamo  # noqa: F401
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
+
+from napari_samcam._napari._layers import samcam_meta
+from napari_samcam._qt._heartbeat import cpu_contention, idle_gap, stall_limit, worst_stall
+
+pytestmark = pytest.mark.gui
+
+JOB_TIMEOUT_S = 180.0
+
+
+def _menu_actions(action):
+    menu = action.menu()
+    if menu is None:
+        return [action]
+    return [a for sub in menu.actions() for a in _menu_actions(sub)]
+
+
+def menu_entry(viewer, text: str):
+    """The menu action of the viewer's window whose text contains ``text``."""
+    window = viewer.window._qt_window
+    actions = [a for menu in window.menuBar().actions() for a in _menu_actions(menu)]
+    matches = [a for a in actions if text in a.text().replace("&", "")]
+    assert matches, f"no menu entry {text!r}"
+    return matches[0]
+
+
+def check(stall: float, limit: float, what: str) -> None:
+    print(f"{what}: worst stall {stall * 1000:.0f} ms (limit {limit * 1000:.0f} ms)")
+    assert stall <= limit, f"{what} froze the viewer for {stall:.2f} s (limit {limit:.2f} s)"
+
+
+#: Actions whose first-time napari work (building the dock, the first layer of each type) still
+#: exceeds the limit on a busy 2-core machine: held to this many times the limit, and reported
+#: as an expected failure between 1 and this many times.
+KNOWN_SLOW_FACTOR = 3.0
+
+
+def check_known_slow(stall: float, limit: float, what: str) -> None:
+    print(f"{what}: worst stall {stall * 1000:.0f} ms (limit {limit * 1000:.0f} ms)")
+    hard = KNOWN_SLOW_FACTOR * limit
+    assert stall <= hard, f"{what} froze the viewer for {stall:.2f} s (at most {hard:.2f} s)"
+    if stall > limit:
+        pytest.xfail(f"{what}: {stall * 1000:.0f} ms > {limit * 1000:.0f} ms (known: napari work)")
+
+
+def click(qtbot, button) -> None:
+    assert button.isEnabled(), f"{button.text()!r} is disabled"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def open_widget(viewer):
+    """Plugins > SAM-CAM > Saliency localization; returns the dock widget's content."""
+    menu_entry(viewer, "Saliency localization").trigger()
+    from napari_samcam._qt._widget import SamcamWidget
+
+    return viewer.window._qt_window.findChild(SamcamWidget)
+
+
+# -- opening the dock widget, in a fresh process (nothing imported yet) ----------------------
+FRESH_OPEN = textwrap.dedent(
+    """
+    import json, sys
+    import napari
+    from napari_samcam._qt._heartbeat import cpu_contention, idle_gap, worst_stall
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+
+    def actions(action):
+        menu = action.menu()
+        if menu is None:
+            return [action]
+        return [a for sub in menu.actions() for a in actions(sub)]
+
+    entry = next(
+        a for m in window.menuBar().actions() for a in actions(m)
+        if "Saliency localization" in a.text()
+    )
+    idle, contention = idle_gap(1.0), cpu_contention()
+    stall = worst_stall(entry.trigger, settle_s=1.0)
+    print(json.dumps({"idle": idle, "contention": contention, "stall": stall,
+                      "torch": "torch" in sys.modules}))
+    viewer.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_opening_the_dock_widget_in_a_fresh_viewer():
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_OPEN],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch"] is False  # opening the widget does not load torch
+    limit = stall_limit(result["idle"], result["contention"])
+    check_known_slow(result["stall"], limit, "opening the dock widget")
+
+
+# -- samples -------------------------------------------------------------------------------------
+SAMPLES = {
+    "phantom-lesion": "Phantom lesion (chest, with box)",
+    "phantom-marker": "Phantom lesion + corner marker",
+    "phantom-stack": "Phantom stack",
+    "chest-radiograph": "Chest radiograph",
+}
+
+
+@pytest.mark.xfail(
+    reason="napari builds each new layer (canvas node, shaders, controls) on the GUI thread: "
+    "0.6-2.1 s for a sample's 1-3 layers at load 10 on 2 cores, even with the phantoms "
+    "generated beforehand; see the GUI rows of the README's performance table",
+    strict=False,
+)
+@pytest.mark.parametrize("key", list(SAMPLES))
+def test_opening_a_sample(make_napari_viewer, key):
+    """Once the dock widget's warm-up ran (it generates the phantoms off the GUI thread)."""
+    from napari_samcam._napari._warmup import warm_up_done
+
+    viewer = make_napari_viewer(show=True)
+    open_widget(viewer)
+    assert warm_up_done(timeout=120)
+    limit = stall_limit(idle_gap(), cpu_contention())
+    entry = menu_entry(viewer, SAMPLES[key])
+    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) > 0)
+    check(stall, limit, f"opening the {key} sample")
+
+
+# -- explain, segment, table, session on the phantom sample --------------------------------------
+def _job_done(widget):
+    return lambda: not widget.runner.running
+
+
+@pytest.mark.slow
+def test_explain_segment_table_and_session(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Explain (first: loads the classifier), Segment (first: loads LiteMedSAM; then warm;
+    then from saliency), Show metrics table, Save session and open it again."""
+    viewer = make_napari_viewer(show=True)
+    menu_entry(viewer, SAMPLES["phantom-lesion"]).trigger()
+    widget = open_widget(viewer)
+    limit = stall_limit(idle_gap(), cpu_contention())
+
+    def run(button, what):
+        stall = worst_stall(
+            lambda: click(qtbot, button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
+        )
+        assert "failed" not in widget.status.text(), widget.status.text()
+        check(stall, limit, what)
+
+    run(widget.explain_button, "Explain (first)")
+    run(widget.segment_button, "Segment (first)")
+    run(widget.segment_button, "Segment (warm)")
+    widget.prompt_kind.native.setCurrentIndex(widget.prompt_kind.native.findData("saliency"))
+    run(widget.segment_button, "Segment from saliency")
+    check(worst_stall(lambda: click(qtbot, widget.table_button)), limit, "Show metrics table")
+
+    folder = tmp_path / "session.samcam"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(folder), ""))
+    )
+    check(worst_stall(lambda: click(qtbot, widget.save_button)), limit, "Save session")
+    assert folder.is_dir()
+
+    other = make_napari_viewer(show=True)
+    names = [layer.name for layer in viewer.layers]
+    # what File > Open Folder does once its (non-static, modal) dialog has answered
+    stall = worst_stall(
+        lambda: other.open(str(folder), plugin="napari-samcam"),
+        lambda: len(other.layers) == len(names),
+    )
+    assert [layer.name for layer in other.layers] == names
+    check(stall, limit, "reopening the saved session")
+
+
+@pytest.mark.slow
+def test_explain_the_radiograph(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    menu_entry(viewer, SAMPLES["chest-radiograph"]).trigger()
+    widget = open_widget(viewer)
+    limit = stall_limit(idle_gap(), cpu_contention())
+    stall = worst_stall(
+        lambda: click(qtbot, widget.explain_button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
+    )
+    assert any(samcam_meta(layer).get("kind") == "saliency" for layer in viewer.layers)
+    check(stall, limit, "Explain the 1955 x 1841 radiograph")
+
+
+# -- the evaluation results widget ---------------------------------------------------------------
+def _click_row(qtbot, table, row: int) -> None:
+    table.scrollToItem(table.item(row, 0))
+    rect = table.visualItemRect(table.item(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def _results_widget(viewer, evaluation, monkeypatch):
+    """Plugins > SAM-CAM > Evaluation results, its Open button answering with ``evaluation``."""
+    from napari_samcam._qt._results import ResultsWidget
+
+    menu_entry(viewer, "Evaluation results").trigger()
+    widget = viewer.window._qt_window.findChild(ResultsWidget)
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(evaluation.out))
+    )
+    return widget
+
+
+def _item_shown(widget):
+    return lambda: widget.shown_item is not None and not widget.loading
+
+
+def test_opening_an_evaluation_folder(make_napari_viewer, qtbot, tiny_evaluation, monkeypatch):
+    viewer = make_napari_viewer(show=True)
+    widget = _results_widget(viewer, tiny_evaluation, monkeypatch)
+    limit = stall_limit(idle_gap(), cpu_contention())
+    stall = worst_stall(lambda: click(qtbot, widget.open_button), _item_shown(widget))
+    assert widget.table.rowCount() > 0
+    check_known_slow(stall, limit, "opening an evaluation folder")
+
+
+def test_clicking_rows_of_the_results_table(
+    make_napari_viewer, qtbot, tiny_evaluation, monkeypatch
+):
+    viewer = make_napari_viewer(show=True)
+    widget = _results_widget(viewer, tiny_evaluation, monkeypatch)
+    click(qtbot, widget.open_button)
+    qtbot.waitUntil(_item_shown(widget), timeout=60000)
+    limit = stall_limit(idle_gap(), cpu_contention())
+    table = widget.table
+    items = {}
+    for row in range(table.rowCount()):
+        items.setdefault(widget.row_key(row)["item"], row)
+    assert len(items) >= 3
+    for item, row in list(items.items())[::-1]:
+
+        def shown(item=item):
+            return widget.shown_item == item and not widget.loading and widget.focused
+
+        stall = worst_stall(lambda row=row: _click_row(qtbot, table, row), shown)
+        image = next(
+            layer
+            for layer in viewer.layers
+            if layer.metadata.get("samcam_evaluation", {}).get("kind") == "image"
+        )
+        assert image.metadata["samcam_evaluation"]["item"] == item
+        check(stall, limit, f"clicking a row of item {item}")
