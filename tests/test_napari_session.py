@@ -276,3 +276,38 @@ def test_default_prompt_layers_are_the_images_own_not_the_derived_boxes(session)
     assert fresh.image.name == "phantom lesion"
     with pytest.raises(InputError, match="is not an image layer"):
         fresh.explain(derived)
+
+
+def test_unreliable_regions_are_flagged_and_warned_about(session, monkeypatch):
+    """A mask that spills far outside its box is flagged in the table and named in a warning;
+    a mask that fits its box is neither."""
+    from napari_samcam.segment import Region
+
+    session.explain()
+    box = (128, 366, 184, 438)
+    warned = []
+    session.warning.connect(warned.append)
+
+    def fake_segment(image, boxes=None, **kwargs):
+        mask = np.zeros(image.shape[:2], dtype=bool)
+        if spill:
+            mask[:, :] = True  # the whole image for a 56 x 72 box
+        else:
+            mask[box[0] + 5 : box[2] - 5, box[1] + 5 : box[3] - 5] = True
+        return [Region(mask=mask, source="sam-box", prompt={"box": list(box)}, score=0.9)]
+
+    monkeypatch.setattr(session.segmenter, "segment", fake_segment)
+    spill = True
+    session.segment(boxes=[box])
+    table = session.metrics()
+    assert table["region_unreliable"].tolist() == [True]
+    assert table["region_reason"].iloc[0] != ""
+    assert [w for w in warned if "look unreliable" in w] == [
+        w for w in warned if w.startswith("1 of 1 SAM region(s) look unreliable")
+    ]
+    assert any("look unreliable" in w for w in warned)
+    warned.clear()
+    spill = False
+    session.segment(boxes=[box])
+    assert session.metrics()["region_unreliable"].tolist() == [False]
+    assert not any("look unreliable" in w for w in warned)

@@ -144,12 +144,6 @@ SAMPLES = {
 }
 
 
-@pytest.mark.xfail(
-    reason="napari builds each new layer (canvas node, shaders, controls) on the GUI thread: "
-    "0.6-2.1 s for a sample's 1-3 layers at load 10 on 2 cores, even with the phantoms "
-    "generated beforehand; see the GUI rows of the README's performance table",
-    strict=False,
-)
 @pytest.mark.parametrize("key", list(SAMPLES))
 def test_opening_a_sample(make_napari_viewer, key):
     """Once the dock widget's warm-up ran (it generates the phantoms off the GUI thread)."""
@@ -161,7 +155,9 @@ def test_opening_a_sample(make_napari_viewer, key):
     limit = stall_limit(idle_gap(), cpu_contention())
     entry = menu_entry(viewer, SAMPLES[key])
     stall = worst_stall(entry.trigger, lambda: len(viewer.layers) > 0)
-    check(stall, limit, f"opening the {key} sample")
+    # napari builds each new layer (canvas node, shaders, controls) on the GUI thread: 0.6-2.1 s
+    # for a sample's 1-3 layers at load 10 on 2 cores, with the phantoms generated beforehand
+    check_known_slow(stall, limit, f"opening the {key} sample")
 
 
 # -- explain, segment, table, session on the phantom sample --------------------------------------

@@ -380,6 +380,25 @@ def _first(values) -> str:
     return ""
 
 
+def unreliable_regions_note(results: list[tuple]) -> str:
+    """A warning naming the new SAM regions that look unreliable and why ('' when none do).
+
+    ``results`` are the ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job;
+    the flags are those of the region table's ``region_unreliable`` column.
+    """
+    regions = [region for _, _, regs, _ in results for region in regs]
+    flagged = [(r, _trust_columns(r)) for r in regions]
+    flagged = [(r, cols["region_reason"]) for r, cols in flagged if cols["region_unreliable"]]
+    if not flagged:
+        return ""
+    reasons = sorted({reason for _, reason in flagged if reason})
+    why = f" ({'; '.join(reasons[:3])})" if reasons else ""
+    return (
+        f"{len(flagged)} of {len(regions)} SAM region(s) look unreliable{why}: their scores are "
+        "flagged in the region table (region_unreliable). Check the mask, or draw a tighter box."
+    )
+
+
 def _trust_columns(region) -> dict:
     """Whether a SAM region looks unreliable, and why (the widget's flag column)."""
     from ..region_trust import quality_of_region

@@ -65,7 +65,13 @@ from ._layers import (
     shapes_to_boxes,
 )
 from ._prompt_layers import POLARITY_KEY, add_prompt_layers, bind_polarity_key, toggle_polarity
-from ._result_layers import region_layers, text_style, write_regions, write_saliency
+from ._result_layers import (
+    region_layers,
+    text_style,
+    unreliable_regions_note,
+    write_regions,
+    write_saliency,
+)
 
 __all__ = [
     "BUILTIN_CLASSIFIER_NAMES",
@@ -673,8 +679,9 @@ class SamcamSession:
     def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str]):
         self._layers()
         written, n_rows = write_regions(self.viewer, image, results, settings, shapes_layer)
-        for note in notes:
-            self._warn(note)
+        for note in [*notes, unreliable_regions_note(results)]:
+            if note:
+                self._warn(note)
         source = REGION_SOURCES[settings["kind"]]
         names = ", ".join(repr(layer.name) for layer in written)
         self.status.emit(f"{n_rows} region(s) from {source} in {names}")
