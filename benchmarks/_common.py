@@ -146,7 +146,7 @@ def machine(device) -> dict:
     import numpy as np
     import torch
 
-    from napari_samcam._accel import thread_settings
+    from napari_samcam._threads import thread_settings
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -99,7 +99,7 @@ def run(rounds: int = 9, device: str = "auto") -> dict:
         finally:
             saliency._cam_model = original
 
-    from napari_samcam._accel import channels_last_copy
+    from napari_samcam._module_copies import channels_last_copy
 
     clone = channels_last_copy(model) or model
     tensor_cl = tensor.contiguous(memory_format=torch.channels_last)

@@ -4,10 +4,10 @@ The bound is the encoder's FLOPs (``torch.utils.flop_counter.FlopCounterMode``) 
 machine's fp32 matrix-product rate (a 2048 x 2048 ``torch.mm``), both measured in this run; the
 rate is re-measured in every round, interleaved with the encoder runs, so both see the same
 machine load. Also timed, in the same rounds: upstream ``SamPredictor.set_image`` (the starting
-point), the plain encoder module, each optimisation of ``napari_samcam._accel`` alone, all of
-them (the default), and all of them on one thread. ``torch.compile`` is measured in fresh
-subprocesses with an empty and then a warm inductor cache (cold / warm compile time and the
-compiled encoder's run time).
+point), the plain encoder module, each optimisation of ``napari_samcam.sam._fast.accel``
+alone, all of them (the default), and all of them on one thread. ``torch.compile`` is measured
+in fresh subprocesses with an empty and then a warm inductor cache (cold / warm compile time
+and the compiled encoder's run time).
 
 Usage::
 
@@ -55,12 +55,12 @@ def encoder_flops(encoder, tensor) -> int:
 
 def _input(segmenter, image):
     tensor, _ = segmenter._prepare(image, None)
-    return tensor
+    return segmenter.backend.encoder_input(tensor)
 
 
 def _variants(encoder):
     """name -> module: the plain encoder, each optimisation alone, all of them."""
-    from napari_samcam import _accel
+    from napari_samcam.sam._fast import accel as _accel
 
     off = dict.fromkeys(_accel.OPTIMISATIONS, False)
     out = {"plain": encoder}
@@ -79,7 +79,7 @@ def _compile_child(cache_dir: str, device: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(int(threads))
-    from napari_samcam import _accel
+    from napari_samcam.sam._fast import accel as _accel
     from napari_samcam.sam_models import load_sam_model
 
     dev = torch.device(device)
@@ -188,7 +188,7 @@ def run(rounds: int = 5, device: str = "auto", compile: bool = True) -> dict:
     one_thread: dict = {}
     rates_1: list[float] = []
     if dev.type == "cpu":
-        from napari_samcam._accel import torch_threads
+        from napari_samcam._threads import torch_threads
 
         with torch_threads(1):
             one_thread = interleaved(

@@ -9,6 +9,7 @@ Usage::
 
 encoder   LiteMedSAM's image encoder vs its FLOP bound (FLOPs / measured fp32 matmul rate)
 prompt    one box prompt on a cached 2048 x 2048 image vs upstream SamPredictor.predict
+sam2      the same with SAM 2.1 Hiera-T (random weights) vs SAM2ImagePredictor.predict
 cam       Grad-CAM (explain) vs one forward + backward of the same classifier and input
 metrics   localization_metrics of one 1024 x 1024 pair vs a straightforward reference; at
           CheXlocalize's 2320 x 2828, 1 map x 1 and x 4 regions vs one np.sort of the map
@@ -54,6 +55,7 @@ from benchmarks._common import (  # noqa: E402
 SUITES = (
     "encoder",
     "prompt",
+    "sam2",
     "cam",
     "metrics",
     "evaluate",
@@ -70,6 +72,7 @@ def _settings(quick: bool) -> dict:
         return {
             "encoder": {"rounds": 3, "compile": False},
             "prompt": {"rounds": 7},
+            "sam2": {"rounds": 5},
             "cam": {"rounds": 5},
             "metrics": {"repeats": 5, "rounds": 3},
             "evaluate": {"n": 3},
@@ -82,6 +85,7 @@ def _settings(quick: bool) -> dict:
     return {
         "encoder": {"rounds": 5, "compile": True},
         "prompt": {"rounds": 15},
+        "sam2": {"rounds": 9},
         "cam": {"rounds": 9},
         "metrics": {"repeats": 11, "rounds": 7},
         "evaluate": {"n": 16},
@@ -102,6 +106,10 @@ def run_suite(name: str, options: dict, device: str) -> dict:
         from benchmarks import bench_prompt
 
         return bench_prompt.run(options["rounds"], device)
+    if name == "sam2":
+        from benchmarks import bench_sam2
+
+        return bench_sam2.run(options["rounds"], device)
     if name == "cam":
         from benchmarks import bench_cam
 
@@ -249,6 +257,15 @@ def table_rows(results: dict) -> list[dict]:
                 f"{figs['embedding_key (memo hit)']['median_ms']:.1f} ms",
                 f"image_hash {figs['image_hash (BLAKE2b)']['median_ms']:.1f} ms",
                 f"{1 / result['hash_speedup']:.2f}x",
+                "(info)",
+                None,
+            )
+        elif name == "sam2":
+            add(
+                "one SAM 2 prompt, cached 2048x2048 image",
+                f"{result['segment_ms']:.1f} ms",
+                f"SAM2ImagePredictor.predict {result['predict_ms']:.0f} ms",
+                f"{result['ratio']:.3f}x",
                 "(info)",
                 None,
             )
@@ -503,7 +520,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
     if args.threads:
-        from napari_samcam._accel import configure_threads
+        from napari_samcam._threads import configure_threads
 
         configure_threads(args.threads)
     device = pick_device(args.device)

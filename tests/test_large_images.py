@@ -99,7 +99,8 @@ def test_sam_input_is_resized_from_the_stored_values(tiny_segmenter, rng, monkey
     grey = (rng.random((150, 97)) * 4000).astype(np.uint16)
     rgba = rng.integers(0, 256, (97, 150, 4), dtype=np.uint8)
     for image, window in ((grey, None), (grey, (100.0, 3000.0)), (rgba, None), (rgba, (20, 200))):
-        tensor, new = tiny_segmenter._prepare(image, window)
+        resized, new = tiny_segmenter._prepare(image, window)
+        tensor = tiny_segmenter.backend.encoder_input(resized)
         expected = _plain_encoder_input(tiny_segmenter, image, window)
         assert tensor.shape == expected.shape == (1, 3, 64, 64)
         assert new == ((64, 41) if image is grey else (41, 64))

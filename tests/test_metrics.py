@@ -784,7 +784,7 @@ def test_parallel_sort_equals_np_sort(workers):
 
 
 def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
-    from napari_samcam import _workers, metrics
+    from napari_samcam import _threads, metrics
 
     rng = np.random.default_rng(5)
     saliency = np.kron(rng.random((16, 16)), np.ones((80, 80))).astype(np.float32)  # ties
@@ -795,21 +795,21 @@ def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
     monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", saliency.size + 1)
     serial = metrics.localization_metrics(saliency, region)
     monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", 1)
-    monkeypatch.setattr(_workers, "idle_cpus", lambda: 3)  # three parts on any machine
+    monkeypatch.setattr(_threads, "idle_cpus", lambda: 3)  # three parts on any machine
     parallel = metrics.localization_metrics(saliency, region)
     assert serial == parallel
 
 
 def test_parallel_sort_uses_the_cpus_the_load_leaves_idle(monkeypatch):
-    from napari_samcam import _workers
+    from napari_samcam import _threads
 
-    monkeypatch.setattr(_workers, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # the caller
-    assert _workers.idle_cpus() == 4
-    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
-    assert _workers.idle_cpus() == 1
-    monkeypatch.setattr(_workers.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert _workers.idle_cpus() == 1
+    monkeypatch.setattr(_threads, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # the caller
+    assert _threads.idle_cpus() == 4
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
+    assert _threads.idle_cpus() == 1
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert _threads.idle_cpus() == 1
 
 
 def test_auroc_of_a_large_region_does_not_overflow():

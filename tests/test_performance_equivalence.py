@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samcam import _accel
+from napari_samcam import _module_copies, _threads
+from napari_samcam.sam._fast import accel as _accel
 
 torch = pytest.importorskip("torch")
 
@@ -118,12 +119,12 @@ def test_segmenter_follows_weights_edited_in_place(tiny_sam, rng):
     fast = Segmenter(model)
     image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
     before = fast.embed(image).features.clone()
-    first = fast._modules()["encoder"]
+    first = fast.backend.modules()["encoder"]
     with torch.no_grad():
         model.sam.image_encoder.neck[0].weight.mul_(2.0)
     fast.clear_cache()
     after = fast.embed(image).features
-    assert fast._modules()["encoder"] is not first
+    assert fast.backend.modules()["encoder"] is not first
     with torch.inference_mode():
         expected = Segmenter(model, accelerate=False).embed(image).features
     assert not torch.allclose(before, after)
@@ -135,7 +136,7 @@ def test_prompt_threads_leave_torch_threads_unchanged(tiny_segmenter, rng):
     before = torch.get_num_threads()
     tiny_segmenter.segment(image, boxes=[[5, 5, 30, 40]])
     assert torch.get_num_threads() == before
-    with _accel.torch_threads(1):
+    with _threads.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -247,17 +248,17 @@ def test_channels_last_copy_gives_the_same_cam(tiny_classifier, rng, monkeypatch
 
 def test_no_channels_last_copy_of_large_classifiers(rng, monkeypatch):
     from conftest import TinyCNN
-    from napari_samcam import _accel, saliency
+    from napari_samcam import saliency
     from napari_samcam.classifiers import load_classifier
 
     model = TinyCNN.build()
     size = sum(p.numel() * 4 for p in model.parameters())
-    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size - 1)
+    monkeypatch.setattr(_module_copies, "CHANNELS_LAST_MAX_BYTES", size - 1)
     classifier = load_classifier(model, class_names=["a", "b"], input_size=(32, 32))
     sal = saliency.explain(rng.random((40, 40)).astype(np.float32), classifier, target=1)
     assert classifier.extra["cam_copy"][2] is None and sal.map.shape == (40, 40)
-    monkeypatch.setattr(_accel, "CHANNELS_LAST_MAX_BYTES", size + 1)
-    assert _accel.channels_last_copy(model) is not None
+    monkeypatch.setattr(_module_copies, "CHANNELS_LAST_MAX_BYTES", size + 1)
+    assert _module_copies.channels_last_copy(model) is not None
 
 
 def test_channels_last_copy_follows_weight_changes(tiny_classifier, rng, monkeypatch):
@@ -362,12 +363,13 @@ def plain_litemedsam(litemedsam):
 
 @pytest.mark.slow
 def test_litemedsam_encoder_features_with_each_optimisation(litemedsam, radiograph):
-    x, _ = litemedsam._prepare(radiograph, None)
+    tensor, _ = litemedsam._prepare(radiograph, None)
+    x = litemedsam.backend.encoder_input(tensor)
     encoder = litemedsam.model.sam.image_encoder
     with torch.inference_mode():
         ref = encoder(x)  # torch's thread setting
         scale = float(ref.abs().max())
-        with _accel.torch_threads(1):  # every variant, one thread (steady on busy machines)
+        with _threads.torch_threads(1):  # every variant, one thread (steady on busy machines)
             for name, flags in VARIANTS.items():
                 out = _accel.accelerate_encoder(encoder, **flags)(x)
                 assert float((out - ref).abs().max()) < 2e-5 * scale, name
@@ -589,3 +591,120 @@ def test_metrics_with_one_sort_per_map_equal_the_per_pair_implementation(seed, o
                             got,
                             expected,
                         )
+
+
+# -- the contract between the fast and the plain backend (random weights) ------------------------
+
+
+def _backend_contract(model, image: np.ndarray, boxes, points) -> None:
+    """The fast backend's embedding, logits, scores and masks are the plain backend's."""
+    from napari_samcam.sam._fast.backend import FastSegmentAnythingBackend
+    from napari_samcam.sam.plain import SegmentAnythingBackend
+    from napari_samcam.segment import Segmenter
+
+    fast_segmenter = Segmenter(model)
+    plain_segmenter = Segmenter(model, accelerate=False)
+    assert isinstance(fast_segmenter.backend, FastSegmentAnythingBackend)
+    assert type(plain_segmenter.backend) is SegmentAnythingBackend
+    fast_embedding = fast_segmenter.embed(image)
+    plain_embedding = plain_segmenter.embed(image)
+    ref = plain_embedding.features
+    scale = float(ref.abs().max())
+    assert float((fast_embedding.features - ref).abs().max()) < 2e-5 * scale
+    for multimask in (False, True):
+        for prompt in ({"boxes": boxes}, {"points": points, "labels": np.ones(len(points))}):
+            # both decoders on the plain embedding: the decoder's own agreement
+            low, iou = fast_segmenter.predict_logits(
+                plain_embedding, multimask=multimask, **prompt
+            )
+            low_ref, iou_ref = plain_segmenter.predict_logits(
+                plain_embedding, multimask=multimask, **prompt
+            )
+            np.testing.assert_allclose(iou.numpy(), iou_ref.numpy(), atol=1e-5)
+            tolerance = 1e-4 * max(1.0, float(low_ref.abs().max()))
+            np.testing.assert_allclose(low.numpy(), low_ref.numpy(), atol=tolerance)
+    fast_regions = fast_segmenter.segment(image, boxes=boxes)
+    plain_regions = plain_segmenter.segment(image, boxes=boxes)
+    for box, a, b in zip(boxes, fast_regions, plain_regions, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        logits = _reference_logits(plain_segmenter, plain_embedding, box)
+        clear = np.abs(logits) > 1e-3
+        np.testing.assert_array_equal(a.mask[clear], b.mask[clear])
+        assert (a.mask != b.mask).mean() < 1e-3
+
+
+@pytest.mark.slow
+def test_fast_backend_keeps_the_contract_on_random_litemedsam(rng):
+    from napari_samcam.sam_models import SamModel, litemedsam_architecture
+
+    torch.manual_seed(0)
+    model = SamModel(litemedsam_architecture().eval(), "litemedsam-random", 256, box_only=True)
+    image = rng.integers(0, 255, (300, 260), dtype=np.uint8)
+    boxes = np.array([[20, 30, 200, 180], [150, 100, 290, 250]])
+    _backend_contract(model, image, boxes, np.array([[100, 100], [60, 200]]))
+
+
+@pytest.mark.slow
+def test_fast_backend_keeps_the_contract_on_random_vit_b(rng):
+    from segment_anything import sam_model_registry
+
+    from napari_samcam.sam_models import SamModel
+
+    torch.manual_seed(0)
+    model = SamModel(sam_model_registry["vit_b"](checkpoint=None).eval(), "vit_b-random", 1024)
+    image = rng.integers(0, 255, (120, 100), dtype=np.uint8)
+    boxes = np.array([[10, 10, 90, 80], [40, 20, 115, 95]])
+    _backend_contract(model, image, boxes, np.array([[50, 40]]))
+
+
+def test_other_upstream_versions_get_the_plain_backend_and_one_warning(tiny_sam, monkeypatch):
+    import warnings
+
+    from napari_samcam.sam._fast import backend, upstream
+    from napari_samcam.sam.plain import SegmentAnythingBackend
+    from napari_samcam.sam_models import load_sam_model
+    from napari_samcam.segment import Segmenter
+
+    model = load_sam_model(tiny_sam, device="cpu")
+    assert isinstance(Segmenter(model).backend, backend.FastSegmentAnythingBackend)
+    monkeypatch.setattr(upstream, "VERIFIED_VERSIONS", {"segment-anything": ("0.9",)})
+    monkeypatch.setattr(backend, "_WARNED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = Segmenter(model), Segmenter(model)
+    assert type(first.backend) is SegmentAnythingBackend
+    assert type(second.backend) is SegmentAnythingBackend
+    messages = [str(w.message) for w in caught if "fast variant" in str(w.message)]
+    assert len(messages) == 1
+    assert "segment-anything 1.0 is installed" in messages[0] and "0.9" in messages[0]
+
+
+def test_models_the_fast_variant_was_not_checked_on_run_plain(monkeypatch):
+    """A decoder of another class (e.g. MobileSAM's copy of SAM's) gets the plain backend."""
+    import warnings
+
+    from conftest import build_tiny_sam
+    from napari_samcam.sam._fast import backend
+    from napari_samcam.sam.plain import SegmentAnythingBackend
+    from napari_samcam.sam_models import SamModel
+    from napari_samcam.segment import Segmenter
+
+    sam = build_tiny_sam()
+
+    class OtherDecoder(torch.nn.Module):  # not segment_anything's MaskDecoder
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+    sam.mask_decoder = OtherDecoder(sam.mask_decoder)
+    monkeypatch.setattr(backend, "_WARNED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        segmenter = Segmenter(SamModel(sam, "other", 64))
+    assert type(segmenter.backend) is SegmentAnythingBackend
+    assert any("OtherDecoder" in str(w.message) for w in caught)
+    regions = segmenter.segment(np.zeros((40, 40), dtype=np.uint8) + 9, boxes=[[5, 5, 30, 30]])
+    assert regions[0].mask.shape == (40, 40)

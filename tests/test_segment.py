@@ -49,9 +49,9 @@ def test_mask_upsampler_logits_match_interpolate(input_size, original_size):
     import torch
     import torch.nn.functional as F
 
-    from napari_samcam.segment import _MaskUpsampler
+    from napari_samcam.sam.upsample import MaskUpsampler
 
-    upsampler = _MaskUpsampler(16, 64, input_size, original_size)
+    upsampler = MaskUpsampler.padded(16, 64, input_size, original_size)
     for seed in range(3):
         low = torch.randn(16, 16, generator=torch.Generator().manual_seed(seed)) * 3 + 1
         padded = F.interpolate(low[None, None], (64, 64), mode="bilinear", align_corners=False)
@@ -176,13 +176,13 @@ def test_mask_upsampling_in_row_blocks_matches_upstream(tiny_segmenter, rng, mon
     """Full-resolution logits are computed a block of rows at a time; same masks."""
     import torch
 
-    from napari_samcam import segment
+    from napari_samcam.sam import upsample
 
     image = rng.integers(0, 255, (301, 173), dtype=np.uint8)
     emb = tiny_segmenter.embed(image)
     sam = tiny_segmenter.model.sam
     for tile in (1, 500, 1 << 22):  # one row per block, a few rows, the whole window
-        monkeypatch.setattr(segment, "_TILE_PIXELS", tile)
+        monkeypatch.setattr(upsample, "TILE_PIXELS", tile)
         for seed in range(3):
             low = torch.randn(16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
             expected = sam.postprocess_masks(low[None, None], emb.input_size, emb.original_size)

@@ -8,8 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_samcam import _accel, _folded_attention, _staged_decoder  # noqa: E402
-from napari_samcam._workers import run_blocks  # noqa: E402
+from napari_samcam._threads import run_blocks, torch_threads  # noqa: E402
+from napari_samcam.sam._fast import accel as _accel  # noqa: E402
+from napari_samcam.sam._fast import folded_attention as _folded_attention  # noqa: E402
+from napari_samcam.sam._fast import staged_decoder as _staged_decoder  # noqa: E402
 
 
 def _attention(dim=32, heads=4, downsample=2, seed=0):
@@ -151,9 +153,9 @@ def test_many_point_prompts_fall_back_to_the_unstaged_decoder(tiny_sam):
 
 
 def test_mask_upsampling_on_several_workers_gives_the_same_mask():
-    from napari_samcam.segment import _MaskUpsampler
+    from napari_samcam.sam.upsample import MaskUpsampler
 
-    upsampler = _MaskUpsampler(256, 1024, (1024, 870), (2048, 1741))
+    upsampler = MaskUpsampler.padded(256, 1024, (1024, 870), (2048, 1741))
     g = torch.Generator().manual_seed(3)
     low = torch.randn(256, 256, generator=g).cumsum(0).cumsum(1) / 50 - 3
     one = upsampler.mask(low, 0.0)
@@ -198,7 +200,7 @@ def test_segmenter_passes_its_prompt_threads_to_the_staged_decoder(
     monkeypatch.setattr(_staged_decoder, "staged_decode", spy)
     segmenter = Segmenter(load_sam_model(tiny_sam, device="cpu"), prompt_threads=prompt_threads)
     image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
-    with _accel.torch_threads(2):  # the caller's torch threads: what None resolves to
+    with torch_threads(2):  # the caller's torch threads: what None resolves to
         segmenter.segment(image, boxes=[[5, 5, 30, 40]])
         embedding = segmenter.embed(image)
         segmenter.predict_logits(embedding, boxes=np.array([[5, 5, 30, 40]]))

@@ -575,7 +575,7 @@ def sort_values(flat: np.ndarray, workers: int | None = None) -> np.ndarray:
     default (``workers=None``) the parts are as many as the CPUs the load average leaves idle,
     at most 4.
     """
-    from ._workers import idle_cpus, run_threads
+    from ._threads import idle_cpus, run_threads
 
     workers = min(4, idle_cpus()) if workers is None else int(workers)
     if workers < 2 or flat.size < PARALLEL_SORT_MIN:

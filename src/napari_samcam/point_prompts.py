@@ -188,7 +188,7 @@ def _square_crop(centre, side: float, shape) -> tuple[int, int, int, int]:
     Snapping lets clicks close to one another share one embedding (the cache's key is the
     crop); a click stays within ``side / 8`` of the crop's centre.
     """
-    from .segment import context_crop
+    from .sam.types import context_crop
 
     step = max(side / 4, 1.0)
     r, c = (np.round(np.asarray(centre, dtype=np.float64) / step) * step).tolist()
@@ -217,7 +217,7 @@ class _Prompter:
             view = self.image[crop[0] : crop[2], crop[1] : crop[3]].astype(np.float32)
             if view.ndim == 3:
                 view = view[..., :3].mean(-1)
-            sigma = max(1.0, max(view.shape) / self.segmenter.model.image_size)
+            sigma = max(1.0, max(view.shape) / self.segmenter.image_size)
             self._gradients[crop] = ndimage.gaussian_gradient_magnitude(view, sigma)
         return self._gradients[crop]
 
@@ -243,7 +243,7 @@ class _Prompter:
             low_res = low_res.float()
             stability = _stability(low_res, embedding, segmenter, self.delta)
             upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])
-            threshold = float(segmenter.model.sam.mask_threshold)
+            threshold = segmenter.mask_threshold
             for i, box in enumerate(boxes):
                 for j in range(low_res.shape[1]):
                     with torch.inference_mode():
@@ -277,11 +277,11 @@ def _stability(low_res, embedding, segmenter, delta: float):
     """Per low-res mask, in the unpadded input: IoU of its ``> +delta`` and ``> -delta`` parts."""
     import torch
 
-    size = segmenter.model.image_size
+    size = segmenter.image_size
     low = low_res.shape[-1]
     rows = int(np.ceil(embedding.input_size[0] * low / size))
     cols = int(np.ceil(embedding.input_size[1] * low / size))
-    threshold = float(segmenter.model.sam.mask_threshold)
+    threshold = segmenter.mask_threshold
     with torch.inference_mode():
         valid = low_res[..., :rows, :cols]
         strict = (valid > threshold + delta).sum((-1, -2)).float()
@@ -357,7 +357,7 @@ def segment_points_with_boxes(
         ``crop``, ``candidates`` (how many masks were compared), ``encoder_runs``,
         ``stability`` and ``fallback`` (true when no mask kept every negative point out).
     """
-    from .segment import context_crop
+    from .sam.types import context_crop
 
     search = search or PointBoxSearch()
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -372,7 +372,7 @@ def segment_points_with_boxes(
     prompter = _Prompter(
         segmenter, image, window, key, positives, negatives, search.delta, preprocess
     )
-    min_crop = max(search.min_crop, segmenter.model.image_size // 4)
+    min_crop = max(search.min_crop, segmenter.image_size // 4)
     if box is not None:
         box = np.asarray(box, dtype=np.float64)
         crop = context_crop(box, shape, context, min_crop)
@@ -456,7 +456,7 @@ def point_regions(
     small objects are poor. The prompt records the points, the box given (if any) and what was
     done (``points_to_box``, see :func:`segment_points_with_boxes`).
     """
-    from .segment import Region
+    from .sam.types import Region
 
     context = 2.5 if context is None else float(context)
     base = {"points": points.tolist(), "point_labels": labels.tolist(), "context": context}

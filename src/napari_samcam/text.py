@@ -287,8 +287,6 @@ def _area_ok(area: float, total: float, opts: dict[str, Any]) -> bool:
 
 def _point_proposals(segmenter: Segmenter, unit: np.ndarray, opts) -> list[_Proposal]:
     """SAM's automatic mask generator on the image (downscaled to ``max_side``)."""
-    from segment_anything import SamAutomaticMaskGenerator
-
     height, width = unit.shape[:2]
     scale = min(1.0, float(opts["max_side"]) / max(height, width))
     small = unit
@@ -296,8 +294,7 @@ def _point_proposals(segmenter: Segmenter, unit: np.ndarray, opts) -> list[_Prop
         small = _resize(unit, (round(height * scale), round(width * scale)), antialias=True)
     rgb = small if small.ndim == 3 else np.repeat(small[..., None], 3, axis=-1)
     uint8 = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
-    generator = SamAutomaticMaskGenerator(
-        segmenter.model.sam,
+    generator = segmenter.backend.mask_generator(
         points_per_side=int(opts["points_per_side"]),
         points_per_batch=int(opts["points_per_batch"]),
         pred_iou_thresh=float(opts["pred_iou_thresh"]),
@@ -375,40 +372,21 @@ def _box_proposals(
 ) -> list[_Proposal]:
     """A grid of box prompts decoded from one (cached) embedding, filtered like SAM's AMG."""
     import torch
-    import torch.nn.functional as F
     from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
     from torchvision.ops import nms
 
-    from .segment import to_sam_coords
-
     embedding = segmenter.embed(image, window=window, key=key)
-    sam = segmenter.model.sam
-    size = segmenter.model.image_size
     height, width = embedding.original_size
-    in_h, in_w = embedding.input_size
     grid = _grid_boxes((height, width), opts)
-    threshold = float(sam.mask_threshold)
+    threshold = segmenter.mask_threshold
     kept_logits, kept_scores, kept_boxes, kept_prompts = [], [], [], []
-    device = segmenter.device
+    low_size = None
     with torch.inference_mode():
-        dense_pe = sam.prompt_encoder.get_dense_pe()
         for start in range(0, len(grid), int(opts["box_batch"])):
             boxes = grid[start : start + int(opts["box_batch"])]
-            corners = np.stack([boxes[:, :2], boxes[:, 2:] - 1], 1)
-            sam_boxes = to_sam_coords(corners, (height, width), (in_h, in_w)).reshape(-1, 4)
-            sparse, dense = sam.prompt_encoder(
-                points=None, boxes=torch.as_tensor(sam_boxes, device=device), masks=None
-            )
-            low, iou = sam.mask_decoder(
-                image_embeddings=embedding.features,
-                image_pe=dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
+            low, iou = segmenter.predict_logits(embedding, boxes=boxes)
             low_size = low.shape[-1]
-            valid_h = math.ceil(in_h * low_size / size)
-            valid_w = math.ceil(in_w * low_size / size)
+            valid_h, valid_w = segmenter.backend.low_res_extent(low_size, embedding.input_size)
             logits = low[:, 0, :valid_h, :valid_w].float()
             iou = iou[:, 0].float()
             stability = calculate_stability_score(
@@ -431,7 +409,7 @@ def _box_proposals(
                 & (area <= float(opts["max_area_fraction"]))
             ).cpu().numpy() & (fit >= float(opts["box_fit_thresh"]))
             for i in np.flatnonzero(keep):
-                kept_logits.append(low[i, 0].float().cpu())
+                kept_logits.append(low[i, 0].float())
                 kept_scores.append(float(iou[i]))
                 kept_boxes.append(mask_boxes[i])
                 kept_prompts.append(
@@ -446,13 +424,9 @@ def _box_proposals(
     xyxy = torch.as_tensor(np.array(kept_boxes)[:, [1, 0, 3, 2]], dtype=torch.float32)
     order = nms(xyxy, torch.as_tensor(kept_scores), float(opts["box_nms_thresh"])).tolist()
     out = []
+    upsampler = segmenter.mask_upsampler(embedding, low_size)
     for i in order[: int(opts["max_proposals"])]:
-        # SAM's own post-processing: low-res -> padded input -> crop to the image -> original.
-        upsampled = F.interpolate(
-            kept_logits[i][None, None], (size, size), mode="bilinear", align_corners=False
-        )[..., :in_h, :in_w]
-        upsampled = F.interpolate(upsampled, (height, width), mode="bilinear", align_corners=False)
-        mask = (upsampled[0, 0] > threshold).numpy()
+        mask = upsampler.mask(kept_logits[i], threshold)
         proposal = _proposal(mask, kept_scores[i], kept_prompts[i])
         if proposal is not None:
             out.append(proposal)
@@ -516,10 +490,10 @@ def _resolve_mode(proposals: Any, segmenter: Segmenter) -> str:
             "of masks."
         )
     if proposals == "auto":
-        return "boxes" if segmenter.model.box_only else "points"
-    if proposals == "points" and segmenter.model.box_only:
+        return "boxes" if segmenter.box_only else "points"
+    if proposals == "points" and segmenter.box_only:
         warnings.warn(
-            f"SAM model {segmenter.model.name!r} was trained with box prompts only; the point "
+            f"SAM model {segmenter.backend.name!r} was trained with box prompts only; the point "
             "grid of proposals='points' gives empty or poor masks. Use proposals='boxes' "
             "(the default for this model) or 'saliency'.",
             UserWarning,

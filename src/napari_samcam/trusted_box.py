@@ -50,14 +50,14 @@ def box_candidates(
     import torch
 
     from .point_prompts import _stability
-    from .segment import context_crop
+    from .sam.types import context_crop
 
     shape = image.shape[:2]
     box = np.asarray(box, dtype=np.float64)
-    crop = context_crop(box, shape, context, segmenter.model.image_size // 4)
+    crop = context_crop(box, shape, context, segmenter.image_size // 4)
     embedding = segmenter.embed(image, window=window, crop=crop, key=key, preprocess=preprocess)
     local = (box - np.tile(np.asarray(crop[:2], dtype=np.float64), 2))[None]
-    threshold = float(segmenter.model.sam.mask_threshold)
+    threshold = segmenter.mask_threshold
     found = []
     for multimask in (False, True):
         low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)

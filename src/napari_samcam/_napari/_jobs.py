@@ -167,8 +167,6 @@ def segment_steps(
 
     Returns ``[(request, boxes, regions, metric rows)]`` and notes for the user.
     """
-    from ..metrics import localization_metrics
-
     kind = settings["kind"]
     source = REGION_SOURCES[kind]
     total = 1 + 2 * len(requests)
@@ -224,15 +222,60 @@ def segment_steps(
         for warning in caught:
             if not _is_metric_warning(warning):
                 notes.append(str(warning.message))
-        rows: list[dict[str, Any]] = [{} for _ in regions]
-        if request.saliency is not None and regions:
-            with warnings.catch_warnings():  # one sort of the map for all its regions
-                warnings.simplefilter("ignore")
-                rows = localization_metrics(
-                    request.saliency, [r.mask for r in regions], **settings["metric_options"]
-                )
-        results.append((request, boxes, regions, rows))
+        results.append((request, boxes, regions, _metric_rows(request, regions, settings)))
     cancel.check()
+    yield Step("done", total, total)
+    if settings["saliency_name"] is None:
+        notes.append("no saliency map yet: click Explain, then segment again to get metrics")
+    return results, notes
+
+
+def _metric_rows(request: PlaneRequest, regions: list, settings: dict) -> list[dict[str, Any]]:
+    """The localization metrics of each region against the plane's saliency (``{}`` without)."""
+    from ..metrics import localization_metrics
+
+    if request.saliency is None or not regions:
+        return [{} for _ in regions]
+    with warnings.catch_warnings():  # one sort of the map for all its regions
+        warnings.simplefilter("ignore")
+        return localization_metrics(
+            request.saliency, [r.mask for r in regions], **settings["metric_options"]
+        )
+
+
+def volume_steps(
+    requests: list[PlaneRequest],
+    key: int,
+    settings: dict,
+    load_segmenter: Callable[[], Any],
+    cancel: Cancellation,
+) -> Generator[Step, None, tuple[list[tuple], list[str]]]:
+    """One box on plane ``key`` of a volume carried through every plane (SAM 2), then each
+    plane's region scored against its saliency: the same results as :func:`segment_steps`."""
+    total = 3
+    yield Step("loading SAM", 0, total)
+    segmenter = load_segmenter()
+    cancel.check()
+    yield Step("SAM volume from the box", 1, total)
+    box = requests[key].boxes[0]
+    volume = np.stack([request.plane.array for request in requests])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        regions = segmenter.segment_volume(
+            volume,
+            box,
+            key_slice=key,
+            window=requests[key].plane.window,
+            source=settings["source"],
+            progress=cancel.progress("propagating"),
+        )
+    notes = [str(w.message) for w in caught if not _is_metric_warning(w)]
+    cancel.check()
+    yield Step("metrics", 2, total)
+    results = [
+        (request, request.boxes, [region], _metric_rows(request, [region], settings))
+        for request, region in zip(requests, regions, strict=True)
+    ]
     yield Step("done", total, total)
     if settings["saliency_name"] is None:
         notes.append("no saliency map yet: click Explain, then segment again to get metrics")

@@ -51,6 +51,7 @@ from ._jobs import (
     predict_steps,
     run_job,
     segment_steps,
+    volume_steps,
 )
 from ._layers import (
     all_indices,
@@ -593,9 +594,14 @@ class SamcamSession:
                 "SAM needs at least one positive point on the region (select a point and press "
                 "T to make it positive)."
             )
-        settings = {
+        settings = self._segment_settings(kind, saliency_layer, text=text)
+        return self._segment_gen(image, requests, settings, shapes_layer)
+
+    def _segment_settings(self, kind: str, saliency_layer, **extra) -> dict[str, Any]:
+        """What a segment job needs of the session's settings (read on the GUI thread)."""
+        return {
             "kind": kind,
-            "text": text,
+            "text": None,
             "clip": self.clip,
             "context": self.context,
             "preprocess": self.sam_preprocess,
@@ -603,8 +609,53 @@ class SamcamSession:
             "text_options": dict(self.text_options),
             "saliency_name": None if saliency_layer is None else saliency_layer.name,
             "class_name": _saliency_class(saliency_layer),
+            **extra,
         }
-        return self._segment_gen(image, requests, settings, shapes_layer)
+
+    def segment_volume_job(
+        self, layer=None, *, box=None, shapes=None, saliency=None, index=None
+    ) -> Job:
+        """ "Segment volume from this box": one box on the displayed slice of a volume, carried
+        through every slice by SAM 2 (:meth:`~napari_samcam.segment.Segmenter.segment_volume`).
+
+        The box is ``box`` ``(row0, col0, row1, col1)`` or the one rectangle of the Shapes layer
+        ``shapes`` on that slice. Regions and metrics land as :meth:`segment_job`'s box
+        regions do, one per slice.
+        """
+        image = self.image_layer(layer)
+        if len(leading_shape(image)) != 1:
+            raise InputError(
+                f"layer {image.name!r} is not a volume (one slice axis): 'Segment volume from "
+                "this box' needs a 3-D image."
+            )
+        (key,) = self._indices(image, index, False)
+        saliency_layer = self._saliency_for(image, saliency)
+        shapes_layer = None
+        if box is None:
+            shapes_layer = self._resolve(shapes, "shapes", image)
+            boxes, _ = shapes_to_boxes(shapes_layer, image, key, self._dims_point())
+        else:
+            boxes = np.asarray(box, dtype=np.int64).reshape(-1, 4)
+        if len(boxes) != 1:
+            raise InputError(
+                f"'Segment volume from this box' needs exactly one box on slice {key[0]}; "
+                f"found {len(boxes)} in {getattr(shapes_layer, 'name', 'box')!r}."
+            )
+        requests = []
+        for idx in all_indices(image):
+            request = PlaneRequest(image_plane(image, idx))
+            request.boxes = boxes
+            if saliency_layer is not None:
+                request.saliency = np.array(saliency_layer.data[idx], dtype=np.float32)
+            requests.append(request)
+        settings = self._segment_settings("boxes", saliency_layer, source="sam-volume-box")
+        return self._volume_gen(image, requests, key[0], settings)
+
+    def _volume_gen(self, image, requests, key: int, settings: dict):
+        results, notes = yield from volume_steps(
+            requests, key, settings, self._load_segmenter, self._cancel
+        )
+        return lambda: self._apply_regions(image, results, settings, None, notes)
 
     def _saliency_for(self, image, saliency):
         if saliency is None:

@@ -296,6 +296,11 @@ class SamcamWidget(QWidget):
         self.segment_all_button = self._button(
             "Segment all slices", self.segment_all, "SAM on every slice of a volume."
         )
+        self.segment_volume_button = self._button(
+            "Segment volume from this box",
+            self.segment_volume,
+            "One box on the displayed slice, carried through every slice by SAM 2.",
+        )
         self._segment_tips = {
             b: b.toolTip() for b in (self.segment_button, self.segment_all_button)
         }
@@ -357,6 +362,7 @@ class SamcamWidget(QWidget):
                 self.clip_message,
                 self.prompt_layers_button,
                 _row(self.segment_button, self.segment_all_button),
+                self.segment_volume_button,
             )
         )
         layout.addWidget(
@@ -701,6 +707,18 @@ class SamcamWidget(QWidget):
     def segment_all(self) -> bool:
         """SAM on every slice of a volume."""
         return self.segment(all_slices=True)
+
+    def segment_volume(self) -> bool:
+        """The box on the displayed slice carried through the volume (SAM 2), in a worker."""
+        self._push_settings()
+        image = self._image()
+        kwargs: dict[str, Any] = {"shapes": self.shapes.value}
+        if self.saliency.value is not None:
+            kwargs["saliency"] = self.saliency.value
+        return self.runner.start(
+            "Segment volume from this box",
+            lambda: self.session.segment_volume_job(image, **kwargs),
+        )
 
     def cancel(self) -> None:
         """Stop the running job at its next step."""

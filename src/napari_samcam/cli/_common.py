@@ -154,16 +154,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
     """SAM options shared by segment, evaluate and demo."""
+    from ..sam_models import SAM_MODELS
+
     parser.add_argument(
         "--sam",
         default="litemedsam",
-        help="SAM model: litemedsam (built-in), vit_b, vit_l, "
-        "vit_h, mobile_sam (default: %(default)s)",
+        help=f"SAM model: {', '.join(SAM_MODELS)} (default: %(default)s)",
     )
     parser.add_argument(
         "--sam-checkpoint",
         type=existing_file,
-        help="checkpoint file for vit_b/l/h or mobile_sam",
+        help="checkpoint file of the --sam model (every model but litemedsam needs one)",
     )
 
 

@@ -76,6 +76,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--slice", type=non_negative_int, default=None, help="slice index of a 3-D volume"
     )
+    parser.add_argument(
+        "--volume-from-box",
+        action="store_true",
+        help="segment the whole volume from one --box on the --slice, carried through the "
+        "other slices by SAM 2 (--sam sam2.1_hiera_*); writes masks.tif (Z, H, W) and one "
+        "region per slice",
+    )
     add_sam_arguments(parser)
     add_sam_preprocess_argument(parser)
     add_device_argument(parser)
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("samcam segment: give at least one --box, --point or --text prompt.")
     out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
     data = read_image(check_input_file(args.image))
+    if args.volume_from_box:
+        return _run_volume(args, data, out)
     image = select_2d(data, args.slice, args.image)
     check_boxes(args.box, image.shape[:2], name="--box")  # before the model loads
     check_points([*args.point, *args.negative_point], None, image.shape[:2], name="--point")
@@ -145,5 +154,41 @@ def run(args: argparse.Namespace) -> int:
     )
     for i, region in enumerate(regions, start=1):
         print(f"region {i}: {region.source} score={region.score:.3f} area={region.area} px")
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_volume(args: argparse.Namespace, data, out) -> int:
+    """``--volume-from-box``: one box on ``--slice`` carried through the volume."""
+    import numpy as np
+    import tifffile
+
+    from .._prompt_checks import check_boxes
+    from ..errors import PromptError
+    from ..segment import load_segmenter
+    from ._image import select_2d
+
+    if len(args.box) != 1 or args.point or args.negative_point or args.text:
+        raise PromptError("--volume-from-box: give exactly one --box (and no points or text).")
+    key = select_2d(data, args.slice, args.image)  # a volume and a slice in it, or an error
+    check_boxes(args.box, key.shape[:2], name="--box")  # before the model loads
+    segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
+    regions = segmenter.segment_volume(
+        data.array, args.box[0], key_slice=args.slice, window=data.window
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "masks.tmp.tif"
+    stack = np.stack([r.mask for r in regions]).astype(np.uint16)
+    tifffile.imwrite(tmp, stack, photometric="minisblack")
+    tmp.replace(out / "masks.tif")
+    write_json(
+        out / "regions.json",
+        {
+            "image": str(args.image),
+            "regions": [dict(label=1, **r.provenance()) for r in regions],
+        },
+    )
+    for region in regions:
+        print(f"slice {region.prompt['slice']}: {region.source} area={region.area} px")
     print(f"wrote {out}")
     return 0

@@ -171,7 +171,7 @@ def classifier_ref(spec: Any, **options: Any) -> ModelRef:
 
 def sam_ref(spec: Any, **options: Any) -> ModelRef:
     """A :class:`ModelRef` for a SAM spec (see ``load_segmenter``)."""
-    from ..sam_models import SamModel
+    from ..sam import SamBackend, SamModel
     from ..segment import Segmenter
 
     if isinstance(spec, ModelRef):
@@ -180,7 +180,9 @@ def sam_ref(spec: Any, **options: Any) -> ModelRef:
     if isinstance(spec, str):
         token = f"{spec}|{_file_token(options.get('checkpoint'))}"
     elif isinstance(spec, Segmenter):
-        token = f"{spec.name}|{_state_digest(spec.model.sam)}"
+        token = f"{spec.name}|{_state_digest(spec.backend.module)}"
+    elif isinstance(spec, SamBackend):
+        token = f"{spec.name}|{_state_digest(spec.module)}"
     elif isinstance(spec, SamModel):
         token = f"{spec.name}|{_state_digest(spec.sam)}"
     else:

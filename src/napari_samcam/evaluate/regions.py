@@ -238,7 +238,7 @@ def saliency_region(
         if len(peaks) == 0:
             return empty
         peak = peaks[0]
-        if segmenter.model.box_only:
+        if segmenter.box_only:
             box = half_maximum_box(saliency, peak)
             regions = segmenter.segment(image, boxes=box[None], context=context, **common)
             prompt = {

@@ -15,22 +15,24 @@ kernels (which made two threads 3-4x slower than one on busy cores; see docs/per
 The token side, a few hundred kilobytes, runs on the calling thread between the stages.
 
 Used for prompts without a mask prompt (the dense prompt embedding is then the same for every
-prompt, see :class:`napari_samcam._accel.AcceleratedDecoder`'s ``static``), on a SAM-style
-``TwoWayTransformer`` whose attentions can be folded (:mod:`napari_samcam._folded_attention`).
+prompt, see :class:`.accel.AcceleratedDecoder`'s ``static``), on a SAM-style
+``TwoWayTransformer`` whose attentions can be folded (:mod:`.folded_attention`).
 """
 
 from __future__ import annotations
 
 import itertools
 
-from ._folded_attention import (
+from ..._threads import run_blocks, torch_threads
+from .folded_attention import (
+    first_block_projections,
     foldable,
     image_operands,
     image_update,
     token_output,
     token_queries,
 )
-from ._workers import run_blocks
+from .upstream import classes
 
 __all__ = ["row_blocks", "staged_decode", "supports"]
 
@@ -47,7 +49,7 @@ def supports(decoder, tokens: int) -> bool:
     if not transformer.static_ok:
         return False
     layers = list(transformer.layers)
-    if any(type(layer).__name__ != "TwoWayAttentionBlock" for layer in layers):
+    if not all(isinstance(layer, classes().two_way_block) for layer in layers):
         return False
     if any(layer.skip_first_layer_pe for layer in layers[1:]):
         return False
@@ -113,8 +115,6 @@ def staged_decode(decoder, tokens, static, pe_tokens, h: int, w: int, multimask:
     prompt embedding, ``(1, h*w, C)``; the first block's projections, filled in here when
     missing). Agrees with the plain decoder to float32 rounding.
     """
-    from ._accel import torch_threads
-
     with torch_threads(1):
         return _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
 
@@ -125,8 +125,6 @@ def _staged_decode(decoder, tokens, static, pe_tokens, h, w, multimask, workers)
     transformer = body.transformer
     layers = list(transformer.layers)
     first = layers[0]
-    from ._accel import first_block_projections
-
     t2i = first.cross_attn_token_to_image
     image = static["keys"]
     first_block_projections(first, image, pe_tokens, static)

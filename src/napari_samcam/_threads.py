@@ -1,4 +1,4 @@
-"""A small shared pool of worker threads for splitting one prompt's work into blocks.
+"""Threads: torch's thread settings, and a small shared pool for splitting work into blocks.
 
 Each block runs with one torch thread: the blocks are few and long, so the workers meet once
 per call, where torch's own threads would meet after every short kernel (which on busy cores
@@ -7,6 +7,7 @@ costs a scheduling delay each; see docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -14,7 +15,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["idle_cpus", "run_blocks", "run_threads", "usable_cpus"]
+__all__ = [
+    "configure_threads",
+    "env_flag",
+    "idle_cpus",
+    "run_blocks",
+    "run_threads",
+    "thread_settings",
+    "torch_threads",
+    "usable_cpus",
+]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -80,10 +90,74 @@ def run_blocks(
     """
     import torch
 
-    from ._accel import torch_threads
-
     def run(job):
         with torch.inference_mode(), torch_threads(1):
             return task(job)
 
     return run_threads(run, jobs, workers if parallel else 1)
+
+
+# -- torch threads -------------------------------------------------------------------------------
+
+
+def thread_settings() -> dict[str, Any]:
+    """torch's intra-op / inter-op thread counts and the CPUs this process may use."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return {
+        "intra_op_threads": torch.get_num_threads(),
+        "inter_op_threads": torch.get_num_interop_threads(),
+        "usable_cpus": usable,
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+    }
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (default: every CPU this process may use); returns it.
+
+    torch already defaults to the physical core count; this matters where the process is pinned
+    to fewer CPUs (containers, ``taskset``) than the machine has, and for benchmarks that compare
+    thread counts.
+    """
+    import torch
+
+    if threads is None:
+        threads = thread_settings()["usable_cpus"]
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A boolean environment switch (``1/true/yes/on``, ``0/false/no/off``), else ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` intra-op threads (``None``: leave as is), then restore.
+
+    With torch's OpenMP backend the setting applies to the calling thread (OpenMP keeps it per
+    thread), so a napari worker can prompt single-threaded while another thread encodes.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or int(threads) == before:
+        yield
+        return
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

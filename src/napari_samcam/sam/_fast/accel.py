@@ -19,7 +19,7 @@ suite measure them one by one):
     CPU and CUDA) instead of materialising and normalising the attention matrix in steps.
 ``fold_attention``
     The decoder's cross attentions between the few prompt tokens and the image tokens with the
-    image-side projections moved onto the tokens side (:mod:`napari_samcam._folded_attention`):
+    image-side projections moved onto the tokens side (:mod:`.folded_attention`):
     about half the multiply-adds of the decoder's transformer.
 
 The decoder copy also keeps the image tokens contiguous (upstream works on a transposed view),
@@ -38,30 +38,27 @@ inductor's on-disk cache is warm), which interactive use should not pay for unas
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import threading
-from typing import Any
 
-from . import _staged_decoder as _staged
-from ._folded_attention import foldable, image_to_token, projected_heads, token_to_image
+from ..._module_copies import fingerprint
+from . import staged_decoder as _staged
+from .folded_attention import (
+    first_block_projections,
+    foldable,
+    image_to_token,
+    token_to_image,
+    tokens_of,
+)
+from .upstream import classes
 
 __all__ = [
-    "CHANNELS_LAST_MAX_BYTES",
     "OPTIMISATIONS",
     "AcceleratedDecoder",
     "AcceleratedEncoder",
     "accelerate_decoder",
     "accelerate_encoder",
-    "channels_last_copy",
     "compile_module",
-    "configure_threads",
-    "env_flag",
-    "fingerprint",
-    "thread_settings",
-    "tokens_of",
-    "torch_threads",
 ]
 
 #: The switches of :func:`accelerate_encoder` / :func:`accelerate_decoder`, all on by default.
@@ -105,120 +102,6 @@ def _activate(x, activation: str):
     if activation == "relu":
         return F.relu(x)
     return x
-
-
-# -- threads -----------------------------------------------------------------------------------
-
-
-def thread_settings() -> dict[str, Any]:
-    """torch's intra-op / inter-op thread counts and the CPUs this process may use."""
-    torch = _torch()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    return {
-        "intra_op_threads": torch.get_num_threads(),
-        "inter_op_threads": torch.get_num_interop_threads(),
-        "usable_cpus": usable,
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-    }
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads (default: every CPU this process may use); returns it.
-
-    torch already defaults to the physical core count; this matters where the process is pinned
-    to fewer CPUs (containers, ``taskset``) than the machine has, and for benchmarks that compare
-    thread counts.
-    """
-    torch = _torch()
-    if threads is None:
-        threads = thread_settings()["usable_cpus"]
-    threads = max(1, int(threads))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """A boolean environment switch (``1/true/yes/on``, ``0/false/no/off``), else ``default``."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    return default
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run the block with ``threads`` intra-op threads (``None``: leave as is), then restore.
-
-    With torch's OpenMP backend the setting applies to the calling thread (OpenMP keeps it per
-    thread), so a napari worker can prompt single-threaded while another thread encodes.
-    """
-    torch = _torch()
-    before = torch.get_num_threads()
-    if threads is None or int(threads) == before:
-        yield
-        return
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# -- staleness ---------------------------------------------------------------------------------
-
-
-def fingerprint(module) -> tuple:
-    """Identity, storage and in-place version of every parameter and buffer.
-
-    Changes when weights are loaded or edited in place (``copy_``, optimiser steps), replaced, or
-    moved to another device (new storage): a copy made from ``module`` is stale when this
-    differs.
-    """
-    # A plain walk of the module tree: ``parameters()`` / ``buffers()`` cost 4x more, and this
-    # runs on every prompt.
-    found = []
-    stack = [module]
-    while stack:
-        current = stack.pop()
-        for tensors in (current._parameters, current._buffers):
-            found.extend(
-                (id(t), t.data_ptr(), t._version) for t in tensors.values() if t is not None
-            )
-        stack.extend(current._modules.values())
-    return tuple(found)
-
-
-#: Classifiers with more weights than this run their CAMs on the model as given.
-CHANNELS_LAST_MAX_BYTES = 512 * 2**20
-
-
-def channels_last_copy(model):
-    """A deep copy of ``model`` with its 4-D weights in channels-last memory format, or None.
-
-    For CNNs on CPU: oneDNN's channels-last convolutions, and max pooling in particular, are
-    faster than the contiguous ones (measured: a torchvision resnet18 / densenet121 Grad-CAM
-    12-15 % faster, the built-in classifiers' forward pass 2x). None when the model has no 2-D
-    convolution, holds more than :data:`CHANNELS_LAST_MAX_BYTES` of weights (the copy would
-    double their memory for a gain of some 10-15 %) or cannot be deep-copied.
-    """
-    torch = _torch()
-    nn = _nn()
-    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return None
-    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    if size > CHANNELS_LAST_MAX_BYTES:
-        return None
-    try:
-        clone = copy.deepcopy(model)
-    except Exception:  # modules holding locks, files, ... : run the original
-        return None
-    return clone.to(memory_format=torch.channels_last)
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -397,7 +280,7 @@ class _UnshuffledUpscaling(_nn().Module):
         up1, norm, act1, up2, act2 = upscaling
         return (
             all(_is_2x2_transpose(m) for m in (up1, up2))
-            and type(norm).__name__ == "LayerNorm2d"
+            and isinstance(norm, classes().layer_norm_2d)
             and _is_exact_gelu(act1)
             and _is_exact_gelu(act2)
         )
@@ -592,27 +475,25 @@ class _TinyAttention(_nn().Module):
 
 
 def _is_tinyvit(encoder) -> bool:
-    names = {type(m).__name__ for m in encoder.modules()}
-    return {"MBConv", "TinyViTBlock", "PatchMerging", "Conv2d_BN"} <= names or (
-        "TinyViT" in type(encoder).__name__
-    )
+    return isinstance(encoder, classes().tinyvit)
 
 
 def _rewrite_tinyvit(encoder, opts, report):
     nn = _nn()
+    known = classes()
     encoder.patch_embed = _PatchEmbed(encoder.patch_embed, opts)
     report["conv_bn"] = report.get("conv_bn", 0) + 2
     for parent in list(encoder.modules()):
         for name, child in list(parent.named_children()):
-            kind = type(child).__name__
+            kind = type(child).__name__  # for the report only
             new = None
-            if kind == "MBConv":
+            if isinstance(child, known.mbconv):
                 new = _MBConv(child, opts)
-            elif kind == "PatchMerging":
+            elif isinstance(child, known.patch_merging):
                 new = _PatchMerging(child, opts)
-            elif kind == "Mlp" and hasattr(child, "fc1") and _is_exact_gelu(child.act):
+            elif isinstance(child, known.tiny_mlp) and _is_exact_gelu(child.act):
                 new = _Mlp(child, opts)
-            elif kind == "Attention" and hasattr(child, "attention_bias_idxs"):
+            elif isinstance(child, known.tiny_attention):
                 new = _TinyAttention(child, opts)
             elif _is_conv_bn(child):  # e.g. TinyViTBlock.local_conv
                 new = _conv_bn(child, "none", opts)
@@ -632,7 +513,7 @@ def _rewrite_neck(neck, opts, report):
         if isinstance(layer, nn.Conv2d) and opts["fused"] and not isinstance(layer.padding, str):
             neck[i] = FastConv2d.from_conv(layer, fused=True)
             report["conv"] = report.get("conv", 0) + 1
-        elif type(layer).__name__ == "LayerNorm2d" and opts["channels_last"]:
+        elif isinstance(layer, classes().layer_norm_2d) and opts["channels_last"]:
             neck[i] = LayerNorm2dLast(layer)
             report["layer_norm_2d"] = report.get("layer_norm_2d", 0) + 1
 
@@ -643,7 +524,7 @@ def _rewrite_generic(module, opts, report):
     if not opts["fused"]:
         return
     for parent in list(module.modules()):
-        if type(parent).__name__ == "MLPBlock" and hasattr(parent, "lin1"):
+        if isinstance(parent, classes().mlp_block):
             act = "gelu" if _is_exact_gelu(parent.act) else None
             act = "relu" if isinstance(parent.act, nn.ReLU) else act
             if act is not None and isinstance(parent.lin1, nn.Linear):
@@ -782,7 +663,7 @@ class _TwoWayTransformer(_nn().Module):
         first = self.layers[0] if len(self.layers) else None
         self.static_ok = (
             first is not None
-            and type(first).__name__ == "TwoWayAttentionBlock"
+            and isinstance(first, classes().two_way_block)
             and bool(first.skip_first_layer_pe)
             and isinstance(first.cross_attn_token_to_image, _SamAttention)
             and isinstance(first.cross_attn_image_to_token, _SamAttention)
@@ -807,7 +688,7 @@ class _TwoWayTransformer(_nn().Module):
 
     @staticmethod
     def _folded_block(layer, queries, keys, query_pe, key_pe):
-        """``TwoWayAttentionBlock.forward`` with :mod:`._folded_attention`'s cross attentions."""
+        """``TwoWayAttentionBlock.forward`` with :mod:`.folded_attention`'s cross attentions."""
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -835,7 +716,7 @@ class _TwoWayTransformer(_nn().Module):
                 queries, keys = self._first_block(
                     layer, queries, keys, point_embedding, key_pe, static, fold
                 )
-            elif fold and type(layer).__name__ == "TwoWayAttentionBlock":
+            elif fold and isinstance(layer, classes().two_way_block):
                 queries, keys = self._folded_block(layer, queries, keys, point_embedding, key_pe)
             else:
                 queries, keys = layer(
@@ -850,32 +731,6 @@ class _TwoWayTransformer(_nn().Module):
         return self.norm_final_attn(queries), keys
 
 
-def first_block_projections(layer, image, key_pe, static: dict) -> None:
-    """Fill ``static`` with the first block's projections of one image's tokens ``(1, N, C)``.
-
-    They do not depend on the prompt while the dense prompt embedding does not: the
-    token-to-image attention's keys and values (``t2i_k``, ``t2i_v``, and split into heads,
-    ``t2i_kv_heads``) and the image-to-token attention's queries (``i2t_q``, and per head for
-    :mod:`._folded_attention`, ``i2t_q_heads``). Nothing is recomputed once present.
-    """
-    if "t2i_kv_heads" in static:
-        return
-    t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-    pos = image + key_pe
-    static["t2i_k"] = t2i.k_proj(pos)
-    static["t2i_v"] = t2i.v_proj(image)
-    static["i2t_q"] = i2t.q_proj(pos)
-    static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
-    static["t2i_kv_heads"] = tuple(
-        t2i._heads(static[name]).contiguous() for name in ("t2i_k", "t2i_v")
-    )
-
-
-def tokens_of(image):
-    """``(B, C, H, W)`` -> contiguous ``(B, H*W, C)`` (free when ``image`` is channels-last)."""
-    return image.flatten(2).transpose(1, 2).contiguous()
-
-
 class AcceleratedDecoder(_nn().Module):
     """An inference-only copy of a SAM ``MaskDecoder`` (same call signature and outputs).
 
@@ -885,7 +740,7 @@ class AcceleratedDecoder(_nn().Module):
     while the dense prompt embedding is the same for every prompt (no mask prompt): the
     prompt-independent projections of the image tokens are stored there and reused. Only the
     masks asked for are computed (upstream computes all four and slices). With ``static`` the
-    decoder runs in stages over blocks of image rows (:mod:`napari_samcam._staged_decoder`),
+    decoder runs in stages over blocks of image rows (:mod:`.staged_decoder`),
     whose blocks go to ``workers`` threads.
     """
 
@@ -900,14 +755,14 @@ class AcceleratedDecoder(_nn().Module):
             p.requires_grad_(False)
         for parent in list(body.modules()):
             for name, child in list(parent.named_children()):
-                if type(child).__name__ == "Attention" and hasattr(child, "q_proj"):
+                if isinstance(child, classes().attention):
                     setattr(parent, name, _SamAttention(child, opts))
                     self.report["attention"] = self.report.get("attention", 0) + 1
         _rewrite_generic(body, opts, self.report)
         self.tokens = False
         transformer = getattr(body, "transformer", None)
         tokens_ok = opts["channels_last"] or opts["fold_attention"]
-        if tokens_ok and type(transformer).__name__ == "TwoWayTransformer":
+        if tokens_ok and isinstance(transformer, classes().two_way_transformer):
             body.transformer = _TwoWayTransformer(transformer, fold=opts["fold_attention"])
             self.tokens = True
             self.report["two_way_transformer"] = 1
@@ -921,7 +776,7 @@ class AcceleratedDecoder(_nn().Module):
                 if _is_2x2_transpose(layer):
                     upscaling[i] = ConvTranspose2x2(layer, fused=opts["fused"])
                     self.report["conv_transpose"] = self.report.get("conv_transpose", 0) + 1
-                elif type(layer).__name__ == "LayerNorm2d":
+                elif isinstance(layer, classes().layer_norm_2d):
                     upscaling[i] = LayerNorm2dLast(layer)
                     self.report["layer_norm_2d"] = self.report.get("layer_norm_2d", 0) + 1
         self.body = body

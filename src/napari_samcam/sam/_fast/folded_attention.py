@@ -20,7 +20,7 @@ sums differs (relative differences ~1e-6, like a different thread count).
 
 The token-side operands are computed once (:func:`token_queries`, :func:`image_operands`) and
 applied to image tokens by any number of row blocks (:func:`image_scores`,
-:func:`image_update`), which is how :mod:`napari_samcam._staged_decoder` splits the work.
+:func:`image_update`), which is how :mod:`.staged_decoder` splits the work.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "ImageOperands",
+    "first_block_projections",
     "foldable",
     "image_operands",
     "image_scores",
@@ -40,6 +41,7 @@ __all__ = [
     "token_output",
     "token_queries",
     "token_to_image",
+    "tokens_of",
 ]
 
 
@@ -211,6 +213,32 @@ def image_to_token(attn, keys_pos, queries_pos, queries, residual, projected_key
     projected = projected_keys is not None
     ops = image_operands(attn, queries_pos, queries, projected)
     return image_update(ops, projected_keys if projected else keys_pos, residual)
+
+
+def first_block_projections(layer, image, key_pe, static: dict) -> None:
+    """Fill ``static`` with the first block's projections of one image's tokens ``(1, N, C)``.
+
+    They do not depend on the prompt while the dense prompt embedding does not: the
+    token-to-image attention's keys and values (``t2i_k``, ``t2i_v``, and split into heads,
+    ``t2i_kv_heads``) and the image-to-token attention's queries (``i2t_q``, and per head for
+    :mod:`.folded_attention`, ``i2t_q_heads``). Nothing is recomputed once present.
+    """
+    if "t2i_kv_heads" in static:
+        return
+    t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+    pos = image + key_pe
+    static["t2i_k"] = t2i.k_proj(pos)
+    static["t2i_v"] = t2i.v_proj(image)
+    static["i2t_q"] = i2t.q_proj(pos)
+    static["i2t_q_heads"] = projected_heads(static["i2t_q"], i2t.num_heads)
+    static["t2i_kv_heads"] = tuple(
+        t2i._heads(static[name]).contiguous() for name in ("t2i_k", "t2i_v")
+    )
+
+
+def tokens_of(image):
+    """``(B, C, H, W)`` -> contiguous ``(B, H*W, C)`` (free when ``image`` is channels-last)."""
+    return image.flatten(2).transpose(1, 2).contiguous()
 
 
 def _torch():
