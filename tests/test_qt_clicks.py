@@ -314,7 +314,7 @@ def test_every_prompt_kind_on_the_2d_sample(
 
     # points: the prompt layers, a positive and a negative point (T flips the selected one)
     click(qtbot, widget.prompt_layers_button)
-    points = viewer.layers["phantom lesion points"]
+    points = viewer.layers["phantom lesion point prompts"]
     assert widget.points.value is points
     points.add([[300.0, 400.0], [60.0, 60.0]])
     points.selected_data = {1}
@@ -425,8 +425,12 @@ def test_every_prompt_kind_on_the_3d_stack(
     table = viewer.layers["phantom stack box regions"].features
     assert sorted(table["slice"].astype(int)) == box_slices
 
+    n_sample_boxes = len(boxes.data)
     click(qtbot, widget.prompt_layers_button)
-    points = viewer.layers[f"{image.name} points"]
+    # new, empty prompt layers beside the sample's own boxes, which stay as they were
+    drawn = viewer.layers[f"{image.name} box prompts"]
+    assert drawn is not boxes and len(drawn.data) == 0 and len(boxes.data) == n_sample_boxes
+    points = viewer.layers[f"{image.name} point prompts"]
     points.add([[shown, 300.0, 250.0]])
     choose(widget.prompt_kind, "points")
     click(qtbot, widget.segment_button)

@@ -22,7 +22,9 @@ def add_prompt_layers(viewer, image):
     geometry = geometry_kwargs(image)
     lead = leading_shape(image)
     ndim = len(lead) + 2
-    boxes_name, points_name = f"{image.name} boxes", f"{image.name} points"
+    # named apart from a sample's or a dataset's own annotation layers ("<image> box(es)")
+    boxes_name = f"{image.name} box prompts"
+    points_name = f"{image.name} point prompts"
     if boxes_name not in layers:
         viewer.add_shapes(
             ndim=ndim,

@@ -391,8 +391,8 @@ def unreliable_regions_note(results: list[tuple]) -> str:
     flagged = [(r, cols["region_reason"]) for r, cols in flagged if cols["region_unreliable"]]
     if not flagged:
         return ""
-    reasons = sorted({reason for _, reason in flagged if reason})
-    why = f" ({'; '.join(reasons[:3])})" if reasons else ""
+    reasons = [reason for _, reason in flagged if reason]
+    why = f" (the first: {reasons[0]})" if reasons else ""
     return (
         f"{len(flagged)} of {len(regions)} SAM region(s) look unreliable{why}: their scores are "
         "flagged in the region table (region_unreliable). Check the mask, or draw a tighter box."
