@@ -289,6 +289,7 @@ def test_volume_slices_and_all_slices(
     boxes = viewer.layers["phantom stack boxes"]
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     box_slices = sorted({int(v[0, 0]) for v in boxes.data})
+    assert viewer.dims.current_step[0] in box_slices  # it opens on a slice with a box
     viewer.dims.set_current_step(0, box_slices[0])
     assert f"slice {box_slices[0]} / 7" in widget.slice_label.text()  # as napari's slider
 
@@ -303,6 +304,7 @@ def test_volume_slices_and_all_slices(
     _wait(widget, qtbot)
     assert all(saliency.data[i].any() for i in range(8))
     assert len(saliency.metadata[META_KEY]["slices"]) == 8
+    assert widget.predictions.text().startswith("predicted (slice 7): ")  # the last one run
 
     widget.segment_button.click()  # displayed slice only
     _wait(widget, qtbot)

@@ -125,13 +125,22 @@ def phantom_marker() -> list[LayerData]:
     return _single(case, "phantom lesion + marker")
 
 
+def _lesions_in_the_middle(cases) -> list:
+    """The cases with a lesion between the negatives, so that the slice napari shows first (the
+    middle one) has a box to prompt."""
+    negatives = [c for c in cases if c.box is None]
+    half = len(negatives) // 2
+    return [*negatives[:half], *(c for c in cases if c.box is not None), *negatives[half:]]
+
+
 def phantom_stack() -> list[LayerData]:
-    """Eight chest phantoms stacked as a 3-D volume (half with lesions), with their boxes."""
-    cases = _series(None)
+    """Eight chest phantoms stacked as a 3-D volume (the middle half with lesions), with their
+    boxes."""
+    cases = _lesions_in_the_middle(_series(None))
     name = "phantom stack"
     volume = np.stack([c.image for c in cases])
     info = {"cases": [_case_info(c) for c in cases]}
-    rectangles = [box_to_rectangle(c.box, (c.index,)) for c in cases if c.box is not None]
+    rectangles = [box_to_rectangle(c.box, (k,)) for k, c in enumerate(cases) if c.box is not None]
     masks = np.stack([c.mask for c in cases])
     return [
         _image(volume, name, info),

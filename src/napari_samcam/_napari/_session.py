@@ -173,6 +173,8 @@ class SamcamSession:
         self.metric_options = dict(metric_options or {})
         self.text_options = dict(text_options or {})
         self.predictions: dict[str, float] = {}
+        #: The plane (leading indices; empty for a 2-D image) :attr:`predictions` belong to.
+        self.predictions_index: tuple[int, ...] = ()
         self._classifiers: dict[tuple, Any] = {}
         self._announced: Any = None
         self._image = None
@@ -424,13 +426,14 @@ class SamcamSession:
         image = self.image_layer(layer)
         (idx,) = self._indices(image, index, False)
         plane = image_plane(image, idx)
-        return self._predict_gen(plane)
+        return self._predict_gen(plane, idx)
 
-    def _predict_gen(self, plane) -> Job:
+    def _predict_gen(self, plane, index: tuple[int, ...]) -> Job:
         probabilities = yield from predict_steps(plane, self._load_classifier, self._cancel)
 
         def apply():
             self.predictions = dict(probabilities)
+            self.predictions_index = tuple(index)
             self.predictions_changed.emit(dict(probabilities))
             return dict(probabilities)
 
@@ -483,6 +486,7 @@ class SamcamSession:
         layer = write_saliency(self.viewer, image, results)
         last = results[-1][1]
         self.predictions = dict(zip(names, last.probabilities, strict=False))
+        self.predictions_index = tuple(results[-1][0])
         self.predictions_changed.emit(dict(self.predictions))
         self.status.emit(
             f"{last.classifier}: {last.class_name} (p = {last.probability:.2f}), {last.method} "

@@ -591,7 +591,10 @@ class SamcamWidget(QWidget):
             self.predictions.setText("")
             return
         ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])[:5]
-        self.predictions.setText("predicted: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked))
+        index = self.session.predictions_index
+        where = f" (slice {', '.join(map(str, index))})" if index else ""
+        text = ", ".join(f"{k} {v:.2f}" for k, v in ranked)
+        self.predictions.setText(f"predicted{where}: {text}")
 
     def _on_classifier_loaded(self, classifier) -> None:
         try:
