@@ -203,7 +203,8 @@ def test_explain_segment_table_and_session(make_napari_viewer, qtbot, tmp_path, 
         lambda: len(other.layers) == len(names),
     )
     assert [layer.name for layer in other.layers] == names
-    check(stall, limit, "reopening the saved session")
+    # napari adds the reader's ~10 layers on the GUI thread, like a sample's
+    check_known_slow(stall, limit, "reopening the saved session")
 
 
 @pytest.mark.slow

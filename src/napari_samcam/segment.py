@@ -118,6 +118,8 @@ class Segmenter:
         accelerate = env_flag("SAMCAM_ACCELERATE", True) if accelerate is None else accelerate
         if compile_encoder is None:
             compile_encoder = env_flag("SAMCAM_COMPILE", False)
+        if not isinstance(model, SamBackend) and getattr(model, "family", None) is None:
+            model = load_sam_model(model)  # a bare model module (e.g. a segment_anything Sam)
         self.backend: SamBackend = make_backend(
             model, accelerate=bool(accelerate), compile_encoder=bool(compile_encoder)
         )

@@ -61,6 +61,6 @@ def make_backend(
         if family == module.FAMILY:
             return module.backend(model)
     raise InputError(
-        f"SAM model {getattr(model, 'name', model)!r} of family {family!r} has no backend; "
-        "load it with napari_samcam.load_sam_model."
+        f"SAM model {getattr(model, 'name', type(model).__name__)!r} of family {family!r} has no "
+        "backend; load it with napari_samcam.load_sam_model."
     )
