@@ -312,6 +312,30 @@ def test_memory_limit_script_caps_a_command_and_its_children(tmp_path):
         assert "MemoryError" in done.stderr
 
 
+def test_memory_limit_script_makes_pyarrow_allocate_with_malloc(tmp_path):
+    # mimalloc reserves 1 GiB on first use, which RLIMIT_DATA would count as used
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "memory_limit.py"
+    code = "import pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    for preset, expected in ((None, "system"), ("mimalloc", "mimalloc")):
+        if preset:
+            env["ARROW_DEFAULT_MEMORY_POOL"] = preset
+        done = subprocess.run(
+            [sys.executable, str(script), "2G", "--", sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
 def test_session_writer_into_a_path_under_a_file(tmp_path):
     from napari_samcam._napari._writer import write_session
 
