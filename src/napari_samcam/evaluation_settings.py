@@ -278,8 +278,8 @@ SETTINGS: tuple[Setting, ...] = (
         "context",
         2.5,
         "Zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per box "
-        "(better masks for small lesions, one encoder run per box); none (CLI: 0) embeds the "
-        "whole image once.",
+        "(better masks for small lesions, one encoder run per box); None (0 on the command line "
+        "and in the napari widget) embeds the whole image once.",
         "job",
         "float or None",
         flag="--context",
@@ -578,6 +578,6 @@ def settings_markdown() -> str:
     for entry in SETTINGS:
         flag = f"`{entry.flag}`" if entry.flag else "(Python only)"
         default = "" if entry.default is None else f"`{entry.default!r}`"
-        text = entry.help.replace("|", "\\|")
+        text = entry.help.replace("|", "\\|").replace("<", "&lt;")
         rows.append(f"| `{entry.name}` | {flag} | {default} | {entry.group} | {text} |")
     return "\n".join(rows)

@@ -30,6 +30,7 @@ import numpy as np
 from psygnal import Signal
 
 from ..errors import InputError, SamcamError
+from ..evaluation_settings import setting
 from ._choices import (
     BUILTIN_CLASSIFIER_NAMES,
     PROMPT_KINDS,
@@ -90,6 +91,11 @@ __all__ = [
     "toggle_polarity",
 ]
 
+#: The defaults shared with dataset evaluation come from its settings' declaration.
+_DEFAULT_METHOD = setting("methods").default[0]
+_DEFAULT_SAM = setting("sam").default
+_DEFAULT_CONTEXT = setting("context").default
+
 
 class SamcamSession:
     """Saliency, SAM regions and localization metrics for the layers of one napari viewer.
@@ -147,11 +153,11 @@ class SamcamSession:
         classifier: Any = "lesion-detector",
         checkpoint: str | None = None,
         trust_checkpoint: bool = False,
-        method: str = "gradcam",
+        method: str = _DEFAULT_METHOD,
         target: int | str | None = None,
         target_layer: str | None = None,
-        segmenter: Any = "litemedsam",
-        context: float | None = 2.5,
+        segmenter: Any = _DEFAULT_SAM,
+        context: float | None = _DEFAULT_CONTEXT,
         clip: str | None = None,
         device: str | None = None,
         metric_options: dict | None = None,

@@ -1,0 +1,168 @@
+"""The evaluation settings are declared once and every surface follows the declaration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from napari_samcam.errors import InputError
+from napari_samcam.evaluation_settings import SETTINGS, check_settings, setting, spec_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from napari_samcam.cli import evaluate as cli_evaluate
+
+    parser = argparse.ArgumentParser(prog="samcam")
+    return cli_evaluate.add_parser(parser.add_subparsers())
+
+
+def test_spelled_choices_equal_the_modules_that_own_them():
+    from napari_samcam.agreement import WILCOXON_ZERO_METHODS
+    from napari_samcam.evaluate.comparisons import HOLM_FAMILIES
+    from napari_samcam.metrics import BINARIZE_METHODS
+    from napari_samcam.protocols import PROTOCOLS
+    from napari_samcam.region_sources import REGION_SOURCES
+
+    assert setting("holm_family").choices == tuple(HOLM_FAMILIES)
+    assert setting("zero_method").choices == tuple(WILCOXON_ZERO_METHODS)
+    assert setting("protocol").choices == tuple(PROTOCOLS)
+    assert setting("binarization").choices == tuple(BINARIZE_METHODS)
+    assert setting("region_sources").choices == tuple(REGION_SOURCES)
+
+
+def test_every_flag_is_an_argument_whose_default_is_the_declared_one():
+    parser = _parser()
+    by_dest = {action.dest: action for action in parser._actions}
+    flagged = [entry for entry in SETTINGS if entry.flag]
+    assert len(flagged) >= 30
+    for entry in flagged:
+        action = by_dest[entry.name]
+        assert action.option_strings == [entry.flag]
+        default = entry.flag_default()
+        assert action.default == (list(default) if isinstance(default, tuple) else default)
+        if entry.choices:
+            assert list(action.choices) == list(entry.choices)
+    # nothing but the declared flags, the manifest, --out, --quiet and --help
+    own = {a.dest for a in parser._actions} - {e.name for e in flagged}
+    assert own == {"help", "manifest", "out", "quiet"}
+
+
+def test_parsed_flags_become_evaluate_keywords():
+    from napari_samcam.cli.evaluate import settings_from_args
+
+    parser = _parser()
+    defaults = settings_from_args(parser.parse_args(["m.csv", "--out", "o"]))
+    assert defaults == {
+        entry.name: list(d) if isinstance(d := entry.flag_default(), tuple) else d
+        for entry in SETTINGS
+        if entry.flag and entry.flag_default() is not None
+    }
+    assert defaults["context"] == 2.5 and defaults["plots"] is True
+    args = parser.parse_args(
+        "m.csv --out o --model a --model b --context 0 --target 3 --holm-family pair "
+        "--no-plots --bootstrap 50 --regions box sam-box --wilcoxon-zeros pratt".split()
+    )
+    given = settings_from_args(args)
+    assert given["classifiers"] == ["a", "b"]
+    assert "context" not in given  # 0 on the command line: None, evaluate's "whole image"
+    assert given["target"] == 3 and isinstance(given["target"], int)
+    assert given["holm_family"] == "pair" and given["zero_method"] == "pratt"
+    assert given["plots"] is False and given["report"] is True
+    assert given["n_resamples"] == 50
+    assert given["region_sources"] == ["box", "sam-box"]
+    assert settings_from_args(parser.parse_args("m.csv --out o --target lesion".split()))[
+        "target"
+    ] == ("lesion")
+
+
+def test_unknown_and_invalid_settings_are_refused_by_name(tmp_path):
+    from napari_samcam.evaluate import evaluate, make_spec
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"'n_resample'.*valid settings: classifiers, "):
+        evaluate(manifest, out, n_resample=10)
+    with pytest.raises(InputError, match=r"gallery.*n_resamples.*holm_family"):
+        evaluate(manifest, out, n_resample=10)
+    with pytest.raises(InputError, match=r"limit=0: pass a positive number.*--limit"):
+        evaluate(manifest, out, limit=0)
+    with pytest.raises(InputError, match=r"protocol='ours': pass one of samcam, chexlocalize"):
+        evaluate(manifest, out, protocol="ours")
+    assert not out.exists()  # refused before anything is written
+    with pytest.raises(InputError, match=r"unknown job setting\(s\) 'plots'"):
+        make_spec(plots=False)
+
+
+def test_check_settings_fills_every_default():
+    values = check_settings({"seed": 7})
+    assert values["seed"] == 7
+    assert values["context"] == 2.5 and values["holm_family"] == "run"
+    assert set(values) == {entry.name for entry in SETTINGS}
+    assert set(check_settings({}, group="output")) == {
+        e.name for e in SETTINGS if e.group == "output"
+    }
+
+
+def test_evalspec_fields_and_defaults_follow_the_declaration():
+    from napari_samcam.evaluate.jobs import EvalSpec
+
+    fields = {f.name: f for f in dataclasses.fields(EvalSpec)}
+    stored = {entry.name: entry.default for entry in spec_fields()}
+    assert set(fields) == set(stored) | {"classifiers", "sam", "binarization"}
+    spec = EvalSpec(classifiers=())
+    for name, default in stored.items():
+        assert getattr(spec, name) == default
+    assert spec.context == 2.5 and spec.methods == ("gradcam",)
+
+
+def test_config_records_new_settings_only_when_changed():
+    """An output folder of a run made before a setting existed keeps its digest."""
+    from napari_samcam.evaluate.jobs import EvalSpec
+
+    plain = EvalSpec(classifiers=())
+    config = plain.config()
+    assert "protocol" not in config and "sam_preprocess" not in config
+    assert "saliency" not in config and "trust_saliency" not in config
+    assert config["context"] == 2.5 and config["methods"] == ["gradcam"]
+    changed = dataclasses.replace(plain, protocol="chexlocalize")
+    assert changed.config()["protocol"] == "chexlocalize"
+    assert changed.digest() != plain.digest()
+    with_folder = dataclasses.replace(plain, saliency="maps")
+    assert with_folder.config()["trust_saliency"] is False
+
+
+def test_evaluate_docstring_lists_every_setting():
+    from napari_samcam.evaluate import evaluate
+
+    doc = evaluate.__doc__
+    for entry in SETTINGS:
+        assert f"\n    {entry.name} : {entry.type}\n" in doc
+
+
+def test_docs_table_is_the_declaration():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "settings_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, "docs/evaluation.md: run scripts/settings_table.py"
+    text = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    for entry in SETTINGS:
+        assert f"| `{entry.name}` |" in text
+
+
+def test_session_defaults_are_the_declared_ones():
+    from napari_samcam._napari._session import SamcamSession
+
+    session = SamcamSession(None)
+    assert session.context == setting("context").default
+    assert session.method == setting("methods").default[0]
+    assert session.segmenter_spec == setting("sam").default
