@@ -66,8 +66,29 @@ def test_parsed_flags_become_evaluate_keywords():
     }
     assert defaults["context"] == 2.5 and defaults["plots"] is True
     args = parser.parse_args(
-        "m.csv --out o --model a --model b --context 0 --target 3 --holm-family pair "
-        "--no-plots --bootstrap 50 --regions box sam-box --wilcoxon-zeros pratt".split()
+        [
+            "m.csv",
+            "--out",
+            "o",
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--context",
+            "0",
+            "--target",
+            "3",
+            "--holm-family",
+            "pair",
+            "--no-plots",
+            "--bootstrap",
+            "50",
+            "--regions",
+            "box",
+            "sam-box",
+            "--wilcoxon-zeros",
+            "pratt",
+        ]
     )
     given = settings_from_args(args)
     assert given["classifiers"] == ["a", "b"]
@@ -77,9 +98,8 @@ def test_parsed_flags_become_evaluate_keywords():
     assert given["plots"] is False and given["report"] is True
     assert given["n_resamples"] == 50
     assert given["region_sources"] == ["box", "sam-box"]
-    assert settings_from_args(parser.parse_args("m.csv --out o --target lesion".split()))[
-        "target"
-    ] == ("lesion")
+    named = parser.parse_args(["m.csv", "--out", "o", "--target", "lesion"])
+    assert settings_from_args(named)["target"] == "lesion"
 
 
 def test_unknown_and_invalid_settings_are_refused_by_name(tmp_path):
