@@ -186,3 +186,39 @@ def test_session_defaults_are_the_declared_ones():
     assert session.context == setting("context").default
     assert session.method == setting("methods").default[0]
     assert session.segmenter_spec == setting("sam").default
+
+
+@pytest.mark.parametrize("option", ["eigen_smooth", "aug_smooth"])
+def test_cam_smoothing_reaches_the_job(option, tiny_phantoms, tiny_lesion_classifier):
+    """``--eigen-smooth`` / ``--aug-smooth``: each map is the smoothed CAM explain() gives."""
+    import numpy as np
+
+    from napari_samcam.cli.evaluate import settings_from_args
+    from napari_samcam.evaluate import load_manifest, make_spec
+    from napari_samcam.evaluate.jobs import make_jobs, run_job
+    from napari_samcam.images import read_image
+    from napari_samcam.saliency import explain
+
+    flag = setting(option).flag
+    assert settings_from_args(_parser().parse_args(["m.csv", "--out", "o", flag]))[option]
+    items = [item for item in load_manifest(tiny_phantoms) if item.positive][:1]
+    specs = {
+        smooth: make_spec(
+            classifiers=[tiny_lesion_classifier],
+            region_sources=["ground-truth"],
+            **{option: smooth},
+        )
+        for smooth in (False, True)
+    }
+    assert option not in specs[False].config()  # earlier output folders still resume
+    assert specs[True].config()[option] is True
+    assert specs[True].digest() != specs[False].digest()
+    maps = {}
+    for smooth, spec in specs.items():
+        (job,) = make_jobs(items, spec)
+        (saliency,) = run_job(job, spec, keep_arrays=True).saliencies.values()
+        maps[smooth] = saliency.map
+    image = read_image(items[0].path).array
+    expected = explain(image, tiny_lesion_classifier, target=1, **{option: True}).map
+    np.testing.assert_allclose(maps[True], expected, atol=1e-6)
+    assert np.abs(maps[True] - maps[False]).max() > 1e-3

@@ -218,6 +218,30 @@ SETTINGS: tuple[Setting, ...] = (
         widget="method",
     ),
     Setting(
+        "aug_smooth",
+        False,
+        "Smooth each CAM by test-time augmentation (pytorch-grad-cam's aug_smooth: horizontal "
+        "flips and scalings averaged; 6 CAM runs instead of 1; not with finercam).",
+        "job",
+        "bool",
+        flag="--aug-smooth",
+        action="store_true",
+        in_spec=True,
+        record="changed",
+    ),
+    Setting(
+        "eigen_smooth",
+        False,
+        "Smooth each CAM by its first principal component (pytorch-grad-cam's eigen_smooth: "
+        "less noise, the map of the dominant pattern).",
+        "job",
+        "bool",
+        flag="--eigen-smooth",
+        action="store_true",
+        in_spec=True,
+        record="changed",
+    ),
+    Setting(
         "target",
         None,
         "Class to explain (index or name); default: the item's class when the classifier has "

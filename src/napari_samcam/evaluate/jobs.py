@@ -599,7 +599,13 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                 if skey not in saliencies:
                     with entry.lock:
                         saliencies[skey] = explain(
-                            image, classifier, method=method, target=target, window=window
+                            image,
+                            classifier,
+                            method=method,
+                            target=target,
+                            window=window,
+                            aug_smooth=spec.aug_smooth,
+                            eigen_smooth=spec.eigen_smooth,
                         )
                 yield classifier.name, entry.version, method, skey, saliencies[skey]
 
