@@ -97,6 +97,8 @@ def test_parsed_flags_become_evaluate_keywords():
     assert given["holm_family"] == "pair" and given["zero_method"] == "pratt"
     assert given["plots"] is False and given["report"] is True
     assert given["n_resamples"] == 50
+    seeded = parser.parse_args(["m.csv", "--out", "o", "--bootstrap-seed", "7"])
+    assert settings_from_args(seeded)["seed"] == 7
     assert given["region_sources"] == ["box", "sam-box"]
     named = parser.parse_args(["m.csv", "--out", "o", "--target", "lesion"])
     assert settings_from_args(named)["target"] == "lesion"

@@ -484,9 +484,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "seed",
         0,
-        "Seed of the bootstrap resamples.",
+        "Seed of the bootstrap resamples (the same seed gives the same intervals).",
         "output",
         "int",
+        flag="--bootstrap-seed",
+        arg_type="non_negative_int",
+        metavar="SEED",
     ),
     Setting(
         "holm_family",
