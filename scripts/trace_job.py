@@ -64,6 +64,7 @@ class CallTrace:
         self.reentries = 0
         self.into: collections.Counter = collections.Counter()
         self.validate_from: collections.Counter = collections.Counter()
+        self.calls: collections.Counter = collections.Counter()
         self._left: set[str] = set()
 
     def _name(self, filename: str) -> str | None:
@@ -92,6 +93,7 @@ class CallTrace:
             return
         self.cross += 1
         self.into[callee] += 1
+        self.calls[f"{caller} -> {callee}:{code.co_name}"] += 1
         if callee in self._left:
             self.reentries += 1
         self._left.add(caller)
@@ -113,6 +115,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sources", nargs="+", default=["ground-truth", "box", "sam-box", "sam-saliency-box"]
+    )
+    parser.add_argument(
+        "--calls", action="store_true", help="also list every cross-file call and its count"
     )
     args = parser.parse_args(argv)
 
@@ -154,6 +159,9 @@ def main(argv=None) -> int:
             print(f"{key}: {', '.join(value)}")
         else:
             print(f"{key}: {value}")
+    if args.calls:
+        for call, count in sorted(trace.calls.items()):
+            print(f"  {count:3d}  {call}")
     return 0
 
 

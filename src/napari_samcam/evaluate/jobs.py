@@ -478,14 +478,15 @@ def rows_frame(rows: list[dict], pd=None):
     return frame
 
 
-def _select_2d(data, item: Item) -> np.ndarray:
-    array = data.array
-    if array.ndim == 3 and not data.rgb:
+def _select_2d(data, item: Item):
+    """The image of ``data`` (a :class:`~napari_samcam.images.CheckedImage`), if it is 2-D."""
+    checked = data.checked
+    if checked.ndim == 3 and not data.rgb:
         raise InputError(
-            f"{item.where}: image {item.image!r} is a volume of {array.shape[0]} slices; "
+            f"{item.where}: image {item.image!r} is a volume of {checked.shape[0]} slices; "
             "evaluation works on 2-D images: export the slices you want as 2-D files."
         )
-    return array
+    return checked
 
 
 def _resolve_target(loaded: _LoadedClassifier, item: Item, target) -> int | None:
@@ -521,7 +522,9 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
     from ..saliency_files import read_saliency
 
     data = read_image(job.path)
-    image = _select_2d(data, job.items[0])
+    # checked once, where it is read: everything below takes the CheckedImage as it is
+    checked = _select_2d(data, job.items[0])
+    image = checked.array
     window = data.window
     image_key = image_hash(image)
     shape = image.shape[:2]
@@ -599,7 +602,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                 if skey not in saliencies:
                     with entry.lock:
                         saliencies[skey] = explain(
-                            image,
+                            checked,
                             classifier,
                             method=method,
                             target=target,
@@ -626,7 +629,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     continue
                 region = annotation_region(
                     source,
-                    image,
+                    checked,
                     mask=mask,
                     boxes=boxes,
                     segmenter=segmenter,
@@ -654,7 +657,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     if rkey not in saliency_regions:
                         saliency_regions[rkey] = saliency_region(
                             source,
-                            image,
+                            checked,
                             saliency.map,
                             segmenter=segmenter,
                             binarization=binarization,
