@@ -1,6 +1,6 @@
 """Benchmark: ``samcam evaluate`` throughput against the model compute it cannot avoid.
 
-Runs :func:`napari_samcam.evaluate.evaluate` (what ``samcam evaluate`` runs, with its default
+Runs :func:`napari_samcam.evaluation.evaluate` (what ``samcam evaluate`` runs, with its default
 region sources, plots and report) on N phantom radiographs, in this process after a warm-up
 evaluation of another phantom (so model loading is not counted). Every encoder run, prompt
 decode and Grad-CAM inside it is counted and timed; the same three operations are also timed
@@ -58,7 +58,7 @@ def _disk(out: Path) -> dict[str, int]:
 
 def _clear_embeddings() -> None:
     """Forget SAM embeddings cached by earlier runs in this process."""
-    from napari_samcam.evaluate import jobs
+    from napari_samcam.evaluation import jobs
 
     for segmenter in jobs._SEGMENTERS.values():
         segmenter.clear_cache()
@@ -67,8 +67,8 @@ def _clear_embeddings() -> None:
 @contextmanager
 def counting():
     """Count and time encoder runs, prompt decodes, Grad-CAMs and per-image jobs."""
-    import napari_samcam.evaluate.gallery as gallery
-    import napari_samcam.evaluate.runner as runner
+    import napari_samcam.evaluation.gallery as gallery
+    import napari_samcam.evaluation.runner as runner
     import napari_samcam.saliency as saliency
     from napari_samcam.segment import Segmenter
 
@@ -93,7 +93,7 @@ def counting():
     wrap(Segmenter, "_run_encoder", "encoder")
     wrap(Segmenter, "_decode", "decode")
     wrap(saliency, "explain", "cam")
-    wrap(runner, "run_job", "job")
+    wrap(runner, "run_image_job", "job")
     wrap(runner, "pack_job_arrays", "pack_arrays")
     wrap(gallery, "gallery_html", "gallery")
     try:
@@ -133,7 +133,7 @@ def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, fl
 
 def run(n: int = 16, device: str = "auto") -> dict:
     from benchmarks.bench_cam import load_benchmark_classifier
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     dev = pick_device(device)
@@ -334,7 +334,7 @@ def ten_task_classifier(device):
 @contextmanager
 def timing_metrics():
     """Time every metric computation inside a run: scoring and the map's shared work."""
-    import napari_samcam.evaluate.jobs as jobs
+    import napari_samcam.evaluation.jobs as jobs
     import napari_samcam.metrics as metrics
 
     spent = {"metrics": 0.0, "calls": 0}
@@ -354,7 +354,7 @@ def timing_metrics():
         setattr(owner, name, wrapper)
         patched.append((owner, name, original))
 
-    wrap(metrics, "localization_metrics")  # run_job imports it when it runs
+    wrap(metrics, "localization_metrics")  # run_image_job imports it when it runs
     wrap(jobs, "_shared_binary")  # the binarized map, shared with saliency-box prompts
     try:
         yield spent
@@ -365,7 +365,7 @@ def timing_metrics():
 
 def run_share(n: int = 1, device: str = "auto") -> dict:
     """Share of the metrics in ``evaluate`` on ``n`` CheXlocalize-size images x 10 tasks."""
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     dev = pick_device(device)
     classifier, label = ten_task_classifier(dev)

@@ -85,8 +85,8 @@ def test_a_dataset_job_validates_its_image_once(
     monkeypatch, tiny_phantoms, tiny_lesion_classifier
 ):
     from conftest import build_tiny_sam
-    from napari_samcam.evaluate import load_manifest, make_spec
-    from napari_samcam.evaluate.jobs import make_jobs, run_job
+    from napari_samcam.evaluation import load_manifest, make_spec
+    from napari_samcam.evaluation.jobs import make_jobs, run_image_job
 
     spec = make_spec(
         classifiers=[tiny_lesion_classifier],
@@ -108,7 +108,7 @@ def test_a_dataset_job_validates_its_image_once(
         module = __import__(f"napari_samcam.{module}", fromlist=["x"])
         if hasattr(module, "validate_image"):
             monkeypatch.setattr(module, "validate_image", counting)
-    result = run_job(job, spec)
+    result = run_image_job(job, spec)
     assert len(result.rows) > 0
     # the image file once and its mask file once, nothing inside the job again
     assert names.count(str(job.path)) == 1

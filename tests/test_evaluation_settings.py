@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_spelled_choices_equal_the_modules_that_own_them():
     from napari_samcam.agreement import WILCOXON_ZERO_METHODS
-    from napari_samcam.evaluate.comparisons import HOLM_FAMILIES
+    from napari_samcam.evaluation.comparisons import HOLM_FAMILIES
     from napari_samcam.metrics import BINARIZE_METHODS
     from napari_samcam.protocols import PROTOCOLS
     from napari_samcam.region_sources import REGION_SOURCES
@@ -105,7 +105,7 @@ def test_parsed_flags_become_evaluate_keywords():
 
 
 def test_unknown_and_invalid_settings_are_refused_by_name(tmp_path):
-    from napari_samcam.evaluate import evaluate, make_spec
+    from napari_samcam.evaluation import evaluate, make_spec
 
     manifest = tmp_path / "m.csv"
     manifest.write_text("image\n")
@@ -134,7 +134,7 @@ def test_check_settings_fills_every_default():
 
 
 def test_evalspec_fields_and_defaults_follow_the_declaration():
-    from napari_samcam.evaluate.jobs import EvalSpec
+    from napari_samcam.evaluation.jobs import EvalSpec
 
     fields = {f.name: f for f in dataclasses.fields(EvalSpec)}
     stored = {entry.name: entry.default for entry in spec_fields()}
@@ -147,7 +147,7 @@ def test_evalspec_fields_and_defaults_follow_the_declaration():
 
 def test_config_records_new_settings_only_when_changed():
     """An output folder of a run made before a setting existed keeps its digest."""
-    from napari_samcam.evaluate.jobs import EvalSpec
+    from napari_samcam.evaluation.jobs import EvalSpec
 
     plain = EvalSpec(classifiers=())
     config = plain.config()
@@ -162,7 +162,7 @@ def test_config_records_new_settings_only_when_changed():
 
 
 def test_evaluate_docstring_lists_every_setting():
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     doc = evaluate.__doc__
     for entry in SETTINGS:
@@ -196,8 +196,8 @@ def test_cam_smoothing_reaches_the_job(option, tiny_phantoms, tiny_lesion_classi
     import numpy as np
 
     from napari_samcam.cli.evaluate import settings_from_args
-    from napari_samcam.evaluate import load_manifest, make_spec
-    from napari_samcam.evaluate.jobs import make_jobs, run_job
+    from napari_samcam.evaluation import load_manifest, make_spec
+    from napari_samcam.evaluation.jobs import make_jobs, run_image_job
     from napari_samcam.images import read_image
     from napari_samcam.saliency import explain
 
@@ -218,9 +218,21 @@ def test_cam_smoothing_reaches_the_job(option, tiny_phantoms, tiny_lesion_classi
     maps = {}
     for smooth, spec in specs.items():
         (job,) = make_jobs(items, spec)
-        (saliency,) = run_job(job, spec, keep_arrays=True).saliencies.values()
+        (saliency,) = run_image_job(job, spec, keep_arrays=True).saliencies.values()
         maps[smooth] = saliency.map
     image = read_image(items[0].path).array
     expected = explain(image, tiny_lesion_classifier, target=1, **{option: True}).map
     np.testing.assert_allclose(maps[True], expected, atol=1e-6)
     assert np.abs(maps[True] - maps[False]).max() > 1e-3
+
+
+def test_evaluate_is_the_function_and_evaluation_the_package():
+    import inspect
+
+    import napari_samcam
+    import napari_samcam.evaluation.jobs  # noqa: F401 - a submodule import changes nothing
+    from napari_samcam.evaluation import evaluate
+
+    assert inspect.isfunction(napari_samcam.evaluate)
+    assert napari_samcam.evaluate is evaluate
+    assert inspect.ismodule(napari_samcam.evaluation)

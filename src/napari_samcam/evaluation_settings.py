@@ -3,9 +3,9 @@
 :data:`SETTINGS` is the one list of what an evaluation can be told: name, default, help text,
 valid values and, where the command line has it, its flag. Everything else is derived from it:
 
-* the keywords :func:`~napari_samcam.evaluate.runner.evaluate` accepts, their checks and the
+* the keywords :func:`~napari_samcam.evaluation.runner.evaluate` accepts, their checks and the
   *Settings* section of its docstring (:func:`check_settings`, :func:`settings_doc`);
-* the fields of :class:`~napari_samcam.evaluate.jobs.EvalSpec` that decide the numbers
+* the fields of :class:`~napari_samcam.evaluation.jobs.EvalSpec` that decide the numbers
   (``group == "job"`` and ``in_spec``), with their defaults (:func:`spec_fields`);
 * the arguments of ``samcam evaluate`` and how the parsed values become keywords
   (:mod:`napari_samcam.cli.evaluate`);
@@ -53,7 +53,7 @@ class Setting:
     Attributes
     ----------
     name : str
-        The keyword of :func:`~napari_samcam.evaluate.runner.evaluate`.
+        The keyword of :func:`~napari_samcam.evaluation.runner.evaluate`.
     default : object
         Its default (immutable).
     help : str
@@ -68,9 +68,9 @@ class Setting:
         Valid values.
     check : {'choice', 'positive', 'positive_or_none', None}
         The check :func:`check_settings` applies; settings without one are checked where they
-        are turned into models and options (:func:`~napari_samcam.evaluate.runner.make_spec`).
+        are turned into models and options (:func:`~napari_samcam.evaluation.runner.make_spec`).
     in_spec : bool
-        Stored as is in :class:`~napari_samcam.evaluate.jobs.EvalSpec` (a field of that name
+        Stored as is in :class:`~napari_samcam.evaluation.jobs.EvalSpec` (a field of that name
         and default); job settings that become models or combined options are not.
     record : {'always', 'changed', 'saliency'}
         In ``config.json``: always, only when not the default, or only with a saliency folder,
@@ -125,7 +125,7 @@ _ZEROS = ("wilcox", "pratt")  # agreement.WILCOXON_ZERO_METHODS
 _PROTOCOLS = ("samcam", "chexlocalize")  # protocols.PROTOCOLS
 _BINARIZE = ("otsu", "fixed", "percentile")  # metrics.BINARIZE_METHODS
 
-#: Every setting of :func:`~napari_samcam.evaluate.runner.evaluate`, in the order of
+#: Every setting of :func:`~napari_samcam.evaluation.runner.evaluate`, in the order of
 #: ``samcam evaluate --help``.
 SETTINGS: tuple[Setting, ...] = (
     # -- what is computed
@@ -529,7 +529,7 @@ def setting(name: str) -> Setting:
 
 
 def spec_fields() -> tuple[Setting, ...]:
-    """The settings stored as is in :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
+    """The settings stored as is in :class:`~napari_samcam.evaluation.jobs.EvalSpec`."""
     return tuple(s for s in SETTINGS if s.in_spec)
 
 

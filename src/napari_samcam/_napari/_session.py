@@ -34,7 +34,7 @@ from ..evaluation_settings import setting
 from ._choices import (
     BUILTIN_CLASSIFIER_NAMES,
     PROMPT_KINDS,
-    REGION_SOURCES,
+    SOURCE_OF_PROMPT_KIND,
     builtin_classifier_names,
     clip_status,
     explain_target,
@@ -78,7 +78,7 @@ __all__ = [
     "BUILTIN_CLASSIFIER_NAMES",
     "POLARITY_KEY",
     "PROMPT_KINDS",
-    "REGION_SOURCES",
+    "SOURCE_OF_PROMPT_KIND",
     "Job",
     "JobCancelled",
     "SamcamSession",
@@ -692,7 +692,7 @@ class SamcamSession:
         for note in [*notes, unreliable_regions_note(results)]:
             if note:
                 self._warn(note)
-        source = REGION_SOURCES[settings["kind"]]
+        source = SOURCE_OF_PROMPT_KIND[settings["kind"]]
         names = ", ".join(repr(layer.name) for layer in written)
         self.status.emit(f"{n_rows} region(s) from {source} in {names}")
         return written[0]

@@ -105,7 +105,7 @@ def _add_setting(parser: argparse.ArgumentParser, entry: Setting) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
-    """The keywords of :func:`~napari_samcam.evaluate.evaluate` the parsed flags give (a flag
+    """The keywords of :func:`~napari_samcam.evaluation.evaluate` the parsed flags give (a flag
     left at ``None`` leaves the setting to its default)."""
     settings = {}
     for entry in SETTINGS:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image_root:
         check_input_file(args.image_root)
     check_writable(args.out, name="--out")
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     with progress_bar("evaluate", quiet=args.quiet) as progress:
         result = evaluate(args.manifest, args.out, progress=progress, **settings_from_args(args))
@@ -175,7 +175,7 @@ def _print_headline(result) -> None:
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )
-    from ..evaluate.readers import reader_headline
+    from ..evaluation.readers import reader_headline
 
     for line in reader_headline(result.reader_agreement):
         print(line)

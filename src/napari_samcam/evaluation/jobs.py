@@ -33,14 +33,14 @@ __all__ = [
     "COLUMNS",
     "REGION_COLUMNS",
     "EvalSpec",
-    "Job",
+    "ImageJob",
     "JobResult",
     "ModelRef",
     "classifier_ref",
     "get_classifier",
     "get_segmenter",
     "make_jobs",
-    "run_job",
+    "run_image_job",
     "sam_ref",
 ]
 
@@ -263,7 +263,7 @@ class EvalSpec(_JobSettings):
     Besides the attributes below, an ``EvalSpec`` has one attribute per job setting stored as
     given (``methods``, ``region_sources``, ``context``, ``target``, ``protocol``, ...: the
     settings of :data:`~napari_samcam.evaluation_settings.SETTINGS` with ``in_spec``), with
-    the declared defaults. :func:`~napari_samcam.evaluate.runner.make_spec` checks them.
+    the declared defaults. :func:`~napari_samcam.evaluation.runner.make_spec` checks them.
 
     Attributes
     ----------
@@ -311,7 +311,7 @@ class EvalSpec(_JobSettings):
 
 
 @dataclass
-class Job:
+class ImageJob:
     """The items of one image, with the key its results are stored under.
 
     ``maps`` holds each item's saliency file (in item order) when the maps are read from files.
@@ -336,7 +336,7 @@ def _image_digest(path: Path) -> str:
     return _file_digest(path)
 
 
-def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
+def make_jobs(items: list[Item], spec: EvalSpec) -> list[ImageJob]:
     """Group items by image file, in manifest order, and key each job.
 
     The key hashes the configuration, the image file's bytes, the items' annotations and their
@@ -371,7 +371,7 @@ def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
                 found = _map_of(folder, item)
                 digest.update(_file_digest(found).encode())
                 maps.append(str(found))
-        jobs.append(Job(path, group[0].image, tuple(group), digest.hexdigest(), tuple(maps)))
+        jobs.append(ImageJob(path, group[0].image, tuple(group), digest.hexdigest(), tuple(maps)))
     return jobs
 
 
@@ -501,12 +501,12 @@ def _resolve_target(loaded: _LoadedClassifier, item: Item, target) -> int | None
     return None
 
 
-def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult:
+def run_image_job(job: ImageJob, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult:
     """Run every classifier x method x region source x metric of one image.
 
     Parameters
     ----------
-    job : Job
+    job : ImageJob
     spec : EvalSpec
     keep_arrays : bool
         Keep the image, saliency maps and regions in the result (for overlays).

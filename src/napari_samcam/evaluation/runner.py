@@ -8,20 +8,20 @@ Output folder layout (``out``):
     The rows of one image, written as soon as the image is done. ``key`` hashes the
     configuration, the image file's bytes and its annotations.
 ``metrics.parquet``, ``metrics.csv``
-    The tidy table (:data:`~napari_samcam.evaluate.jobs.COLUMNS`), in manifest order.
+    The tidy table (:data:`~napari_samcam.evaluation.jobs.COLUMNS`), in manifest order.
 ``parts/<key>.arrays.npz``
     What is needed to draw the image's items again (saliency maps at the network's resolution,
-    regions as RLE; :mod:`~napari_samcam.evaluate.arrays`), written before the metric rows
+    regions as RLE; :mod:`~napari_samcam.evaluation.arrays`), written before the metric rows
     unless ``keep_arrays=False``. The report's gallery and napari's reader use it.
 ``regions.parquet``, ``regions.csv``
     Every region's area and its Dice / IoU with the ground-truth mask
-    (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
+    (:data:`~napari_samcam.evaluation.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
     image.
 ``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``region_summary.csv``,
 ``comparison.csv``,
 ``summary.json``, ``plots/``, ``report.html``
-    See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
-    :mod:`~napari_samcam.evaluate.report`.
+    See :mod:`~napari_samcam.evaluation.summary`, :mod:`~napari_samcam.evaluation.plots`,
+    :mod:`~napari_samcam.evaluation.report`.
 
 Resume and overwrite
 --------------------
@@ -62,12 +62,12 @@ from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
     COLUMNS,
     EvalSpec,
-    Job,
+    ImageJob,
     classifier_ref,
     make_jobs,
     region_frame,
     rows_frame,
-    run_job,
+    run_image_job,
     sam_ref,
 )
 from .manifests import _file_digest, load_manifest
@@ -117,11 +117,11 @@ class EvaluationResult:
         Mean Dice / IoU of each region source with the ground truth (bootstrap CIs).
     comparison : pandas.DataFrame
         Paired comparisons of classifiers and of CAM methods
-        (:func:`~napari_samcam.evaluate.comparisons.comparison_table`).
+        (:func:`~napari_samcam.evaluation.comparisons.comparison_table`).
     reader_agreement, reader_regions : pandas.DataFrame
         With several readers per item: the readers' agreement of scores next to every other
         source's agreement with the readers, and of regions
-        (:mod:`~napari_samcam.evaluate.readers`); empty otherwise.
+        (:mod:`~napari_samcam.evaluation.readers`); empty otherwise.
     paths : dict
         Output name -> path.
     n_images : int
@@ -190,7 +190,8 @@ def _binarization(binarization: Any, threshold: float | None) -> dict:
 
 
 def make_spec(**settings: Any) -> EvalSpec:
-    """Check the job settings and turn them into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`.
+    """Check the job settings and turn them into an
+    :class:`~napari_samcam.evaluation.jobs.EvalSpec`.
 
     Parameters
     ----------
@@ -346,15 +347,15 @@ def _prepare_store(out: Path, record: dict, overwrite: bool) -> bool:
     return resume
 
 
-def _part_path(out: Path, job: Job) -> Path:
+def _part_path(out: Path, job: ImageJob) -> Path:
     return out / "parts" / f"{job.key}.metrics.parquet"
 
 
-def _regions_path(out: Path, job: Job) -> Path:
+def _regions_path(out: Path, job: ImageJob) -> Path:
     return out / "parts" / f"{job.key}.regions.parquet"
 
 
-def _write_part(out: Path, job: Job, frames) -> None:
+def _write_part(out: Path, job: ImageJob, frames) -> None:
     """Write the arrays, the region rows, then the metric rows: the last marks the image done."""
     metrics, regions, arrays = frames
     if arrays is not None:
@@ -365,7 +366,7 @@ def _write_part(out: Path, job: Job, frames) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def _part_done(out: Path, job: Job) -> bool:
+def _part_done(out: Path, job: ImageJob) -> bool:
     """Whether a stored part of ``job`` can be reused; a damaged one (truncated, empty, not
     Parquet, other columns) is deleted so that the job runs again."""
     import pyarrow.parquet as pq
@@ -386,7 +387,7 @@ def _part_done(out: Path, job: Job) -> bool:
     return False
 
 
-def _read_part(out: Path, job: Job):
+def _read_part(out: Path, job: ImageJob):
     import pandas as pd
 
     path = _part_path(out, job)
@@ -419,9 +420,9 @@ def _forget_empty_store(out: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _job_frame(job: Job, spec: EvalSpec, keep_arrays: bool = True):
+def _job_frame(job: ImageJob, spec: EvalSpec, keep_arrays: bool = True):
     """Worker entry point: the metric and region rows of one job, and its arrays' bytes."""
-    result = run_job(job, spec, keep_arrays=keep_arrays)
+    result = run_image_job(job, spec, keep_arrays=keep_arrays)
     arrays = pack_job_arrays(job, result) if keep_arrays else None
     return result.frame(), result.region_frame(), arrays
 
@@ -481,7 +482,7 @@ def evaluate(
     ----------
     manifest : path
         CSV, COCO JSON or CheXlocalize ground-truth JSON
-        (see :mod:`~napari_samcam.evaluate.manifests`).
+        (see :mod:`~napari_samcam.evaluation.manifests`).
     out : path
         Output folder (see the module docstring for its layout and for resume / overwrite).
     progress : callable, optional
@@ -583,7 +584,7 @@ def _compute(
     if progress is not None:
         progress(0, len(pending))
 
-    def on_done(job: Job, frame) -> None:
+    def on_done(job: ImageJob, frame) -> None:
         nonlocal done
         _write_part(out, job, frame)
         done += 1
