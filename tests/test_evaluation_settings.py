@@ -116,8 +116,8 @@ def test_unknown_and_invalid_settings_are_refused_by_name(tmp_path):
         evaluate(manifest, out, n_resample=10)
     with pytest.raises(InputError, match=r"limit=0: pass a positive number.*--limit"):
         evaluate(manifest, out, limit=0)
-    with pytest.raises(InputError, match=r"protocol='ours': pass one of samcam, chexlocalize"):
-        evaluate(manifest, out, protocol="ours")
+    with pytest.raises(InputError, match=r"holm_family='all': pass one of run, metric, pair"):
+        evaluate(manifest, out, holm_family="all")
     assert not out.exists()  # refused before anything is written
     with pytest.raises(InputError, match=r"unknown job setting\(s\) 'plots'"):
         make_spec(plots=False)
@@ -230,7 +230,7 @@ def test_evaluate_is_the_function_and_evaluation_the_package():
     import inspect
 
     import napari_samcam
-    import napari_samcam.evaluation.jobs  # noqa: F401 - a submodule import changes nothing
+    import napari_samcam.evaluation.jobs  # a submodule import changes nothing
     from napari_samcam.evaluation import evaluate
 
     assert inspect.isfunction(napari_samcam.evaluate)

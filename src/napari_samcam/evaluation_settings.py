@@ -178,7 +178,6 @@ SETTINGS: tuple[Setting, ...] = (
         "{'samcam', 'chexlocalize'}",
         flag="--protocol",
         choices=_PROTOCOLS,
-        check="choice",
         in_spec=True,
         record="changed",
     ),
