@@ -75,9 +75,10 @@ def counting():
     stats: dict[str, list] = {}
     patched = []
 
-    def wrap(owner, name, label):
+    def wrap(owner, name, label, reset=True):
         original = getattr(owner, name)
-        stats[label] = [0, 0.0]
+        if reset:
+            stats[label] = [0, 0.0]
 
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
@@ -90,7 +91,10 @@ def counting():
         setattr(owner, name, wrapper)
         patched.append((owner, name, original))
 
-    wrap(Segmenter, "_run_encoder", "encoder")
+    stats["encoder"] = [0, 0.0]
+    for backend in _backend_classes():  # the encoder runs behind the SAM backend interface
+        if "embed" in vars(backend):
+            wrap(backend, "embed", "encoder", reset=False)
     wrap(Segmenter, "_decode", "decode")
     wrap(saliency, "explain", "cam")
     wrap(runner, "run_image_job", "job")
@@ -101,6 +105,19 @@ def counting():
     finally:
         for owner, name, original in reversed(patched):
             setattr(owner, name, original)
+
+
+def _backend_classes():
+    """Every SAM backend class loaded (the fast ones subclass the plain one)."""
+    import napari_samcam.sam._fast.backend  # noqa: F401 - registers the fast subclass
+    from napari_samcam.sam.backend import SamBackend
+
+    found, pending = [], [SamBackend]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, float]:
@@ -114,8 +131,8 @@ def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, fl
 
     image = np.asarray(read_image(image_path).array)
     segmenter = load_segmenter("litemedsam", device=device)
-    x = torch.rand(1, 3, segmenter.model.image_size, segmenter.model.image_size, device=device)
-    encoder = median([timed(lambda: segmenter._run_encoder(x), device) for _ in range(repeats)])
+    x = torch.rand(1, 3, segmenter.image_size, segmenter.image_size, device=device)
+    encoder = median([timed(lambda: segmenter.backend.embed(x), device) for _ in range(repeats)])
     embedding = segmenter.embed(image)
     h, w = image.shape[:2]
     box = np.array([[h // 4, w // 4, h // 2, w // 2]], dtype=float)
