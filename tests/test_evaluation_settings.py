@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,11 @@ def test_evaluate_docstring_lists_every_setting():
     from napari_samcam.evaluation import evaluate
 
     doc = evaluate.__doc__
+    parameters = inspect.signature(evaluate).parameters
+    assert list(parameters)[:3] == ["manifest", "out", "progress"]
+    assert {name: p.default for name, p in list(parameters.items())[3:]} == {
+        entry.name: entry.default for entry in SETTINGS
+    }
     for entry in SETTINGS:
         assert f"\n    {entry.name} : {entry.type}\n" in doc
 

@@ -19,6 +19,7 @@ This module imports nothing heavy, so that ``samcam evaluate --help`` stays fast
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "setting",
     "settings_doc",
     "settings_markdown",
+    "settings_signature",
     "spec_fields",
 ]
 
@@ -580,6 +582,18 @@ def check_settings(settings: Mapping[str, Any], *, group: str | None = None) -> 
     for entry in declared:
         _check_value(entry, values[entry.name])
     return values
+
+
+def settings_signature(function) -> inspect.Signature:
+    """``function``'s signature with ``**settings`` spelled out: one keyword-only parameter per
+    setting, with its default (what ``help()`` and editors show)."""
+    signature = inspect.signature(function)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    spelled = [
+        inspect.Parameter(entry.name, inspect.Parameter.KEYWORD_ONLY, default=entry.default)
+        for entry in SETTINGS
+    ]
+    return signature.replace(parameters=kept + spelled)
 
 
 def settings_doc(indent: str = "    ") -> str:

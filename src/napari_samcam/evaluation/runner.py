@@ -56,7 +56,13 @@ from typing import Any
 from .._csv_cells import neutralised_frame
 from .._folders import atomic_path, check_writable, output_lock, refuse_link
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
-from ..evaluation_settings import SETTINGS, check_settings, settings_doc, spec_fields
+from ..evaluation_settings import (
+    SETTINGS,
+    check_settings,
+    settings_doc,
+    settings_signature,
+    spec_fields,
+)
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
@@ -553,6 +559,8 @@ def evaluate(
 
 
 evaluate.__doc__ = evaluate.__doc__.replace("    SETTINGS_DOC", settings_doc())
+# help(evaluate) and editors show every setting as a keyword with its default
+evaluate.__signature__ = settings_signature(evaluate)
 
 
 def _check_device(device: Any, scheduler: str | None) -> None:
