@@ -93,7 +93,7 @@ def test_parsed_flags_become_evaluate_keywords():
     )
     given = settings_from_args(args)
     assert given["classifiers"] == ["a", "b"]
-    assert "context" not in given  # 0 on the command line: None, evaluate's "whole image"
+    assert given["context"] is None  # 0 on the command line: None, the whole image once
     assert given["target"] == 3 and isinstance(given["target"], int)
     assert given["holm_family"] == "pair" and given["zero_method"] == "pratt"
     assert given["plots"] is False and given["report"] is True

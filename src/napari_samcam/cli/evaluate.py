@@ -106,18 +106,19 @@ def _add_setting(parser: argparse.ArgumentParser, entry: Setting) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict:
     """The keywords of :func:`~napari_samcam.evaluation.evaluate` the parsed flags give (a flag
-    left at ``None`` leaves the setting to its default)."""
+    left at ``None`` leaves the setting to its default; ``--context 0`` gives ``None``)."""
     settings = {}
     for entry in SETTINGS:
         if entry.flag is None:
             continue
         value = getattr(args, entry.name)
+        if value is None:
+            continue
         if entry.from_cli == "zero_is_none" and value == 0:
             value = None
-        elif entry.from_cli == "class" and value is not None:
+        elif entry.from_cli == "class":
             value = int(value) if value.lstrip("-").isdigit() else value
-        if value is not None:
-            settings[entry.name] = value
+        settings[entry.name] = value
     return settings
 
 
