@@ -441,15 +441,16 @@ def test_job_sorts_each_map_once_and_scores_like_one_region_at_a_time(
     from napari_samcam.evaluate import jobs as jobs_module
     from napari_samcam.evaluate import load_manifest
     from napari_samcam.evaluate.jobs import EvalSpec, classifier_ref, make_jobs, run_job, sam_ref
+    from napari_samcam.metrics._sorted_map import SortedMap
 
     sorts = []
-    real_init = metrics._SortedMap.__init__
+    real_init = SortedMap.__init__
 
     def counting_init(self, flat):
         sorts.append(flat.size)
         real_init(self, flat)
 
-    monkeypatch.setattr(metrics._SortedMap, "__init__", counting_init)
+    monkeypatch.setattr(SortedMap, "__init__", counting_init)
     spec = EvalSpec(
         classifiers=(classifier_ref(models["classifiers"][0]),),
         region_sources=SOURCES,

@@ -659,9 +659,11 @@ def test_several_regions_in_one_call_equal_one_call_each():
 
 def test_one_sort_and_one_binarization_per_map(monkeypatch):
     import napari_samcam.metrics as metrics
+    from napari_samcam.metrics import _prepared
+    from napari_samcam.metrics._sorted_map import SortedMap
 
     calls = {"sort": 0, "otsu": 0}
-    real_sort, real_otsu = metrics._SortedMap.__init__, metrics._otsu_level_of
+    real_sort, real_otsu = SortedMap.__init__, _prepared.otsu_level_of_histogram
 
     def sort(self, flat):
         calls["sort"] += 1
@@ -671,8 +673,8 @@ def test_one_sort_and_one_binarization_per_map(monkeypatch):
         calls["otsu"] += 1
         return real_otsu(hist)
 
-    monkeypatch.setattr(metrics._SortedMap, "__init__", sort)
-    monkeypatch.setattr(metrics, "_otsu_level_of", otsu)
+    monkeypatch.setattr(SortedMap, "__init__", sort)
+    monkeypatch.setattr(_prepared, "otsu_level_of_histogram", otsu)
     s, regions = _map_and_regions(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateInputWarning)
@@ -741,8 +743,8 @@ def test_torch_path_equals_numpy_path(dtype):
     import torch
     import torch.nn.functional as F
 
-    from napari_samcam._metrics_torch import TorchSortedMap
     from napari_samcam.metrics import prepare_map
+    from napari_samcam.metrics._sorted_map_torch import TorchSortedMap
 
     rng = np.random.default_rng(5)
     small = torch.from_numpy(rng.random((1, 1, 6, 5)))
@@ -765,7 +767,7 @@ def test_torch_path_equals_numpy_path(dtype):
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
 def test_parallel_sort_equals_np_sort(workers):
-    from napari_samcam import metrics
+    from napari_samcam.metrics import _sorted_map
 
     rng = np.random.default_rng(workers)
     # ties, signed zeros, a constant stretch and a size that does not split evenly
@@ -777,24 +779,25 @@ def test_parallel_sort_equals_np_sort(workers):
             np.round(rng.random(400_000), 2).astype(np.float32),
         ]
     )
-    assert flat.size >= metrics.PARALLEL_SORT_MIN
-    got = metrics.sort_values(flat, workers)
+    assert flat.size >= _sorted_map.PARALLEL_SORT_MIN
+    got = _sorted_map.sort_values(flat, workers)
     np.testing.assert_array_equal(got, np.sort(flat))
     assert got is not flat and not np.shares_memory(got, flat)
 
 
 def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
     from napari_samcam import _threads, metrics
+    from napari_samcam.metrics import _sorted_map
 
     rng = np.random.default_rng(5)
     saliency = np.kron(rng.random((16, 16)), np.ones((80, 80))).astype(np.float32)  # ties
     saliency += rng.normal(scale=1e-3, size=saliency.shape).astype(np.float32)
     region = np.zeros(saliency.shape, bool)
     region[300:700, 200:900] = True
-    assert saliency.size >= metrics.PARALLEL_SORT_MIN
-    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", saliency.size + 1)
+    assert saliency.size >= _sorted_map.PARALLEL_SORT_MIN
+    monkeypatch.setattr(_sorted_map, "PARALLEL_SORT_MIN", saliency.size + 1)
     serial = metrics.localization_metrics(saliency, region)
-    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", 1)
+    monkeypatch.setattr(_sorted_map, "PARALLEL_SORT_MIN", 1)
     monkeypatch.setattr(_threads, "idle_cpus", lambda: 3)  # three parts on any machine
     parallel = metrics.localization_metrics(saliency, region)
     assert serial == parallel
