@@ -492,7 +492,7 @@ def load_clip(spec: Any, *, device: Any = None, download: bool = False) -> ClipE
             f"clip={spec!r}: pass a folder, a hub id, 'hf-hub:ID' or an object with "
             "encode_images / encode_texts / logit_scale."
         )
-    from .classifiers import default_device
+    from .devices import default_device
 
     device = default_device(device)
     spec_str = str(spec)

@@ -700,7 +700,7 @@ def load_segmenter(
     """
     if not isinstance(spec, str):
         return Segmenter(load_sam_model(spec, device=device), cache_size=cache_size)
-    from .classifiers import default_device
+    from .devices import default_device
 
     key = (spec, str(checkpoint), str(default_device(device)))
     with _SEGMENTERS_LOCK:

@@ -103,7 +103,7 @@ def _checked(check, text: str) -> str:
 
 def device_arg(text: str) -> str:
     """A torch device present on this machine (cpu, cuda[:N], mps)."""
-    from ..classifiers import check_device
+    from ..devices import check_device
 
     return _checked(check_device, text)
 

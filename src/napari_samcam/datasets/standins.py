@@ -29,9 +29,9 @@ LESION_CONTRAST = 0.3
 def _background(shape: tuple[int, int]) -> np.ndarray:
     from skimage.transform import resize
 
-    from ..phantoms import _source
+    from ..phantom_backgrounds import source_image
 
-    return resize(_source("chest"), shape, order=1, anti_aliasing=True).astype(np.float32)
+    return resize(source_image("chest"), shape, order=1, anti_aliasing=True).astype(np.float32)
 
 
 def _size(entries: list[Entry], default: tuple[int, int]) -> tuple[int, int]:
@@ -48,7 +48,7 @@ def standin_image(entries: list[Entry], shape: tuple[int, int]) -> np.ndarray:
     ``entries`` (the annotations of one image)."""
     from scipy import ndimage
 
-    from ..evaluate.manifests import decode_rle
+    from ..coco_masks import decode_rle
 
     image = _background(tuple(shape)).copy()
     lesion = np.zeros(shape, dtype=np.float32)

@@ -140,7 +140,7 @@ def _state_digest(module) -> str:
 def _file_token(path) -> str:
     if path is None:
         return ""
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     return _file_digest(Path(path))
 
@@ -348,7 +348,7 @@ class Job:
 
 
 def _image_digest(path: Path) -> str:
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     if path.is_dir():
         digest = hashlib.blake2b(digest_size=12)
@@ -370,7 +370,7 @@ def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
     InputError
         ``spec.saliency`` is set and an item has no map file in that folder.
     """
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     groups: dict[str, list[Item]] = {}
     for item in items:

@@ -56,6 +56,7 @@ from typing import Any
 from .._csv_cells import neutralised_frame
 from .._folders import atomic_path, check_writable, output_lock, refuse_link
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
+from ..hashing import file_digest as _file_digest
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
@@ -69,7 +70,7 @@ from .jobs import (
     run_job,
     sam_ref,
 )
-from .manifests import _file_digest, load_manifest
+from .manifests import load_manifest
 from .regions import DEFAULT_REGION_SOURCES, SAM_SOURCES, check_region_sources
 
 __all__ = ["OUTPUT_NAMES", "EvaluationResult", "evaluate", "make_spec"]
@@ -689,7 +690,7 @@ def _check_device(device: Any, scheduler: str | None) -> None:
     if device is None:
         return
     if scheduler is None:
-        from ..classifiers import check_device
+        from ..devices import check_device
 
         check_device(device)
         return

@@ -98,7 +98,7 @@ def build_sam2_model(name: str, *, device: Any = "cpu", overrides: tuple[str, ..
 
 def _checkpoint_state(path: Path) -> dict:
     """The state dict in a SAM 2 checkpoint (``{"model": state}``), read as data only."""
-    from ..classifiers import load_checkpoint
+    from ..torch_loading import load_checkpoint
 
     state = load_checkpoint(path)  # weights_only; errors name the file
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -126,7 +126,7 @@ def load_sam2(
     it in ``cache``). ``overrides``: Hydra overrides of the config (e.g. a MedSAM2 checkpoint
     trained at another ``++model.image_size``).
     """
-    from ..classifiers import load_state_strict
+    from ..torch_loading import load_state_strict
 
     _require_sam2()
     if name not in SAM2_MODELS:
