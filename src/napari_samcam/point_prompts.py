@@ -241,7 +241,7 @@ class _Prompter:
         for multimask in outputs:
             low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)
             low_res = low_res.float()
-            stability = _stability(low_res, embedding, segmenter, self.delta)
+            stability = mask_stability(low_res, embedding, segmenter, self.delta)
             upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])
             threshold = segmenter.mask_threshold
             for i, box in enumerate(boxes):
@@ -273,7 +273,7 @@ class _Prompter:
         return mask[points[:, 0], points[:, 1]]
 
 
-def _stability(low_res, embedding, segmenter, delta: float):
+def mask_stability(low_res, embedding, segmenter, delta: float):
     """Per low-res mask, in the unpadded input: IoU of its ``> +delta`` and ``> -delta`` parts."""
     import torch
 

@@ -49,7 +49,7 @@ def box_candidates(
     """
     import torch
 
-    from .point_prompts import _stability
+    from .point_prompts import mask_stability
     from .sam.types import context_crop
 
     shape = image.shape[:2]
@@ -62,7 +62,7 @@ def box_candidates(
     for multimask in (False, True):
         low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)
         low_res = low_res.float()
-        stability = _stability(low_res, embedding, segmenter, delta)
+        stability = mask_stability(low_res, embedding, segmenter, delta)
         upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])
         for j in range(low_res.shape[1]):
             with torch.inference_mode():

@@ -92,7 +92,7 @@ def text_arg(text: str) -> str:
     return text
 
 
-def _checked(check, text: str) -> str:
+def checked_with(check, text: str) -> str:
     """``text`` if ``check(text)`` passes; its InputError as argparse's error otherwise."""
     try:
         check(text)
@@ -105,14 +105,14 @@ def device_arg(text: str) -> str:
     """A torch device present on this machine (cpu, cuda[:N], mps)."""
     from ..devices import check_device
 
-    return _checked(check_device, text)
+    return checked_with(check_device, text)
 
 
 def cam_method_arg(text: str) -> str:
     """A CAM method name of :data:`napari_samcam.saliency.CAM_METHODS`."""
-    from ..saliency import CAM_METHODS, _key
+    from ..saliency import CAM_METHODS, cam_method_key
 
-    if _key(text) not in {_key(m) for m in CAM_METHODS}:
+    if cam_method_key(text) not in {cam_method_key(m) for m in CAM_METHODS}:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}"
         )
@@ -180,7 +180,7 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def _sam_preprocess_arg(text: str) -> str:
     from ..sam_preprocess import parse_preprocess
 
-    return _checked(parse_preprocess, text)
+    return checked_with(parse_preprocess, text)
 
 
 def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:

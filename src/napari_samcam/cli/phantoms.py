@@ -6,7 +6,7 @@ import argparse
 
 from .._folders import check_writable
 from ..phantom_shapes import SHAPE_CLASSES
-from ._common import _checked, fraction, non_negative_int, positive_int, progress_bar
+from ._common import checked_with, fraction, non_negative_int, positive_int, progress_bar
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -87,5 +87,5 @@ def shape_list(text: str) -> tuple[str, ...]:
     """``--shapes``: comma-separated shape classes, or ``all``."""
     from ..phantoms import check_shapes
 
-    _checked(check_shapes, text)
+    checked_with(check_shapes, text)
     return check_shapes(text)

@@ -275,9 +275,9 @@ def _check_meta(meta: Any) -> None:
 
 def saliency_at(raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A stored CAM as a float32 map of ``shape`` in ``[0, 1]`` (as ``explain`` makes it)."""
-    from ..saliency import _saliency_map
+    from ..saliency import upsampled_map
 
-    return _saliency_map(np.asarray(raw, dtype=np.float32), tuple(int(s) for s in shape))
+    return upsampled_map(np.asarray(raw, dtype=np.float32), tuple(int(s) for s in shape))
 
 
 def region_mask(record: dict, shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -214,7 +214,8 @@ def make_spec(
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
     from ..protocols import get_protocol
-    from ..saliency import CAM_METHODS, _key
+    from ..saliency import CAM_METHODS
+    from ..saliency import cam_method_key as _key
     from ..sam_preprocess import canonical_name
 
     protocol_name = get_protocol(protocol).name
