@@ -47,6 +47,8 @@ def test_module_dependencies_point_one_way():
         return found - {name}
 
     assert "napari_samcam.metrics.definitions" in graph  # a package: its modules are walked
-    assert not uses("segment") & {"text", "prompts", "metrics"}, uses("segment")
-    assert "text" not in uses("prompts"), uses("prompts")
-    assert not uses("metrics") & {"segment", "text", "prompts"}, uses("metrics")
+    text_side = {"text", "clip_regions", "region_proposals"}
+    assert not uses("segment") & (text_side | {"box_prompts", "metrics"}), uses("segment")
+    assert not uses("box_prompts") & text_side, uses("box_prompts")
+    assert not uses("region_proposals") & {"clip_regions", "text"}, uses("region_proposals")
+    assert not uses("metrics") & (text_side | {"segment", "box_prompts"}), uses("metrics")

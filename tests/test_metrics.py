@@ -717,7 +717,7 @@ def test_binarizing_from_the_sorted_values_equals_binarize(seed, options):
     expected = binarize(s, **options)
     np.testing.assert_array_equal(prepared.binarize(**options), expected)
     # the shared mask gives saliency prompts the same boxes as binarizing again
-    from napari_samcam.prompts import saliency_boxes
+    from napari_samcam.box_prompts import saliency_boxes
 
     np.testing.assert_array_equal(
         saliency_boxes(s, max_boxes=3, binary=prepared.binarize(**options), **options),

@@ -1,7 +1,19 @@
 """Type stub of the public API: read by lazy_loader to load each name on first use."""
 
 from ._napari import SamcamSession
+from .box_prompts import (
+    box_region,
+    mask_box,
+    mask_region,
+    saliency_boxes,
+    saliency_peak_points,
+)
 from .classifiers import Classifier, load_classifier
+from .clip_regions import (
+    clip_available,
+    load_clip,
+    segment_text,
+)
 from .datasets import load_dataset
 from .errors import InputError, SamcamError
 from .evaluate import evaluate
@@ -18,13 +30,6 @@ from .metrics import (
     prepare_map,
 )
 from .phantoms import generate_phantoms, write_phantoms
-from .prompts import (
-    box_region,
-    mask_box,
-    mask_region,
-    saliency_boxes,
-    saliency_peak_points,
-)
 from .saliency import (
     CAM_METHODS,
     Saliency,
@@ -33,11 +38,6 @@ from .saliency import (
 )
 from .sam_models import SAM_MODELS, load_sam_model
 from .segment import Region, Segmenter, load_segmenter
-from .text import (
-    clip_available,
-    load_clip,
-    segment_text,
-)
 
 __version__: str
 

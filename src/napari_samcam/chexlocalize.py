@@ -4,7 +4,7 @@ CheXlocalize (Saporta et al., 2022) scores a saliency map against a ground-truth
 scripts ``heatmap_to_segmentation.py`` (binarization) and ``eval.py`` (IoU, hit, bootstrap). Its
 definitions differ from this project's defaults (:mod:`napari_samcam.metrics`) in edge cases;
 this module gives CheXlocalize's, for the ``chexlocalize`` protocol
-(:mod:`napari_samcam.protocols`):
+(:mod:`napari_samcam.metric_protocols`):
 
 * the map is resized to the image (bilinear, ``align_corners=False``, float32) and scored
   as it is, without clipping;

@@ -461,7 +461,8 @@ class Segmenter:
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
-                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
+                "prompt: napari_samcam.clip_regions.segment_text(segmenter, image, text, "
+                "clip=...))."
             )
         speculate = key is None and context is None
         speculate = speculate and not (self.box_only and pts is not None)

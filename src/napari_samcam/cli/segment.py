@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
         if args.negative_text is not None:
             options["negatives"] = tuple(args.negative_text)
-        from ..text import segment_text
+        from ..clip_regions import segment_text
 
         regions = segment_text(
             segmenter, image, args.text, clip=args.clip, window=data.window, **options

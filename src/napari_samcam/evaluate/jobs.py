@@ -271,14 +271,14 @@ class EvalSpec:
     clip : str, ClipEncoder or None
         CLIP model for ``sam-text``.
     text_options : dict
-        Options of :func:`napari_samcam.text.segment_text` (``proposals``, ``top_k``, ...).
+        Options of :func:`napari_samcam.clip_regions.segment_text` (``proposals``, ``top_k``, ...).
     saliency : str or None
         A folder of saliency files scored instead of computed maps
         (:class:`~napari_samcam.saliency_files.SaliencyFolder`); ``classifiers`` is then empty.
     trust_saliency : bool
         Unpickle saliency ``.pkl`` files without restriction.
     protocol : str
-        Metric definitions (:data:`napari_samcam.protocols.PROTOCOLS`).
+        Metric definitions (:data:`napari_samcam.metric_protocols.PROTOCOLS`).
     sam_preprocess : str or None
         Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`).
     """
@@ -538,8 +538,8 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
     JobResult
     """
     from ..images import image_hash, read_image
+    from ..metric_protocols import get_protocol
     from ..metrics import DegenerateInputWarning
-    from ..protocols import get_protocol
     from ..saliency import explain
     from ..saliency_files import read_saliency
 

@@ -213,7 +213,7 @@ def make_spec(
     sam_preprocess: str | None = None,
 ) -> EvalSpec:
     """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
-    from ..protocols import get_protocol
+    from ..metric_protocols import get_protocol
     from ..saliency import CAM_METHODS
     from ..saliency import cam_method_key as _key
     from ..sam_preprocess import canonical_name
@@ -261,7 +261,7 @@ def make_spec(
             options.update(checkpoint=checkpoint)
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
-        from ..text import clip_available
+        from ..clip_regions import clip_available
 
         ok, message = clip_available(clip)
         if not ok:
@@ -546,7 +546,7 @@ def evaluate(
         ``sam-text``: the prompt (default: the item's class) and the CLIP model (a folder, a
         cached hub id or a ``ClipEncoder``).
     text_options : dict, optional
-        ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
+        ``sam-text``: options of :func:`napari_samcam.clip_regions.segment_text` (``proposals``,
         ``top_k``, ``threshold``, ...).
     saliency : path, optional
         Score the saliency maps in this folder instead of computing them (no classifier):
@@ -557,7 +557,7 @@ def evaluate(
         Unpickle ``.pkl`` maps without restriction (only for files you trust); by default only
         pickles of tensors and arrays, as CheXlocalize writes them, are read.
     protocol : {'samcam', 'chexlocalize'}
-        Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
+        Metric definitions (:mod:`napari_samcam.metric_protocols`): this project's (default) or
         CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
         its bootstrap).
     sam_preprocess : str, optional

@@ -101,7 +101,7 @@ def summarize(
         :func:`napari_samcam.agreement.bootstrap_ci`; ``chexlocalize``:
         :func:`napari_samcam.chexlocalize.bootstrap`, always at 95 %).
     protocol : str, optional
-        :mod:`napari_samcam.protocols` name; default: the table's ``protocol`` column, else
+        :mod:`napari_samcam.metric_protocols` name; default: the table's ``protocol`` column, else
         ``samcam``. Under ``chexlocalize`` each group's rows are resampled in image-id order
         with their NaNs, and ``mean`` is the mean of the resampled means, as CheXlocalize's
         ``eval.py`` reports it.
@@ -115,7 +115,7 @@ def summarize(
     """
     import pandas as pd
 
-    from ..protocols import get_protocol
+    from ..metric_protocols import get_protocol
 
     if len(metrics) == 0:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
