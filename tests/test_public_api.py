@@ -35,7 +35,10 @@ def test_the_stub_lists_the_public_api():
 def test_every_public_name_comes_from_its_module(name):
     module = _stub_names()[name]
     value = getattr(napari_samcam, name)
-    assert value is getattr(sys.modules[module], name)
+    if value is sys.modules.get("napari_samcam.evaluate"):  # the package, forwarding calls
+        assert name == "evaluate" and callable(value)
+    else:
+        assert value is getattr(sys.modules[module], name)
 
 
 def test_an_unknown_name_is_an_attribute_error():
@@ -57,3 +60,17 @@ def test_importing_the_package_loads_no_submodule():
     loaded, heavy, after = json.loads(done.stdout)
     assert loaded == [] and heavy == []
     assert after
+
+
+def test_evaluate_is_a_function_and_its_package_imports_as_usual():
+    code = (
+        "import napari_samcam.evaluate.runner as runner\n"
+        "import napari_samcam\n"
+        "from napari_samcam import evaluate\n"
+        "assert evaluate is napari_samcam.evaluate and callable(evaluate)\n"
+        "assert runner.evaluate is napari_samcam.evaluate.runner.evaluate\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -10,12 +10,20 @@ napari_samcam`` stays fast.
 
 from __future__ import annotations
 
+import sys
+import types
+
 import lazy_loader
 
 __version__ = "0.1.0"
 
 # The names and the modules that hold them are listed once, in __init__.pyi.
 __getattr__, _lazy_dir, _lazy_all = lazy_loader.attach_stub(__name__, __file__)
+# ``evaluate`` is a function and the package holding it, which forwards calls to it. lazy_loader
+# guards such a name so that it stays the function; Python's own rule (importing the package
+# makes the attribute the package) keeps ``import napari_samcam.evaluate.runner as r`` working.
+sys.modules[__name__].__dict__.pop("__lazy_shadowed__", None)
+sys.modules[__name__].__class__ = types.ModuleType
 
 __all__ = ["__version__", *_lazy_all]
 
