@@ -829,3 +829,45 @@ def test_auroc_of_a_large_region_does_not_overflow():
     expected = (ranks[region.ravel()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     assert saliency_auroc(saliency, region) == pytest.approx(expected, rel=1e-9)
     assert 0.8 < expected < 0.95
+
+
+def test_every_metric_definition_names_its_reference():
+    """The definitions module's table gives each key of METRIC_NAMES a reference to check."""
+    from napari_samcam.metrics import definitions
+
+    table = definitions.__doc__.split("=====", 1)[1]
+    for name in METRIC_NAMES:
+        assert f"(``{name}``)" in table, name
+    for script in (
+        "eval.py:calculate_iou",
+        "eval.py:get_hit_rates",
+        "precision_recall_specificity",
+    ):
+        assert script in table
+
+
+@pytest.mark.parametrize(
+    ("fn", "formula"),
+    [
+        (iou, "|B ∩ R| / |B ∪ R|"),
+        (dice, "2 |B ∩ R| / (|B| + |R|)"),
+        (pixel_precision, "|B ∩ R| / |B|"),
+        (pixel_recall, "|B ∩ R| / |R|"),
+        (pixel_specificity, "|~B ∩ ~R| / |~R|"),
+    ],
+)
+def test_overlap_metrics_from_one_table_read_like_written_functions(fn, formula):
+    import inspect
+
+    assert fn.__module__ == "napari_samcam.metrics.definitions"
+    assert formula in fn.__doc__ and "Parameters" in fn.__doc__
+    params = inspect.signature(fn).parameters
+    assert list(params) == [
+        "saliency",
+        "region",
+        "method",
+        "threshold",
+        "percentile",
+        "fill_holes",
+    ]
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in list(params)[2:])

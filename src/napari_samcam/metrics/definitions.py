@@ -10,9 +10,10 @@ metric (key in :data:`METRIC_NAMES`)       reference
                                            al., 2022), on the mask of ``cam_to_segmentation``
                                            (:func:`~.binarization.binarize`)
 :func:`dice` (``dice``)                    Dice (1945) of the same binarized mask
-:func:`pixel_precision`,                   CheXlocalize ``precision_recall_specificity.py``:
-:func:`pixel_recall`,                      the binarized map as a pixel classifier
-:func:`pixel_specificity`
+:func:`pixel_precision` (``precision``),  CheXlocalize ``precision_recall_specificity.py:``
+:func:`pixel_recall` (``recall``),         ``calculate_precision_recall_specificity``, per image
+:func:`pixel_specificity`                  here (CheXlocalize pools the pixel counts of a task)
+(``specificity``)
 :func:`pointing_game` (``hit``)            Zhang et al., 2018, "Top-down neural attention by
                                            excitation backprop"; CheXlocalize
                                            ``eval.py:get_hit_rates``
