@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from .devices import default_device
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
 from .model_files import hf_pretrained, split_revision
 
@@ -493,6 +492,7 @@ def load_clip(spec: Any, *, device: Any = None, download: bool = False) -> ClipE
             f"clip={spec!r}: pass a folder, a hub id, 'hf-hub:ID' or an object with "
             "encode_images / encode_texts / logit_scale."
         )
+    from .devices import default_device
 
     device = default_device(device)
     spec_str = str(spec)

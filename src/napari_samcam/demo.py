@@ -26,7 +26,6 @@ import numpy as np
 
 from ._folders import check_writable
 from .errors import InputError, OutputExistsError
-from .overlays import save_overlay
 
 __all__ = ["DEMO_OUTPUTS", "DemoResult", "headline", "run_demo"]
 
@@ -109,6 +108,8 @@ def _overlay_lines(rows, classifier: str, item: int) -> list[str]:
 
 
 def _write_overlays(result, rows, folder: Path, stem: str, boxes) -> list[Path]:
+    from .overlays import save_overlay
+
     written = []
     for (classifier, _method, _target), saliency in result.saliencies.items():
         item = int(rows["item"].iloc[0]) if len(rows) else 0

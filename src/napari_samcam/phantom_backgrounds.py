@@ -11,7 +11,6 @@ from skimage.filters import threshold_otsu
 from skimage.transform import rescale
 
 from .errors import ImageReadError
-from .images import read_image
 
 __all__ = ["BACKGROUNDS", "augment_geometry", "background", "source_image", "warp"]
 
@@ -31,6 +30,8 @@ BACKGROUNDS: dict[str, tuple[str, str]] = {
 def source_image(name: str) -> np.ndarray:
     """The background at full resolution, float32 in [0, 1], bright = dense."""
     import pydicom.data
+
+    from .images import read_image
 
     filename = BACKGROUNDS[name][0]
     path = pydicom.data.get_testdata_file(filename, download=False)

@@ -26,9 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from ..agreement import holm, paired_difference
-from ..errors import InputError
-
 __all__ = ["COMPARISON_COLUMNS", "HOLM_FAMILIES", "comparison_table"]
 
 #: Holm family name -> the columns whose values define one family (none: the whole run).
@@ -138,6 +135,9 @@ def comparison_table(
         ``classifier`` is the shared classifier and ``cam_method`` is ``""``.
     """
     import pandas as pd
+
+    from ..agreement import holm, paired_difference
+    from ..errors import InputError
 
     if not 0.0 < float(alpha) < 1.0:
         raise InputError(f"alpha must lie in (0, 1), e.g. 0.05; got {alpha!r}.")

@@ -23,10 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from ..agreement import NaNDroppedWarning, agreement, bootstrap_ci, cohen_kappa
-from ..metric_protocols import get_protocol
-from ..metrics import METRIC_NAMES, DegenerateInputWarning
-
 __all__ = [
     "agreement_table",
     "group_column",
@@ -59,6 +55,9 @@ AGREEMENT_COLUMNS += AGREEMENT_STATS
 @contextlib.contextmanager
 def _quiet():
     """Silence the NaN / degenerate-input warnings of the statistics (counts say it all)."""
+    from ..agreement import NaNDroppedWarning
+    from ..metrics import DegenerateInputWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NaNDroppedWarning)
         warnings.simplefilter("ignore", DegenerateInputWarning)
@@ -75,6 +74,8 @@ def group_column(metrics) -> str | None:
 
 
 def _metric_order(metrics) -> dict:
+    from ..metrics import METRIC_NAMES
+
     order = {name: i for i, name in enumerate(METRIC_NAMES)}
     for name in metrics["metric"].unique():
         order.setdefault(name, len(order))
@@ -113,6 +114,8 @@ def summarize(
         (``class`` or ``label``); ``n`` counts the items where the metric is defined.
     """
     import pandas as pd
+
+    from ..metric_protocols import get_protocol
 
     if len(metrics) == 0:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -206,6 +209,8 @@ def agreement_table(metrics, *, reference: str = "ground-truth") -> Any:
         no ``reference`` rows.
     """
     import pandas as pd
+
+    from ..agreement import agreement, cohen_kappa
 
     if len(metrics) == 0 or reference not in set(metrics["region_source"]):
         return pd.DataFrame(columns=AGREEMENT_COLUMNS)
@@ -338,6 +343,8 @@ def region_summary(regions, *, n_resamples: int = 1000, seed: int = 0) -> Any:
         ``cam_method`` are empty for annotation-based sources.
     """
     import pandas as pd
+
+    from ..agreement import bootstrap_ci
 
     if regions is None or len(regions) == 0:
         return pd.DataFrame(columns=REGION_SUMMARY_COLUMNS)
