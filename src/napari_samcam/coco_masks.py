@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from skimage.draw import polygon as fill_polygon
 
 from ._files import MAX_ARRAY_BYTES
 from .errors import InputError
@@ -156,6 +155,8 @@ def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict:
 
 def polygons_to_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
     """Fill COCO polygons (flat ``[x0, y0, x1, y1, ...]`` lists, pixel units) into a mask."""
+    from skimage.draw import polygon as fill_polygon  # skimage only for polygons
+
     mask = np.zeros(shape, dtype=bool)
     for poly in polygons:
         xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .coco_masks import decode_rle, polygons_to_mask
 from .errors import ImageReadError, InputError
@@ -138,6 +137,8 @@ class Item:
             if shape is None:
                 return list(self.boxes)
             return [clip_to_image(box, shape, self.where) for box in self.boxes]
+        from scipy import ndimage  # scipy stays out of reading a manifest
+
         labels, _ = ndimage.label(mask)
         boxes = []
         for rows, cols in ndimage.find_objects(labels):
