@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .saliency_files import resize_map
+
 __all__ = ["PreparedMap", "bootstrap", "hit", "iou", "prepare", "scores", "segmentation"]
 
 
@@ -90,8 +92,6 @@ class PreparedMap:
 
 def prepare(raw: np.ndarray, shape: tuple[int, int]) -> PreparedMap:
     """Resize ``raw`` to ``shape`` as CheXlocalize does and compute its segmentation and peak."""
-    from .saliency_files import resize_map
-
     resized = resize_map(raw, shape)
     peak = np.unravel_index(int(np.argmax(resized)), resized.shape)
     return PreparedMap(segmentation(resized), (int(peak[0]), int(peak[1])))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._resample import resized_unit_range
+from .classifier_specs import find_spec, registered_names
 from .devices import available_devices, check_device, default_device
 from .errors import CheckpointError, InputError, ModelNotAvailableError
 from .hashing import file_version
@@ -370,7 +371,6 @@ def load_classifier(
         classifier = Classifier(model=spec, name=type(spec).__name__, source="python")
     else:
         text = str(spec)
-        from .classifier_specs import find_spec, registered_names
 
         path = Path(text)
         named = find_spec(text)

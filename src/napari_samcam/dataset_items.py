@@ -13,6 +13,7 @@ import numpy as np
 from .coco_masks import decode_rle, polygons_to_mask
 from .errors import ImageReadError, InputError
 from .hashing import file_digest
+from .images import read_image
 
 __all__ = ["NEGATIVE_LABELS", "Item", "clip_to_image"]
 
@@ -147,8 +148,6 @@ class Item:
 
 
 def _read_mask_file(path: Path, where: str) -> np.ndarray:
-    from .images import read_image
-
     try:
         data = read_image(path)
     except ImageReadError as exc:

@@ -6,11 +6,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.filters import threshold_otsu
-from skimage.transform import rescale
 
 from .errors import ImageReadError
+from .images import read_image
 
 __all__ = ["BACKGROUNDS", "augment_geometry", "background", "source_image", "warp"]
 
@@ -31,8 +29,6 @@ def source_image(name: str) -> np.ndarray:
     """The background at full resolution, float32 in [0, 1], bright = dense."""
     import pydicom.data
 
-    from .images import read_image
-
     filename = BACKGROUNDS[name][0]
     path = pydicom.data.get_testdata_file(filename, download=False)
     if path is None:
@@ -51,6 +47,8 @@ def source_image(name: str) -> np.ndarray:
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
 
+    from scipy import ndimage as ndi
+
     labels, count = ndi.label(mask)
     if count == 0:
         return mask
@@ -67,6 +65,9 @@ def _disk(radius: int) -> np.ndarray:
 @lru_cache(maxsize=16)
 def background(name: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Working-resolution background, its body mask and its lesion-placement mask."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+    from skimage.transform import rescale
 
     source = source_image(name)
     scale = min(1.0, 1.25 * size / min(source.shape))
@@ -136,6 +137,8 @@ def augment_geometry(rng: np.random.Generator, name: str, shape, size: int) -> n
 
 
 def warp(array: np.ndarray, matrix: np.ndarray, size: int, order: int, mode: str) -> np.ndarray:
+
+    from scipy import ndimage as ndi
 
     return ndi.affine_transform(
         array, matrix, output_shape=(size, size), order=order, mode=mode, cval=0.0

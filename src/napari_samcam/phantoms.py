@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ._folders import check_writable
 from .errors import InputError, OutputExistsError
@@ -308,6 +307,8 @@ def _render_case(
     contrast_range: tuple[float, float],
     shape: str | None = None,
 ) -> PhantomCase:
+    from scipy import ndimage as ndi
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     name = names[int(rng.choice(len(names), p=weights))]
     work, work_body, work_place = background(name, size)

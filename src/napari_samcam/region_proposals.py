@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .box_prompts import saliency_boxes
 from .errors import InputError, PromptError
 from .images import image_hash, to_unit_range, validate_image
 from .model_caches import CACHE_LOCK, lru_get, lru_put, owner_lru
@@ -352,8 +353,6 @@ def _box_proposals(
 def _saliency_proposals(
     segmenter: Segmenter, image: np.ndarray, window, saliency: np.ndarray, opts
 ) -> list[Proposal]:
-    from .box_prompts import saliency_boxes
-
     boxes = saliency_boxes(
         saliency,
         method=opts["saliency_method"],

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ._module_copies import channels_last_copy, fingerprint
+from ._resample import upsample
+from ._threads import env_flag, torch_threads
 from .classifiers import (
     Classifier,
     center_crop_box,
@@ -172,9 +175,6 @@ def _cam_model(classifier: Classifier, layer, reshape) -> tuple[Any, Any]:
     kept in ``classifier.extra`` and rebuilt when the weights change; the classifier's own
     model otherwise, or when ``SAMCAM_ACCELERATE=0``.
     """
-    from ._module_copies import channels_last_copy, fingerprint
-    from ._threads import env_flag
-
     if (
         reshape is not None
         or classifier.device.type != "cpu"
@@ -244,8 +244,6 @@ def upsampled_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     would take for structure.
     """
     import torch
-
-    from ._resample import upsample
 
     clipped = np.maximum(np.asarray(cam, dtype=np.float32), 0)
     if clipped.size and clipped.min() == clipped.max():
@@ -343,8 +341,6 @@ def explain(
     """
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    from ._threads import torch_threads
 
     # shape and type now; classifier_tensor checks the values on its way through them
     image = validate_image(image, finite=False)

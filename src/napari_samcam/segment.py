@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ._prompt_checks import check_boxes, check_points
+from ._resample import resized_unit_range
 from ._threads import env_flag, torch_threads
+from .devices import default_device
 from .embedding_keys import (
     array_signature,
     check_finite_once,
@@ -194,8 +196,6 @@ class Segmenter:
         :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
         window (it is affine), block by block before resizing with one.
         """
-        from ._resample import resized_unit_range
-
         new = self.backend.input_size(view.shape[:2])
         if view.ndim == 3 and view.shape[-1] == 4:
             view = view[..., :3]  # alpha is dropped
@@ -701,7 +701,6 @@ def load_segmenter(
     """
     if not isinstance(spec, str):
         return Segmenter(load_sam_model(spec, device=device), cache_size=cache_size)
-    from .devices import default_device
 
     key = (spec, str(checkpoint), str(default_device(device)))
     with _SEGMENTERS_LOCK:

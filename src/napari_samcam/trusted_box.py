@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .images import validate_image
+from .point_prompts import mask_stability
 from .region_trust import (
     Candidate,
     Decision,
@@ -24,6 +26,7 @@ from .region_trust import (
     mask_signals,
     rule_dict,
 )
+from .sam.types import context_crop
 
 __all__ = ["box_candidates", "trusted_box_mask", "trusted_box_region"]
 
@@ -48,9 +51,6 @@ def box_candidates(
     context=context)`` returns.
     """
     import torch
-
-    from .point_prompts import mask_stability
-    from .sam.types import context_crop
 
     shape = image.shape[:2]
     box = np.asarray(box, dtype=np.float64)
@@ -148,7 +148,6 @@ def trusted_box_region(
     ``context`` None zooms by 2.5 all the same (the rule's signals assume a context crop). The
     prompt holds the boxes, the context, the rule and per box its ``trust`` record.
     """
-    from .images import validate_image
     from .segment import Region, embedding_key
 
     image = validate_image(image)

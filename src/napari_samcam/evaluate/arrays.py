@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .._files import read_npz
+from ..errors import InputError, SamcamError
+from .jobs import _plain
 from .manifests import decode_rle, encode_rle
 
 __all__ = ["JobArrays", "arrays_path", "pack_job_arrays", "read_job_arrays", "saliency_at"]
@@ -70,8 +72,6 @@ def pack_job_arrays(job, result) -> bytes:
     result : JobResult
         With ``image``, ``saliencies`` and ``regions`` kept.
     """
-    from .jobs import _plain
-
     arrays: dict[str, np.ndarray] = {}
     # which items each map was scored for: items of one image may explain different classes
     users: dict[tuple, list[int]] = {}
@@ -220,9 +220,6 @@ def read_job_arrays(path: str | Path) -> JobArrays:
     InputError
         The file is not such an archive.
     """
-    from .._files import read_npz
-    from ..errors import SamcamError
-
     path = Path(path)
     try:
         archive = read_npz(path, "arrays file", limit=MAX_ARRAYS_FILE_BYTES)

@@ -49,7 +49,9 @@ from ..coco_masks import (
     rle_to_string,
 )
 from ..dataset_items import NEGATIVE_LABELS, Item, clip_to_image
+from ..datasets import detect_dataset, load_dataset
 from ..errors import InputError
+from .readers import parse_readers_cell
 
 __all__ = [
     "Item",
@@ -91,7 +93,6 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
     if not path.is_file():
         raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
     root = Path(image_root) if image_root is not None else path.parent
-    from ..datasets import detect_dataset, load_dataset
 
     if detect_dataset(path) is not None:  # NIH, RSNA, SIIM, VinDr files as distributed
         items = load_dataset(path, image_root=root)
@@ -214,8 +215,6 @@ def _cell(row: dict, column: str) -> str:
 
 
 def _read_csv(path: Path, root: Path) -> list[Item]:
-    from .readers import parse_readers_cell
-
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]

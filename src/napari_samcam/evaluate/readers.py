@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..segment import Region
+from .report import html_table
+from .summary import json_safe
 
 __all__ = [
     "READER_PREFIX",
@@ -289,8 +291,6 @@ def reader_region_agreement(regions, *, n_resamples: int = 1000, seed: int = 0):
 
 def reader_record(scores, regions) -> dict:
     """The inter-reader tables for ``summary.json`` (nothing without readers)."""
-    from .summary import json_safe
-
     if scores is None or len(scores) == 0:
         return {}
     return json_safe(
@@ -303,8 +303,6 @@ def reader_record(scores, regions) -> dict:
 
 def reader_html(scores, regions) -> str:
     """The report's section on the readers' own agreement ("" without readers)."""
-    from .report import html_table
-
     if scores is None or len(scores) == 0:
         return ""
     return "\n".join(
