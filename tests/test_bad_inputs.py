@@ -128,7 +128,7 @@ def test_cli_box_outside_the_image_fails_before_the_model_loads(
 
 
 def test_segment_names_the_bad_prompt_and_its_index(tiny_segmenter):
-    from napari_samcam.prompts import box_region
+    from napari_samcam.box_prompts import box_region
 
     image = np.zeros((20, 30), np.uint8)
     with pytest.raises(PromptError, match=r"boxes\[1\] = \('a', 1, 2, 3\): 'a' is not a number"):

@@ -447,15 +447,16 @@ def test_job_sorts_each_map_once_and_scores_like_one_region_at_a_time(
         run_image_job,
         sam_ref,
     )
+    from napari_samcam.metrics._sorted_map import SortedMap
 
     sorts = []
-    real_init = metrics._SortedMap.__init__
+    real_init = SortedMap.__init__
 
     def counting_init(self, flat):
         sorts.append(flat.size)
         real_init(self, flat)
 
-    monkeypatch.setattr(metrics._SortedMap, "__init__", counting_init)
+    monkeypatch.setattr(SortedMap, "__init__", counting_init)
     spec = EvalSpec(
         classifiers=(classifier_ref(models["classifiers"][0]),),
         region_sources=SOURCES,

@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 def test_spelled_choices_equal_the_modules_that_own_them():
     from napari_samcam.agreement import WILCOXON_ZERO_METHODS
     from napari_samcam.evaluation.comparisons import HOLM_FAMILIES
+    from napari_samcam.metric_protocols import PROTOCOLS
     from napari_samcam.metrics import BINARIZE_METHODS
-    from napari_samcam.protocols import PROTOCOLS
     from napari_samcam.region_sources import REGION_SOURCES
 
     assert setting("holm_family").choices == tuple(HOLM_FAMILIES)

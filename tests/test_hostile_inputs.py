@@ -113,8 +113,8 @@ def test_corrupt_safetensors_is_a_checkpoint_error(tmp_path):
 
 
 def test_segment_text_misuse_is_an_input_error(tiny_sam):
+    from napari_samcam.clip_regions import segment_text
     from napari_samcam.segment import Segmenter
-    from napari_samcam.text import segment_text
 
     image = np.zeros((32, 32), np.uint8)
     segmenter = Segmenter(tiny_sam)

@@ -26,6 +26,18 @@ import numpy as np
 
 from ._folders import check_writable
 from .errors import InputError, OutputExistsError
+from .evaluation.jobs import ImageJob, make_jobs, rows_frame, run_image_job
+from .evaluation.manifests import Item, load_manifest
+from .evaluation.runner import make_spec
+from .evaluation.summary import (
+    agreement_table,
+    region_summary,
+    sam_vs_box,
+    summarize,
+    summary_record,
+)
+from .overlays import save_overlay
+from .phantoms import write_phantoms
 
 __all__ = ["DEMO_OUTPUTS", "DemoResult", "headline", "run_demo"]
 
@@ -108,8 +120,6 @@ def _overlay_lines(rows, classifier: str, item: int) -> list[str]:
 
 
 def _write_overlays(result, rows, folder: Path, stem: str, boxes) -> list[Path]:
-    from .overlays import save_overlay
-
     written = []
     for (classifier, _method, _target), saliency in result.saliencies.items():
         item = int(rows["item"].iloc[0]) if len(rows) else 0
@@ -190,18 +200,6 @@ def run_demo(
     import time
 
     import pandas as pd
-
-    from .evaluation.jobs import ImageJob, make_jobs, rows_frame, run_image_job
-    from .evaluation.manifests import Item, load_manifest
-    from .evaluation.runner import make_spec
-    from .evaluation.summary import (
-        agreement_table,
-        region_summary,
-        sam_vs_box,
-        summarize,
-        summary_record,
-    )
-    from .phantoms import write_phantoms
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n={n!r}: pass the number of phantom images as a positive integer.")

@@ -13,7 +13,6 @@ their own normalisation (:func:`napari_samcam.classifiers.classifier_tensor`,
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from . import _dicom, _nifti, _raster
 from ._files import require_regular_file
 from .errors import ImageReadError, InputError
+from .hashing import image_hash
 
 __all__ = [
     "CheckedImage",
@@ -430,22 +430,3 @@ def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float,
     if array.dtype == np.uint8:
         return 0.0, 255.0
     return intensity_range(array, name=name)
-
-
-def image_hash(array: np.ndarray) -> str:
-    """A content hash of an array (shape, dtype and bytes): the key of every cache.
-
-    Parameters
-    ----------
-    array : numpy.ndarray
-
-    Returns
-    -------
-    str
-        A 32-character hexadecimal BLAKE2b digest.
-    """
-    array = np.ascontiguousarray(array)
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str((array.shape, array.dtype.str)).encode())
-    digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ._module_copies import channels_last_copy, fingerprint
+from ._resample import upsample
+from ._threads import env_flag, torch_threads
 from .classifiers import (
     Classifier,
     center_crop_box,
@@ -41,10 +44,10 @@ def _cam_classes() -> dict[str, type]:
         "ShapleyCAM",
         "FinerCAM",
     ]
-    return {_key(n): getattr(pgc, n) for n in names if hasattr(pgc, n)}
+    return {cam_method_key(n): getattr(pgc, n) for n in names if hasattr(pgc, n)}
 
 
-def _key(name: str) -> str:
+def cam_method_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower().replace("++", "plusplus"))
 
 
@@ -172,9 +175,6 @@ def _cam_model(classifier: Classifier, layer, reshape) -> tuple[Any, Any]:
     kept in ``classifier.extra`` and rebuilt when the weights change; the classifier's own
     model otherwise, or when ``SAMCAM_ACCELERATE=0``.
     """
-    from ._module_copies import channels_last_copy, fingerprint
-    from ._threads import env_flag
-
     if (
         reshape is not None
         or classifier.device.type != "cpu"
@@ -235,7 +235,7 @@ def _cam_threads(classifier: Classifier) -> int | None:
     return 1 if flops is not None and flops < SMALL_FORWARD_FLOPS else None
 
 
-def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def upsampled_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A small map upsampled (bilinear, ``align_corners=False``) to ``shape``, over its maximum.
 
     Negative values are set to 0 first (an all-zero map stays zero); the maps ``explain``
@@ -244,8 +244,6 @@ def _saliency_map(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     would take for structure.
     """
     import torch
-
-    from ._resample import upsample
 
     clipped = np.maximum(np.asarray(cam, dtype=np.float32), 0)
     if clipped.size and clipped.min() == clipped.max():
@@ -344,8 +342,6 @@ def explain(
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from ._threads import torch_threads
-
     # shape and type now; classifier_tensor checks the values on its way through them
     checked = checked_image(image, finite=False)
     image = checked.array
@@ -356,7 +352,7 @@ def explain(
     if target_layer is not None:
         classifier = load_classifier(classifier, target_layer=target_layer)
     classes = _cam_classes()
-    key = _key(method)
+    key = cam_method_key(method)
     if key not in classes:
         raise InputError(
             f"method {method!r} is not a CAM method; choose one of {', '.join(CAM_METHODS)}."
@@ -417,9 +413,9 @@ def explain(
         if classifier.center_crop:  # the model saw the centred square only
             row0, col0, side = center_crop_box(spatial)
             saliency_map = np.zeros(spatial, dtype=np.float32)
-            saliency_map[row0 : row0 + side, col0 : col0 + side] = _saliency_map(raw, (side,) * 2)
+            saliency_map[row0 : row0 + side, col0 : col0 + side] = upsampled_map(raw, (side,) * 2)
         else:
-            saliency_map = _saliency_map(raw, spatial)
+            saliency_map = upsampled_map(raw, spatial)
     return Saliency(
         map=saliency_map,
         raw=raw.astype(np.float32),

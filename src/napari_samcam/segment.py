@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ._prompt_checks import check_boxes, check_points
+from ._resample import resized_unit_range
 from ._threads import env_flag, torch_threads
+from .devices import default_device
 from .embedding_keys import (
     array_signature,
     check_finite_once,
@@ -194,8 +196,6 @@ class Segmenter:
         :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
         window (it is affine), block by block before resizing with one.
         """
-        from ._resample import resized_unit_range
-
         new = self.backend.input_size(view.shape[:2])
         if view.ndim == 3 and view.shape[-1] == 4:
             view = view[..., :3]  # alpha is dropped
@@ -464,7 +464,8 @@ class Segmenter:
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
-                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
+                "prompt: napari_samcam.clip_regions.segment_text(segmenter, image, text, "
+                "clip=...))."
             )
         speculate = key is None and context is None
         speculate = speculate and not (self.box_only and pts is not None)
@@ -704,7 +705,6 @@ def load_segmenter(
     """
     if not isinstance(spec, str):
         return Segmenter(load_sam_model(spec, device=device), cache_size=cache_size)
-    from .classifiers import default_device
 
     key = (spec, str(checkpoint), str(default_device(device)))
     with _SEGMENTERS_LOCK:

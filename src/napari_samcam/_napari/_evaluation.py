@@ -11,14 +11,13 @@ names the folder, the item, the image key and what the layer shows (``kind``: ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ._image_layers import LayerData, image_layer_data
+
 #: The metadata key that marks a layer as part of an opened evaluation.
 EVALUATION_KEY = "samcam_evaluation"
-
-LayerData = tuple[Any, dict, str]
 
 
 def looks_like_evaluation(path: Path) -> bool:
@@ -57,8 +56,6 @@ def _region_name(record: dict) -> str:
 def item_layers(stored, item: int) -> list[LayerData]:
     """Image, saliency and region layer data of ``item`` of a
     :class:`~napari_samcam.evaluation.stored.StoredEvaluation`."""
-    from ._reader import image_layer_data
-
     view = stored.item_view(item)
     tag = {
         "folder": str(stored.folder),

@@ -22,6 +22,7 @@ from .._csv_cells import neutralise_cell, restore_cell
 from .._files import open_regular
 from .._folders import atomic_path, check_writable, create_new_file, refuse_link
 from ..errors import InputError, OutputExistsError, OutputNotWritableError, SamcamError
+from ..sam_models import SAM_MODELS
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",
@@ -44,7 +45,6 @@ def evaluation_segmenter(config: dict, *, device: Any = None):
         The evaluation used no SAM model, or one passed as an object (its ``config.json`` names
         only its class): it cannot be loaded again by name.
     """
-    from ..sam_models import SAM_MODELS
     from ..segment import load_segmenter
 
     sam = config.get("config", config).get("sam")

@@ -141,7 +141,7 @@ def _state_digest(module) -> str:
 def _file_token(path) -> str:
     if path is None:
         return ""
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     return _file_digest(Path(path))
 
@@ -325,7 +325,7 @@ class ImageJob:
 
 
 def _image_digest(path: Path) -> str:
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     if path.is_dir():
         digest = hashlib.blake2b(digest_size=12)
@@ -347,7 +347,7 @@ def make_jobs(items: list[Item], spec: EvalSpec) -> list[ImageJob]:
     InputError
         ``spec.saliency`` is set and an item has no map file in that folder.
     """
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     groups: dict[str, list[Item]] = {}
     for item in items:
@@ -516,8 +516,8 @@ def run_image_job(job: ImageJob, spec: EvalSpec, *, keep_arrays: bool = False) -
     JobResult
     """
     from ..images import image_hash, read_image
+    from ..metric_protocols import get_protocol
     from ..metrics import DegenerateInputWarning
-    from ..protocols import get_protocol
     from ..saliency import explain
     from ..saliency_files import read_saliency
 

@@ -63,6 +63,7 @@ from ..evaluation_settings import (
     settings_signature,
     spec_fields,
 )
+from ..hashing import file_digest as _file_digest
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
@@ -76,7 +77,7 @@ from .jobs import (
     run_image_job,
     sam_ref,
 )
-from .manifests import _file_digest, load_manifest
+from .manifests import load_manifest
 from .regions import SAM_SOURCES, check_region_sources
 
 __all__ = ["OUTPUT_NAMES", "EvaluationResult", "evaluate", "make_spec"]
@@ -211,8 +212,9 @@ def make_spec(**settings: Any) -> EvalSpec:
     InputError
         An unknown or invalid setting (the message names it and what is valid).
     """
-    from ..protocols import get_protocol
-    from ..saliency import CAM_METHODS, _key
+    from ..metric_protocols import get_protocol
+    from ..saliency import CAM_METHODS
+    from ..saliency import cam_method_key as _key
     from ..sam_preprocess import canonical_name
 
     values = check_settings(settings, group="job")
@@ -264,7 +266,7 @@ def make_spec(**settings: Any) -> EvalSpec:
             options.update(checkpoint=values["checkpoint"])
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
-        from ..text import clip_available
+        from ..clip_regions import clip_available
 
         ok, message = clip_available(values["clip"])
         if not ok:
@@ -568,7 +570,7 @@ def _check_device(device: Any, scheduler: str | None) -> None:
     if device is None:
         return
     if scheduler is None:
-        from ..classifiers import check_device
+        from ..devices import check_device
 
         check_device(device)
         return
