@@ -366,7 +366,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "text_options",
         None,
-        "Options of napari_samcam.text.segment_text for sam-text (proposals, top_k, "
+        "Options of napari_samcam.clip_regions.segment_text for sam-text (proposals, top_k, "
         "threshold, ...).",
         "job",
         "dict, optional",
