@@ -30,6 +30,7 @@ with contextlib.suppress(ImportError):
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
+from napari_samcam._napari import _sample_data
 from napari_samcam._napari._layers import samcam_meta
 from napari_samcam._qt._heartbeat import cpu_contention, idle_gap, stall_limit, worst_stall
 
@@ -136,6 +137,12 @@ def test_opening_the_dock_widget_in_a_fresh_viewer():
 
 
 # -- samples -------------------------------------------------------------------------------------
+SAMPLE_FUNCTIONS = {
+    "phantom-lesion": "phantom_nodule",
+    "phantom-marker": "phantom_marker",
+    "phantom-stack": "phantom_stack",
+    "chest-radiograph": "chest_radiograph",
+}
 SAMPLES = {
     "phantom-lesion": "Phantom lesion (chest, with box)",
     "phantom-marker": "Phantom lesion + corner marker",
@@ -154,10 +161,11 @@ def test_opening_a_sample(make_napari_viewer, key):
     assert warm_up_done(timeout=120)
     limit = stall_limit(idle_gap(), cpu_contention())
     entry = menu_entry(viewer, SAMPLES[key])
-    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) > 0)
-    # napari builds each new layer (canvas node, shaders, controls) on the GUI thread: 0.6-2.1 s
-    # for a sample's 1-3 layers at load 10 on 2 cores, with the phantoms generated beforehand
-    check_known_slow(stall, limit, f"opening the {key} sample")
+    expected = len(getattr(_sample_data, SAMPLE_FUNCTIONS[key])())
+    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) == expected)
+    # the sample's layers came one per turn of the event loop
+    assert [layer.name for layer in viewer.layers][-1].startswith(viewer.layers[0].name)
+    check(stall, limit, f"opening the {key} sample")
 
 
 # -- explain, segment, table, session on the phantom sample --------------------------------------

@@ -1,8 +1,9 @@
 """One-time costs of a napari process paid in a background thread before the user needs them.
 
 napari's first layer builds the unit registry of pint (about a second, pure Python) on the GUI
-thread, and the phantom samples are generated on it when first opened (seconds: the chest
-background is read and eight phantoms rendered). The plugin's widgets start this thread when
+thread, its first Labels or Shapes layer imports pandas for the layer's features (0.5-0.7 s),
+and the phantom samples are generated on it when first opened (seconds: the chest background is
+read and eight phantoms rendered). The plugin's widgets start this thread when
 they open, so that the first sample, image or evaluation item shown afterwards does not freeze
 the viewer for it. napari only, no Qt.
 """
@@ -28,6 +29,7 @@ def _warm() -> None:
         import pint
 
         pint.get_application_registry().pixel  # noqa: B018 (builds the registry)
+        import pandas  # noqa: F401
         from ._sample_data import warm_samples
 
         warm_samples()
