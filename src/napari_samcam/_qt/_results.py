@@ -39,6 +39,7 @@ from .._napari._evaluation import (
     EVALUATION_KEY,
     PROMPT_KINDS,
     add_item_prompts,
+    item_prompt_steps,
     clear_prompts,
     item_layers,
     item_prompts,
@@ -399,9 +400,22 @@ class ResultsWidget(QWidget):
                     clear_prompts(prompts, item)
             self.shown_item = item
             self.focused = self.region_layer = None
-            self._add_prompt_layers()
 
-        return [*steps, finish]
+        return [*steps, finish, *self._prompt_steps()]
+
+    def _prompt_steps(self) -> list:
+        """Steps that add the item's prompt layers unless they are there, one layer each."""
+        missing = {}
+
+        def step(index: int) -> None:
+            if index == 0:
+                missing["image"] = (
+                    self._layer_of("image") if self._layer_of(PROMPT_KINDS[0]) is None else None
+                )
+            if missing.get("image") is not None:
+                item_prompt_steps(self.viewer, missing["image"])[index]()
+
+        return [lambda index=index: step(index) for index in range(3)]
 
     def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
