@@ -59,5 +59,6 @@ def warm_up_in_background() -> bool:
     if _started.is_set():
         return False
     _started.set()
+    freeze_survivors()  # napari's own start-up objects: out of the way of the widget's build
     threading.Thread(target=_warm, name="napari-samcam warm-up", daemon=True).start()
     return True
