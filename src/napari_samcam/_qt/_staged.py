@@ -31,12 +31,16 @@ GUI_OPENERS = frozenset(
 STAGE_PAUSE_MS = 30
 
 
-def opened_from_the_gui() -> bool:
-    """Whether the running call comes from napari's menus or drag and drop."""
+#: napari's function that builds a plugin's dock widget for its Plugins menu.
+WIDGET_OPENERS = frozenset({("napari._qt._qplugins._qnpe2", "_toggle_or_get_widget")})
+
+
+def opened_from_the_gui(openers: frozenset = GUI_OPENERS) -> bool:
+    """Whether the running call comes from one of napari's ``openers`` (its menus, drag and
+    drop) rather than from code."""
     frame = sys._getframe(1)
     while frame is not None:
-        key = (frame.f_globals.get("__name__"), frame.f_code.co_name)
-        if key in GUI_OPENERS:
+        if (frame.f_globals.get("__name__"), frame.f_code.co_name) in openers:
             return True
         frame = frame.f_back
     return False

@@ -43,6 +43,7 @@ from .._napari._triton_guard import guard_triton
 from .._napari._warmup import warm_up_in_background
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
+from ._staged import WIDGET_OPENERS, opened_from_the_gui
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +149,15 @@ class SamcamWidget(QWidget):
         self.session = session if session is not None else SamcamSession(napari_viewer)
         self.runner = JobRunner(self.session, self)
         self._buttons: list[QPushButton] = []
-        # built in stages, one per turn of the event loop (the whole build froze the viewer
-        # for 0.4-0.8 s); anything that needs a control first finishes it (see __getattr__)
+        # opened from the Plugins menu, built in stages, one per turn of the event loop (the
+        # whole build froze the viewer for 0.4-0.8 s; anything that needs a control before
+        # finishes it, see __getattr__); made by code, built at once
         self._stages = self._construct()
         self._building = False
-        self._build_stage()
+        if opened_from_the_gui(WIDGET_OPENERS):
+            self._build_stage()
+        else:
+            self.finish_building()
 
     def _construct(self):
         yield from self._build()
