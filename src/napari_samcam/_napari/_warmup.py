@@ -38,6 +38,7 @@ def _warm() -> None:
 
         pint.get_application_registry().pixel  # noqa: B018 (builds the registry)
         import pandas  # noqa: F401
+
         from ._sample_data import warm_samples
 
         warm_samples()

@@ -39,9 +39,9 @@ from .._napari._evaluation import (
     EVALUATION_KEY,
     PROMPT_KINDS,
     add_item_prompts,
-    item_prompt_steps,
     clear_prompts,
     item_layers,
+    item_prompt_steps,
     item_prompts,
 )
 from .._napari._layer_update import in_place_steps

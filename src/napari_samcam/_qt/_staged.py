@@ -87,7 +87,13 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
         if not rest or not any(layer.data is first_data for layer in viewer.layers):
             return
         data, kwargs, kind = rest.pop(0)
-        viewer.add_layer(Layer.create(data, kwargs, kind))
+        # added hidden, shown a turn later: napari's slicing and the first draw of a new
+        # kind of layer (compiling its shaders) come apart from building it
+        layer = viewer.add_layer(Layer.create(data, {**kwargs, "visible": False}, kind))
+        QTimer.singleShot(STAGE_PAUSE_MS, lambda: show(layer, kwargs.get("visible", True)))
+
+    def show(layer, visible: bool) -> None:
+        layer.visible = visible
         if rest:
             QTimer.singleShot(STAGE_PAUSE_MS, add_next)
 
