@@ -5,8 +5,9 @@ layer costs it a canvas node, shaders and layer controls (0.1-0.3 s each): a sam
 and mask, or a saved session with ten layers, froze the viewer for a second or more. When the
 user opens them from napari's menus (File > Open Sample, File > Open, drag and drop), napari
 is given the first layer only and the others follow, one per turn of the event loop, so that
-the canvas draws and answers in between. Called from code (``viewer.open_sample``,
-``viewer.open``), everything is returned at once, as napari documents.
+the canvas draws and answers in between; an image of a new size is shown whole. Called from
+code (``viewer.open_sample``, ``viewer.open``), everything is returned at once, as napari
+documents.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def staged(layer_data: list[LayerData]) -> list[LayerData]:
     action its first layer, the others being added to the viewer that shows it one per turn
     of the event loop."""
     layer_data = list(layer_data)
-    if len(layer_data) < 2 or not opened_from_the_gui():
+    if not layer_data or not opened_from_the_gui():
         return layer_data
     from qtpy.QtCore import QTimer
 
@@ -82,6 +83,7 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
     viewer = _viewer_showing(first_data)
     if viewer is None:  # the first layer is gone (the viewer closed): nothing to add to
         return
+    show_whole_if_new_extent(viewer, next(lay for lay in viewer.layers if lay.data is first_data))
 
     def add_next() -> None:
         if not rest or not any(layer.data is first_data for layer in viewer.layers):
@@ -98,6 +100,27 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
             QTimer.singleShot(STAGE_PAUSE_MS, add_next)
 
     add_next()
+
+
+def show_whole_if_new_extent(viewer, layer) -> bool:
+    """Reset the camera to show ``layer`` whole when no other layer of the viewer has its
+    extent (napari resets it for a viewer's first layer only: a second image of another size
+    opened in the same viewer showed a zoomed-in corner). Returns whether it did."""
+    import numpy as np
+
+    extent = np.asarray(layer.extent.world)
+    others = [lay for lay in viewer.layers if lay is not layer]
+    if not others or any(_same_extent(extent, lay) for lay in others):
+        return False
+    viewer.reset_view()
+    return True
+
+
+def _same_extent(extent, layer) -> bool:
+    import numpy as np
+
+    other = np.asarray(layer.extent.world)
+    return other.shape == extent.shape and bool(np.allclose(other, extent))
 
 
 def _staged_sample(make: Callable[[], list[LayerData]]) -> Callable[[], list[LayerData]]:

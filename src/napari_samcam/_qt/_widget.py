@@ -60,6 +60,8 @@ _AUTO_TARGET_LABEL = "finding class (else top class)"
 _AUTO_LAYER = "auto"
 
 
+#: The prompt layer kinds and the drop-downs that choose them.
+_PROMPT_COMBOS = {"box-prompts": "shapes", "point-prompts": "points"}
 #: Milliseconds between two stages of the widget's construction.
 STAGE_PAUSE_MS = 30
 #: Attributes napari looks for on any dock widget (that this one never has): asking for them
@@ -517,6 +519,16 @@ class SamcamWidget(QWidget):
             image = self.image.value
             if image is not None and samcam_meta(layer).get("image_layer") == image.name:
                 self.saliency.value = layer
+        elif kind in _PROMPT_COMBOS:
+            # a sample's box layer comes after its image: the image's prompts, once there
+            combo = getattr(self, _PROMPT_COMBOS[kind])
+            image = self.image.value
+            if (
+                image is not None
+                and samcam_meta(layer).get("image_layer") == image.name
+                and layer in combo.choices
+            ):
+                combo.value = layer
 
     def _default_saliency(self, *_: Any) -> None:
         """The newest saliency map of the chosen image (none if it has none)."""
@@ -535,7 +547,8 @@ class SamcamWidget(QWidget):
         image = self.image.value
         if image is None:
             return
-        for combo, kind in ((self.shapes, "box-prompts"), (self.points, "point-prompts")):
+        for kind, attribute in _PROMPT_COMBOS.items():
+            combo = getattr(self, attribute)
             if combo.value is not None and not force:
                 continue
             for layer in combo.choices:
@@ -545,6 +558,11 @@ class SamcamWidget(QWidget):
                 if meta.get("kind") == kind and meta.get("image_layer") == image.name:
                     combo.value = layer
                     break
+            else:
+                # never another image's prompts (a drawn layer of no image is kept)
+                owner = samcam_meta(combo.value).get("image_layer") if combo.value else None
+                if owner is not None and owner != image.name:
+                    combo.value = None
 
     def _sync_settings_from_session(self) -> None:
         session = self.session
