@@ -182,6 +182,23 @@ def test_opening_a_sample(make_napari_viewer, key):
     check(stall, limit, f"opening the {key} sample")
 
 
+def test_opening_a_sample_before_the_warm_up_is_done(make_napari_viewer):
+    """In a fresh process the phantoms are generated in the warm-up thread, not on the GUI
+    thread, while the menu action waits for them."""
+    from napari_samcam._napari import _warmup
+
+    viewer = make_napari_viewer(show=True)
+    limit = stall_limit(idle_gap(), cpu_contention())
+    _sample_data._series.cache_clear()  # as in a fresh process: nothing generated yet
+    entry = menu_entry(viewer, SAMPLES["phantom-marker"])
+    if _warmup.warm_up_done(0):  # an earlier test ran it: run it again for this one
+        _warmup._started.clear()
+        _warmup._done.clear()
+    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) == 3, timeout_s=120)
+    assert viewer.layers[-1].name == "phantom lesion + marker box"
+    check(stall, limit, "opening a sample while the phantoms are generated")
+
+
 # -- explain, segment, table, session on the phantom sample --------------------------------------
 def _job_done(widget):
     return lambda: not widget.runner.running

@@ -123,8 +123,32 @@ def _same_extent(extent, layer) -> bool:
     return other.shape == extent.shape and bool(np.allclose(other, extent))
 
 
-def _staged_sample(make: Callable[[], list[LayerData]]) -> Callable[[], list[LayerData]]:
+def wait_for_warm_up() -> None:
+    """Let the event loop run (the viewer answers) until the warm-up thread has generated the
+    phantoms: on the GUI thread they froze it for seconds when a phantom sample was opened
+    before the warm-up was done."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    from .._napari._warmup import warm_up_done, warm_up_in_background
+
+    warm_up_in_background()
+    if warm_up_done(0):
+        return
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: warm_up_done(0) and loop.quit())
+    timer.start()
+    loop.exec()
+    timer.stop()
+
+
+def _staged_sample(
+    make: Callable[[], list[LayerData]], *, phantoms: bool = True
+) -> Callable[[], list[LayerData]]:
     def sample() -> list[LayerData]:
+        if phantoms and opened_from_the_gui():
+            wait_for_warm_up()
         return staged(make())
 
     sample.__name__ = make.__name__
@@ -135,7 +159,7 @@ def _staged_sample(make: Callable[[], list[LayerData]]) -> Callable[[], list[Lay
 phantom_nodule = _staged_sample(_sample_data.phantom_nodule)
 phantom_marker = _staged_sample(_sample_data.phantom_marker)
 phantom_stack = _staged_sample(_sample_data.phantom_stack)
-chest_radiograph = _staged_sample(_sample_data.chest_radiograph)
+chest_radiograph = _staged_sample(_sample_data.chest_radiograph, phantoms=False)
 
 
 def napari_get_reader(path: str | list[str]):
