@@ -107,15 +107,39 @@ def add_item_prompts(viewer, image_layer) -> tuple:
 
 def item_prompt_steps(viewer, image_layer) -> list:
     """The steps of :func:`add_item_prompts`, one layer each (to run one per event-loop
-    turn): add the box prompt layer, add the point prompt layer, select the first."""
-    from ._prompt_layers import add_box_prompt_layer, add_point_prompt_layer, select_box_prompts
+    turn): add the box prompt layer, show it, add the point prompt layer, show it, select the
+    first. A layer added hidden and shown a step later draws (and compiles its shaders) apart
+    from being built."""
+    from ._prompt_layers import (
+        add_box_prompt_layer,
+        add_point_prompt_layer,
+        prompt_layer_names,
+        select_box_prompts,
+    )
 
     tag = image_layer.metadata[EVALUATION_KEY]
 
+    names = dict(
+        zip(
+            (add_box_prompt_layer, add_point_prompt_layer),
+            prompt_layer_names(image_layer),
+            strict=True,
+        )
+    )
+
     def adding(add, kind):
         def step():
+            new = names[add] not in viewer.layers
             layer = add(viewer, image_layer)
             layer.metadata[EVALUATION_KEY] = dict(tag, kind=kind)
+            if new:
+                layer.visible = False
+
+        return step
+
+    def showing(add):
+        def step():
+            add(viewer, image_layer).visible = True
 
         return step
 
@@ -126,7 +150,9 @@ def item_prompt_steps(viewer, image_layer) -> list:
 
     return [
         adding(add_box_prompt_layer, box_kind),
+        showing(add_box_prompt_layer),
         adding(add_point_prompt_layer, point_kind),
+        showing(add_point_prompt_layer),
         select,
     ]
 

@@ -114,6 +114,8 @@ def _retire(layer, item: int) -> None:
 
 #: Appended to the name of a layer the shown item has nothing for.
 ABSENT_SUFFIX = " (none in this item)"
+#: How many steps adding an item's prompt layers takes (see ``item_prompt_steps``).
+PROMPT_STEP_COUNT = 5
 #: Milliseconds between the steps that show an item (one layer each).
 STEP_PAUSE_MS = 30
 #: The role holding a cell's number for sorting.
@@ -415,7 +417,7 @@ class ResultsWidget(QWidget):
             if missing.get("image") is not None:
                 item_prompt_steps(self.viewer, missing["image"])[index]()
 
-        return [lambda index=index: step(index) for index in range(3)]
+        return [lambda index=index: step(index) for index in range(PROMPT_STEP_COUNT)]
 
     def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
