@@ -122,16 +122,22 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
     shape = (*lead, *plane_shape(image))
     layer = _own_saliency_layer(layers, name, image)
     fresh = layer is None or tuple(layer.data.shape) != shape
-    if fresh:
+    whole = np.asarray(last.map, dtype=np.float32)
+    slices: dict[str, Any] = {}
+    if not lead and whole.shape == shape:
+        # the map itself, not a copy: a copy of a large map froze the GUI thread (0.4 s at
+        # 8000²); a new array for the layer, never written into an earlier result's map
+        data = whole
+    elif fresh:
         data = np.zeros(shape, dtype=np.float32)
-        slices: dict[str, Any] = {}
     else:
         data = np.asarray(layer.data)
         slices = dict(samcam_meta(layer).get("slices", {}))
-    for index, saliency in results:
-        data[index] = saliency.map
-        if index:
-            slices[index_text(index)] = saliency.provenance()
+    if data is not whole:
+        for index, saliency in results:
+            data[index] = saliency.map
+            if index:
+                slices[index_text(index)] = saliency.provenance()
     metadata = {
         META_KEY: {
             "kind": "saliency",
@@ -156,7 +162,10 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
         )
     else:
         layer.metadata = {**layer.metadata, **metadata}
-        layer.refresh()
+        if data is whole:
+            layer.data = data
+        else:
+            layer.refresh()
     return layer
 
 
