@@ -31,7 +31,7 @@ from napari_samcam.errors import (
     PromptError,
     SamcamError,
 )
-from napari_samcam.evaluate import evaluate, load_manifest
+from napari_samcam.evaluation import evaluate, load_manifest
 
 TESTS = Path(__file__).parent
 SRC = Path(__import__("napari_samcam").__file__).parents[1]
@@ -375,7 +375,7 @@ _RUN = textwrap.dedent(
     from conftest import TinyCNN
     from napari_samcam.classifiers import load_classifier
     from napari_samcam.errors import SamcamError
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     manifest, out, hold = sys.argv[1], sys.argv[2], sys.argv[3:]
 

@@ -41,7 +41,7 @@ _API = {
     "METRIC_NAMES": "metrics",
     "generate_phantoms": "phantoms",
     "write_phantoms": "phantoms",
-    "evaluate": "evaluate",
+    "evaluate": "evaluation",
     "load_dataset": "datasets",
     "segment_text": "text",
     "load_clip": "text",

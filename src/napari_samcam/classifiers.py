@@ -30,7 +30,7 @@ import numpy as np
 
 from ._resample import resized_unit_range
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
-from .images import to_unit_range, validate_image
+from .images import checked_image, to_unit_range
 from .model_files import (
     TRUST_FIX,
     first_line,
@@ -229,7 +229,7 @@ def classifier_tensor(
     """
     import torch
 
-    image = validate_image(image, finite=False)
+    image = checked_image(image, finite=False).array
     if classifier.center_crop:
         row0, col0, side = center_crop_box(image.shape)
         image = image[row0 : row0 + side, col0 : col0 + side]

@@ -10,7 +10,7 @@ lesion; the shortcut detector's on the marker, and its localization scores show 
 It then runs a real chest radiograph (``RG1_UNCI.dcm`` from pydicom-data) through the same
 pipeline — Grad-CAM and SAM from the saliency box; there is no ground truth there.
 
-The per-image work is :func:`napari_samcam.evaluate.run_job`, the same code as
+The per-image work is :func:`napari_samcam.evaluation.run_image_job`, the same code as
 ``samcam evaluate``.
 """
 
@@ -191,10 +191,10 @@ def run_demo(
 
     import pandas as pd
 
-    from .evaluate.jobs import Job, make_jobs, rows_frame, run_job
-    from .evaluate.manifests import Item, load_manifest
-    from .evaluate.runner import make_spec
-    from .evaluate.summary import (
+    from .evaluation.jobs import ImageJob, make_jobs, rows_frame, run_image_job
+    from .evaluation.manifests import Item, load_manifest
+    from .evaluation.runner import make_spec
+    from .evaluation.summary import (
         agreement_table,
         region_summary,
         sam_vs_box,
@@ -232,7 +232,7 @@ def run_demo(
     region_frames = []
     done = 0
     for job in make_jobs(load_manifest(manifest), spec):
-        result = run_job(job, spec, keep_arrays=True)
+        result = run_image_job(job, spec, keep_arrays=True)
         rows = result.frame()
         frames.append(rows)
         region_frames.append(result.region_frame())
@@ -254,7 +254,7 @@ def run_demo(
         chest_spec = make_spec(
             classifiers=classifiers, region_sources=("sam-saliency-box",), sam=sam, device=device
         )
-        result = run_job(Job(source, RADIOGRAPH, (item,)), chest_spec, keep_arrays=True)
+        result = run_image_job(ImageJob(source, RADIOGRAPH, (item,)), chest_spec, keep_arrays=True)
         radiograph_rows = result.frame()
         for path in _write_overlays(result, radiograph_rows, overlays, "chest_radiograph", []):
             paths[f"overlays/{path.name}"] = path

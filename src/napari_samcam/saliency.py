@@ -18,7 +18,7 @@ from .classifiers import (
     load_classifier,
 )
 from .errors import InputError
-from .images import validate_image
+from .images import checked_image
 
 __all__ = ["CAM_METHODS", "Saliency", "explain", "predict"]
 
@@ -351,7 +351,8 @@ def explain(
     from ._threads import torch_threads
 
     # shape and type now; classifier_tensor checks the values on its way through them
-    image = validate_image(image, finite=False)
+    checked = checked_image(image, finite=False)
+    image = checked.array
     if not isinstance(classifier, Classifier):
         classifier = load_classifier(classifier, device=device)
     elif device is not None:
@@ -375,7 +376,7 @@ def explain(
     model, cam_layer = _cam_model(classifier, layer, reshape)
     # One thread for small classifiers (see _cam_threads); torch's setting otherwise.
     with torch_threads(_cam_threads(classifier)):
-        tensor = classifier_tensor(image, classifier, window=window)
+        tensor = classifier_tensor(checked, classifier, window=window)
         if model is not classifier.model and tensor.ndim == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         options = {"model": model, "target_layers": [cam_layer], "reshape_transform": reshape}

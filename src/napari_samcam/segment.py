@@ -25,7 +25,7 @@ from .embedding_keys import (
     key_pool,
 )
 from .errors import InputError, PromptError
-from .images import to_unit_range, validate_image
+from .images import checked_image, to_unit_range, validate_image
 from .point_prompts import point_regions
 from .sam import Prompts, SamBackend, make_backend
 from .sam.types import Embedding, Region, context_crop, to_sam_coords
@@ -235,7 +235,8 @@ class Segmenter:
             (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
         """
         preprocess = canonical_name(preprocess)
-        return self._embed(validate_image(image), window, crop, key, progress, preprocess)
+        image = checked_image(image).array
+        return self._embed(image, window, crop, key, progress, preprocess)
 
     def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
@@ -452,8 +453,10 @@ class Segmenter:
         -------
         list of Region
         """
-        # the finite-values pass only for content not seen before (below, once the key is known)
-        image = validate_image(image, finite=False)
+        # the finite-values pass only for content not checked before (below, once the key is
+        # known): none for a CheckedImage that passed it
+        checked = checked_image(image, finite=False)
+        image = checked.array
         preprocess = canonical_name(preprocess)
         height, width = image.shape[:2]
         pts, labels = check_points(points, point_labels, (height, width))
@@ -476,7 +479,8 @@ class Segmenter:
         given = key is not None
         if key is None:
             key = embedding_key(image)
-        check_finite_once(image, key)
+        if not checked.finite:
+            check_finite_once(image, key)
         if not given:
             self._last_key = (array_signature(image), key)
         if self.box_only and pts is not None and mask_input is None:

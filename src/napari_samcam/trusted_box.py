@@ -148,10 +148,11 @@ def trusted_box_region(
     ``context`` None zooms by 2.5 all the same (the rule's signals assume a context crop). The
     prompt holds the boxes, the context, the rule and per box its ``trust`` record.
     """
-    from .images import validate_image
+    from .images import checked_image
     from .segment import Region, embedding_key
 
-    image = validate_image(image)
+    checked = checked_image(image)
+    image = checked.array
     rule = rule or TrustRule()
     context = 2.5 if context is None else float(context)
     key = key or embedding_key(image)
@@ -160,7 +161,7 @@ def trusted_box_region(
     for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
         one, score, record = trusted_box_mask(
             segmenter,
-            image,
+            checked,
             box,
             context=context,
             rule=rule,

@@ -29,7 +29,7 @@ def looks_like_evaluation(path: Path) -> bool:
 def read_evaluation(folder: str | Path, item: int | None = None) -> list[LayerData]:
     """Layers of one item of an evaluation: by default the one with the lowest mean IoU."""
     from ..errors import InputError
-    from ..evaluate.stored import open_evaluation
+    from ..evaluation.stored import open_evaluation
 
     stored = open_evaluation(folder)
     if item is None:
@@ -56,7 +56,7 @@ def _region_name(record: dict) -> str:
 
 def item_layers(stored, item: int) -> list[LayerData]:
     """Image, saliency and region layer data of ``item`` of a
-    :class:`~napari_samcam.evaluate.stored.StoredEvaluation`."""
+    :class:`~napari_samcam.evaluation.stored.StoredEvaluation`."""
     from ._reader import image_layer_data
 
     view = stored.item_view(item)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamcamError
-from ._choices import REGION_SOURCES, explain_target
+from ._choices import SOURCE_OF_PROMPT_KIND, explain_target
 from ._layers import Plane, index_text
 
 Job = Generator["Step", None, Callable[[], Any] | None]
@@ -168,7 +168,7 @@ def segment_steps(
     Returns ``[(request, boxes, regions, metric rows)]`` and notes for the user.
     """
     kind = settings["kind"]
-    source = REGION_SOURCES[kind]
+    source = SOURCE_OF_PROMPT_KIND[kind]
     total = 1 + 2 * len(requests)
     yield Step("loading SAM", 0, total)
     segmenter = load_segmenter()

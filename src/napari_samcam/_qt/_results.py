@@ -8,7 +8,7 @@ reader, or one chosen with *Open evaluation...*.
 
 A shown item gets a box (Shapes) and a click (Points) prompt layer. *Re-segment* prompts SAM
 with them (off the GUI thread), replaces the clicked row's region and re-scores it against the
-shown saliency maps (:mod:`~napari_samcam.evaluate.corrections`): the Labels layer's features
+shown saliency maps (:mod:`~napari_samcam.evaluation.corrections`): the Labels layer's features
 and the table's rows are updated and marked edited. *Save as ground truth...* writes the region
 as a PNG mask and a row of a CSV manifest that ``samcam evaluate`` reads.
 """
@@ -270,7 +270,7 @@ class ResultsWidget(QWidget):
     def open_folder(self, folder, *, show: bool = True) -> None:
         """Fill the table from ``folder`` and show its lowest-IoU item (when ``show``); the
         folder is read off the GUI thread."""
-        from ..evaluate.stored import open_evaluation
+        from ..evaluation.stored import open_evaluation
 
         def read():
             stored = open_evaluation(folder)
@@ -461,7 +461,7 @@ class ResultsWidget(QWidget):
         """Prompt SAM with the drawn boxes and clicks; the result replaces the focused region."""
         from napari.qt.threading import create_worker
 
-        from ..evaluate.corrections import evaluation_segmenter, rescore_item, resegment
+        from ..evaluation.corrections import evaluation_segmenter, rescore_item, resegment
 
         if self.worker is not None:
             return
@@ -559,7 +559,7 @@ class ResultsWidget(QWidget):
 
     def _save_ground_truth(self) -> None:
         """Ask for a PNG path; write the focused region there and add it to a CSV manifest."""
-        from ..evaluate.corrections import save_ground_truth
+        from ..evaluation.corrections import save_ground_truth
 
         try:
             layer = self._focused_region()

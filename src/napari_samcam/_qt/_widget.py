@@ -41,6 +41,7 @@ from .._napari._session import (
 )
 from .._napari._triton_guard import guard_triton
 from .._napari._warmup import warm_up_in_background
+from ..evaluation_settings import setting
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
 from ._staged import WIDGET_OPENERS, opened_from_the_gui
@@ -298,16 +299,14 @@ class SamcamWidget(QWidget):
             min=0.0,
             max=10.0,
             step=0.5,
-            value=2.5,
-            tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
-            "small lesions, one encoder run per box). 0 embeds the whole image once.",
+            value=setting("context").default,
+            tooltip=setting("context").help,
         )
         self.sam_preprocess = widgets.ComboBox(
             label="SAM contrast",
             choices=list(PREPROCESS_EXAMPLES),
             value="none",
-            tooltip="Contrast pre-processing of the image SAM sees for box and point prompts "
-            "(CLAHE, gamma); recorded in each region's prompt.",
+            tooltip=setting("sam_preprocess").help,
         )
         self.prompt_kind = widgets.ComboBox(
             label="prompt",

@@ -177,7 +177,7 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _sam_preprocess_arg(text: str) -> str:
+def sam_preprocess_arg(text: str) -> str:
     from ..sam_preprocess import parse_preprocess
 
     return _checked(parse_preprocess, text)
@@ -187,7 +187,7 @@ def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:
     """``--sam-preprocess``, for the commands that prompt SAM."""
     parser.add_argument(
         "--sam-preprocess",
-        type=_sam_preprocess_arg,
+        type=sam_preprocess_arg,
         metavar="NAME",
         help="contrast pre-processing of the image SAM sees: clahe, clahe:CLIP, gamma:G, or "
         "steps joined by + (e.g. clahe+gamma:0.8); default: none",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..evaluate.manifests import Item
+from ..evaluation.manifests import Item
 from ._files import ImageFinder
 
 __all__ = ["Annotations", "Entry", "box_from_corners", "items_from", "number"]

@@ -48,7 +48,7 @@ def standin_image(entries: list[Entry], shape: tuple[int, int]) -> np.ndarray:
     ``entries`` (the annotations of one image)."""
     from scipy import ndimage
 
-    from ..evaluate.manifests import decode_rle
+    from ..evaluation.manifests import decode_rle
 
     image = _background(tuple(shape)).copy()
     lesion = np.zeros(shape, dtype=np.float32)

@@ -1,7 +1,7 @@
 """An evaluation output folder read back: its scores per item and each item's pictures.
 
 :func:`open_evaluation` reads the metric rows and indexes the kept arrays
-(:mod:`~napari_samcam.evaluate.arrays`); :meth:`StoredEvaluation.item_view` gives one item's
+(:mod:`~napari_samcam.evaluation.arrays`); :meth:`StoredEvaluation.item_view` gives one item's
 image, saliency maps (upsampled to the image) and regions with their scores. napari's reader and
 the results table are built on it.
 """

@@ -114,7 +114,7 @@ def comparison_table(
     Parameters
     ----------
     metrics : pandas.DataFrame
-        The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
+        The tidy table of :func:`~napari_samcam.evaluation.evaluate`.
     n_resamples, seed, confidence
         Passed to :func:`napari_samcam.agreement.bootstrap_ci`.
     alpha : float, optional

@@ -4,7 +4,7 @@ and the corrected region saved as ground truth for a later run.
 :func:`resegment` prompts SAM with the boxes and clicks a person drew, :func:`rescore_item`
 scores a region against the item's saliency maps the way ``samcam evaluate`` did (its
 binarization, the ``samcam`` protocol), and :func:`save_ground_truth` writes the mask as a PNG
-and a row of a CSV manifest (:mod:`~napari_samcam.evaluate.manifests`) that
+and a row of a CSV manifest (:mod:`~napari_samcam.evaluation.manifests`) that
 ``samcam evaluate`` reads. Nothing here imports napari or Qt.
 """
 
@@ -133,7 +133,7 @@ def rescore_item(
         The region.
     saliencies : list of (dict, numpy.ndarray)
         Provenance (``classifier``, ``cam_method``) and map at the image's resolution, as
-        :attr:`~napari_samcam.evaluate.stored.ItemView.saliencies`. A region made from one map
+        :attr:`~napari_samcam.evaluation.stored.ItemView.saliencies`. A region made from one map
         is scored against that map only, an annotation-based one against every map.
 
     Returns

@@ -198,7 +198,7 @@ def gallery_html(
     ----------
     out : Path
         The evaluation's output folder.
-    jobs : list of Job
+    jobs : list of ImageJob
     metrics : pandas.DataFrame
         The tidy metric rows.
     per_end : int

@@ -95,7 +95,7 @@ def summarize(
     Parameters
     ----------
     metrics : pandas.DataFrame
-        The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
+        The tidy table of :func:`~napari_samcam.evaluation.evaluate`.
     n_resamples, seed, confidence
         Passed to the protocol's bootstrap (``samcam``:
         :func:`napari_samcam.agreement.bootstrap_ci`; ``chexlocalize``:

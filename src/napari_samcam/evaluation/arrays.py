@@ -62,11 +62,11 @@ def _small(raw: np.ndarray) -> np.ndarray:
 
 
 def pack_job_arrays(job, result) -> bytes:
-    """The ``.npz`` bytes of one job's kept arrays (``run_job(..., keep_arrays=True)``).
+    """The ``.npz`` bytes of one job's kept arrays (``run_image_job(..., keep_arrays=True)``).
 
     Parameters
     ----------
-    job : Job
+    job : ImageJob
     result : JobResult
         With ``image``, ``saliencies`` and ``regions`` kept.
     """

@@ -55,8 +55,8 @@ def write_report(
 ) -> Path:
     """Write ``report.html`` next to the evaluation outputs and return its path.
 
-    ``gallery``: the HTML of :func:`~napari_samcam.evaluate.gallery.gallery_html`, placed after
-    the tables. ``readers``: the HTML of :func:`~napari_samcam.evaluate.readers.reader_html`.
+    ``gallery``: the HTML of :func:`~napari_samcam.evaluation.gallery.gallery_html`, placed after
+    the tables. ``readers``: the HTML of :func:`~napari_samcam.evaluation.readers.reader_html`.
     """
     path = Path(path)
     parts = [
