@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -129,9 +130,12 @@ class Saliency:
 
     def provenance(self) -> dict[str, Any]:
         """Everything but the arrays, as a JSON-friendly dict."""
-        info = asdict(self)
-        info.pop("map")
-        info.pop("raw")
+        # not dataclasses.asdict: it deep-copies the maps first (0.6 s for an 8000² image)
+        info = {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("map", "raw")
+        }
         info["raw_max"] = float(self.raw.max()) if self.raw.size else 0.0
         return info
 

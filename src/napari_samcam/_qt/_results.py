@@ -41,6 +41,7 @@ from .._napari._evaluation import (
     add_item_prompts,
     clear_prompts,
     item_layers,
+    item_prompt_steps,
     item_prompts,
 )
 from .._napari._layer_update import in_place_steps
@@ -113,6 +114,8 @@ def _retire(layer, item: int) -> None:
 
 #: Appended to the name of a layer the shown item has nothing for.
 ABSENT_SUFFIX = " (none in this item)"
+#: How many steps adding an item's prompt layers takes (see ``item_prompt_steps``).
+PROMPT_STEP_COUNT = 5
 #: Milliseconds between the steps that show an item (one layer each).
 STEP_PAUSE_MS = 30
 #: The role holding a cell's number for sorting.
@@ -399,9 +402,22 @@ class ResultsWidget(QWidget):
                     clear_prompts(prompts, item)
             self.shown_item = item
             self.focused = self.region_layer = None
-            self._add_prompt_layers()
 
-        return [*steps, finish]
+        return [*steps, finish, *self._prompt_steps()]
+
+    def _prompt_steps(self) -> list:
+        """Steps that add the item's prompt layers unless they are there, one layer each."""
+        missing = {}
+
+        def step(index: int) -> None:
+            if index == 0:
+                missing["image"] = (
+                    self._layer_of("image") if self._layer_of(PROMPT_KINDS[0]) is None else None
+                )
+            if missing.get("image") is not None:
+                item_prompt_steps(self.viewer, missing["image"])[index]()
+
+        return [lambda index=index: step(index) for index in range(PROMPT_STEP_COUNT)]
 
     def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
