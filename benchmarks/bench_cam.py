@@ -121,7 +121,7 @@ def run(rounds: int = 9, device: str = "auto") -> dict:
         "explain, input-size, own model layout": lambda: explain_own_model(small),
         "forward + backward, channels-last copy": forward_backward_channels_last,
         "full-size preprocessing": lambda: classifier_tensor(full, classifier),
-        "full-size map upsampling + normalisation": lambda: saliency._saliency_map(
+        "full-size map upsampling + normalisation": lambda: saliency.upsampled_map(
             raw, full.shape
         ),
     }

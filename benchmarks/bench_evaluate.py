@@ -1,6 +1,6 @@
 """Benchmark: ``samcam evaluate`` throughput against the model compute it cannot avoid.
 
-Runs :func:`napari_samcam.evaluate.evaluate` (what ``samcam evaluate`` runs, with its default
+Runs :func:`napari_samcam.evaluation.evaluate` (what ``samcam evaluate`` runs, with its default
 region sources, plots and report) on N phantom radiographs, in this process after a warm-up
 evaluation of another phantom (so model loading is not counted). Every encoder run, prompt
 decode and Grad-CAM inside it is counted and timed; the same three operations are also timed
@@ -58,7 +58,7 @@ def _disk(out: Path) -> dict[str, int]:
 
 def _clear_embeddings() -> None:
     """Forget SAM embeddings cached by earlier runs in this process."""
-    from napari_samcam.evaluate import jobs
+    from napari_samcam.evaluation import jobs
 
     for segmenter in jobs._SEGMENTERS.values():
         segmenter.clear_cache()
@@ -67,17 +67,18 @@ def _clear_embeddings() -> None:
 @contextmanager
 def counting():
     """Count and time encoder runs, prompt decodes, Grad-CAMs and per-image jobs."""
-    import napari_samcam.evaluate.gallery as gallery
-    import napari_samcam.evaluate.runner as runner
+    import napari_samcam.evaluation.gallery as gallery
+    import napari_samcam.evaluation.runner as runner
     import napari_samcam.saliency as saliency
     from napari_samcam.segment import Segmenter
 
     stats: dict[str, list] = {}
     patched = []
 
-    def wrap(owner, name, label):
+    def wrap(owner, name, label, reset=True):
         original = getattr(owner, name)
-        stats[label] = [0, 0.0]
+        if reset:
+            stats[label] = [0, 0.0]
 
         def wrapper(*args, **kwargs):
             start = time.perf_counter()
@@ -90,10 +91,13 @@ def counting():
         setattr(owner, name, wrapper)
         patched.append((owner, name, original))
 
-    wrap(Segmenter, "_run_encoder", "encoder")
+    stats["encoder"] = [0, 0.0]
+    for backend in _backend_classes():  # the encoder runs behind the SAM backend interface
+        if "embed" in vars(backend):
+            wrap(backend, "embed", "encoder", reset=False)
     wrap(Segmenter, "_decode", "decode")
     wrap(saliency, "explain", "cam")
-    wrap(runner, "run_job", "job")
+    wrap(runner, "run_image_job", "job")
     wrap(runner, "pack_job_arrays", "pack_arrays")
     wrap(gallery, "gallery_html", "gallery")
     try:
@@ -101,6 +105,19 @@ def counting():
     finally:
         for owner, name, original in reversed(patched):
             setattr(owner, name, original)
+
+
+def _backend_classes():
+    """Every SAM backend class loaded (the fast ones subclass the plain one)."""
+    import napari_samcam.sam._fast.backend  # noqa: F401 - registers the fast subclass
+    from napari_samcam.sam.backend import SamBackend
+
+    found, pending = [], [SamBackend]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, float]:
@@ -114,8 +131,8 @@ def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, fl
 
     image = np.asarray(read_image(image_path).array)
     segmenter = load_segmenter("litemedsam", device=device)
-    x = torch.rand(1, 3, segmenter.model.image_size, segmenter.model.image_size, device=device)
-    encoder = median([timed(lambda: segmenter._run_encoder(x), device) for _ in range(repeats)])
+    x = torch.rand(1, 3, segmenter.image_size, segmenter.image_size, device=device)
+    encoder = median([timed(lambda: segmenter.backend.embed(x), device) for _ in range(repeats)])
     embedding = segmenter.embed(image)
     h, w = image.shape[:2]
     box = np.array([[h // 4, w // 4, h // 2, w // 2]], dtype=float)
@@ -133,7 +150,7 @@ def unit_costs(classifier, image_path, device, repeats: int = 5) -> dict[str, fl
 
 def run(n: int = 16, device: str = "auto") -> dict:
     from benchmarks.bench_cam import load_benchmark_classifier
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     dev = pick_device(device)
@@ -334,7 +351,7 @@ def ten_task_classifier(device):
 @contextmanager
 def timing_metrics():
     """Time every metric computation inside a run: scoring and the map's shared work."""
-    import napari_samcam.evaluate.jobs as jobs
+    import napari_samcam.evaluation.jobs as jobs
     import napari_samcam.metrics as metrics
 
     spent = {"metrics": 0.0, "calls": 0}
@@ -354,7 +371,7 @@ def timing_metrics():
         setattr(owner, name, wrapper)
         patched.append((owner, name, original))
 
-    wrap(metrics, "localization_metrics")  # run_job imports it when it runs
+    wrap(metrics, "localization_metrics")  # run_image_job imports it when it runs
     wrap(jobs, "_shared_binary")  # the binarized map, shared with saliency-box prompts
     try:
         yield spent
@@ -365,7 +382,7 @@ def timing_metrics():
 
 def run_share(n: int = 1, device: str = "auto") -> dict:
     """Share of the metrics in ``evaluate`` on ``n`` CheXlocalize-size images x 10 tasks."""
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     dev = pick_device(device)
     classifier, label = ten_task_classifier(dev)

@@ -41,11 +41,19 @@ def entry(text):
 
 idle, contention = idle_gap(2.0), cpu_contention()
 stalls = {}
-stalls["open the dock widget (first)"] = worst_stall(entry("Saliency localization").trigger)
 from napari_samcam._qt._widget import SamcamWidget
+
+def built():
+    found = window.findChild(SamcamWidget)
+    return found is not None and getattr(found, "built", True)
+
+stalls["open the dock widget (first)"] = worst_stall(
+    entry("Saliency localization").trigger, built
+)
 widget = window.findChild(SamcamWidget)
+# the sample's image, hidden mask and box (added one per event-loop turn)
 stalls["open the phantom lesion sample"] = worst_stall(
-    entry("Phantom lesion (chest").trigger, lambda: len(viewer.layers) > 0
+    entry("Phantom lesion (chest").trigger, lambda: len(viewer.layers) == 3
 )
 for title, button in (
     ("Explain (loads the classifier)", widget.explain_button),

@@ -1,7 +1,7 @@
 """Benchmark: reading a manifest whose rows repeat one image, and how it scales.
 
 A manifest of N identical rows (the hostile case: every row after the first is a repeat to
-check) is read with :func:`napari_samcam.evaluate.manifests.load_manifest`; the baseline,
+check) is read with :func:`napari_samcam.evaluation.manifests.load_manifest`; the baseline,
 timed in the same interleaved rounds, is Python's ``csv.DictReader`` reading the same file into
 a list (the least any CSV manifest reader does). Reported: seconds, the ratio to the baseline at
 each N, and the per-row growth from the smallest to the largest N (1.0: linear time).
@@ -46,7 +46,7 @@ def _plain_csv(path: Path) -> int:
 
 
 def run(rows=(20000, 200000), rounds: int = 3) -> dict:
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.manifests import load_manifest
 
     result: dict = {"rows": list(rows), "rounds": rounds, "cases": []}
     with tempfile.TemporaryDirectory() as folder:

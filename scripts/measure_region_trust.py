@@ -298,7 +298,7 @@ def chexlocalize(args) -> int:
     import imageio.v3 as iio
     from scipy import ndimage
 
-    from napari_samcam.evaluate.manifests import decode_rle
+    from napari_samcam.evaluation.manifests import decode_rle
     from napari_samcam.segment import embedding_key, load_segmenter
     from napari_samcam.trusted_box import trusted_box_region
 

@@ -24,7 +24,7 @@ from screenshot import _rerun_under_xvfb, save_window  # noqa: E402
 
 
 def _evaluate(work: Path, n: int) -> Path:
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     manifest = work / "phantoms" / "manifest.csv"

@@ -11,7 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from napari_samcam.evaluate import encode_rle
+from napari_samcam.evaluation import encode_rle
 
 SHAPE = (16, 16)  # (height, width) of every image
 TRUTH_ID = "patient1_study1_view1_frontal"

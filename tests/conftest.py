@@ -244,7 +244,7 @@ TINY_EVALUATION_SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
 @pytest.fixture(scope="session")
 def tiny_evaluation(tmp_path_factory, tiny_lesion_classifier):
     """``samcam evaluate`` of 4 phantoms (80 px) with the tiny classifier and tiny SAM."""
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     folder = tmp_path_factory.mktemp("tiny-evaluation")

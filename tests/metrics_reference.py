@@ -13,26 +13,25 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_samcam.metrics import (
+from napari_samcam.metrics._inputs import BinarizeOptions as _Options
+from napari_samcam.metrics._inputs import as_map as _as_map
+from napari_samcam.metrics._inputs import as_region as _as_region
+from napari_samcam.metrics._inputs import binarize_options as _binarize_options
+from napari_samcam.metrics._inputs import check_tolerance as _tolerance
+from napari_samcam.metrics._inputs import constant_map as _constant
+from napari_samcam.metrics._inputs import k_count as _k_count
+from napari_samcam.metrics.binarization import binary_mask as _binary_mask
+from napari_samcam.metrics.definitions import (
     METRIC_NAMES,
-    _as_map,
-    _as_region,
+    OVERLAP_METRICS,
     _auprc,
     _auroc,
-    _binarize_options,
-    _binary_mask,
-    _constant,
-    _dice,
-    _iou,
-    _k_count,
-    _Options,
-    _precision,
+    _overlap,
     _rank_accuracy,
-    _recall,
-    _specificity,
-    _tolerance,
     _top_k,
 )
+
+_OVERLAP = {metric.key: metric for metric in OVERLAP_METRICS}
 
 _EMPTY = "the region is empty"
 _NO_MASS = "the saliency map has no positive value"
@@ -194,17 +193,17 @@ def reference_metrics(
     p = _Pair(saliency, region)
     count = _k_count(k, p.n)
     results = {
-        "iou": _iou(p, opts),
-        "dice": _dice(p, opts),
+        "iou": _overlap(p, opts, _OVERLAP["iou"]),
+        "dice": _overlap(p, opts, _OVERLAP["dice"]),
         "hit": _hit(p, tol),
         "energy": _energy(p),
         "rank_accuracy": _rank_accuracy(p),
         "top_k": _top_k(p, count),
         "auroc": _auroc(p),
         "auprc": _auprc(p),
-        "precision": _precision(p, opts),
-        "recall": _recall(p, opts),
-        "specificity": _specificity(p, opts),
+        "precision": _overlap(p, opts, _OVERLAP["precision"]),
+        "recall": _overlap(p, opts, _OVERLAP["recall"]),
+        "specificity": _overlap(p, opts, _OVERLAP["specificity"]),
     }
     assert tuple(results) == METRIC_NAMES
     return {name: (math.nan if why else float(v)) for name, (v, why) in results.items()}

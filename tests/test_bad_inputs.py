@@ -31,7 +31,7 @@ from napari_samcam.errors import (
     PromptError,
     SamcamError,
 )
-from napari_samcam.evaluate import evaluate, load_manifest
+from napari_samcam.evaluation import evaluate, load_manifest
 
 TESTS = Path(__file__).parent
 SRC = Path(__import__("napari_samcam").__file__).parents[1]
@@ -128,7 +128,7 @@ def test_cli_box_outside_the_image_fails_before_the_model_loads(
 
 
 def test_segment_names_the_bad_prompt_and_its_index(tiny_segmenter):
-    from napari_samcam.prompts import box_region
+    from napari_samcam.box_prompts import box_region
 
     image = np.zeros((20, 30), np.uint8)
     with pytest.raises(PromptError, match=r"boxes\[1\] = \('a', 1, 2, 3\): 'a' is not a number"):
@@ -375,7 +375,7 @@ _RUN = textwrap.dedent(
     from conftest import TinyCNN
     from napari_samcam.classifiers import load_classifier
     from napari_samcam.errors import SamcamError
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     manifest, out, hold = sys.argv[1], sys.argv[2], sys.argv[3:]
 

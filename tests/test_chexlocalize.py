@@ -14,8 +14,8 @@ from chexlocalize_fixtures import SHAPE, block, write_dataset
 from napari_samcam import chexlocalize
 from napari_samcam.cli import main
 from napari_samcam.errors import InputError
-from napari_samcam.evaluate import evaluate
-from napari_samcam.evaluate.summary import summarize
+from napari_samcam.evaluation import evaluate
+from napari_samcam.evaluation.summary import summarize
 from napari_samcam.metrics import localization_metrics
 
 TRUTH = block(4, 12, 4, 12)  # 64 pixels

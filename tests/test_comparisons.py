@@ -12,7 +12,7 @@ import pytest
 from conftest import TinyCNN, build_tiny_sam
 from napari_samcam.agreement import bootstrap_ci, holm, paired_difference
 from napari_samcam.errors import InputError
-from napari_samcam.evaluate import comparison_table, evaluate
+from napari_samcam.evaluation import comparison_table, evaluate
 
 
 def test_paired_difference_by_hand():

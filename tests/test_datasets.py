@@ -29,7 +29,7 @@ from napari_samcam.datasets import (
 )
 from napari_samcam.datasets.siim import siim_runs
 from napari_samcam.errors import InputError
-from napari_samcam.evaluate.manifests import load_manifest
+from napari_samcam.evaluation.manifests import load_manifest
 
 xrv = pytest.importorskip("torchxrayvision")
 DATA = Path(xrv.__file__).parent / "data"

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import TinyCNN, build_tiny_sam
 from napari_samcam.errors import InputError, ModelNotAvailableError, OutputExistsError
-from napari_samcam.evaluate import COLUMNS, evaluate
+from napari_samcam.evaluation import COLUMNS, evaluate
 
 SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box", "sam-saliency-peak")
 
@@ -41,7 +41,7 @@ def local_result(phantom_manifest, models, tmp_path_factory):
 
 
 def test_rows_are_tidy_with_provenance(local_result, phantom_manifest):
-    from napari_samcam.evaluate import load_manifest
+    from napari_samcam.evaluation import load_manifest
     from napari_samcam.images import image_hash, read_image
     from napari_samcam.metrics import METRIC_NAMES
 
@@ -84,7 +84,7 @@ def test_rows_are_tidy_with_provenance(local_result, phantom_manifest):
 
 
 def test_region_table_scores_regions_against_the_truth(local_result, phantom_manifest):
-    from napari_samcam.evaluate import load_manifest
+    from napari_samcam.evaluation import load_manifest
 
     regions = local_result.regions
     assert (local_result.out / "regions.csv").is_file()
@@ -337,7 +337,7 @@ def test_real_builtins_and_litemedsam(tmp_path):
         .all()
     )
     # LiteMedSAM prompted by the box annotation finds the phantom lesion
-    from napari_samcam.evaluate import load_manifest
+    from napari_samcam.evaluation import load_manifest
 
     for item in load_manifest(manifest):
         mask = item.load_mask((512, 512))
@@ -402,7 +402,7 @@ def test_sam_text_region_source(phantom_manifest, models, tmp_path):
 def test_plots_are_reproducible_svg_with_one_point_per_item(local_result, tmp_path):
     import xml.etree.ElementTree as ET
 
-    from napari_samcam.evaluate.plots import PLOT_METRICS, write_plots
+    from napari_samcam.evaluation.plots import PLOT_METRICS, write_plots
 
     first = write_plots(local_result.metrics, local_result.summary, tmp_path / "a")
     again = write_plots(local_result.metrics, local_result.summary, tmp_path / "b")
@@ -438,18 +438,25 @@ def test_job_sorts_each_map_once_and_scores_like_one_region_at_a_time(
     import torch
 
     import napari_samcam.metrics as metrics
-    from napari_samcam.evaluate import jobs as jobs_module
-    from napari_samcam.evaluate import load_manifest
-    from napari_samcam.evaluate.jobs import EvalSpec, classifier_ref, make_jobs, run_job, sam_ref
+    from napari_samcam.evaluation import jobs as jobs_module
+    from napari_samcam.evaluation import load_manifest
+    from napari_samcam.evaluation.jobs import (
+        EvalSpec,
+        classifier_ref,
+        make_jobs,
+        run_image_job,
+        sam_ref,
+    )
+    from napari_samcam.metrics._sorted_map import SortedMap
 
     sorts = []
-    real_init = metrics._SortedMap.__init__
+    real_init = SortedMap.__init__
 
     def counting_init(self, flat):
         sorts.append(flat.size)
         real_init(self, flat)
 
-    monkeypatch.setattr(metrics._SortedMap, "__init__", counting_init)
+    monkeypatch.setattr(SortedMap, "__init__", counting_init)
     spec = EvalSpec(
         classifiers=(classifier_ref(models["classifiers"][0]),),
         region_sources=SOURCES,
@@ -457,7 +464,7 @@ def test_job_sorts_each_map_once_and_scores_like_one_region_at_a_time(
     )
     items = [item for item in load_manifest(phantom_manifest) if item.positive][:1]
     (job,) = make_jobs(items, spec)
-    result = run_job(job, spec, keep_arrays=True)
+    result = run_image_job(job, spec, keep_arrays=True)
     assert len(sorts) == len(result.saliencies) == 1  # one map, five regions: one sort
     (saliency,) = result.saliencies.values()
     frame = result.frame()

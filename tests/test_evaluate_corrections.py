@@ -12,7 +12,7 @@ METHODS = TINY_EVALUATION_METHODS
 
 @pytest.fixture
 def stored(tiny_evaluation):
-    from napari_samcam.evaluate.stored import open_evaluation
+    from napari_samcam.evaluation.stored import open_evaluation
 
     return open_evaluation(tiny_evaluation.out)
 
@@ -22,7 +22,7 @@ def _region(view, source):
 
 
 def test_rescoring_a_stored_region_gives_its_stored_scores(stored):
-    from napari_samcam.evaluate.corrections import rescore_item
+    from napari_samcam.evaluation.corrections import rescore_item
 
     item = stored.items()[0]
     view = stored.item_view(item)
@@ -40,7 +40,7 @@ def test_rescoring_a_stored_region_gives_its_stored_scores(stored):
 
 def test_resegment_and_rescore_a_new_box(stored):
     from napari_samcam.errors import InputError
-    from napari_samcam.evaluate.corrections import rescore_item, resegment
+    from napari_samcam.evaluation.corrections import rescore_item, resegment
     from napari_samcam.metrics import localization_metrics
     from napari_samcam.segment import load_segmenter
 
@@ -71,8 +71,8 @@ def test_resegment_and_rescore_a_new_box(stored):
 
 def test_save_ground_truth_is_read_back_by_load_manifest(stored, tmp_path):
     from napari_samcam.errors import OutputExistsError
-    from napari_samcam.evaluate.corrections import save_ground_truth
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.corrections import save_ground_truth
+    from napari_samcam.evaluation.manifests import load_manifest
 
     items = stored.items()
     masks = {}
@@ -101,7 +101,7 @@ def test_save_ground_truth_is_read_back_by_load_manifest(stored, tmp_path):
 
 def test_what_cannot_be_corrected_says_why(stored):
     from napari_samcam.errors import InputError
-    from napari_samcam.evaluate.corrections import evaluation_segmenter, rescore_item
+    from napari_samcam.evaluation.corrections import evaluation_segmenter, rescore_item
 
     # the tiny SAM was passed as an object: config.json names only its class
     assert stored.config["config"]["sam"]["spec"] == "Sam"

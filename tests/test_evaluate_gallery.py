@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import build_tiny_sam
-from napari_samcam.evaluate import evaluate
-from napari_samcam.evaluate.arrays import arrays_path, pack_job_arrays, read_job_arrays
-from napari_samcam.evaluate.gallery import gallery_html, thumbnail
-from napari_samcam.evaluate.stored import open_evaluation
+from napari_samcam.evaluation import evaluate
+from napari_samcam.evaluation.arrays import arrays_path, pack_job_arrays, read_job_arrays
+from napari_samcam.evaluation.gallery import gallery_html, thumbnail
+from napari_samcam.evaluation.stored import open_evaluation
 
 SOURCES = ("ground-truth", "box", "sam-box", "sam-saliency-box")
 
@@ -48,7 +48,7 @@ def result(phantom_manifest, classifier, tmp_path_factory):
 
 def test_kept_arrays_redraw_the_scores(result, classifier, phantom_manifest):
     """The stored map and masks give back the stored scores; the map is explain's map."""
-    from napari_samcam.evaluate import load_manifest
+    from napari_samcam.evaluation import load_manifest
     from napari_samcam.images import read_image
     from napari_samcam.metrics import localization_metrics
     from napari_samcam.saliency import explain
@@ -100,7 +100,7 @@ def test_arrays_are_written_before_the_metrics_part(phantom_manifest, classifier
     """The metrics part marks an image done, so it is the last file of the image written."""
     import os
 
-    import napari_samcam.evaluate.runner as runner
+    import napari_samcam.evaluation.runner as runner
 
     order = []
     real = os.replace
@@ -183,8 +183,8 @@ def test_report_stays_under_10_mb_for_1000_items(tmp_path):
     with the items (at most 2 x 2 x 3 thumbnails per group)."""
     import pandas as pd
 
-    from napari_samcam.evaluate.jobs import Job, JobResult, rows_frame
-    from napari_samcam.evaluate.manifests import Item
+    from napari_samcam.evaluation.jobs import ImageJob, JobResult, rows_frame
+    from napari_samcam.evaluation.manifests import Item
     from napari_samcam.images import read_image
     from napari_samcam.phantoms import write_phantoms
     from napari_samcam.saliency import Saliency
@@ -200,7 +200,7 @@ def test_report_stays_under_10_mb_for_1000_items(tmp_path):
     jobs, rows = [], []
     for index in range(1000):
         item = Item(image=path.name, path=path, index=index, boxes=[(100, 100, 160, 160)])
-        job = Job(path, path.name, (item,), key=f"k{index:04d}")
+        job = ImageJob(path, path.name, (item,), key=f"k{index:04d}")
         result = JobResult([], image=image, window=None)
         for c in classifiers:
             for m in methods:
@@ -237,14 +237,14 @@ def test_report_stays_under_10_mb_for_1000_items(tmp_path):
 def test_large_maps_are_kept_small_and_each_item_keeps_its_own_map(tmp_path):
     """A map read from a file (image-sized) is shrunk; two items of one image explaining
     different classes keep their own maps."""
-    from napari_samcam.evaluate.jobs import Job, JobResult
-    from napari_samcam.evaluate.manifests import Item
+    from napari_samcam.evaluation.jobs import ImageJob, JobResult
+    from napari_samcam.evaluation.manifests import Item
     from napari_samcam.saliency import Saliency
     from napari_samcam.segment import Region
 
     path = tmp_path / "x.png"
     items = tuple(Item(image="x.png", path=path, index=i) for i in (0, 1))
-    job = Job(path, "x.png", items, key="k")
+    job = ImageJob(path, "x.png", items, key="k")
     big = np.zeros((2000, 1000), dtype=np.float32)
     big[:1000] = 1.0
     small = np.eye(4, dtype=np.float32)

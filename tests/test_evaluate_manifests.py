@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_samcam.errors import InputError
-from napari_samcam.evaluate.manifests import (
+from napari_samcam.evaluation.manifests import (
     decode_rle,
     encode_rle,
     load_manifest,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from napari_samcam.errors import InputError
-from napari_samcam.evaluate.readers import (
+from napari_samcam.evaluation.readers import (
     parse_readers_cell,
     reader_region_agreement,
     reader_regions,
@@ -174,7 +174,7 @@ def test_phantom_readers_through_samcam_evaluate(tmp_path, capsys):
     region source, the inter-reader tables in the CSVs, summary.json, the report and the
     headline."""
     from napari_samcam.cli import main
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.manifests import load_manifest
 
     phantoms = ["phantoms", "--n", "6", "--seed", "5", "--readers", "3", "--size", "256"]
     assert main([*phantoms, "--out", str(tmp_path / "ph"), "--quiet"]) == 0

@@ -19,7 +19,7 @@ from napari_samcam.errors import (
     SamcamError,
     UntrustedFileError,
 )
-from napari_samcam.evaluate import evaluate
+from napari_samcam.evaluation import evaluate
 from napari_samcam.saliency_files import load_map_file
 
 
@@ -87,7 +87,7 @@ def test_object_arrays_in_numpy_files_are_refused(tmp_path, suffix):
 
 
 def test_deeply_nested_coco_json_is_one_error(tmp_path):
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.manifests import load_manifest
 
     path = tmp_path / "coco.json"
     path.write_text("[" * 200000 + "]" * 200000)
@@ -113,8 +113,8 @@ def test_corrupt_safetensors_is_a_checkpoint_error(tmp_path):
 
 
 def test_segment_text_misuse_is_an_input_error(tiny_sam):
+    from napari_samcam.clip_regions import segment_text
     from napari_samcam.segment import Segmenter
-    from napari_samcam.text import segment_text
 
     image = np.zeros((32, 32), np.uint8)
     segmenter = Segmenter(tiny_sam)
@@ -218,7 +218,7 @@ def test_metrics_csv_neutralises_formulas_from_the_manifest(
 
 
 def test_a_failed_fresh_run_leaves_no_config_behind(tmp_path, phantoms, monkeypatch):
-    from napari_samcam.evaluate import runner
+    from napari_samcam.evaluation import runner
 
     def crash(*args, **kwargs):
         raise RuntimeError("stand-in for a crash before the first image is done")
@@ -243,7 +243,7 @@ def _tiny():
 def test_damaged_evaluation_folder_is_one_error(
     tmp_path, phantoms, tiny_lesion_classifier, damage
 ):
-    from napari_samcam.evaluate.stored import open_evaluation
+    from napari_samcam.evaluation.stored import open_evaluation
 
     out = tmp_path / "out"
     _evaluate(phantoms, out, tiny_lesion_classifier)

@@ -273,7 +273,7 @@ def test_4_evaluate_refuses_a_lock_link_and_a_lock_folder(
 ):
     from napari_samcam._folders import LOCK_NAME
     from napari_samcam.errors import OutputNotWritableError
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     manifest = write_phantoms(1, tmp_path / "phantoms", seed=1, size=64)
@@ -303,7 +303,7 @@ def _mask() -> np.ndarray:
 
 def test_5_ground_truth_mask_through_a_dangling_link(tmp_path):
     from napari_samcam.errors import OutputNotWritableError
-    from napari_samcam.evaluate.corrections import save_ground_truth
+    from napari_samcam.evaluation.corrections import save_ground_truth
 
     folder, outside = tmp_path / "gt", tmp_path / "outside"
     folder.mkdir()
@@ -321,7 +321,7 @@ def test_5_ground_truth_mask_through_a_dangling_link(tmp_path):
 
 def test_5_ground_truth_manifest_link_is_not_appended_to(tmp_path, victim):
     from napari_samcam.errors import OutputNotWritableError
-    from napari_samcam.evaluate.corrections import save_ground_truth
+    from napari_samcam.evaluation.corrections import save_ground_truth
 
     folder = tmp_path / "gt"
     folder.mkdir()
@@ -340,7 +340,7 @@ def test_5_ground_truth_manifest_link_is_not_appended_to(tmp_path, victim):
 
 def test_5_unwritable_manifest_folder_leaves_no_mask(tmp_path, monkeypatch):
     from napari_samcam.errors import OutputNotWritableError
-    from napari_samcam.evaluate import corrections
+    from napari_samcam.evaluation import corrections
 
     folder = tmp_path / "gt"
 
@@ -373,7 +373,7 @@ def test_5_unwritable_manifest_folder_leaves_no_mask(tmp_path, monkeypatch):
 
 def test_5_ground_truth_needs_a_png_name(tmp_path):
     from napari_samcam.errors import InputError
-    from napari_samcam.evaluate.corrections import save_ground_truth
+    from napari_samcam.evaluation.corrections import save_ground_truth
 
     naive = tmp_path / "naive.txt"
     iio.imwrite(naive, _mask().astype(np.uint8), extension=".tif")  # TIFF bytes, .txt name
@@ -385,8 +385,8 @@ def test_5_ground_truth_needs_a_png_name(tmp_path):
 
 
 def test_ground_truth_rows_keep_their_values_and_neutralise_formulas(tmp_path):
-    from napari_samcam.evaluate.corrections import save_ground_truth
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.corrections import save_ground_truth
+    from napari_samcam.evaluation.manifests import load_manifest
 
     image = tmp_path / "img.png"
     iio.imwrite(image, np.zeros((16, 16), np.uint8))
@@ -529,7 +529,7 @@ def test_7_rle_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
     )
     result = run_child(
         f"""
-        from napari_samcam.evaluate.manifests import load_manifest
+        from napari_samcam.evaluation.manifests import load_manifest
         attempt(lambda: load_manifest({str(manifest)!r}))
         """,
         cwd=tmp_path,
@@ -539,8 +539,8 @@ def test_7_rle_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
 
 def test_7_rle_of_another_size_than_its_image_is_refused(tmp_path):
     from napari_samcam.errors import InputError
-    from napari_samcam.evaluate.arrays import region_mask
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.arrays import region_mask
+    from napari_samcam.evaluation.manifests import load_manifest
 
     manifest = _coco_rle_manifest(tmp_path, 20000)  # within the bound, but not the image's size
     (item,) = load_manifest(manifest)
@@ -575,7 +575,7 @@ def test_8_npz_bomb_is_refused_before_decompressing(tmp_path, npz_bomb):
     for code in (
         f"from napari_samcam.saliency_files import read_saliency\n"
         f"attempt(lambda: read_saliency({str(npz_bomb)!r}, (128, 128)))",
-        f"from napari_samcam.evaluate.arrays import read_job_arrays\n"
+        f"from napari_samcam.evaluation.arrays import read_job_arrays\n"
         f"attempt(lambda: read_job_arrays({str(npz_bomb)!r}))",
     ):
         assert_refused(run_child(code, cwd=tmp_path), npz_bomb, kind="InputError")
@@ -599,7 +599,7 @@ def test_8_npy_declaring_more_than_it_holds(tmp_path):
 
 def test_8_napari_opens_no_bomb_from_an_evaluation_folder(tmp_path, npz_bomb):
     from napari_samcam.errors import InputError
-    from napari_samcam.evaluate.stored import open_evaluation
+    from napari_samcam.evaluation.stored import open_evaluation
 
     folder = tmp_path / "evaluation"
     (folder / "parts").mkdir(parents=True)
@@ -607,7 +607,7 @@ def test_8_napari_opens_no_bomb_from_an_evaluation_folder(tmp_path, npz_bomb):
     shutil.copy(npz_bomb, folder / "parts" / "x.arrays.npz")
     import pandas as pd
 
-    from napari_samcam.evaluate.jobs import rows_frame
+    from napari_samcam.evaluation.jobs import rows_frame
 
     rows = rows_frame([]).reindex(range(1))
     rows = rows.assign(item=0, metric="iou", value=0.5, region_source="ground-truth")
@@ -644,7 +644,7 @@ def test_9_fifo_or_device_image_is_refused_without_reading(tmp_path, kind):
     )
     assert hang.get("timed_out") or hang.get("rc") != 0
     for code in (
-        "from napari_samcam.evaluate.jobs import _image_digest\n"
+        "from napari_samcam.evaluation.jobs import _image_digest\n"
         f"attempt(lambda: _image_digest(Path({str(image)!r})))",
         "from napari_samcam.images import read_image\n"
         f"attempt(lambda: read_image({str(image)!r}))",
@@ -655,7 +655,7 @@ def test_9_fifo_or_device_image_is_refused_without_reading(tmp_path, kind):
 
 def test_9_evaluate_with_a_fifo_image_stops_with_one_error(tmp_path, tiny_lesion_classifier):
     from napari_samcam.errors import SamcamError
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     image = tmp_path / "pipe.png"
     os.mkfifo(image)
@@ -684,7 +684,7 @@ def test_9_evaluate_with_a_fifo_image_stops_with_one_error(tmp_path, tiny_lesion
 def test_10_repeated_rows_are_checked_in_linear_time_and_memory(tmp_path, monkeypatch):
     import warnings
 
-    from napari_samcam.evaluate import manifests
+    from napari_samcam.evaluation import manifests
 
     iio.imwrite(tmp_path / "img.png", np.zeros((8, 8), np.uint8))
     n = 20000
@@ -711,7 +711,7 @@ def test_10_repeated_rows_are_checked_in_linear_time_and_memory(tmp_path, monkey
         f"""
         import warnings
         warnings.simplefilter("ignore")
-        from napari_samcam.evaluate.manifests import load_manifest
+        from napari_samcam.evaluation.manifests import load_manifest
         attempt(lambda: len(load_manifest({str(big)!r})))
         """,
         cwd=tmp_path,
@@ -724,7 +724,7 @@ def test_10_repeated_rows_are_checked_in_linear_time_and_memory(tmp_path, monkey
 def test_9_napari_reader_of_an_evaluation_whose_image_became_a_fifo(
     tmp_path, tiny_lesion_classifier
 ):
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     manifest = write_phantoms(1, tmp_path / "phantoms", seed=2, size=64)

@@ -659,9 +659,11 @@ def test_several_regions_in_one_call_equal_one_call_each():
 
 def test_one_sort_and_one_binarization_per_map(monkeypatch):
     import napari_samcam.metrics as metrics
+    from napari_samcam.metrics import _prepared
+    from napari_samcam.metrics._sorted_map import SortedMap
 
     calls = {"sort": 0, "otsu": 0}
-    real_sort, real_otsu = metrics._SortedMap.__init__, metrics._otsu_level_of
+    real_sort, real_otsu = SortedMap.__init__, _prepared.otsu_level_of_histogram
 
     def sort(self, flat):
         calls["sort"] += 1
@@ -671,8 +673,8 @@ def test_one_sort_and_one_binarization_per_map(monkeypatch):
         calls["otsu"] += 1
         return real_otsu(hist)
 
-    monkeypatch.setattr(metrics._SortedMap, "__init__", sort)
-    monkeypatch.setattr(metrics, "_otsu_level_of", otsu)
+    monkeypatch.setattr(SortedMap, "__init__", sort)
+    monkeypatch.setattr(_prepared, "otsu_level_of_histogram", otsu)
     s, regions = _map_and_regions(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateInputWarning)
@@ -715,7 +717,7 @@ def test_binarizing_from_the_sorted_values_equals_binarize(seed, options):
     expected = binarize(s, **options)
     np.testing.assert_array_equal(prepared.binarize(**options), expected)
     # the shared mask gives saliency prompts the same boxes as binarizing again
-    from napari_samcam.prompts import saliency_boxes
+    from napari_samcam.box_prompts import saliency_boxes
 
     np.testing.assert_array_equal(
         saliency_boxes(s, max_boxes=3, binary=prepared.binarize(**options), **options),
@@ -741,8 +743,8 @@ def test_torch_path_equals_numpy_path(dtype):
     import torch
     import torch.nn.functional as F
 
-    from napari_samcam._metrics_torch import TorchSortedMap
     from napari_samcam.metrics import prepare_map
+    from napari_samcam.metrics._sorted_map_torch import TorchSortedMap
 
     rng = np.random.default_rng(5)
     small = torch.from_numpy(rng.random((1, 1, 6, 5)))
@@ -765,7 +767,7 @@ def test_torch_path_equals_numpy_path(dtype):
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
 def test_parallel_sort_equals_np_sort(workers):
-    from napari_samcam import metrics
+    from napari_samcam.metrics import _sorted_map
 
     rng = np.random.default_rng(workers)
     # ties, signed zeros, a constant stretch and a size that does not split evenly
@@ -777,24 +779,25 @@ def test_parallel_sort_equals_np_sort(workers):
             np.round(rng.random(400_000), 2).astype(np.float32),
         ]
     )
-    assert flat.size >= metrics.PARALLEL_SORT_MIN
-    got = metrics.sort_values(flat, workers)
+    assert flat.size >= _sorted_map.PARALLEL_SORT_MIN
+    got = _sorted_map.sort_values(flat, workers)
     np.testing.assert_array_equal(got, np.sort(flat))
     assert got is not flat and not np.shares_memory(got, flat)
 
 
 def test_metrics_of_a_large_map_do_not_depend_on_the_sort_workers(monkeypatch):
     from napari_samcam import _threads, metrics
+    from napari_samcam.metrics import _sorted_map
 
     rng = np.random.default_rng(5)
     saliency = np.kron(rng.random((16, 16)), np.ones((80, 80))).astype(np.float32)  # ties
     saliency += rng.normal(scale=1e-3, size=saliency.shape).astype(np.float32)
     region = np.zeros(saliency.shape, bool)
     region[300:700, 200:900] = True
-    assert saliency.size >= metrics.PARALLEL_SORT_MIN
-    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", saliency.size + 1)
+    assert saliency.size >= _sorted_map.PARALLEL_SORT_MIN
+    monkeypatch.setattr(_sorted_map, "PARALLEL_SORT_MIN", saliency.size + 1)
     serial = metrics.localization_metrics(saliency, region)
-    monkeypatch.setattr(metrics, "PARALLEL_SORT_MIN", 1)
+    monkeypatch.setattr(_sorted_map, "PARALLEL_SORT_MIN", 1)
     monkeypatch.setattr(_threads, "idle_cpus", lambda: 3)  # three parts on any machine
     parallel = metrics.localization_metrics(saliency, region)
     assert serial == parallel
@@ -826,3 +829,45 @@ def test_auroc_of_a_large_region_does_not_overflow():
     expected = (ranks[region.ravel()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     assert saliency_auroc(saliency, region) == pytest.approx(expected, rel=1e-9)
     assert 0.8 < expected < 0.95
+
+
+def test_every_metric_definition_names_its_reference():
+    """The definitions module's table gives each key of METRIC_NAMES a reference to check."""
+    from napari_samcam.metrics import definitions
+
+    table = definitions.__doc__.split("=====", 1)[1]
+    for name in METRIC_NAMES:
+        assert f"(``{name}``)" in table, name
+    for script in (
+        "eval.py:calculate_iou",
+        "eval.py:get_hit_rates",
+        "precision_recall_specificity",
+    ):
+        assert script in table
+
+
+@pytest.mark.parametrize(
+    ("fn", "formula"),
+    [
+        (iou, "|B ∩ R| / |B ∪ R|"),
+        (dice, "2 |B ∩ R| / (|B| + |R|)"),
+        (pixel_precision, "|B ∩ R| / |B|"),
+        (pixel_recall, "|B ∩ R| / |R|"),
+        (pixel_specificity, "|~B ∩ ~R| / |~R|"),
+    ],
+)
+def test_overlap_metrics_from_one_table_read_like_written_functions(fn, formula):
+    import inspect
+
+    assert fn.__module__ == "napari_samcam.metrics.definitions"
+    assert formula in fn.__doc__ and "Parameters" in fn.__doc__
+    params = inspect.signature(fn).parameters
+    assert list(params) == [
+        "saliency",
+        "region",
+        "method",
+        "threshold",
+        "percentile",
+        "fill_holes",
+    ]
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in list(params)[2:])

@@ -198,7 +198,7 @@ def test_resegment_a_row_then_save_it_as_ground_truth(
 
     from napari_samcam._napari._layers import box_to_rectangle
     from napari_samcam._qt._results import EDITED_ROLE, SORT_ROLE, ResultsWidget
-    from napari_samcam.evaluate.manifests import load_manifest
+    from napari_samcam.evaluation.manifests import load_manifest
     from napari_samcam.images import read_image
     from napari_samcam.metrics import localization_metrics
     from napari_samcam.segment import load_segmenter

@@ -284,7 +284,7 @@ def test_cam_upsampling_matches_interpolate(rng):
     import torch.nn.functional as F
 
     from napari_samcam._resample import upsample
-    from napari_samcam.saliency import _saliency_map
+    from napari_samcam.saliency import upsampled_map
 
     cases = (((7, 7), (1955, 1841)), ((14, 9), (100, 333)), ((32, 32), (20, 17)), ((1, 3), (9, 9)))
     for small, shape in cases:
@@ -294,7 +294,7 @@ def test_cam_upsampling_matches_interpolate(rng):
         )[0, 0].numpy()
         fast = upsample(torch.from_numpy(cam), shape).numpy()
         np.testing.assert_allclose(fast, ref, atol=1e-6)
-        np.testing.assert_allclose(_saliency_map(cam, shape), ref / ref.max(), atol=1e-6)
+        np.testing.assert_allclose(upsampled_map(cam, shape), ref / ref.max(), atol=1e-6)
     # negative values are set to 0 before upsampling
     cam = rng.normal(size=(6, 5)).astype(np.float32)
     ref = F.interpolate(
@@ -303,8 +303,8 @@ def test_cam_upsampling_matches_interpolate(rng):
         mode="bilinear",
         align_corners=False,
     )[0, 0]
-    np.testing.assert_allclose(_saliency_map(cam, (50, 40)), (ref / ref.max()).numpy(), atol=1e-6)
-    assert not _saliency_map(-np.ones((4, 4), np.float32), (8, 8)).any()
+    np.testing.assert_allclose(upsampled_map(cam, (50, 40)), (ref / ref.max()).numpy(), atol=1e-6)
+    assert not upsampled_map(-np.ones((4, 4), np.float32), (8, 8)).any()
 
 
 @pytest.mark.parametrize(
@@ -479,7 +479,7 @@ def test_metrics_agree_with_and_without_optimisations(
     monkeypatch.setattr(saliency, "_cam_threads", lambda classifier: None)
     monkeypatch.setenv("SAMCAM_ACCELERATE", "0")  # no channels-last copy
     monkeypatch.setattr(saliency, "classifier_tensor", _plain_classifier_tensor)
-    monkeypatch.setattr(saliency, "_saliency_map", _plain_saliency_map)
+    monkeypatch.setattr(saliency, "upsampled_map", _plain_saliency_map)
     plain_map = saliency.explain(radiograph, tiny_classifier, target=1).map
     np.testing.assert_allclose(fast_map, plain_map, atol=1e-5)
     fast = localization_metrics(fast_map, fast_region.mask)

@@ -140,7 +140,7 @@ def test_trusted_region_reprompts_then_falls_back_to_the_box(tiny_sam, blob_imag
 def test_evaluate_writes_the_trust_columns(tmp_path):
     from conftest import TinyCNN, build_tiny_sam
     from napari_samcam.classifiers import load_classifier
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
     from napari_samcam.phantoms import write_phantoms
 
     manifest = write_phantoms(3, tmp_path / "ph", seed=5, size=96, positive_fraction=1)

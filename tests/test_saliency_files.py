@@ -123,7 +123,7 @@ def test_malicious_pickle_refused_by_evaluate(tmp_path):
     target = tmp_path / "pwned.txt"
     with open(maps / f"{TRUTH_ID}_Edema_map.pkl", "wb") as handle:
         pickle.dump({"map": _WritesAFile(target)}, handle)
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     with pytest.raises(UntrustedFileError, match="--trust-saliency"):
         evaluate(gt, tmp_path / "out", image_root=images, saliency=maps, region_sources=["box"])

@@ -56,7 +56,7 @@ def test_segment_records_preprocess_and_embeds_separately(tiny_segmenter):
 def test_evaluate_records_preprocess_in_region_prompts(tmp_path, tiny_sam):
     import imageio.v3 as iio
 
-    from napari_samcam.evaluate import evaluate
+    from napari_samcam.evaluation import evaluate
 
     rng = np.random.default_rng(1)
     iio.imwrite(tmp_path / "a.png", rng.integers(0, 255, (40, 48), dtype=np.uint8))

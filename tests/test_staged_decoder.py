@@ -10,7 +10,9 @@ torch = pytest.importorskip("torch")
 
 from napari_samcam._threads import run_blocks, torch_threads  # noqa: E402
 from napari_samcam.sam._fast import accel as _accel  # noqa: E402
+from napari_samcam.sam._fast import decoder as _decoder  # noqa: E402
 from napari_samcam.sam._fast import folded_attention as _folded_attention  # noqa: E402
+from napari_samcam.sam._fast import layers as _layers  # noqa: E402
 from napari_samcam.sam._fast import staged_decoder as _staged_decoder  # noqa: E402
 
 
@@ -22,8 +24,8 @@ def _attention(dim=32, heads=4, downsample=2, seed=0):
     with torch.no_grad():  # non-zero biases, so dropping or doubling one shows
         for linear in (plain.q_proj, plain.k_proj, plain.v_proj, plain.out_proj):
             linear.bias.normal_(0, 0.5)
-    opts = _accel._options()
-    return plain, _accel._SamAttention(plain, opts)
+    opts = _layers.options()
+    return plain, _decoder._SamAttention(plain, opts)
 
 
 @pytest.mark.parametrize("batch", [1, 3])

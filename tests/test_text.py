@@ -15,11 +15,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("segment_anything")
 
 from conftest import build_tiny_clip  # noqa: E402
-from napari_samcam import text as text_module  # noqa: E402
+from napari_samcam import region_proposals  # noqa: E402
 from napari_samcam._clip import HFClipEncoder, OpenClipEncoder, _embedding_tensor  # noqa: E402
-from napari_samcam.errors import InputError, ModelNotAvailableError, PromptError  # noqa: E402
-from napari_samcam.segment import Region, load_segmenter  # noqa: E402
-from napari_samcam.text import (  # noqa: E402
+from napari_samcam.clip_regions import (  # noqa: E402
     clear_clip_cache,
     clear_text_cache,
     clip_available,
@@ -29,6 +27,8 @@ from napari_samcam.text import (  # noqa: E402
     segment_text,
     text_regions,
 )
+from napari_samcam.errors import InputError, ModelNotAvailableError, PromptError  # noqa: E402
+from napari_samcam.segment import Region, load_segmenter  # noqa: E402
 
 # Thresholds that let a random-weight SAM's masks through (its predicted IoUs are ~0.1-0.5).
 PERMISSIVE = {
@@ -263,7 +263,7 @@ def test_sam_proposals_scored_by_rigged_clip(segmenter, mode):
     assert np.array_equal(regions[0].mask, proposals[best].mask)
     assert regions[0].prompt["proposals"] == mode
     assert regions[0].prompt["text"] == "bright"
-    assert regions[0].prompt["box"] == list(text_module._mask_box(proposals[best].mask))
+    assert regions[0].prompt["box"] == list(region_proposals.mask_bounds(proposals[best].mask))
 
 
 def test_tiny_clip_folder_end_to_end(segmenter, clip_folder):
@@ -359,8 +359,8 @@ def test_cli_segment_text_end_to_end(tmp_path, monkeypatch, clip_folder, segment
     iio.imwrite(path, np.round(image * 255).astype(np.uint8))
     monkeypatch.setattr(segment_module, "load_segmenter", lambda *a, **k: segmenter)
     for name, value in PERMISSIVE.items():
-        monkeypatch.setitem(text_module.PROPOSAL_OPTIONS, name, value)
-    monkeypatch.setitem(text_module._MODE_DEFAULTS, "points", {})
+        monkeypatch.setitem(region_proposals.PROPOSAL_OPTIONS, name, value)
+    monkeypatch.setitem(region_proposals._MODE_DEFAULTS, "points", {})
     out = tmp_path / "out"
     argv = ["segment", str(path), "--text", "nodule", "--clip", str(clip_folder)]
     assert main([*argv, "--out", str(out)]) == 0

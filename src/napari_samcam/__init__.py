@@ -10,57 +10,14 @@ napari_samcam`` stays fast.
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
 __version__ = "0.1.0"
 
-_API = {
-    "read_image": "images",
-    "ImageData": "images",
-    "to_unit_range": "images",
-    "image_hash": "images",
-    "load_classifier": "classifiers",
-    "Classifier": "classifiers",
-    "explain": "saliency",
-    "predict": "saliency",
-    "Saliency": "saliency",
-    "CAM_METHODS": "saliency",
-    "load_segmenter": "segment",
-    "Segmenter": "segment",
-    "Region": "segment",
-    "load_sam_model": "sam_models",
-    "SAM_MODELS": "sam_models",
-    "saliency_boxes": "prompts",
-    "saliency_peak_points": "prompts",
-    "box_region": "prompts",
-    "mask_region": "prompts",
-    "mask_box": "prompts",
-    "localization_metrics": "metrics",
-    "prepare_map": "metrics",
-    "binarize": "metrics",
-    "METRIC_NAMES": "metrics",
-    "generate_phantoms": "phantoms",
-    "write_phantoms": "phantoms",
-    "evaluate": "evaluate",
-    "load_dataset": "datasets",
-    "segment_text": "text",
-    "load_clip": "text",
-    "clip_available": "text",
-    "SamcamError": "errors",
-    "SamcamSession": "_napari",
-    "InputError": "errors",
-}
+# The names and the modules that hold them are listed once, in __init__.pyi.
+__getattr__, _lazy_dir, _lazy_all = lazy_loader.attach_stub(__name__, __file__)
 
-__all__ = ["__version__", *_API]
-
-
-def __getattr__(name: str):
-    if name in _API:
-        module = importlib.import_module(f".{_API[name]}", __name__)
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'napari_samcam' has no attribute {name!r}")
+__all__ = ["__version__", *_lazy_all]
 
 
 def __dir__():

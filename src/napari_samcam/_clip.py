@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .devices import default_device
 from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
 from .model_files import hf_pretrained, split_revision
 
@@ -492,7 +493,6 @@ def load_clip(spec: Any, *, device: Any = None, download: bool = False) -> ClipE
             f"clip={spec!r}: pass a folder, a hub id, 'hf-hub:ID' or an object with "
             "encode_images / encode_texts / logit_scale."
         )
-    from .classifiers import default_device
 
     device = default_device(device)
     spec_str = str(spec)

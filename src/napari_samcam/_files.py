@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from .errors import InputError, UntrustedFileError
 
 __all__ = [
     "MAX_ARRAY_BYTES",
@@ -157,8 +157,6 @@ def npy_declared_bytes(handle: IO[bytes]) -> tuple[int, int]:
 
 
 def _npy_error(exc: BaseException, path, what: str) -> InputError:
-    from .errors import UntrustedFileError
-
     text = str(exc)
     if "allow_pickle" in text or "Object arrays" in text:
         return UntrustedFileError(

@@ -26,6 +26,8 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
+from .images import float32_scale, unit_range_limits, window_map
+
 __all__ = [
     "antialias_matrix",
     "bilinear_matrix",
@@ -198,8 +200,6 @@ def resized_unit_range(image, size: tuple[int, int], window, *, grey: bool = Fal
     scaled down first (:func:`napari_samcam.images.float32_scale`), as ``to_unit_range`` does.
     """
     import torch
-
-    from .images import float32_scale, unit_range_limits, window_map
 
     low, high = unit_range_limits(image)  # also checks that the values are finite
     if window is None:

@@ -4,7 +4,7 @@ CheXlocalize (Saporta et al., 2022) scores a saliency map against a ground-truth
 scripts ``heatmap_to_segmentation.py`` (binarization) and ``eval.py`` (IoU, hit, bootstrap). Its
 definitions differ from this project's defaults (:mod:`napari_samcam.metrics`) in edge cases;
 this module gives CheXlocalize's, for the ``chexlocalize`` protocol
-(:mod:`napari_samcam.protocols`):
+(:mod:`napari_samcam.metric_protocols`):
 
 * the map is resized to the image (bilinear, ``align_corners=False``, float32) and scored
   as it is, without clipping;
@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .saliency_files import resize_map
 
 __all__ = ["PreparedMap", "bootstrap", "hit", "iou", "prepare", "scores", "segmentation"]
 
@@ -90,8 +92,6 @@ class PreparedMap:
 
 def prepare(raw: np.ndarray, shape: tuple[int, int]) -> PreparedMap:
     """Resize ``raw`` to ``shape`` as CheXlocalize does and compute its segmentation and peak."""
-    from .saliency_files import resize_map
-
     resized = resize_map(raw, shape)
     peak = np.unravel_index(int(np.argmax(resized)), resized.shape)
     return PreparedMap(segmentation(resized), (int(peak[0]), int(peak[1])))

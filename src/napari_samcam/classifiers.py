@@ -20,7 +20,6 @@ Specs understood by :func:`load_classifier`:
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,18 +28,19 @@ from typing import Any
 import numpy as np
 
 from ._resample import resized_unit_range
-from .errors import CheckpointError, InputError, ModelNotAvailableError, UntrustedFileError
-from .images import to_unit_range, validate_image
+from .classifier_specs import find_spec, registered_names
+from .devices import available_devices, check_device, default_device
+from .errors import CheckpointError, InputError, ModelNotAvailableError
+from .hashing import file_version
+from .images import checked_image, to_unit_range
 from .model_files import (
-    TRUST_FIX,
-    first_line,
     hf_pretrained,
     is_torchscript,
     load_exported_program,
     load_torchscript,
-    refused_global,
     split_revision,
 )
+from .torch_loading import load_checkpoint, load_state_strict
 
 __all__ = [
     "Classifier",
@@ -55,61 +55,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def default_device(device: Any = None):
-    """Return ``torch.device(device)``, or CUDA when available and ``device`` is ``None``.
-
-    Raises
-    ------
-    InputError
-        ``device`` is not a device of this machine (see :func:`check_device`).
-    """
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return check_device(device)
-
-
-def available_devices() -> list[str]:
-    """The torch devices of this machine: ``cpu``, then ``cuda:N`` and ``mps`` when present."""
-    import torch
-
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def check_device(device: Any):
-    """``device`` as a ``torch.device`` that this machine has.
-
-    Raises
-    ------
-    InputError
-        ``device`` is not a device name (``cpu``, ``cuda``, ``cuda:N``, ``mps``) or names one this
-        machine lacks; the message lists the devices it has.
-    """
-    import torch
-
-    try:
-        resolved = device if isinstance(device, torch.device) else torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        resolved = None
-    available = available_devices()
-    if resolved is not None:
-        kind, index = resolved.type, resolved.index
-        if kind == "cpu" or (kind == "mps" and index in (None, 0) and "mps" in available):
-            return resolved
-        if kind == "cuda" and f"cuda:{index or 0}" in available:
-            return resolved
-    raise InputError(
-        f"device {str(device)!r} is not available on this machine; choose one of "
-        f"{', '.join(available)}."
-    )
 
 
 @dataclass
@@ -229,7 +174,7 @@ def classifier_tensor(
     """
     import torch
 
-    image = validate_image(image, finite=False)
+    image = checked_image(image, finite=False).array
     if classifier.center_crop:
         row0, col0, side = center_crop_box(image.shape)
         image = image[row0 : row0 + side, col0 : col0 + side]
@@ -251,97 +196,6 @@ def classifier_tensor(
     mean = torch.tensor(classifier.mean, dtype=torch.float32).view(-1, 1, 1)
     std = torch.tensor(classifier.std, dtype=torch.float32).view(-1, 1, 1)
     return ((tensor - mean) / std)[None].to(classifier.device)
-
-
-def load_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict:
-    """Load a state dict from ``path`` safely (``weights_only=True``).
-
-    Accepts a plain state dict or one nested under ``state_dict`` / ``model``; strips a
-    ``module.`` prefix left by ``DataParallel``.
-
-    Raises
-    ------
-    CheckpointError
-        The file is missing, or needs arbitrary unpickling and ``trust_checkpoint`` is False.
-    """
-    import pickle
-
-    import torch
-
-    from ._files import check_zip_sizes, require_regular_file
-    from .module_pickles import ModuleRecord, records_state_dict
-
-    path = require_regular_file(path, "checkpoint", CheckpointError)
-    if zipfile.is_zipfile(path):  # torch.save's format: records are stored, not compressed
-        try:
-            check_zip_sizes(
-                path,
-                max(path.stat().st_size, 1 << 20),
-                what="checkpoint",
-                fix="A torch.save file stores its tensors uncompressed; save it again.",
-            )
-        except InputError as exc:
-            raise CheckpointError(str(exc)) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
-    except pickle.UnpicklingError as exc:
-        raise UntrustedFileError(
-            f"checkpoint {str(path)!r} holds Python objects beyond tensors and was not loaded, "
-            "because unpickling them can run any code their author put there. Re-save it as a "
-            f"state dict (torch.save(model.state_dict(), path)). {TRUST_FIX}."
-            + refused_global(exc)
-        ) from exc
-    except Exception as exc:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} could not be read by torch.load ({first_line(exc)})."
-        ) from exc
-    if isinstance(state, torch.nn.Module):
-        state = state.state_dict()
-    if isinstance(state, ModuleRecord):  # a pickled module read as data
-        try:
-            state = records_state_dict(state, where=f"checkpoint {str(path)!r}")
-        except ValueError as exc:
-            raise CheckpointError(f"{exc}; save the weights as a state dict.") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict."
-        )
-    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
-
-
-def load_state_strict(module, state: dict, *, what: str) -> None:
-    """``module.load_state_dict(state)`` with an error that lists what does not fit."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or mismatched:
-
-        def show(keys):
-            return ", ".join(keys[:5]) + (f" … ({len(keys)} in all)" if len(keys) > 5 else "")
-
-        parts = [
-            f"{label}: {show(keys)}"
-            for label, keys in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches (checkpoint vs model)", mismatched),
-            )
-            if keys
-        ]
-        raise CheckpointError(
-            f"{what} does not fit the architecture: "
-            + "; ".join(parts)
-            + ". Check the architecture name and the number of classes."
-        )
-    module.load_state_dict(state, strict=True)
 
 
 def _head_classes(state: dict) -> int | None:
@@ -407,7 +261,7 @@ def _exported_classifier(path: Path, trusted: bool) -> Classifier:
         mean=IMAGENET_MEAN[:channels] if channels == 3 else (0.5,) * channels,
         std=IMAGENET_STD[:channels] if channels == 3 else (0.5,) * channels,
         source=str(path),
-        version=_file_version(path),
+        version=file_version(path),
     )
 
 
@@ -517,7 +371,6 @@ def load_classifier(
         classifier = Classifier(model=spec, name=type(spec).__name__, source="python")
     else:
         text = str(spec)
-        from .classifier_specs import find_spec, registered_names
 
         path = Path(text)
         named = find_spec(text)
@@ -533,7 +386,7 @@ def load_classifier(
             library, arch = text.split(":", 1)
             model = _arch_model(library, arch, checkpoint, num_classes, trust_checkpoint)
             classifier = Classifier(
-                model=model, name=text, source=str(checkpoint), version=_file_version(checkpoint)
+                model=model, name=text, source=str(checkpoint), version=file_version(checkpoint)
             )
         elif text.startswith("hf:") or (path.is_dir() and (path / "config.json").is_file()):
             classifier = _hf_classifier(
@@ -544,7 +397,7 @@ def load_classifier(
         elif path.is_file() and is_torchscript(path):
             model = load_torchscript(path, trusted=trust_checkpoint)
             classifier = Classifier(
-                model=model, name=path.name, source=text, version=_file_version(path)
+                model=model, name=path.name, source=text, version=file_version(path)
             )
         elif path.is_file():
             raise InputError(
@@ -589,18 +442,6 @@ def load_classifier(
         )
     classifier.model.to(device).eval()
     return classifier
-
-
-def _file_version(path) -> str:
-    if path is None:
-        return ""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()[:12]
 
 
 def _token_reshape(tokens):

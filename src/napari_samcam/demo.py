@@ -10,7 +10,7 @@ lesion; the shortcut detector's on the marker, and its localization scores show 
 It then runs a real chest radiograph (``RG1_UNCI.dcm`` from pydicom-data) through the same
 pipeline — Grad-CAM and SAM from the saliency box; there is no ground truth there.
 
-The per-image work is :func:`napari_samcam.evaluate.run_job`, the same code as
+The per-image work is :func:`napari_samcam.evaluation.run_image_job`, the same code as
 ``samcam evaluate``.
 """
 
@@ -26,6 +26,18 @@ import numpy as np
 
 from ._folders import check_writable
 from .errors import InputError, OutputExistsError
+from .evaluation.jobs import ImageJob, make_jobs, rows_frame, run_image_job
+from .evaluation.manifests import Item, load_manifest
+from .evaluation.runner import make_spec
+from .evaluation.summary import (
+    agreement_table,
+    region_summary,
+    sam_vs_box,
+    summarize,
+    summary_record,
+)
+from .overlays import save_overlay
+from .phantoms import write_phantoms
 
 __all__ = ["DEMO_OUTPUTS", "DemoResult", "headline", "run_demo"]
 
@@ -108,8 +120,6 @@ def _overlay_lines(rows, classifier: str, item: int) -> list[str]:
 
 
 def _write_overlays(result, rows, folder: Path, stem: str, boxes) -> list[Path]:
-    from .overlays import save_overlay
-
     written = []
     for (classifier, _method, _target), saliency in result.saliencies.items():
         item = int(rows["item"].iloc[0]) if len(rows) else 0
@@ -191,18 +201,6 @@ def run_demo(
 
     import pandas as pd
 
-    from .evaluate.jobs import Job, make_jobs, rows_frame, run_job
-    from .evaluate.manifests import Item, load_manifest
-    from .evaluate.runner import make_spec
-    from .evaluate.summary import (
-        agreement_table,
-        region_summary,
-        sam_vs_box,
-        summarize,
-        summary_record,
-    )
-    from .phantoms import write_phantoms
-
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n={n!r}: pass the number of phantom images as a positive integer.")
     started = time.perf_counter()
@@ -232,7 +230,7 @@ def run_demo(
     region_frames = []
     done = 0
     for job in make_jobs(load_manifest(manifest), spec):
-        result = run_job(job, spec, keep_arrays=True)
+        result = run_image_job(job, spec, keep_arrays=True)
         rows = result.frame()
         frames.append(rows)
         region_frames.append(result.region_frame())
@@ -254,7 +252,7 @@ def run_demo(
         chest_spec = make_spec(
             classifiers=classifiers, region_sources=("sam-saliency-box",), sam=sam, device=device
         )
-        result = run_job(Job(source, RADIOGRAPH, (item,)), chest_spec, keep_arrays=True)
+        result = run_image_job(ImageJob(source, RADIOGRAPH, (item,)), chest_spec, keep_arrays=True)
         radiograph_rows = result.frame()
         for path in _write_overlays(result, radiograph_rows, overlays, "chest_radiograph", []):
             paths[f"overlays/{path.name}"] = path

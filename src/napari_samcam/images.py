@@ -13,7 +13,6 @@ their own normalisation (:func:`napari_samcam.classifiers.classifier_tensor`,
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,12 @@ import numpy as np
 from . import _dicom, _nifti, _raster
 from ._files import require_regular_file
 from .errors import ImageReadError, InputError
+from .hashing import image_hash
 
 __all__ = [
+    "CheckedImage",
     "ImageData",
+    "checked_image",
     "image_hash",
     "intensity_range",
     "read_image",
@@ -59,6 +61,8 @@ class ImageData:
 
     array: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The array as :func:`read_image` checked it (volumes allowed); None for other arrays.
+    checked: CheckedImage | None = field(default=None, repr=False, compare=False)
 
     @property
     def rgb(self) -> bool:
@@ -108,9 +112,9 @@ def read_image(path: str | Path) -> ImageData:
     else:
         require_regular_file(path, "image", ImageReadError)  # not a FIFO or a device
         array, metadata = _read_file(path)
-    validate_image(array, name=str(path), allow_volume=True)
+    checked = CheckedImage(array, name=str(path), allow_volume=True)
     metadata.setdefault("source", str(path))
-    return ImageData(array, metadata)
+    return ImageData(checked.array, metadata, checked)
 
 
 def _read_file(path: Path) -> tuple[np.ndarray, dict]:
@@ -174,6 +178,72 @@ def read_nifti_labels(path: str | Path) -> ImageData | None:
     return ImageData(np.ascontiguousarray(array.astype(np.int32)), metadata)
 
 
+@dataclass(frozen=True, eq=False)
+class CheckedImage:
+    """An image array that :func:`validate_image` has passed, so that it is checked only once.
+
+    Constructing one is the check: ``CheckedImage(array)`` validates ``array`` (shape, dtype,
+    and, with ``finite``, that every value is finite) and keeps the array it returns. Functions
+    that take an image accept a ``CheckedImage`` besides an array and then skip the checks
+    (:func:`checked_image`), so a job validates its image where it enters (reading the file)
+    and passes this type inward.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        The checked array (booleans become uint8).
+    name : str
+        How error messages refer to the image.
+    allow_volume : bool
+        Whether a ``(Z, H, W)`` volume was accepted.
+    finite : bool
+        Whether the values were checked to be finite.
+    """
+
+    array: np.ndarray = field(repr=False)
+    name: str = "image"
+    allow_volume: bool = False
+    finite: bool = True
+
+    #: ``array.shape``, ``array.ndim``, ``array.dtype`` (plain attributes: reading them is free)
+    shape: tuple[int, ...] = field(init=False)
+    ndim: int = field(init=False)
+    dtype: np.dtype = field(init=False)
+    #: Whether this is a ``(Z, H, W)`` volume rather than a 2-D (colour) image.
+    volume: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        array = validate_image(
+            self.array, name=self.name, allow_volume=self.allow_volume, finite=self.finite
+        )
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "shape", array.shape)
+        object.__setattr__(self, "ndim", array.ndim)
+        object.__setattr__(self, "dtype", array.dtype)
+        object.__setattr__(self, "volume", array.ndim == 3 and array.shape[-1] not in (3, 4))
+
+
+def checked_image(image: Any, *, name: str = "image", finite: bool = True) -> CheckedImage:
+    """``image`` as a 2-D :class:`CheckedImage`: as it is when it is one already (checked for
+    finite values too, where ``finite``), else checked now.
+
+    Raises
+    ------
+    InputError
+        As :func:`validate_image`; also for a checked volume, where a 2-D image is needed.
+    """
+    if isinstance(image, CheckedImage):
+        if image.volume:
+            raise InputError(
+                f"{image.name}: shape {image.shape} is a volume; pass one slice (H, W) or "
+                "(H, W, 3|4)."
+            )
+        if image.finite or not finite:
+            return image
+        image = image.array
+    return CheckedImage(image, name=name, finite=finite)
+
+
 def validate_image(
     array: np.ndarray, *, name: str = "image", allow_volume: bool = False, finite: bool = True
 ) -> np.ndarray:
@@ -196,6 +266,10 @@ def validate_image(
     InputError
         Empty or 1-pixel images, too many dimensions, non-numeric data, NaN or inf values.
     """
+    if isinstance(array, CheckedImage):  # checked at least as strictly: nothing to do again
+        if (array.finite or not finite) and (allow_volume or not array.volume):
+            return array.array
+        array = array.array
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -356,22 +430,3 @@ def unit_range_limits(array: np.ndarray, *, name: str = "image") -> tuple[float,
     if array.dtype == np.uint8:
         return 0.0, 255.0
     return intensity_range(array, name=name)
-
-
-def image_hash(array: np.ndarray) -> str:
-    """A content hash of an array (shape, dtype and bytes): the key of every cache.
-
-    Parameters
-    ----------
-    array : numpy.ndarray
-
-    Returns
-    -------
-    str
-        A 32-character hexadecimal BLAKE2b digest.
-    """
-    array = np.ascontiguousarray(array)
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str((array.shape, array.dtype.str)).encode())
-    digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["CHEST_ONLY_SHAPES", "SHAPE_CLASSES", "draw_shape"]
+__all__ = ["CHEST_ONLY_SHAPES", "SHAPE_CLASSES", "draw_shape", "lesion_patch"]
 
 #: Shape class -> one-line description.
 SHAPE_CLASSES: dict[str, str] = {
@@ -74,10 +74,47 @@ class _Canvas:
         return full, mask
 
 
-def _patch(rng: np.random.Generator, kind: str, radius: float):
-    from .phantoms import _lesion_patch
+def lesion_patch(
+    rng: np.random.Generator, kind: str, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A lesion's thickness profile (peak 1) and its mask on a square patch centred on it."""
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
-    return _lesion_patch(rng, kind, radius)
+    half = int(np.ceil(radius * 1.7)) + 3
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    yy += rng.uniform(-0.5, 0.5)
+    xx += rng.uniform(-0.5, 0.5)
+    theta = np.arctan2(yy, xx)
+    dist = np.hypot(yy, xx)
+    if kind == "nodule":
+        aspect = rng.uniform(0.85, 1.0)
+        phi = rng.uniform(0, np.pi)
+        u = xx * np.cos(phi) + yy * np.sin(phi)
+        v = (-xx * np.sin(phi) + yy * np.cos(phi)) / aspect
+        rel = np.hypot(u, v) / radius
+        texture = 1.0
+        edge = rng.uniform(0.06, 0.14) * radius
+    else:
+        contour = np.ones_like(theta)
+        for k in range(2, 7):
+            amp = rng.uniform(0.0, 0.22) / k**0.7
+            contour += amp * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        contour = np.maximum(contour, 0.45)
+        aspect = rng.uniform(0.6, 1.0)
+        phi = rng.uniform(0, np.pi)
+        stretch = 1.0 + (1.0 / aspect - 1.0) * np.cos(theta - phi) ** 2
+        rel = dist / (radius * contour * np.sqrt(aspect)) * np.sqrt(stretch)
+        noise = ndi.gaussian_filter(rng.standard_normal(dist.shape), max(radius / 4, 1.0))
+        noise /= noise.std() + 1e-8
+        texture = np.clip(0.75 + 0.2 * noise, 0.3, 1.2)
+        edge = rng.uniform(0.12, 0.25) * radius
+    mask = rel < 1.0
+    if not mask.any():
+        mask[half, half] = True
+    thickness = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0)) * texture
+    thickness = ndi.gaussian_filter(thickness, max(edge, 0.6))
+    peak = float(thickness[mask].max())
+    return (thickness / peak).astype(np.float32), mask
 
 
 def _place_patch(
@@ -98,12 +135,12 @@ def _log_uniform(rng, low: float, high: float) -> float:
 
 
 def _diffuse(rng, canvas: _Canvas):
-    from scipy import ndimage as ndi
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
     radius = _log_uniform(rng, 40 * canvas.scale, 80 * canvas.scale)
 
     def make():
-        profile, pmask = _patch(rng, "irregular", radius)
+        profile, pmask = lesion_patch(rng, "irregular", radius)
         # an airspace opacity fades out: its profile is smoothed far past the sharp edge
         profile = ndi.gaussian_filter(profile, 0.2 * radius)
         return (profile / profile[pmask].max()).astype(np.float32), pmask
@@ -117,7 +154,7 @@ def _diffuse(rng, canvas: _Canvas):
 
 
 def _rib_nodule(rng, canvas: _Canvas):
-    from scipy import ndimage as ndi
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
     radius = rng.uniform(5 * canvas.scale, 11 * canvas.scale)
     gradient = ndi.gaussian_gradient_magnitude(canvas.base, max(1.0, 1.5 * canvas.scale))
@@ -126,7 +163,7 @@ def _rib_nodule(rng, canvas: _Canvas):
     candidates = np.argwhere(inside & (gradient >= level))
     if len(candidates) == 0:
         return None
-    return _place_patch(rng, canvas, lambda: _patch(rng, "nodule", radius), candidates, 0.6)
+    return _place_patch(rng, canvas, lambda: lesion_patch(rng, "nodule", radius), candidates, 0.6)
 
 
 def _multipart(rng, canvas: _Canvas):
@@ -141,7 +178,7 @@ def _multipart(rng, canvas: _Canvas):
         for _part in range(parts):
             radius = rng.uniform(8 * canvas.scale, 20 * canvas.scale)
             offset = rng.uniform(-spread, spread, size=2)
-            pasted = canvas.paste(*_patch(rng, "irregular", radius), centre + offset)
+            pasted = canvas.paste(*lesion_patch(rng, "irregular", radius), centre + offset)
             if pasted is None or canvas.place[pasted[1]].mean() < 0.6:
                 ok = False
                 break
@@ -154,7 +191,7 @@ def _multipart(rng, canvas: _Canvas):
 
 def _lung_columns(place: np.ndarray) -> tuple[float, float, float, float] | None:
     """Row span and the two lungs' centre columns: ``(top, bottom, left, right)``."""
-    from scipy import ndimage as ndi
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
     labels, count = ndi.label(place)
     if count == 0:
@@ -167,7 +204,7 @@ def _lung_columns(place: np.ndarray) -> tuple[float, float, float, float] | None
 
 
 def _heart(rng, canvas: _Canvas):
-    from scipy import ndimage as ndi
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
     span = _lung_columns(canvas.place)
     if span is None:
@@ -193,7 +230,7 @@ def _heart(rng, canvas: _Canvas):
 
 
 def _tube(rng, canvas: _Canvas):
-    from scipy import ndimage as ndi
+    from scipy import ndimage as ndi  # scipy stays out of the CLI's start
 
     span = _lung_columns(canvas.place)
     if span is None:

@@ -32,18 +32,20 @@ Usage::
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ._folders import check_writable
-from .errors import ImageReadError, InputError, OutputExistsError
+from .errors import InputError, OutputExistsError
+from .phantom_backgrounds import BACKGROUNDS, augment_geometry, background, warp
+from .phantom_shapes import CHEST_ONLY_SHAPES, SHAPE_CLASSES, draw_shape, lesion_patch
 
 __all__ = [
     "BACKGROUNDS",
@@ -55,13 +57,6 @@ __all__ = [
 ]
 
 Box = tuple[int, int, int, int]
-
-#: Background name -> (pydicom-data file, description).
-BACKGROUNDS: dict[str, tuple[str, str]] = {
-    "chest": ("RG1_UNCI.dcm", "PA chest radiograph (CR, MONOCHROME1)"),
-    "extremity": ("RG3_UNCI.dcm", "lower-leg radiograph (CR, MONOCHROME1)"),
-    "head-ct": ("693_UNCI.dcm", "axial head CT slice"),
-}
 
 #: Default share of each background among the cases.
 DEFAULT_BACKGROUND_WEIGHTS: dict[str, float] = {"chest": 0.7, "extremity": 0.2, "head-ct": 0.1}
@@ -168,175 +163,7 @@ class PhantomCase:
 
 
 # --------------------------------------------------------------------------------------------
-# Backgrounds
-
-
-@lru_cache(maxsize=8)
-def _source(name: str) -> np.ndarray:
-    """The background at full resolution, float32 in [0, 1], bright = dense."""
-    import pydicom.data
-
-    from .images import read_image
-
-    filename = BACKGROUNDS[name][0]
-    path = pydicom.data.get_testdata_file(filename, download=False)
-    if path is None:
-        raise ImageReadError(
-            f"background {name!r} needs {filename}, which is not installed; install the "
-            "pydicom-data package (pip install pydicom-data)."
-        )
-    array = np.asarray(read_image(path).array, dtype=np.float32)
-    if name == "head-ct":
-        low, high = -300.0, 500.0  # Hounsfield units: air black, brain mid-grey, bone white
-    else:
-        low, high = (float(v) for v in np.percentile(array, (0.5, 99.5)))
-    out = (array - low) / (high - low)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    labels, count = ndi.label(mask)
-    if count == 0:
-        return mask
-    sizes = ndi.sum(mask, labels, index=np.arange(1, count + 1))
-    return labels == (1 + int(np.argmax(sizes)))
-
-
-def _disk(radius: int) -> np.ndarray:
-    r = max(int(radius), 1)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return (yy * yy + xx * xx) <= r * r
-
-
-@lru_cache(maxsize=16)
-def _background(name: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Working-resolution background, its body mask and its lesion-placement mask."""
-    from scipy import ndimage as ndi
-    from skimage.filters import threshold_otsu
-    from skimage.transform import rescale
-
-    source = _source(name)
-    scale = min(1.0, 1.25 * size / min(source.shape))
-    image = source if scale == 1.0 else rescale(source, scale, order=1, anti_aliasing=True)
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    m = min(image.shape)
-    smooth = ndi.gaussian_filter(image, 0.004 * m)
-    if name == "chest":
-        body = _largest_component(smooth > threshold_otsu(smooth))
-        body = ndi.binary_fill_holes(body)
-        inner = ndi.binary_erosion(body, _disk(0.02 * m))
-        wide = ndi.gaussian_filter(image, 0.012 * m)
-        lungs = (wide < threshold_otsu(wide[inner])) & inner
-        labels, count = ndi.label(lungs)
-        sizes = ndi.sum(lungs, labels, index=np.arange(1, count + 1))
-        keep = 1 + np.flatnonzero(sizes >= 0.02 * lungs.size)
-        lungs = ndi.binary_fill_holes(np.isin(labels, keep))
-        place = ndi.binary_opening(lungs, _disk(0.01 * m))
-    elif name == "extremity":
-        # Exposed field (not the white collimator border), then tissue inside it (not air).
-        field = _largest_component(smooth < 0.97)
-        body = field & (smooth > threshold_otsu(smooth[field]))
-        body = ndi.binary_fill_holes(_largest_component(body))
-        body = ndi.binary_erosion(body, _disk(0.005 * m))
-        place = ndi.binary_erosion(body, _disk(0.03 * m))
-    else:
-        body = ndi.binary_fill_holes(_largest_component(smooth > 0.2))
-        place = ndi.binary_erosion(body, _disk(0.06 * m))
-    return image, body.astype(bool), place.astype(bool)
-
-
-# --------------------------------------------------------------------------------------------
-# Geometry
-
-
-def _augment_geometry(rng: np.random.Generator, name: str, shape, size: int) -> np.ndarray:
-    """A 3x3 matrix mapping output (row, col, 1) to working-resolution source coordinates."""
-    h, w = shape
-    m = min(h, w)
-    if name == "chest":
-        frac = rng.uniform(0.72, 1.0)
-        # centre of the chest: columns around the middle, rows a bit above the middle
-        centre = (h * rng.uniform(0.44, 0.56), w * rng.uniform(0.45, 0.55))
-    elif name == "extremity":
-        frac = rng.uniform(0.5, 0.8)
-        centre = (h * rng.uniform(0.35, 0.75), w * rng.uniform(0.4, 0.52))
-    else:
-        frac = rng.uniform(0.7, 0.95)
-        centre = (h * rng.uniform(0.45, 0.55), w * rng.uniform(0.45, 0.55))
-    side = frac * m
-    angle = np.deg2rad(rng.uniform(-8.0, 8.0))
-    flip = rng.random() < 0.5
-    s = side / size
-    cos, sin = np.cos(angle) * s, np.sin(angle) * s
-    lin = np.array([[cos, -sin], [sin, cos]])
-    if flip:
-        lin = lin @ np.diag([1.0, -1.0])
-    # keep the crop inside the source where possible
-    half = 0.5 * size * (np.abs(lin).sum(axis=1))
-    cr = float(np.clip(centre[0], half[0], max(half[0], h - half[0])))
-    cc = float(np.clip(centre[1], half[1], max(half[1], w - half[1])))
-    offset = np.array([cr, cc]) - lin @ np.array([(size - 1) / 2, (size - 1) / 2])
-    matrix = np.eye(3)
-    matrix[:2, :2] = lin
-    matrix[:2, 2] = offset
-    return matrix
-
-
-def _warp(array: np.ndarray, matrix: np.ndarray, size: int, order: int, mode: str) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    return ndi.affine_transform(
-        array, matrix, output_shape=(size, size), order=order, mode=mode, cval=0.0
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Lesions and markers
-
-
-def _lesion_patch(
-    rng: np.random.Generator, kind: str, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """A lesion's thickness profile (peak 1) and its mask on a square patch centred on it."""
-    from scipy import ndimage as ndi
-
-    half = int(np.ceil(radius * 1.7)) + 3
-    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
-    yy += rng.uniform(-0.5, 0.5)
-    xx += rng.uniform(-0.5, 0.5)
-    theta = np.arctan2(yy, xx)
-    dist = np.hypot(yy, xx)
-    if kind == "nodule":
-        aspect = rng.uniform(0.85, 1.0)
-        phi = rng.uniform(0, np.pi)
-        u = xx * np.cos(phi) + yy * np.sin(phi)
-        v = (-xx * np.sin(phi) + yy * np.cos(phi)) / aspect
-        rel = np.hypot(u, v) / radius
-        texture = 1.0
-        edge = rng.uniform(0.06, 0.14) * radius
-    else:
-        contour = np.ones_like(theta)
-        for k in range(2, 7):
-            amp = rng.uniform(0.0, 0.22) / k**0.7
-            contour += amp * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-        contour = np.maximum(contour, 0.45)
-        aspect = rng.uniform(0.6, 1.0)
-        phi = rng.uniform(0, np.pi)
-        stretch = 1.0 + (1.0 / aspect - 1.0) * np.cos(theta - phi) ** 2
-        rel = dist / (radius * contour * np.sqrt(aspect)) * np.sqrt(stretch)
-        noise = ndi.gaussian_filter(rng.standard_normal(dist.shape), max(radius / 4, 1.0))
-        noise /= noise.std() + 1e-8
-        texture = np.clip(0.75 + 0.2 * noise, 0.3, 1.2)
-        edge = rng.uniform(0.12, 0.25) * radius
-    mask = rel < 1.0
-    if not mask.any():
-        mask[half, half] = True
-    thickness = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0)) * texture
-    thickness = ndi.gaussian_filter(thickness, max(edge, 0.6))
-    peak = float(thickness[mask].max())
-    return (thickness / peak).astype(np.float32), mask
 
 
 def _marker_tag(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -425,8 +252,6 @@ def _marker_probabilities(marker) -> tuple[float, float]:
 
 def check_shapes(shapes) -> tuple[str, ...] | None:
     """Validate shape class names (a list, a comma-separated string or ``"all"``)."""
-    from .phantom_shapes import SHAPE_CLASSES
-
     if shapes is None:
         return None
     if isinstance(shapes, str):
@@ -441,8 +266,6 @@ def check_shapes(shapes) -> tuple[str, ...] | None:
 
 
 def _check_shape_backgrounds(shapes, names: list[str]) -> None:
-    from .phantom_shapes import CHEST_ONLY_SHAPES
-
     chest_only = [s for s in shapes or () if s in CHEST_ONLY_SHAPES]
     if chest_only and names != ["chest"]:
         raise InputError(
@@ -484,18 +307,20 @@ def _render_case(
     contrast_range: tuple[float, float],
     shape: str | None = None,
 ) -> PhantomCase:
+    from scipy import ndimage as ndi
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     name = names[int(rng.choice(len(names), p=weights))]
-    work, work_body, work_place = _background(name, size)
+    work, work_body, work_place = background(name, size)
     with_marker = rng.random() < (marker_p[0] if label else marker_p[1])
     tag = _marker_tag(rng, size) if with_marker else None
     marker_box = _marker_box(rng, tag.shape, size) if tag is not None else None
 
     for _attempt in range(20):
-        matrix = _augment_geometry(rng, name, work.shape, size)
-        base = _warp(work, matrix, size, order=1, mode="reflect")
-        body = _warp(work_body.astype(np.float32), matrix, size, order=0, mode="constant") > 0.5
-        place = _warp(work_place.astype(np.float32), matrix, size, order=0, mode="constant") > 0.5
+        matrix = augment_geometry(rng, name, work.shape, size)
+        base = warp(work, matrix, size, order=1, mode="reflect")
+        body = warp(work_body.astype(np.float32), matrix, size, order=0, mode="constant") > 0.5
+        place = warp(work_place.astype(np.float32), matrix, size, order=0, mode="constant") > 0.5
         if marker_box is not None:
             r0, c0, r1, c1 = marker_box
             pad = max(4, size // 32)
@@ -508,8 +333,6 @@ def _render_case(
     kind = contrast = mean_radius = box = None
     drawn = None
     if label and shape not in (None, "compact"):
-        from .phantom_shapes import draw_shape
-
         drawn = draw_shape(rng, shape, base, body, place)
     if drawn is not None:
         lesion, mask, contrast = drawn
@@ -527,7 +350,7 @@ def _render_case(
         for attempt in range(60):
             if attempt and attempt % 15 == 0:
                 radius *= 0.8
-            profile, pmask = _lesion_patch(rng, kind, radius)
+            profile, pmask = lesion_patch(rng, kind, radius)
             half = profile.shape[0] // 2
             r, c = candidates[int(rng.integers(len(candidates)))]
             border = half + 2
@@ -542,14 +365,12 @@ def _render_case(
             break
         if not placed:
             # Fall back to the deepest point of the body, smallest lesion of the range.
-            from scipy import ndimage as ndi
-
             inside = body.copy()
             inside[:, [0, -1]] = inside[[0, -1], :] = False
             depth = ndi.distance_transform_edt(inside)
             r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
             radius = float(min(max(lo, 1.5), max(depth[r, c] / 1.8 - 2, 1.0)))
-            profile, pmask = _lesion_patch(rng, "nodule", radius)
+            profile, pmask = lesion_patch(rng, "nodule", radius)
             half = profile.shape[0] // 2
             r = int(np.clip(r, half, size - half - 1))
             c = int(np.clip(c, half, size - half - 1))
@@ -754,8 +575,6 @@ def simulated_reader_boxes(case: PhantomCase, n_readers: int) -> dict[str, list[
 
 
 def _readers_cell(case: PhantomCase, n_readers: int) -> str:
-    import json
-
     if not case.label:
         return ""
     boxes = simulated_reader_boxes(case, n_readers)

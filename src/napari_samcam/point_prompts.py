@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PromptError
+from .sam.types import Region, context_crop
 
 __all__ = ["PointBoxSearch", "candidate_boxes", "point_regions", "segment_points_with_boxes"]
 
@@ -188,8 +189,6 @@ def _square_crop(centre, side: float, shape) -> tuple[int, int, int, int]:
     Snapping lets clicks close to one another share one embedding (the cache's key is the
     crop); a click stays within ``side / 8`` of the crop's centre.
     """
-    from .sam.types import context_crop
-
     step = max(side / 4, 1.0)
     r, c = (np.round(np.asarray(centre, dtype=np.float64) / step) * step).tolist()
     half = side / 2
@@ -241,7 +240,7 @@ class _Prompter:
         for multimask in outputs:
             low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)
             low_res = low_res.float()
-            stability = _stability(low_res, embedding, segmenter, self.delta)
+            stability = mask_stability(low_res, embedding, segmenter, self.delta)
             upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])
             threshold = segmenter.mask_threshold
             for i, box in enumerate(boxes):
@@ -273,7 +272,7 @@ class _Prompter:
         return mask[points[:, 0], points[:, 1]]
 
 
-def _stability(low_res, embedding, segmenter, delta: float):
+def mask_stability(low_res, embedding, segmenter, delta: float):
     """Per low-res mask, in the unpadded input: IoU of its ``> +delta`` and ``> -delta`` parts."""
     import torch
 
@@ -357,8 +356,6 @@ def segment_points_with_boxes(
         ``crop``, ``candidates`` (how many masks were compared), ``encoder_runs``,
         ``stability`` and ``fallback`` (true when no mask kept every negative point out).
     """
-    from .sam.types import context_crop
-
     search = search or PointBoxSearch()
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(labels).reshape(-1)
@@ -456,8 +453,6 @@ def point_regions(
     small objects are poor. The prompt records the points, the box given (if any) and what was
     done (``points_to_box``, see :func:`segment_points_with_boxes`).
     """
-    from .sam.types import Region
-
     context = 2.5 if context is None else float(context)
     base = {"points": points.tolist(), "point_labels": labels.tolist(), "context": context}
     if preprocess is not None:

@@ -1,6 +1,6 @@
 """The region sources an evaluation can score a saliency map in: names and what each is.
 
-Kept apart from :mod:`napari_samcam.evaluate.regions`, which computes them (and loads torch), so
+Kept apart from :mod:`napari_samcam.evaluation.regions`, which computes them (and loads torch), so
 that ``samcam evaluate --help`` and argument checks list them without importing a model.
 """
 

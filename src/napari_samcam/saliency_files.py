@@ -40,6 +40,7 @@ import numpy as np
 from ._files import open_regular, read_npy, read_npz, require_regular_file
 from ._pickle_data import Refused, allowed_globals
 from .errors import InputError, UntrustedFileError
+from .images import read_image
 from .model_files import first_line
 from .saliency import Saliency
 
@@ -269,8 +270,6 @@ def _from_numpy(path: Path) -> MapFile:
 
 
 def _from_image(path: Path) -> MapFile:
-    from .images import read_image
-
     data = read_image(path)
     array = data.array
     if data.rgb:

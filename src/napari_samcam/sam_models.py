@@ -7,10 +7,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .classifiers import default_device, load_checkpoint, load_state_strict
+from .devices import default_device
 from .errors import InputError, ModelNotAvailableError
 from .sam import sam_families
 from .sam.types import SamModel
+from .torch_loading import load_checkpoint, load_state_strict
 
 __all__ = ["SAM_MODELS", "SamModel", "cache_dir", "load_sam_model"]
 

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ._prompt_checks import check_boxes, check_points
+from ._resample import resized_unit_range
 from ._threads import env_flag, torch_threads
+from .devices import default_device
 from .embedding_keys import (
     array_signature,
     check_finite_once,
@@ -25,7 +27,7 @@ from .embedding_keys import (
     key_pool,
 )
 from .errors import InputError, PromptError
-from .images import to_unit_range, validate_image
+from .images import checked_image, to_unit_range, validate_image
 from .point_prompts import point_regions
 from .sam import Prompts, SamBackend, make_backend
 from .sam.types import Embedding, Region, context_crop, to_sam_coords
@@ -194,8 +196,6 @@ class Segmenter:
         :func:`~napari_samcam.images.to_unit_range` is applied after resizing without a
         window (it is affine), block by block before resizing with one.
         """
-        from ._resample import resized_unit_range
-
         new = self.backend.input_size(view.shape[:2])
         if view.ndim == 3 and view.shape[-1] == 4:
             view = view[..., :3]  # alpha is dropped
@@ -235,7 +235,8 @@ class Segmenter:
             (:mod:`napari_samcam.sam_preprocess`: ``"clahe"``, ``"gamma:0.5"``, ...).
         """
         preprocess = canonical_name(preprocess)
-        return self._embed(validate_image(image), window, crop, key, progress, preprocess)
+        image = checked_image(image).array
+        return self._embed(image, window, crop, key, progress, preprocess)
 
     def _embed(self, image, window, crop, key, progress, preprocess=None) -> Embedding:
         """:meth:`embed` of an already validated image."""
@@ -452,8 +453,10 @@ class Segmenter:
         -------
         list of Region
         """
-        # the finite-values pass only for content not seen before (below, once the key is known)
-        image = validate_image(image, finite=False)
+        # the finite-values pass only for content not checked before (below, once the key is
+        # known): none for a CheckedImage that passed it
+        checked = checked_image(image, finite=False)
+        image = checked.array
         preprocess = canonical_name(preprocess)
         height, width = image.shape[:2]
         pts, labels = check_points(points, point_labels, (height, width))
@@ -461,7 +464,8 @@ class Segmenter:
         if pts is None and boxes_arr is None and mask_input is None:
             raise PromptError(
                 "segment: no prompt given; pass points=, boxes= or mask_input= (for a text "
-                "prompt: napari_samcam.text.segment_text(segmenter, image, text, clip=...))."
+                "prompt: napari_samcam.clip_regions.segment_text(segmenter, image, text, "
+                "clip=...))."
             )
         speculate = key is None and context is None
         speculate = speculate and not (self.box_only and pts is not None)
@@ -476,7 +480,8 @@ class Segmenter:
         given = key is not None
         if key is None:
             key = embedding_key(image)
-        check_finite_once(image, key)
+        if not checked.finite:
+            check_finite_once(image, key)
         if not given:
             self._last_key = (array_signature(image), key)
         if self.box_only and pts is not None and mask_input is None:
@@ -700,7 +705,6 @@ def load_segmenter(
     """
     if not isinstance(spec, str):
         return Segmenter(load_sam_model(spec, device=device), cache_size=cache_size)
-    from .classifiers import default_device
 
     key = (spec, str(checkpoint), str(default_device(device)))
     with _SEGMENTERS_LOCK:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .images import checked_image
+from .point_prompts import mask_stability
 from .region_trust import (
     Candidate,
     Decision,
@@ -24,6 +26,7 @@ from .region_trust import (
     mask_signals,
     rule_dict,
 )
+from .sam.types import context_crop
 
 __all__ = ["box_candidates", "trusted_box_mask", "trusted_box_region"]
 
@@ -49,9 +52,6 @@ def box_candidates(
     """
     import torch
 
-    from .point_prompts import _stability
-    from .sam.types import context_crop
-
     shape = image.shape[:2]
     box = np.asarray(box, dtype=np.float64)
     crop = context_crop(box, shape, context, segmenter.image_size // 4)
@@ -62,7 +62,7 @@ def box_candidates(
     for multimask in (False, True):
         low_res, iou = segmenter.predict_logits(embedding, boxes=local, multimask=multimask)
         low_res = low_res.float()
-        stability = _stability(low_res, embedding, segmenter, delta)
+        stability = mask_stability(low_res, embedding, segmenter, delta)
         upsampler = segmenter.mask_upsampler(embedding, low_res.shape[-1])
         for j in range(low_res.shape[1]):
             with torch.inference_mode():
@@ -148,10 +148,10 @@ def trusted_box_region(
     ``context`` None zooms by 2.5 all the same (the rule's signals assume a context crop). The
     prompt holds the boxes, the context, the rule and per box its ``trust`` record.
     """
-    from .images import validate_image
     from .segment import Region, embedding_key
 
-    image = validate_image(image)
+    checked = checked_image(image)
+    image = checked.array
     rule = rule or TrustRule()
     context = 2.5 if context is None else float(context)
     key = key or embedding_key(image)
@@ -160,7 +160,7 @@ def trusted_box_region(
     for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
         one, score, record = trusted_box_mask(
             segmenter,
-            image,
+            checked,
             box,
             context=context,
             rule=rule,

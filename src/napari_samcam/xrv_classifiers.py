@@ -30,17 +30,18 @@ says where to put the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from .classifier_specs import ClassifierSpec, register
-from .classifiers import Classifier, _file_version, load_checkpoint, load_state_strict
+from .classifiers import Classifier
 from .errors import CheckpointError, InputError, ModelNotAvailableError
+from .hashing import file_sha256, file_version
 from .model_files import first_line
 from .module_pickles import module_record_globals
+from .torch_loading import load_checkpoint, load_state_strict
 
 __all__ = [
     "PICKLED_MODULE_CLASSES",
@@ -133,16 +134,6 @@ def split_pin(text: str) -> tuple[str, str | None]:
     return name, pin.lower()
 
 
-def _sha256(path: Path) -> str:
-    from ._files import open_regular
-
-    digest = hashlib.sha256()
-    with open_regular(path, "torchxrayvision weights") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def xrv_weights_file(
     weights: str,
     cache_dir: str | os.PathLike | None = None,
@@ -168,7 +159,7 @@ def xrv_weights_file(
     folder = Path(cache_dir) if cache_dir is not None else Path(xrv.utils.get_cache_dir())
     local = folder.expanduser() / os.path.basename(url)
     if os.path.lexists(local):
-        if sha256 is not None and _sha256(local) != sha256:
+        if sha256 is not None and file_sha256(local, "torchxrayvision weights") != sha256:
             raise CheckpointError(
                 f"torchxrayvision weights file {str(local)!r} does not match the pinned SHA-256 "
                 f"{sha256}; delete it and download it again."
@@ -261,7 +252,7 @@ def _load(
         std=XRV_STD,
         target_layer=layer,
         multilabel=True,
-        version=_file_version(source),
+        version=file_version(source),
         source=source,
         center_crop=True,
     )

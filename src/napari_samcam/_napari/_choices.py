@@ -8,7 +8,7 @@ import sys
 PROMPT_KINDS = ("boxes", "points", "text", "saliency")
 
 #: Region source recorded for each prompt kind.
-REGION_SOURCES = {
+SOURCE_OF_PROMPT_KIND = {
     "boxes": "sam-box",
     "points": "sam-points",
     "text": "sam-text",

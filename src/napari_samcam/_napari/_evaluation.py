@@ -11,14 +11,13 @@ names the folder, the item, the image key and what the layer shows (``kind``: ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ._image_layers import LayerData, image_layer_data
+
 #: The metadata key that marks a layer as part of an opened evaluation.
 EVALUATION_KEY = "samcam_evaluation"
-
-LayerData = tuple[Any, dict, str]
 
 
 def looks_like_evaluation(path: Path) -> bool:
@@ -29,7 +28,7 @@ def looks_like_evaluation(path: Path) -> bool:
 def read_evaluation(folder: str | Path, item: int | None = None) -> list[LayerData]:
     """Layers of one item of an evaluation: by default the one with the lowest mean IoU."""
     from ..errors import InputError
-    from ..evaluate.stored import open_evaluation
+    from ..evaluation.stored import open_evaluation
 
     stored = open_evaluation(folder)
     if item is None:
@@ -56,9 +55,7 @@ def _region_name(record: dict) -> str:
 
 def item_layers(stored, item: int) -> list[LayerData]:
     """Image, saliency and region layer data of ``item`` of a
-    :class:`~napari_samcam.evaluate.stored.StoredEvaluation`."""
-    from ._reader import image_layer_data
-
+    :class:`~napari_samcam.evaluation.stored.StoredEvaluation`."""
     view = stored.item_view(item)
     tag = {
         "folder": str(stored.folder),
@@ -98,13 +95,63 @@ PROMPT_KINDS = ("prompt-boxes", "prompt-points")
 def add_item_prompts(viewer, image_layer) -> tuple:
     """Box and click prompt layers over an item's image, tagged as part of the item (so they
     go when another item is shown). Returns ``(shapes, points)``."""
-    from ._prompt_layers import add_prompt_layers
+    for step in item_prompt_steps(viewer, image_layer):
+        step()
+    from ._prompt_layers import prompt_layer_names
+
+    return tuple(viewer.layers[name] for name in prompt_layer_names(image_layer))
+
+
+def item_prompt_steps(viewer, image_layer) -> list:
+    """The steps of :func:`add_item_prompts`, one layer each (to run one per event-loop
+    turn): add the box prompt layer, show it, add the point prompt layer, show it, select the
+    first. A layer added hidden and shown a step later draws (and compiles its shaders) apart
+    from being built."""
+    from ._prompt_layers import (
+        add_box_prompt_layer,
+        add_point_prompt_layer,
+        prompt_layer_names,
+        select_box_prompts,
+    )
 
     tag = image_layer.metadata[EVALUATION_KEY]
-    layers = add_prompt_layers(viewer, image_layer)
-    for layer, kind in zip(layers, PROMPT_KINDS, strict=True):
-        layer.metadata[EVALUATION_KEY] = dict(tag, kind=kind)
-    return layers
+
+    names = dict(
+        zip(
+            (add_box_prompt_layer, add_point_prompt_layer),
+            prompt_layer_names(image_layer),
+            strict=True,
+        )
+    )
+
+    def adding(add, kind):
+        def step():
+            new = names[add] not in viewer.layers
+            layer = add(viewer, image_layer)
+            layer.metadata[EVALUATION_KEY] = dict(tag, kind=kind)
+            if new:
+                layer.visible = False
+
+        return step
+
+    def showing(add):
+        def step():
+            add(viewer, image_layer).visible = True
+
+        return step
+
+    box_kind, point_kind = PROMPT_KINDS
+
+    def select():
+        select_box_prompts(viewer, add_box_prompt_layer(viewer, image_layer))
+
+    return [
+        adding(add_box_prompt_layer, box_kind),
+        showing(add_box_prompt_layer),
+        adding(add_point_prompt_layer, point_kind),
+        showing(add_point_prompt_layer),
+        select,
+    ]
 
 
 def clear_prompts(layer, item: int) -> None:

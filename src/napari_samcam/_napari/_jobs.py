@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamcamError
-from ._choices import REGION_SOURCES, explain_target
+from ._choices import SOURCE_OF_PROMPT_KIND, explain_target
 from ._layers import Plane, index_text
 
 Job = Generator["Step", None, Callable[[], Any] | None]
@@ -168,7 +168,7 @@ def segment_steps(
     Returns ``[(request, boxes, regions, metric rows)]`` and notes for the user.
     """
     kind = settings["kind"]
-    source = REGION_SOURCES[kind]
+    source = SOURCE_OF_PROMPT_KIND[kind]
     total = 1 + 2 * len(requests)
     yield Step("loading SAM", 0, total)
     segmenter = load_segmenter()
@@ -181,7 +181,7 @@ def segment_steps(
         where = f" (slice {index_text(plane.index)})" if plane.index else ""
         boxes, points, labels = request.boxes, request.points, request.point_labels
         if kind == "saliency":
-            from ..prompts import saliency_boxes
+            from ..box_prompts import saliency_boxes
 
             boxes = saliency_boxes(request.saliency)
             if len(boxes) == 0:
@@ -207,7 +207,7 @@ def segment_steps(
         kwargs: dict[str, Any] = {"window": plane.window}
         run = segmenter.segment
         if kind == "text":  # text prompts are built on the segmenter
-            from ..text import segment_text
+            from ..clip_regions import segment_text
 
             run = functools.partial(segment_text, segmenter, text=settings["text"])
             kwargs.update(clip=settings["clip"], **settings["text_options"])

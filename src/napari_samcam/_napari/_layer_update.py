@@ -74,11 +74,17 @@ def in_place_steps(
 
             steps.append(update)
         else:
+            # added hidden, shown one step later: building the layer and its first draw
+            # (napari's slicing, the shaders of a new kind of layer) come apart
 
             def add(data=data, kwargs=kwargs, kind=kind, place=place):
-                shown[place] = viewer.add_layer(Layer.create(data, kwargs, kind))
+                hidden = {**kwargs, "visible": False}
+                shown[place] = viewer.add_layer(Layer.create(data, hidden, kind))
 
-            steps.append(add)
+            def show(kwargs=kwargs, place=place):
+                shown[place].visible = bool(kwargs.get("visible", True))
+
+            steps.extend([add, show])
     for layer in free:
         if retire is not None:
             steps.append(lambda layer=layer: retire(layer))

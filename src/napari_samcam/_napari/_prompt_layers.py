@@ -18,41 +18,59 @@ def add_prompt_layers(viewer, image):
     feature (green positive, red negative); press T in the Points layer to toggle the selected
     points. The Shapes layer is selected, in rectangle mode. Returns both layers.
     """
-    layers = viewer.layers
-    geometry = geometry_kwargs(image)
-    lead = leading_shape(image)
-    ndim = len(lead) + 2
-    # named apart from a sample's or a dataset's own annotation layers ("<image> box(es)")
-    boxes_name = f"{image.name} box prompts"
-    points_name = f"{image.name} point prompts"
-    if boxes_name not in layers:
+    shapes = add_box_prompt_layer(viewer, image)
+    add_point_prompt_layer(viewer, image)
+    return select_box_prompts(viewer, shapes), viewer.layers[prompt_layer_names(image)[1]]
+
+
+def prompt_layer_names(image) -> tuple[str, str]:
+    """The names of the box and point prompt layers of ``image``: apart from a sample's or a
+    dataset's own annotation layers ("<image> box(es)")."""
+    return f"{image.name} box prompts", f"{image.name} point prompts"
+
+
+def add_box_prompt_layer(viewer, image):
+    """The Shapes layer for box prompts over ``image`` (added unless it is there)."""
+    name = prompt_layer_names(image)[0]
+    if name not in viewer.layers:
         viewer.add_shapes(
-            ndim=ndim,
-            name=boxes_name,
+            ndim=len(leading_shape(image)) + 2,
+            name=name,
             edge_color="cyan",
             face_color="transparent",
             edge_width=2,
             metadata={META_KEY: {"kind": "box-prompts", "image_layer": image.name}},
-            **geometry,
+            **geometry_kwargs(image),
         )
-    if points_name not in layers:
+    return viewer.layers[name]
+
+
+def add_point_prompt_layer(viewer, image):
+    """The Points layer for point prompts over ``image`` (added unless it is there)."""
+    name = prompt_layer_names(image)[1]
+    if name not in viewer.layers:
+        ndim = len(leading_shape(image)) + 2
         points = viewer.add_points(
             np.zeros((0, ndim)),
             ndim=ndim,
-            name=points_name,
+            name=name,
             features={"positive": np.zeros(0, dtype=bool)},
             face_color="positive",
             face_color_cycle=POINT_COLORS,
             size=max(6.0, min(plane_shape(image)) / 60.0),
             metadata={META_KEY: {"kind": "point-prompts", "image_layer": image.name}},
-            **geometry,
+            **geometry_kwargs(image),
         )
         points.feature_defaults = {"positive": True}
         bind_polarity_key(points)
-    shapes = layers[boxes_name]
+    return viewer.layers[name]
+
+
+def select_box_prompts(viewer, shapes):
+    """Select the box prompt layer ``shapes``, in rectangle mode; returns it."""
     shapes.mode = "add_rectangle"
-    layers.selection.active = shapes
-    return layers[boxes_name], layers[points_name]
+    viewer.layers.selection.active = shapes
+    return shapes
 
 
 def toggle_polarity(points_layer) -> None:

@@ -18,10 +18,9 @@ from .._dicom import SUFFIXES as DICOM_SUFFIXES
 from .._dicom import is_dicom
 from .._nifti import SUFFIXES as NIFTI_SUFFIXES
 from ._evaluation import looks_like_evaluation, read_evaluation
+from ._image_layers import LayerData, image_layer_data
 from ._layers import META_KEY
 from ._session_io import is_session, read_session
-
-LayerData = tuple[Any, dict, str]
 
 
 def _suffix(path: Path) -> str:
@@ -86,31 +85,6 @@ def read_paths(path: str | list[str]) -> list[LayerData]:
         else:
             out.append(read_image_layer(target))
     return out
-
-
-def image_layer_data(array: np.ndarray, metadata: dict, name: str) -> LayerData:
-    """An Image layer data tuple with the scale, contrast and metadata an image file records."""
-    rgb = bool(metadata.get("rgb", False))
-    spatial = array.ndim - (1 if rgb else 0)
-    spacing = metadata.get("spacing")
-    kwargs: dict[str, Any] = {"name": name, "rgb": rgb, "metadata": dict(metadata)}
-    if spacing is not None and len(spacing) == spatial:
-        kwargs["scale"] = tuple(float(s) for s in spacing)
-        known = metadata.get("format") in ("dicom", "nifti") and any(
-            float(s) != 1.0 for s in spacing
-        )
-        if known:  # DICOM and NIfTI spacings are millimetres; 1.0 everywhere means "unknown"
-            kwargs["units"] = ("mm",) * spatial
-    window = metadata.get("window")
-    if window is not None and float(window[1]) > float(window[0]):
-        kwargs["contrast_limits"] = (float(window[0]), float(window[1]))
-    elif not rgb and array.size:
-        low, high = float(np.min(array)), float(np.max(array))
-        if high > low:
-            kwargs["contrast_limits"] = (low, high)
-    if not rgb:
-        kwargs["colormap"] = "gray"
-    return array, kwargs, "image"
 
 
 def _layer_name(path: Path, metadata: dict) -> str:

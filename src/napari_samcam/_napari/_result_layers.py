@@ -29,17 +29,65 @@ from ._layers import (
 )
 
 
-def text_style(ndim: int, *, below: bool = False) -> dict:
-    """How metrics are written on boxes: yellow text above the box's upper-left corner, or
-    (``below``) under its lower-left corner, so that the labels of a prompt box and of a
-    saliency box around the same finding do not overlap."""
+def text_style(ndim: int, *, below: bool = False, bright: bool = False) -> dict:
+    """How metrics are written on boxes: above the box's upper-left corner, or (``below``)
+    under its lower-left corner, so that the labels of a prompt box and of a saliency box
+    around the same finding do not overlap. Yellow / orange on a dark image, dark blue / dark
+    red where the image under the labels is ``bright`` (napari's text has no outline or
+    background box to make one colour readable on both)."""
+    colours = ("darkred", "navy") if bright else ("orange", "yellow")
     return {
         "string": "{metrics}",
         "anchor": "lower_left" if below else "upper_left",
         "size": 10,
-        "color": "orange" if below else "yellow",
+        "color": colours[0] if below else colours[1],
         "translation": (0.0,) * (ndim - 2) + ((4.0 if below else -4.0), 0.0),
     }
+
+
+#: Rows (image pixels) of the band the labels of a box are written in.
+LABEL_BAND = 16
+
+
+def label_placement(image, rectangles, *, below: bool) -> dict:
+    """The :func:`text_style` keywords that keep the labels of ``rectangles`` (Shapes vertices
+    on ``image``'s grid) inside the image and readable on it: a label that would leave the
+    image (a box at its top edge, or bottom edge for ``below``) goes to the box's other side;
+    ``bright`` when the image under the labels is bright as displayed (its mean above half of
+    the contrast range)."""
+    rows = plane_shape(image)[0]
+    boxes = [np.asarray(r) for r in rectangles if len(r)]
+    if not boxes:
+        return {"below": below, "bright": False}
+    tops = [float(b[:, -2].min()) for b in boxes]
+    bottoms = [float(b[:, -2].max()) for b in boxes]
+    if below and any(bottom > rows - LABEL_BAND for bottom in bottoms):
+        below = False
+    elif not below and any(top < LABEL_BAND for top in tops):
+        below = True
+    return {"below": below, "bright": _bright_under_labels(image, boxes, below)}
+
+
+def _bright_under_labels(image, boxes, below: bool) -> bool:
+    if getattr(image, "rgb", False):
+        return False
+    low, high = (float(v) for v in image.contrast_limits)
+    if not high > low:
+        return False
+    rows, cols = plane_shape(image)
+    values = []
+    for box in boxes:
+        lead = tuple(int(round(v)) for v in box[0, :-2])
+        plane = np.asarray(image.data[lead] if lead else image.data)
+        top, bottom = int(box[:, -2].min()), int(box[:, -2].max())
+        left, right = int(max(0, box[:, -1].min())), int(min(cols, box[:, -1].max() + 1))
+        band = (bottom, bottom + LABEL_BAND) if below else (top - LABEL_BAND, top)
+        band = (max(0, band[0]), min(rows, band[1]))
+        if band[1] > band[0] and right > left:
+            values.append(plane[band[0] : band[1], left:right].astype(np.float32).mean())
+    if not values:
+        return False
+    return (float(np.mean(values)) - low) / (high - low) > 0.5
 
 
 #: Saliency values (of the 0-1 map) drawn fully transparent.
@@ -74,16 +122,22 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
     shape = (*lead, *plane_shape(image))
     layer = _own_saliency_layer(layers, name, image)
     fresh = layer is None or tuple(layer.data.shape) != shape
-    if fresh:
+    whole = np.asarray(last.map, dtype=np.float32)
+    slices: dict[str, Any] = {}
+    if not lead and whole.shape == shape:
+        # the map itself, not a copy: a copy of a large map froze the GUI thread (0.4 s at
+        # 8000²); a new array for the layer, never written into an earlier result's map
+        data = whole
+    elif fresh:
         data = np.zeros(shape, dtype=np.float32)
-        slices: dict[str, Any] = {}
     else:
         data = np.asarray(layer.data)
         slices = dict(samcam_meta(layer).get("slices", {}))
-    for index, saliency in results:
-        data[index] = saliency.map
-        if index:
-            slices[index_text(index)] = saliency.provenance()
+    if data is not whole:
+        for index, saliency in results:
+            data[index] = saliency.map
+            if index:
+                slices[index_text(index)] = saliency.provenance()
     metadata = {
         META_KEY: {
             "kind": "saliency",
@@ -108,7 +162,10 @@ def write_saliency(viewer, image, results: list[tuple[tuple[int, ...], Any]]):
         )
     else:
         layer.metadata = {**layer.metadata, **metadata}
-        layer.refresh()
+        if data is whole:
+            layer.data = data
+        else:
+            layer.refresh()
     return layer
 
 
@@ -240,7 +297,7 @@ def write_regions(viewer, image, results: list[tuple], settings: dict, shapes_la
         layer.features = table  # reassigning fires the features event (features table widget)
         written.append((place, layer))
     if shapes_layer is not None and summaries:
-        label_shapes(shapes_layer, summaries)
+        label_shapes(shapes_layer, summaries, image)
     if saliency_boxes_layer:
         show_saliency_boxes(viewer, image, saliency_boxes_layer, replaced)
     chosen = [layer for place, layer in written if place in received] or [written[0][1]]
@@ -312,14 +369,17 @@ def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -
         face_color="transparent",
         edge_width=2,
         features={"metrics": texts},
-        text=text_style(len(shapes[0][0]) if shapes else 2, below=True),
+        text=text_style(
+            len(shapes[0][0]) if shapes else 2, **label_placement(image, shapes, below=True)
+        ),
         metadata={META_KEY: {"kind": "saliency-boxes", "image_layer": image.name}},
         **geometry_kwargs(image),
     )
 
 
-def label_shapes(shapes_layer, summaries: dict[int, str]) -> None:
-    """Write metrics summaries into a Shapes layer's ``metrics`` feature and show them."""
+def label_shapes(shapes_layer, summaries: dict[int, str], image=None) -> None:
+    """Write metrics summaries into a Shapes layer's ``metrics`` feature and show them
+    (inside ``image`` and readable on it, see :func:`label_placement`)."""
     features = shapes_layer.features.copy()
     n = len(shapes_layer.data)
     if len(features) != n:
@@ -335,7 +395,8 @@ def label_shapes(shapes_layer, summaries: dict[int, str]) -> None:
     defaults = shapes_layer.feature_defaults
     base = defaults.iloc[0].to_dict() if len(defaults) else {}
     shapes_layer.feature_defaults = {**base, "metrics": ""}
-    shapes_layer.text = text_style(shapes_layer.ndim)
+    placement = {} if image is None else label_placement(image, shapes_layer.data, below=False)
+    shapes_layer.text = text_style(shapes_layer.ndim, **placement)
 
 
 def _regions_table(layer):

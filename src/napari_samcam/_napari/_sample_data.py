@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._image_layers import image_layer_data
 from ._layers import META_KEY, box_to_rectangle
 
 LayerData = tuple[Any, dict, str]
@@ -168,7 +169,5 @@ def _chest():
 
 def chest_radiograph() -> list[LayerData]:
     """The real PA chest radiograph RG1_UNCI (CR, MONOCHROME1 shown inverted, DICOM window)."""
-    from ._reader import image_layer_data
-
     data = _chest()
     return [image_layer_data(data.array, dict(data.metadata), "RG1_UNCI chest (CR)")]

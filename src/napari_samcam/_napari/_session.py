@@ -30,10 +30,11 @@ import numpy as np
 from psygnal import Signal
 
 from ..errors import InputError, SamcamError
+from ..evaluation_settings import setting
 from ._choices import (
     BUILTIN_CLASSIFIER_NAMES,
     PROMPT_KINDS,
-    REGION_SOURCES,
+    SOURCE_OF_PROMPT_KIND,
     builtin_classifier_names,
     clip_status,
     explain_target,
@@ -77,7 +78,7 @@ __all__ = [
     "BUILTIN_CLASSIFIER_NAMES",
     "POLARITY_KEY",
     "PROMPT_KINDS",
-    "REGION_SOURCES",
+    "SOURCE_OF_PROMPT_KIND",
     "Job",
     "JobCancelled",
     "SamcamSession",
@@ -89,6 +90,11 @@ __all__ = [
     "text_style",
     "toggle_polarity",
 ]
+
+#: The defaults shared with dataset evaluation come from its settings' declaration.
+_DEFAULT_METHOD = setting("methods").default[0]
+_DEFAULT_SAM = setting("sam").default
+_DEFAULT_CONTEXT = setting("context").default
 
 
 class SamcamSession:
@@ -147,11 +153,11 @@ class SamcamSession:
         classifier: Any = "lesion-detector",
         checkpoint: str | None = None,
         trust_checkpoint: bool = False,
-        method: str = "gradcam",
+        method: str = _DEFAULT_METHOD,
         target: int | str | None = None,
         target_layer: str | None = None,
-        segmenter: Any = "litemedsam",
-        context: float | None = 2.5,
+        segmenter: Any = _DEFAULT_SAM,
+        context: float | None = _DEFAULT_CONTEXT,
         clip: str | None = None,
         device: str | None = None,
         metric_options: dict | None = None,
@@ -686,7 +692,7 @@ class SamcamSession:
         for note in [*notes, unreliable_regions_note(results)]:
             if note:
                 self._warn(note)
-        source = REGION_SOURCES[settings["kind"]]
+        source = SOURCE_OF_PROMPT_KIND[settings["kind"]]
         names = ", ".join(repr(layer.name) for layer in written)
         self.status.emit(f"{n_rows} region(s) from {source} in {names}")
         return written[0]

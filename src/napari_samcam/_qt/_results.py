@@ -8,7 +8,7 @@ reader, or one chosen with *Open evaluation...*.
 
 A shown item gets a box (Shapes) and a click (Points) prompt layer. *Re-segment* prompts SAM
 with them (off the GUI thread), replaces the clicked row's region and re-scores it against the
-shown saliency maps (:mod:`~napari_samcam.evaluate.corrections`): the Labels layer's features
+shown saliency maps (:mod:`~napari_samcam.evaluation.corrections`): the Labels layer's features
 and the table's rows are updated and marked edited. *Save as ground truth...* writes the region
 as a PNG mask and a row of a CSV manifest that ``samcam evaluate`` reads.
 """
@@ -41,6 +41,7 @@ from .._napari._evaluation import (
     add_item_prompts,
     clear_prompts,
     item_layers,
+    item_prompt_steps,
     item_prompts,
 )
 from .._napari._layer_update import in_place_steps
@@ -113,6 +114,8 @@ def _retire(layer, item: int) -> None:
 
 #: Appended to the name of a layer the shown item has nothing for.
 ABSENT_SUFFIX = " (none in this item)"
+#: How many steps adding an item's prompt layers takes (see ``item_prompt_steps``).
+PROMPT_STEP_COUNT = 5
 #: Milliseconds between the steps that show an item (one layer each).
 STEP_PAUSE_MS = 30
 #: The role holding a cell's number for sorting.
@@ -267,7 +270,7 @@ class ResultsWidget(QWidget):
     def open_folder(self, folder, *, show: bool = True) -> None:
         """Fill the table from ``folder`` and show its lowest-IoU item (when ``show``); the
         folder is read off the GUI thread."""
-        from ..evaluate.stored import open_evaluation
+        from ..evaluation.stored import open_evaluation
 
         def read():
             stored = open_evaluation(folder)
@@ -399,9 +402,22 @@ class ResultsWidget(QWidget):
                     clear_prompts(prompts, item)
             self.shown_item = item
             self.focused = self.region_layer = None
-            self._add_prompt_layers()
 
-        return [*steps, finish]
+        return [*steps, finish, *self._prompt_steps()]
+
+    def _prompt_steps(self) -> list:
+        """Steps that add the item's prompt layers unless they are there, one layer each."""
+        missing = {}
+
+        def step(index: int) -> None:
+            if index == 0:
+                missing["image"] = (
+                    self._layer_of("image") if self._layer_of(PROMPT_KINDS[0]) is None else None
+                )
+            if missing.get("image") is not None:
+                item_prompt_steps(self.viewer, missing["image"])[index]()
+
+        return [lambda index=index: step(index) for index in range(PROMPT_STEP_COUNT)]
 
     def _add_prompt_layers(self) -> None:
         if self._layer_of(PROMPT_KINDS[0]) is None:
@@ -445,7 +461,7 @@ class ResultsWidget(QWidget):
         """Prompt SAM with the drawn boxes and clicks; the result replaces the focused region."""
         from napari.qt.threading import create_worker
 
-        from ..evaluate.corrections import evaluation_segmenter, rescore_item, resegment
+        from ..evaluation.corrections import evaluation_segmenter, rescore_item, resegment
 
         if self.worker is not None:
             return
@@ -543,7 +559,7 @@ class ResultsWidget(QWidget):
 
     def _save_ground_truth(self) -> None:
         """Ask for a PNG path; write the focused region there and add it to a CSV manifest."""
-        from ..evaluate.corrections import save_ground_truth
+        from ..evaluation.corrections import save_ground_truth
 
         try:
             layer = self._focused_region()

@@ -13,6 +13,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
 from .._napari._session import JobCancelled, Step, limit_torch_threads
+from .._napari._warmup import freeze_survivors
 from ..errors import SamcamError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def guarded(job, *, leave_free: int = 1):
 
     Runs in the worker thread. Torch is limited to all cores but ``leave_free`` so that the
     GUI thread keeps a core (see :func:`~napari_samcam._napari._session.limit_torch_threads`).
+    What the job left alive (a loaded model, its imports) is then kept out of the garbage
+    collector's full collections (see :func:`~napari_samcam._napari._warmup.freeze_survivors`).
     """
     try:
         if leave_free:
@@ -41,6 +44,8 @@ def guarded(job, *, leave_free: int = 1):
         return Outcome(cancelled=True)
     except Exception as exc:  # reported as a notification on the GUI thread
         return Outcome(error=exc)
+    finally:
+        freeze_survivors()
     return Outcome(apply=apply)
 
 

@@ -8,12 +8,13 @@ beyond what its fields show.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from magicgui import widgets
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -40,8 +41,10 @@ from .._napari._session import (
 )
 from .._napari._triton_guard import guard_triton
 from .._napari._warmup import warm_up_in_background
+from ..evaluation_settings import setting
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
+from ._staged import WIDGET_OPENERS, opened_from_the_gui
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,15 @@ _AUTO_TARGET = "<auto>"
 _TOP_TARGET = "<top>"
 _AUTO_TARGET_LABEL = "finding class (else top class)"
 _AUTO_LAYER = "auto"
+
+
+#: The prompt layer kinds and the drop-downs that choose them.
+_PROMPT_COMBOS = {"box-prompts": "shapes", "point-prompts": "points"}
+#: Milliseconds between two stages of the widget's construction.
+STAGE_PAUSE_MS = 30
+#: Attributes napari looks for on any dock widget (that this one never has): asking for them
+#: does not finish the staged build.
+_PROBED = frozenset({"native"})
 
 
 def _cam_methods() -> tuple[str, ...]:
@@ -140,16 +152,62 @@ class SamcamWidget(QWidget):
         self.session = session if session is not None else SamcamSession(napari_viewer)
         self.runner = JobRunner(self.session, self)
         self._buttons: list[QPushButton] = []
-        self._build()
+        # opened from the Plugins menu, built in stages, one per turn of the event loop (the
+        # whole build froze the viewer for 0.4-0.8 s; anything that needs a control before
+        # finishes it, see __getattr__); made by code, built at once
+        self._stages = self._construct()
+        self._building = False
+        if opened_from_the_gui(WIDGET_OPENERS):
+            self._build_stage()
+        else:
+            self.finish_building()
+
+    def _construct(self):
+        yield from self._build()
         self._connect()
         self.reset_choices()
         self._default_prompt_layers()
         self._default_saliency()  # layers already open (a reopened session) have their map
+        yield
         self._sync_settings_from_session()
         self._on_prompt_kind()
         self._check_clip()
         self._update_slice_label()
         self._push_console()
+        if self.isVisible():
+            self._fit_width()
+
+    @property
+    def built(self) -> bool:
+        """Whether every control exists and is connected."""
+        return self.__dict__.get("_stages") is None
+
+    def _build_stage(self) -> None:
+        """Build the next stage; schedule the one after it on the event loop."""
+        if self.built:
+            return
+        self._building = True
+        try:
+            next(self._stages)
+        except StopIteration:
+            self._stages = None
+        finally:
+            self._building = False
+        if not self.built:
+            # a pause between stages lets the viewer answer (and draw) in between
+            QTimer.singleShot(STAGE_PAUSE_MS, self._build_stage)
+
+    def finish_building(self) -> None:
+        """Build the remaining stages now."""
+        while not self.built:
+            self._build_stage()
+
+    def __getattr__(self, name: str):
+        # only for attributes not there (yet): a control asked for before its stage was built
+        if self.__dict__.get("_building", True) or self.built or name in _PROBED:
+            raise AttributeError(name)
+        self.finish_building()
+        return object.__getattribute__(self, name)
 
     # ---------------------------------------------------------------------------------------
     # construction
@@ -163,7 +221,7 @@ class SamcamWidget(QWidget):
         self._buttons.append(button)
         return button
 
-    def _build(self) -> None:
+    def _build(self) -> Iterator[None]:
         viewer = self.viewer
         # -- image
         self.image = widgets.ComboBox(
@@ -176,6 +234,7 @@ class SamcamWidget(QWidget):
         self.slice_label = QLabel("")
         self.slice_label.setWordWrap(True)
 
+        yield
         # -- classifier
         self.classifier = QComboBox()
         self.classifier.setEditable(True)
@@ -226,6 +285,7 @@ class SamcamWidget(QWidget):
         )
         classifier_form.native.layout().setContentsMargins(0, 0, 0, 0)
 
+        yield
         # -- SAM
         self.segmenter = QComboBox()
         self.segmenter.setEditable(True)
@@ -239,16 +299,14 @@ class SamcamWidget(QWidget):
             min=0.0,
             max=10.0,
             step=0.5,
-            value=2.5,
-            tooltip="Zoom to each box: embed a crop this many times the box (better masks for "
-            "small lesions, one encoder run per box). 0 embeds the whole image once.",
+            value=setting("context").default,
+            tooltip=setting("context").help,
         )
         self.sam_preprocess = widgets.ComboBox(
             label="SAM contrast",
             choices=list(PREPROCESS_EXAMPLES),
             value="none",
-            tooltip="Contrast pre-processing of the image SAM sees for box and point prompts "
-            "(CLAHE, gamma); recorded in each region's prompt.",
+            tooltip=setting("sam_preprocess").help,
         )
         self.prompt_kind = widgets.ComboBox(
             label="prompt",
@@ -306,6 +364,7 @@ class SamcamWidget(QWidget):
         }
         self._clip_ok, self._clip_message = False, ""
 
+        yield
         # -- metrics
         self.saliency = widgets.ComboBox(
             label="saliency",
@@ -459,6 +518,16 @@ class SamcamWidget(QWidget):
             image = self.image.value
             if image is not None and samcam_meta(layer).get("image_layer") == image.name:
                 self.saliency.value = layer
+        elif kind in _PROMPT_COMBOS:
+            # a sample's box layer comes after its image: the image's prompts, once there
+            combo = getattr(self, _PROMPT_COMBOS[kind])
+            image = self.image.value
+            if (
+                image is not None
+                and samcam_meta(layer).get("image_layer") == image.name
+                and layer in combo.choices
+            ):
+                combo.value = layer
 
     def _default_saliency(self, *_: Any) -> None:
         """The newest saliency map of the chosen image (none if it has none)."""
@@ -477,7 +546,8 @@ class SamcamWidget(QWidget):
         image = self.image.value
         if image is None:
             return
-        for combo, kind in ((self.shapes, "box-prompts"), (self.points, "point-prompts")):
+        for kind, attribute in _PROMPT_COMBOS.items():
+            combo = getattr(self, attribute)
             if combo.value is not None and not force:
                 continue
             for layer in combo.choices:
@@ -487,6 +557,11 @@ class SamcamWidget(QWidget):
                 if meta.get("kind") == kind and meta.get("image_layer") == image.name:
                     combo.value = layer
                     break
+            else:
+                # never another image's prompts (a drawn layer of no image is kept)
+                owner = samcam_meta(combo.value).get("image_layer") if combo.value else None
+                if owner is not None and owner != image.name:
+                    combo.value = None
 
     def _sync_settings_from_session(self) -> None:
         session = self.session
@@ -794,11 +869,15 @@ class SamcamWidget(QWidget):
         return written
 
     def showEvent(self, event) -> None:
+        if self.built:
+            self._fit_width()
+        super().showEvent(event)
+
+    def _fit_width(self) -> None:
         # wide enough for every row (the scroll area never scrolls sideways); known once shown
         bar = self._scroll.verticalScrollBar().sizeHint().width()
         needed = self._content.minimumSizeHint().width() + bar + 4
         self.setMinimumWidth(max(300, needed))
-        super().showEvent(event)
 
     def closeEvent(self, event) -> None:
         if self.runner.running:

@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import SamcamError
 
 #: Subcommand name -> module in this package.
@@ -32,8 +33,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``samcam`` argument parser."""
-    from .. import __version__
-
     parser = _Parser(
         prog="samcam",
         description="Grad-CAM saliency, Segment Anything regions and localization scores.",

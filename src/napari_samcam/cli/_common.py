@@ -11,7 +11,11 @@ from typing import Any
 
 from .._folders import atomic_path, check_writable
 from .._prompt_checks import check_boxes, check_points
+from ..devices import check_device
 from ..errors import InputError, OutputExistsError, PromptError
+from ..saliency import CAM_METHODS, cam_method_key
+from ..sam_models import SAM_MODELS
+from ..sam_preprocess import parse_preprocess
 
 
 def _coordinates(text: str, n: int, what: str, check) -> tuple[int, ...]:
@@ -92,7 +96,7 @@ def text_arg(text: str) -> str:
     return text
 
 
-def _checked(check, text: str) -> str:
+def checked_with(check, text: str) -> str:
     """``text`` if ``check(text)`` passes; its InputError as argparse's error otherwise."""
     try:
         check(text)
@@ -103,16 +107,12 @@ def _checked(check, text: str) -> str:
 
 def device_arg(text: str) -> str:
     """A torch device present on this machine (cpu, cuda[:N], mps)."""
-    from ..classifiers import check_device
-
-    return _checked(check_device, text)
+    return checked_with(check_device, text)
 
 
 def cam_method_arg(text: str) -> str:
     """A CAM method name of :data:`napari_samcam.saliency.CAM_METHODS`."""
-    from ..saliency import CAM_METHODS, _key
-
-    if _key(text) not in {_key(m) for m in CAM_METHODS}:
+    if cam_method_key(text) not in {cam_method_key(m) for m in CAM_METHODS}:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a CAM method; choose from {', '.join(CAM_METHODS)}"
         )
@@ -154,8 +154,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_sam_arguments(parser: argparse.ArgumentParser) -> None:
     """SAM options shared by segment, evaluate and demo."""
-    from ..sam_models import SAM_MODELS
-
     parser.add_argument(
         "--sam",
         default="litemedsam",
@@ -177,17 +175,15 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _sam_preprocess_arg(text: str) -> str:
-    from ..sam_preprocess import parse_preprocess
-
-    return _checked(parse_preprocess, text)
+def sam_preprocess_arg(text: str) -> str:
+    return checked_with(parse_preprocess, text)
 
 
 def add_sam_preprocess_argument(parser: argparse.ArgumentParser) -> None:
     """``--sam-preprocess``, for the commands that prompt SAM."""
     parser.add_argument(
         "--sam-preprocess",
-        type=_sam_preprocess_arg,
+        type=sam_preprocess_arg,
         metavar="NAME",
         help="contrast pre-processing of the image SAM sees: clahe, clahe:CLIP, gamma:G, or "
         "steps joined by + (e.g. clahe+gamma:0.8); default: none",

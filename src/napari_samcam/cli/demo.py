@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._folders import check_writable
+from ..demo import run_demo
 from ._common import add_device_argument, non_negative_int, positive_int, progress_bar
 
 
@@ -38,8 +39,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
-
     check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("demo", quiet=args.quiet) as progress:
         result = run_demo(

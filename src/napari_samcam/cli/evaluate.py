@@ -5,18 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .._folders import check_writable
-from ._common import (
-    add_sam_arguments,
-    add_sam_preprocess_argument,
-    cam_method_arg,
-    check_input_file,
-    existing_file,
-    finite_float,
-    positive_int,
-    progress_bar,
-    text_arg,
-    zoom_factor_or_zero,
-)
+from ..evaluation_settings import SETTINGS, Setting
+from . import _common
+from ._common import check_input_file, progress_bar
 
 _DESCRIPTION = """\
 Score where classifiers look over a dataset. For every image of MANIFEST and every classifier x
@@ -64,8 +55,6 @@ examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..region_sources import DEFAULT_REGION_SOURCES, REGION_SOURCES
-
     parser = subparsers.add_parser(
         "evaluate",
         help="score saliency localization over a dataset (CSV / COCO / CheXlocalize manifest)",
@@ -79,210 +68,71 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "annotation file (NIH, RSNA, SIIM, VinDr; see below)",
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="classifier (repeatable): lesion-detector, shortcut-detector, xrv:WEIGHTS "
-        "(torchxrayvision, e.g. xrv:densenet121-res224-all), torchvision:ARCH / "
-        "timm:ARCH with --checkpoint, a TorchScript or .pt2 file, hf:FOLDER_OR_ID "
-        "(default: lesion-detector)",
-    )
-    parser.add_argument(
-        "--saliency",
-        metavar="DIR",
-        help="score the saliency maps in DIR instead of computing them (no --model): .npy, "
-        ".npz, .tif, .png, .nii[.gz] named <image>[_<class>].<ext>, or CheXlocalize's "
-        "<img_id>_<task>_map.pkl",
-    )
-    parser.add_argument(
-        "--trust-saliency",
-        action="store_true",
-        help="unpickle --saliency .pkl files without restriction (only for files you trust; "
-        "CheXlocalize's maps do not need it)",
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=["samcam", "chexlocalize"],
-        default="samcam",
-        help="metric definitions: samcam (default; NaN where a score is undefined) or "
-        "chexlocalize (CheXlocalize's segmentation, first-maximum hit, iou and iou_true_pos, "
-        "its bootstrap)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        type=existing_file,
-        help="state dict for torchvision:/timm:/xrv: classifiers",
-    )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="trust the model file: open .pt2 (torch.export) and TorchScript files and "
-        "checkpoints that need full unpickling, which can run code (only for files whose "
-        "author you trust)",
-    )
-    parser.add_argument(
-        "--method",
-        type=cam_method_arg,
-        action="append",
-        default=None,
-        metavar="METHOD",
-        help="CAM method (repeatable; default: gradcam), e.g. gradcam, gradcam++, hirescam",
-    )
-    parser.add_argument(
-        "--target",
-        help="class to explain (index or name); default: the item's class when the classifier "
-        "has it, else class 1 of a 2-class model, else the top class",
-    )
-    parser.add_argument(
-        "--regions",
-        nargs="+",
-        default=list(DEFAULT_REGION_SOURCES),
-        choices=list(REGION_SOURCES),
-        metavar="SOURCE",
-        help=f"region sources, from: {', '.join(REGION_SOURCES)} "
-        f"(default: {' '.join(DEFAULT_REGION_SOURCES)})",
-    )
-    add_sam_arguments(parser)
-    add_sam_preprocess_argument(parser)
-    parser.add_argument(
-        "--context",
-        type=zoom_factor_or_zero,
-        default=2.5,
-        help="zoom factor of SAM box prompts: a crop this many box sizes wide is embedded per "
-        "box (default: %(default)s; 0 embeds the whole image once)",
-    )
-    parser.add_argument(
-        "--binarize",
-        choices=["otsu", "fixed", "percentile"],
-        default="otsu",
-        help="saliency binarization for IoU-type metrics and saliency boxes (default: "
-        "%(default)s, as CheXlocalize)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=finite_float,
-        help="threshold in [0, 1] for --binarize fixed; percentage of pixels kept for "
-        "--binarize percentile",
-    )
-    parser.add_argument(
-        "--text", type=text_arg, help="text prompt of sam-text (default: the item's class)"
-    )
-    parser.add_argument("--clip", help="CLIP model of sam-text: a local folder or a hub id")
-    parser.add_argument(
-        "--images",
-        help="folder image paths are relative to (default: the "
-        "manifest's folder; CheXlocalize: the CheXpert image folder)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        metavar="ADDR",
-        help="address of a running dask.distributed scheduler (e.g. tcp://host:8786); the "
-        "workers need napari-samcam installed",
-    )
-    parser.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        help="without --scheduler: N >= 2 starts a local Dask cluster of N worker processes "
-        "(default: run in this process)",
-    )
-    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument(
-        "--bootstrap",
-        type=positive_int,
-        default=1000,
-        help="bootstrap resamples (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--holm-family",
-        choices=["run", "metric", "pair"],
-        default="run",
-        help="the comparisons Holm's correction adjusts together: run (every comparison of "
-        "this run), metric (one metric across region sources and pairs) or pair (the pairs of "
-        "one region source and metric only) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--wilcoxon-zeros",
-        choices=["wilcox", "pratt"],
-        default="wilcox",
-        help="Wilcoxon zero differences: wilcox drops them, pratt ranks them (default: "
-        "%(default)s)",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots")
-    parser.add_argument("--no-report", action="store_true", help="skip report.html")
-    parser.add_argument(
-        "--no-keep-arrays",
-        action="store_true",
-        help="do not keep per image the saliency maps and regions (parts/*.arrays.npz) the "
-        "report's gallery and napari's reader draw items from",
-    )
-    parser.add_argument(
-        "--gallery",
-        type=int,
-        default=3,
-        metavar="N",
-        help="report gallery: N items with the lowest and the highest IoU and energy per "
-        "classifier x method x region source (0: none; default: %(default)s)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="delete earlier results first")
+    for entry in SETTINGS:
+        if entry.flag is not None:
+            _add_setting(parser, entry)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def _target(text):
-    if text is None:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else text
+def _add_setting(parser: argparse.ArgumentParser, entry: Setting) -> None:
+    """The flag of one evaluation setting, as :data:`SETTINGS` declares it."""
+    options: dict = {"dest": entry.name, "help": entry.help}
+    if entry.action in ("store_true", "store_false"):
+        options["action"] = entry.action
+    else:
+        default = entry.flag_default()
+        if isinstance(default, tuple):
+            default = list(default)
+        options["default"] = default
+        if default not in (None, False):
+            shown = " ".join(default) if isinstance(default, list) else default
+            options["help"] = f"{entry.help} (default: {shown})"
+        if entry.action:
+            options["action"] = entry.action
+        if entry.arg_type:
+            options["type"] = getattr(_common, entry.arg_type)
+        if entry.nargs:
+            options["nargs"] = entry.nargs
+        options["metavar"] = entry.metavar or entry.flag.lstrip("-").upper()
+        if entry.choices is not None:
+            options["choices"] = list(entry.choices)
+            if entry.metavar is None:
+                del options["metavar"]
+    # argparse formats help with %-placeholders
+    options["help"] = options["help"].replace("%", "%%")
+    parser.add_argument(entry.flag, **options)
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The keywords of :func:`~napari_samcam.evaluation.evaluate` the parsed flags give (a flag
+    left at ``None`` leaves the setting to its default; ``--context 0`` gives ``None``)."""
+    settings = {}
+    for entry in SETTINGS:
+        if entry.flag is None:
+            continue
+        value = getattr(args, entry.name)
+        if value is None:
+            continue
+        if entry.from_cli == "zero_is_none" and value == 0:
+            value = None
+        elif entry.from_cli == "class":
+            value = int(value) if value.lstrip("-").isdigit() else value
+        settings[entry.name] = value
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
     check_input_file(args.manifest)  # these before torch and any model load
     if args.saliency:
         check_input_file(args.saliency)
-    if args.images:
-        check_input_file(args.images)
+    if args.image_root:
+        check_input_file(args.image_root)
     check_writable(args.out, name="--out")
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     with progress_bar("evaluate", quiet=args.quiet) as progress:
-        result = evaluate(
-            args.manifest,
-            args.out,
-            classifiers=args.model or (None if args.saliency else ["lesion-detector"]),
-            saliency=args.saliency,
-            trust_saliency=args.trust_saliency,
-            protocol=args.protocol,
-            sam_preprocess=args.sam_preprocess,
-            methods=args.method or ["gradcam"],
-            region_sources=args.regions,
-            sam=args.sam,
-            sam_checkpoint=args.sam_checkpoint,
-            binarization=args.binarize,
-            threshold=args.threshold,
-            target=_target(args.target),
-            context=args.context if args.context else None,
-            text=args.text,
-            clip=args.clip,
-            image_root=args.images,
-            limit=args.limit,
-            scheduler=args.scheduler,
-            n_workers=args.workers,
-            overwrite=args.overwrite,
-            progress=progress,
-            device=args.device,
-            checkpoint=args.checkpoint,
-            trust_checkpoint=args.trust_checkpoint,
-            plots=not args.no_plots,
-            report=not args.no_report,
-            keep_arrays=not args.no_keep_arrays,
-            gallery=args.gallery,
-            n_resamples=args.bootstrap,
-            holm_family=args.holm_family,
-            zero_method=args.wilcoxon_zeros,
-        )
+        result = evaluate(args.manifest, args.out, progress=progress, **settings_from_args(args))
     print(
         f"{result.n_images} images: {result.n_computed} computed, {result.n_reused} reused "
         f"from an earlier run; {len(result.metrics)} metric values."
@@ -326,7 +176,7 @@ def _print_headline(result) -> None:
                 f"{row['mad_sam-box']:.3f} r={row['pearson_sam-box']:.3f} | box MAD "
                 f"{row['mad_box']:.3f} r={row['pearson_box']:.3f}"
             )
-    from ..evaluate.readers import reader_headline
+    from ..evaluation.readers import reader_headline
 
     for line in reader_headline(result.reader_agreement):
         print(line)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..images import read_image
+from ..overlays import save_overlay
+from ..saliency import explain
 from ._common import (
     add_model_arguments,
     cam_method_arg,
@@ -12,6 +15,7 @@ from ._common import (
     non_negative_int,
     write_json,
 )
+from ._image import select_2d
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,10 +47,6 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
 
     from ..classifiers import load_classifier
-    from ..images import read_image
-    from ..overlays import save_overlay
-    from ..saliency import explain
-    from ._image import select_2d
 
     names = ["saliency.tif", "overlay.png", "saliency.json"]
     out = check_out(args.out, overwrite=args.overwrite, names=names)

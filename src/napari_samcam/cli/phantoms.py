@@ -6,7 +6,8 @@ import argparse
 
 from .._folders import check_writable
 from ..phantom_shapes import SHAPE_CLASSES
-from ._common import _checked, fraction, non_negative_int, positive_int, progress_bar
+from ..phantoms import check_shapes, write_phantoms
+from ._common import checked_with, fraction, non_negative_int, positive_int, progress_bar
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -63,8 +64,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..phantoms import write_phantoms
-
     check_writable(args.out, name="--out")  # before any model is loaded
     with progress_bar("phantoms", quiet=args.quiet) as progress:
         manifest = write_phantoms(
@@ -85,7 +84,5 @@ def run(args: argparse.Namespace) -> int:
 
 def shape_list(text: str) -> tuple[str, ...]:
     """``--shapes``: comma-separated shape classes, or ``all``."""
-    from ..phantoms import check_shapes
-
-    _checked(check_shapes, text)
+    checked_with(check_shapes, text)
     return check_shapes(text)

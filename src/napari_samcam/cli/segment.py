@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from .._prompt_checks import check_boxes, check_points
+from ..clip_regions import segment_text
+from ..errors import PromptError
+from ..images import read_image
+from ..overlays import save_overlay
 from ._common import (
     add_device_argument,
     add_sam_arguments,
@@ -19,6 +24,7 @@ from ._common import (
     write_json,
     zoom_factor,
 )
+from ._image import select_2d
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -95,11 +101,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
-    from .._prompt_checks import check_boxes, check_points
-    from ..errors import PromptError
-    from ..images import read_image
-    from ._image import select_2d
-
     if not (args.box or args.point or args.negative_point or args.text):
         raise PromptError("samcam segment: give at least one --box, --point or --text prompt.")
     out = check_out(args.out, overwrite=args.overwrite, names=["masks.tif", "regions.json"])
@@ -109,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
     image = select_2d(data, args.slice, args.image)
     check_boxes(args.box, image.shape[:2], name="--box")  # before the model loads
     check_points([*args.point, *args.negative_point], None, image.shape[:2], name="--point")
-    from ..overlays import save_overlay
     from ..segment import load_segmenter  # loads torch: after every argument was checked
 
     segmenter = load_segmenter(args.sam, checkpoint=args.sam_checkpoint, device=args.device)
@@ -117,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
         options = {"top_k": args.top_k, "threshold": args.threshold, "proposals": args.proposals}
         if args.negative_text is not None:
             options["negatives"] = tuple(args.negative_text)
-        from ..text import segment_text
 
         regions = segment_text(
             segmenter, image, args.text, clip=args.clip, window=data.window, **options
@@ -163,10 +162,7 @@ def _run_volume(args: argparse.Namespace, data, out) -> int:
     import numpy as np
     import tifffile
 
-    from .._prompt_checks import check_boxes
-    from ..errors import PromptError
     from ..segment import load_segmenter
-    from ._image import select_2d
 
     if len(args.box) != 1 or args.point or args.negative_point or args.text:
         raise PromptError("--volume-from-box: give exactly one --box (and no points or text).")

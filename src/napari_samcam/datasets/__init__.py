@@ -11,7 +11,7 @@ VinDr-CXR        ``train.csv`` (three readers)     :func:`~.vindr.read_vindr`
 
 Each file may be plain, gzipped or (RSNA's Kaggle download) zipped; it is read without
 unpacking. :func:`detect_dataset` tells the dataset from the file's columns, so
-:func:`~napari_samcam.evaluate.manifests.load_manifest` and ``samcam evaluate`` take these files
+:func:`~napari_samcam.evaluation.manifests.load_manifest` and ``samcam evaluate`` take these files
 as manifests. Findings are mapped to the classifiers' pathology names (:mod:`.labels`).
 """
 
@@ -78,7 +78,7 @@ def read_annotations(path: str | Path, dataset: str | None = None) -> Annotation
 
 
 def load_dataset(path: str | Path, *, image_root: str | Path | None = None) -> list:
-    """The evaluation items (:class:`~napari_samcam.evaluate.manifests.Item`) of a dataset's
+    """The evaluation items (:class:`~napari_samcam.evaluation.manifests.Item`) of a dataset's
     annotation file whose images are under ``image_root`` (default: the file's folder).
 
     Raises

@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dataset_items import Item
 from ..errors import InputError
-from ..evaluate.manifests import Item
 from ._files import ImageFinder
 
 __all__ = ["Annotations", "Entry", "box_from_corners", "items_from", "number"]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coco_masks import decode_rle
+from ..phantom_backgrounds import source_image
 from ._common import Annotations, Entry
 
 __all__ = ["standin_image", "write_standins"]
@@ -29,9 +31,7 @@ LESION_CONTRAST = 0.3
 def _background(shape: tuple[int, int]) -> np.ndarray:
     from skimage.transform import resize
 
-    from ..phantoms import _source
-
-    return resize(_source("chest"), shape, order=1, anti_aliasing=True).astype(np.float32)
+    return resize(source_image("chest"), shape, order=1, anti_aliasing=True).astype(np.float32)
 
 
 def _size(entries: list[Entry], default: tuple[int, int]) -> tuple[int, int]:
@@ -47,8 +47,6 @@ def standin_image(entries: list[Entry], shape: tuple[int, int]) -> np.ndarray:
     """A radiograph of ``shape`` (float32 in [0, 1]) with a soft lesion in each box or mask of
     ``entries`` (the annotations of one image)."""
     from scipy import ndimage
-
-    from ..evaluate.manifests import decode_rle
 
     image = _background(tuple(shape)).copy()
     lesion = np.zeros(shape, dtype=np.float32)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
+from . import sam2_backend
 from .backend import Prompts, SamBackend
 from .types import Embedding, Region, SamModel, context_crop, to_sam_coords
 
@@ -38,8 +39,6 @@ def sam_families() -> tuple:
     ``owns(module)`` and ``backend(model)`` (-> :class:`SamBackend`). A new family is a new
     module and a line here.
     """
-    from . import sam2_backend
-
     return (sam2_backend,)
 
 

@@ -15,6 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .._module_copies import fingerprint
 from ..errors import InputError
 from .upsample import MaskUpsampler
 
@@ -119,8 +120,6 @@ class SamBackend(ABC):
 
     def state_token(self) -> Any:
         """Changes whenever the weights do (loading, in-place edits, moving devices)."""
-        from .._module_copies import fingerprint
-
         return fingerprint(self.module)
 
     #: Whether :meth:`propagate` can carry a prompt through the frames of a volume.

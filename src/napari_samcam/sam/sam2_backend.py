@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, ModelNotAvailableError
+from ..torch_loading import load_checkpoint, load_state_strict
 from .backend import Prompts, SamBackend
 from .types import SamModel
 from .upsample import MaskUpsampler
@@ -98,8 +99,6 @@ def build_sam2_model(name: str, *, device: Any = "cpu", overrides: tuple[str, ..
 
 def _checkpoint_state(path: Path) -> dict:
     """The state dict in a SAM 2 checkpoint (``{"model": state}``), read as data only."""
-    from ..classifiers import load_checkpoint
-
     state = load_checkpoint(path)  # weights_only; errors name the file
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
@@ -126,8 +125,6 @@ def load_sam2(
     it in ``cache``). ``overrides``: Hydra overrides of the config (e.g. a MedSAM2 checkpoint
     trained at another ``++model.image_size``).
     """
-    from ..classifiers import load_state_strict
-
     _require_sam2()
     if name not in SAM2_MODELS:
         raise InputError(

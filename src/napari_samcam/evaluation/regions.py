@@ -10,7 +10,7 @@ source                 region
                        fit to the box say it can be trusted; else another of SAM's outputs, a
                        re-prompt or the box itself (:mod:`napari_samcam.trusted_box`)
 ``sam-saliency-box``   SAM prompted with the boxes of the binarized saliency's strongest
-                       components (:func:`napari_samcam.prompts.saliency_boxes`), in zoom mode
+                       components (:func:`napari_samcam.box_prompts.saliency_boxes`), in zoom mode
 ``sam-saliency-peak``  SAM prompted at the saliency's peak: with a point for models that take
                        points; for box-only models (LiteMedSAM) with the box of the
                        half-maximum blob around the peak (pixels >= half the peak value that are
@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ..box_prompts import saliency_boxes, saliency_peak_points
+from ..clip_regions import segment_text
 from ..errors import InputError
 from ..region_sources import (
     ANNOTATION_SOURCES,
@@ -39,6 +41,7 @@ from ..region_sources import (
     SAM_SOURCES,
 )
 from ..segment import Region
+from ..trusted_box import trusted_box_region
 
 __all__ = [
     "ANNOTATION_SOURCES",
@@ -141,7 +144,6 @@ def annotation_region(
     if source == "sam-trust":
         if not boxes:
             return None
-        from ..trusted_box import trusted_box_region
 
         clipped = [_clip_box(b, shape) for b in boxes]
         return trusted_box_region(
@@ -158,7 +160,6 @@ def annotation_region(
         if not text:
             return None
         options = dict(text_options or {})
-        from ..text import segment_text
 
         regions = segment_text(segmenter, image, text, clip=clip, window=window, **options)
         name = clip if clip is None or isinstance(clip, str) else getattr(clip, "name", "")
@@ -215,8 +216,6 @@ def saliency_region(
     ``binary``: the map binarized with ``binarization`` when already computed (the metrics need
     it too).
     """
-    from ..prompts import saliency_boxes, saliency_peak_points
-
     extra = {} if preprocess is None else {"preprocess": preprocess}
     common = {"window": window, "source": source, "key": key, "preprocess": preprocess}
     shape = image.shape[:2]

@@ -24,45 +24,36 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import METRIC_NAMES
+from .agreement import bootstrap_ci
+from .chexlocalize import bootstrap, prepare, scores
+from .errors import InputError
+from .metrics import METRIC_NAMES, localization_metrics, prepare_map
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
 
 
 def _samcam_prepare(saliency: Any, shape: tuple[int, int], device: Any) -> Any:
-    from .metrics import prepare_map
-
     return prepare_map(saliency.map, device=device)
 
 
 def _samcam_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
-    from .metrics import localization_metrics
-
     return localization_metrics(prepared, masks, **binarization)
 
 
 def _samcam_interval(values, defined, *, n_resamples, seed, confidence):
-    from .agreement import bootstrap_ci
-
     ci = bootstrap_ci(defined, n_resamples=n_resamples, seed=seed, confidence=confidence)
     return ci.estimate, ci.low, ci.high
 
 
 def _chexlocalize_prepare(saliency: Any, shape: tuple[int, int], device: Any) -> Any:
-    from .chexlocalize import prepare
-
     return prepare(saliency.raw, shape)
 
 
 def _chexlocalize_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
-    from .chexlocalize import scores
-
     return [scores(prepared, mask) for mask in masks]
 
 
 def _chexlocalize_interval(values, defined, *, n_resamples, seed, confidence):
-    from .chexlocalize import bootstrap
-
     return bootstrap(values, n_resamples=n_resamples, seed=seed)
 
 
@@ -143,8 +134,6 @@ def get_protocol(name: Any) -> Protocol:
     InputError
         An unknown name.
     """
-    from .errors import InputError
-
     if isinstance(name, Protocol):
         return name
     protocol = PROTOCOLS.get(str(name).lower())

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import read_image
 from .arrays import arrays_path, read_job_arrays, region_mask
-from .stored import mask_boxes
+from .stored import mask_boxes, score_table
 
 __all__ = ["GALLERY_METRICS", "THUMBNAIL", "gallery_html", "thumbnail"]
 
@@ -198,7 +199,7 @@ def gallery_html(
     ----------
     out : Path
         The evaluation's output folder.
-    jobs : list of Job
+    jobs : list of ImageJob
     metrics : pandas.DataFrame
         The tidy metric rows.
     per_end : int
@@ -206,9 +207,6 @@ def gallery_html(
     rank_by : sequence of str
         Metrics to rank by.
     """
-    from ..images import read_image
-    from .stored import score_table
-
     files = {}
     for job in jobs:
         path = arrays_path(out, job.key)

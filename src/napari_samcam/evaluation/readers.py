@@ -29,6 +29,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..segment import Region
+from .report import html_table
+from .summary import json_safe
 
 __all__ = [
     "READER_PREFIX",
@@ -289,11 +291,9 @@ def reader_region_agreement(regions, *, n_resamples: int = 1000, seed: int = 0):
 
 def reader_record(scores, regions) -> dict:
     """The inter-reader tables for ``summary.json`` (nothing without readers)."""
-    from .summary import _clean
-
     if scores is None or len(scores) == 0:
         return {}
-    return _clean(
+    return json_safe(
         {
             "reader_agreement": scores.to_dict("records"),
             "reader_regions": regions.to_dict("records"),
@@ -303,8 +303,6 @@ def reader_record(scores, regions) -> dict:
 
 def reader_html(scores, regions) -> str:
     """The report's section on the readers' own agreement ("" without readers)."""
-    from .report import _table
-
     if scores is None or len(scores) == 0:
         return ""
     return "\n".join(
@@ -316,10 +314,10 @@ def reader_html(scores, regions) -> str:
             "and each reader (<code>sam-box-vs-reader</code>, ...). A SAM score is as close to "
             "a reader's as readers are to each other when its MAD is not larger. 95 % CIs "
             "resample items.</p>",
-            _table(scores),
+            html_table(scores),
             "<p class='note'>Regions: IoU of two readers' boxes of the same finding (0 when "
             "only one marked it; <code>missed</code>: the share of such pairs).</p>",
-            _table(regions),
+            html_table(regions),
         ]
     )
 

@@ -26,7 +26,7 @@ figure.thumb img { margin: 0; display: block; }
 """
 
 
-def _table(frame, *, digits: int = 3) -> str:
+def html_table(frame, *, digits: int = 3) -> str:
     if frame is None or len(frame) == 0:
         return "<p class='note'>(nothing to show)</p>"
     return frame.to_html(
@@ -55,8 +55,8 @@ def write_report(
 ) -> Path:
     """Write ``report.html`` next to the evaluation outputs and return its path.
 
-    ``gallery``: the HTML of :func:`~napari_samcam.evaluate.gallery.gallery_html`, placed after
-    the tables. ``readers``: the HTML of :func:`~napari_samcam.evaluate.readers.reader_html`.
+    ``gallery``: the HTML of :func:`~napari_samcam.evaluation.gallery.gallery_html`, placed after
+    the tables. ``readers``: the HTML of :func:`~napari_samcam.evaluation.readers.reader_html`.
     """
     path = Path(path)
     parts = [
@@ -85,7 +85,7 @@ def write_report(
             "<p class='note'>Means over items with a defined value, with percentile-bootstrap "
             "95 % CIs (CheXlocalize's mIoU and hit rate are the <code>iou</code> and "
             "<code>hit</code> means).</p>",
-            _table(chex.reset_index()),
+            html_table(chex.reset_index()),
         ]
     if len(versus):
         shown = versus[
@@ -101,7 +101,7 @@ def write_report(
             "<p class='note'>Mean absolute difference (MAD) and Pearson r of per-item scores "
             "against the ground-truth-mask scores. <code>mad_ratio</code> &lt; 1: SAM's region "
             "gives scores closer to the ground truth's than the box does.</p>",
-            _table(shown),
+            html_table(shown),
         ]
     if regions is not None and len(regions):
         parts += [
@@ -109,7 +109,7 @@ def write_report(
             "<p class='note'>Mean Dice and IoU of each region with the annotated mask, over "
             "items with a non-empty mask; <code>area_ratio</code>: median region area / mask "
             "area.</p>",
-            _table(regions),
+            html_table(regions),
         ]
     if len(agreement):
         parts += [
@@ -117,7 +117,7 @@ def write_report(
             "<p class='note'>Per region source and metric: Pearson and Spearman correlation, "
             "mean absolute difference, Bland-Altman bias and 95 % limits of agreement "
             "(source minus ground truth), Cohen's kappa for pointing-game hits.</p>",
-            _table(agreement),
+            html_table(agreement),
         ]
     if comparison is not None and len(comparison):
         parts += [
@@ -132,13 +132,13 @@ def write_report(
             "<code>family_size</code> is the number of tests adjusted together. "
             "<code>agrees_with_reference</code>: the same conclusion as with the ground-truth "
             "regions.</p>",
-            _table(comparison),
+            html_table(comparison),
         ]
     if readers:
         parts.append(readers)
     if gallery:
         parts.append(gallery)
-    parts += ["<h2>All summaries</h2>", _table(summary)]
+    parts += ["<h2>All summaries</h2>", html_table(summary)]
     if plots:
         folder = path.parent / "plots"
         images = sorted(folder.glob("*.svg")) if folder.is_dir() else []

@@ -1,4 +1,4 @@
-"""The sort of :class:`napari_samcam.metrics.PreparedMap` on a torch device (e.g. CUDA).
+"""The sort of :class:`~napari_samcam.metrics.PreparedMap` on a torch device (e.g. CUDA).
 
 Only the super-linear steps move to the device: the sort of the map, and per region the sort
 of its smaller side and the look-up of its values among the map's distinct values. What comes
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import _SortedMap
+from ._sorted_map import SortedMap
 
 
-class TorchSortedMap(_SortedMap):
-    """``metrics._SortedMap`` sorted with ``torch.sort`` on a torch device.
+class TorchSortedMap(SortedMap):
+    """:class:`._sorted_map.SortedMap` sorted with ``torch.sort`` on a torch device.
 
     ``values`` and ``bounds`` are numpy copies of the device's arrays (the metrics index them
     per region group); the device keeps its own for the per-region look-ups.
@@ -40,7 +40,7 @@ class TorchSortedMap(_SortedMap):
         self.bounds = bounds.cpu().numpy()
 
     def region_groups(self, inside: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(groups, counts)`` of the region's pixels; see ``metrics._SortedMap``."""
+        """``(groups, counts)`` of the region's pixels; see :class:`._sorted_map.SortedMap`."""
         mask = torch.from_numpy(np.ascontiguousarray(inside)).to(self.device)
         if n_pos <= self.n - n_pos:
             idx = torch.searchsorted(self._values, torch.sort(self.flat[mask]).values)

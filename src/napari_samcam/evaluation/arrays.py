@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .._files import read_npz
+from ..errors import InputError, SamcamError
+from .jobs import _plain
 from .manifests import decode_rle, encode_rle
 
 __all__ = ["JobArrays", "arrays_path", "pack_job_arrays", "read_job_arrays", "saliency_at"]
@@ -62,16 +64,14 @@ def _small(raw: np.ndarray) -> np.ndarray:
 
 
 def pack_job_arrays(job, result) -> bytes:
-    """The ``.npz`` bytes of one job's kept arrays (``run_job(..., keep_arrays=True)``).
+    """The ``.npz`` bytes of one job's kept arrays (``run_image_job(..., keep_arrays=True)``).
 
     Parameters
     ----------
-    job : Job
+    job : ImageJob
     result : JobResult
         With ``image``, ``saliencies`` and ``regions`` kept.
     """
-    from .jobs import _plain
-
     arrays: dict[str, np.ndarray] = {}
     # which items each map was scored for: items of one image may explain different classes
     users: dict[tuple, list[int]] = {}
@@ -220,9 +220,6 @@ def read_job_arrays(path: str | Path) -> JobArrays:
     InputError
         The file is not such an archive.
     """
-    from .._files import read_npz
-    from ..errors import SamcamError
-
     path = Path(path)
     try:
         archive = read_npz(path, "arrays file", limit=MAX_ARRAYS_FILE_BYTES)
@@ -275,9 +272,9 @@ def _check_meta(meta: Any) -> None:
 
 def saliency_at(raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A stored CAM as a float32 map of ``shape`` in ``[0, 1]`` (as ``explain`` makes it)."""
-    from ..saliency import _saliency_map
+    from ..saliency import upsampled_map
 
-    return _saliency_map(np.asarray(raw, dtype=np.float32), tuple(int(s) for s in shape))
+    return upsampled_map(np.asarray(raw, dtype=np.float32), tuple(int(s) for s in shape))
 
 
 def region_mask(record: dict, shape: tuple[int, int] | None = None) -> np.ndarray:

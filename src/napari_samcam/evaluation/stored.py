@@ -1,7 +1,7 @@
 """An evaluation output folder read back: its scores per item and each item's pictures.
 
 :func:`open_evaluation` reads the metric rows and indexes the kept arrays
-(:mod:`~napari_samcam.evaluate.arrays`); :meth:`StoredEvaluation.item_view` gives one item's
+(:mod:`~napari_samcam.evaluation.arrays`); :meth:`StoredEvaluation.item_view` gives one item's
 image, saliency maps (upsampled to the image) and regions with their scores. napari's reader and
 the results table are built on it.
 """
@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .._files import require_regular_file
 from ..errors import InputError
+from ..images import read_image
 from .arrays import ARRAYS_SUFFIX, JobArrays, read_job_arrays, region_mask, saliency_at
+from .jobs import COLUMNS, rows_frame
 
 __all__ = ["ItemView", "StoredEvaluation", "is_evaluation_folder", "open_evaluation"]
 
@@ -115,8 +118,6 @@ class StoredEvaluation:
 
     def item_view(self, item: int) -> ItemView:
         """Image, saliency maps at image resolution and regions with scores of one item."""
-        from ..images import read_image
-
         stored = self.job_arrays(item)
         path = stored.image_path
         if not path.exists():
@@ -188,9 +189,6 @@ def mask_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 def _read_metrics(folder: Path):
     import pandas as pd
-
-    from .._files import require_regular_file
-    from .jobs import COLUMNS, rows_frame
 
     table = folder / "metrics.parquet"
     paths = [table] if table.is_file() else sorted((folder / "parts").glob("*.metrics.parquet"))

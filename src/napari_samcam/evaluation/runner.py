@@ -8,20 +8,20 @@ Output folder layout (``out``):
     The rows of one image, written as soon as the image is done. ``key`` hashes the
     configuration, the image file's bytes and its annotations.
 ``metrics.parquet``, ``metrics.csv``
-    The tidy table (:data:`~napari_samcam.evaluate.jobs.COLUMNS`), in manifest order.
+    The tidy table (:data:`~napari_samcam.evaluation.jobs.COLUMNS`), in manifest order.
 ``parts/<key>.arrays.npz``
     What is needed to draw the image's items again (saliency maps at the network's resolution,
-    regions as RLE; :mod:`~napari_samcam.evaluate.arrays`), written before the metric rows
+    regions as RLE; :mod:`~napari_samcam.evaluation.arrays`), written before the metric rows
     unless ``keep_arrays=False``. The report's gallery and napari's reader use it.
 ``regions.parquet``, ``regions.csv``
     Every region's area and its Dice / IoU with the ground-truth mask
-    (:data:`~napari_samcam.evaluate.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
+    (:data:`~napari_samcam.evaluation.jobs.REGION_COLUMNS`); ``parts/<key>.regions.parquet`` per
     image.
 ``summary.csv``, ``agreement.csv``, ``sam_vs_box.csv``, ``region_summary.csv``,
 ``comparison.csv``,
 ``summary.json``, ``plots/``, ``report.html``
-    See :mod:`~napari_samcam.evaluate.summary`, :mod:`~napari_samcam.evaluate.plots`,
-    :mod:`~napari_samcam.evaluate.report`.
+    See :mod:`~napari_samcam.evaluation.summary`, :mod:`~napari_samcam.evaluation.plots`,
+    :mod:`~napari_samcam.evaluation.report`.
 
 Resume and overwrite
 --------------------
@@ -56,21 +56,29 @@ from typing import Any
 from .._csv_cells import neutralised_frame
 from .._folders import atomic_path, check_writable, output_lock, refuse_link
 from ..errors import InputError, ModelNotAvailableError, OutputExistsError
+from ..evaluation_settings import (
+    SETTINGS,
+    check_settings,
+    settings_doc,
+    settings_signature,
+    spec_fields,
+)
+from ..hashing import file_digest as _file_digest
 from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
     COLUMNS,
     EvalSpec,
-    Job,
+    ImageJob,
     classifier_ref,
     make_jobs,
     region_frame,
     rows_frame,
-    run_job,
+    run_image_job,
     sam_ref,
 )
-from .manifests import _file_digest, load_manifest
-from .regions import DEFAULT_REGION_SOURCES, SAM_SOURCES, check_region_sources
+from .manifests import load_manifest
+from .regions import SAM_SOURCES, check_region_sources
 
 __all__ = ["OUTPUT_NAMES", "EvaluationResult", "evaluate", "make_spec"]
 
@@ -116,11 +124,11 @@ class EvaluationResult:
         Mean Dice / IoU of each region source with the ground truth (bootstrap CIs).
     comparison : pandas.DataFrame
         Paired comparisons of classifiers and of CAM methods
-        (:func:`~napari_samcam.evaluate.comparisons.comparison_table`).
+        (:func:`~napari_samcam.evaluation.comparisons.comparison_table`).
     reader_agreement, reader_regions : pandas.DataFrame
         With several readers per item: the readers' agreement of scores next to every other
         source's agreement with the readers, and of regions
-        (:mod:`~napari_samcam.evaluate.readers`); empty otherwise.
+        (:mod:`~napari_samcam.evaluation.readers`); empty otherwise.
     paths : dict
         Output name -> path.
     n_images : int
@@ -188,36 +196,35 @@ def _binarization(binarization: Any, threshold: float | None) -> dict:
     return options
 
 
-def make_spec(
-    *,
-    classifiers: Sequence[Any] | None = None,
-    methods: Sequence[str] = ("gradcam",),
-    region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
-    sam: Any = "litemedsam",
-    binarization: Any = "otsu",
-    threshold: float | None = None,
-    target: int | str | None = None,
-    context: float | None = 2.5,
-    saliency_max_boxes: int = 1,
-    text: str | None = None,
-    clip: Any = None,
-    text_options: dict | None = None,
-    device: Any = None,
-    checkpoint: Any = None,
-    trust_checkpoint: bool = False,
-    sam_checkpoint: Any = None,
-    saliency: str | os.PathLike | None = None,
-    trust_saliency: bool = False,
-    protocol: str = "samcam",
-    sam_preprocess: str | None = None,
-) -> EvalSpec:
-    """Validate evaluation options into an :class:`~napari_samcam.evaluate.jobs.EvalSpec`."""
-    from ..protocols import get_protocol
-    from ..saliency import CAM_METHODS, _key
+def make_spec(**settings: Any) -> EvalSpec:
+    """Check the job settings and turn them into an
+    :class:`~napari_samcam.evaluation.jobs.EvalSpec`.
+
+    Parameters
+    ----------
+    **settings
+        The settings of group ``job`` in
+        :data:`~napari_samcam.evaluation_settings.SETTINGS` (``classifiers``, ``methods``,
+        ``region_sources``, ``sam``, ...; see :func:`evaluate`); the others take their defaults.
+
+    Raises
+    ------
+    InputError
+        An unknown or invalid setting (the message names it and what is valid).
+    """
+    from ..metric_protocols import get_protocol
+    from ..saliency import CAM_METHODS
+    from ..saliency import cam_method_key as _key
     from ..sam_preprocess import canonical_name
 
-    protocol_name = get_protocol(protocol).name
-    preprocess = canonical_name(sam_preprocess)
+    values = check_settings(settings, group="job")
+    classifiers, methods = values["classifiers"], values["methods"]
+    saliency, sam, device = values["saliency"], values["sam"], values["device"]
+    trust_checkpoint = values["trust_checkpoint"]
+    context = values["context"]
+
+    protocol_name = get_protocol(values["protocol"]).name
+    preprocess = canonical_name(values["sam_preprocess"])
     folder = None
     if saliency is not None:
         if classifiers:
@@ -248,7 +255,7 @@ def make_spec(
             )
     if not methods:
         raise InputError("no CAM method given; pass at least one, e.g. 'gradcam'.")
-    sources = check_region_sources(region_sources)
+    sources = check_region_sources(values["region_sources"])
     if context is not None and not float(context) >= 1.0:
         raise InputError(f"context={context!r}: the zoom factor must be >= 1 (e.g. 2.5).")
     refs = []
@@ -256,12 +263,12 @@ def make_spec(
         check_classifier_trust(spec, trusted=trust_checkpoint)
         options: dict[str, Any] = {"device": device, "trust_checkpoint": trust_checkpoint or None}
         if isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "xrv:")):
-            options.update(checkpoint=checkpoint)
+            options.update(checkpoint=values["checkpoint"])
         refs.append(classifier_ref(spec, **options))
     if "sam-text" in sources:
-        from ..text import clip_available
+        from ..clip_regions import clip_available
 
-        ok, message = clip_available(clip)
+        ok, message = clip_available(values["clip"])
         if not ok:
             raise ModelNotAvailableError(f"region source 'sam-text': {message}")
     needs_sam = any(s in SAM_SOURCES for s in sources)
@@ -272,23 +279,24 @@ def make_spec(
                 f"region sources {[s for s in sources if s in SAM_SOURCES]} need a SAM model; "
                 "pass sam='litemedsam' (CLI: --sam litemedsam)."
             )
-        sam_reference = sam_ref(sam, checkpoint=sam_checkpoint, device=device)
-    return EvalSpec(
-        classifiers=tuple(refs),
+        sam_reference = sam_ref(sam, checkpoint=values["sam_checkpoint"], device=device)
+    stored = {entry.name: values[entry.name] for entry in spec_fields()}
+    stored.update(
         methods=tuple(methods),
         region_sources=sources,
-        sam=sam_reference,
-        binarization=_binarization(binarization, threshold),
         context=None if context is None else float(context),
-        saliency_max_boxes=int(saliency_max_boxes),
-        target=target,
-        text=text,
-        clip=clip,
-        text_options=dict(text_options or {}),
+        saliency_max_boxes=int(values["saliency_max_boxes"]),
+        text_options=dict(values["text_options"] or {}),
         saliency=None if folder is None else str(folder.resolve()),
-        trust_saliency=bool(trust_saliency) and folder is not None,
+        trust_saliency=bool(values["trust_saliency"]) and folder is not None,
         protocol=protocol_name,
         sam_preprocess=preprocess,
+    )
+    return EvalSpec(
+        classifiers=tuple(refs),
+        sam=sam_reference,
+        binarization=_binarization(values["binarization"], values["threshold"]),
+        **stored,
     )
 
 
@@ -347,15 +355,15 @@ def _prepare_store(out: Path, record: dict, overwrite: bool) -> bool:
     return resume
 
 
-def _part_path(out: Path, job: Job) -> Path:
+def _part_path(out: Path, job: ImageJob) -> Path:
     return out / "parts" / f"{job.key}.metrics.parquet"
 
 
-def _regions_path(out: Path, job: Job) -> Path:
+def _regions_path(out: Path, job: ImageJob) -> Path:
     return out / "parts" / f"{job.key}.regions.parquet"
 
 
-def _write_part(out: Path, job: Job, frames) -> None:
+def _write_part(out: Path, job: ImageJob, frames) -> None:
     """Write the arrays, the region rows, then the metric rows: the last marks the image done."""
     metrics, regions, arrays = frames
     if arrays is not None:
@@ -366,7 +374,7 @@ def _write_part(out: Path, job: Job, frames) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def _part_done(out: Path, job: Job) -> bool:
+def _part_done(out: Path, job: ImageJob) -> bool:
     """Whether a stored part of ``job`` can be reused; a damaged one (truncated, empty, not
     Parquet, other columns) is deleted so that the job runs again."""
     import pyarrow.parquet as pq
@@ -387,7 +395,7 @@ def _part_done(out: Path, job: Job) -> bool:
     return False
 
 
-def _read_part(out: Path, job: Job):
+def _read_part(out: Path, job: ImageJob):
     import pandas as pd
 
     path = _part_path(out, job)
@@ -420,9 +428,9 @@ def _forget_empty_store(out: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _job_frame(job: Job, spec: EvalSpec, keep_arrays: bool = True):
+def _job_frame(job: ImageJob, spec: EvalSpec, keep_arrays: bool = True):
     """Worker entry point: the metric and region rows of one job, and its arrays' bytes."""
-    result = run_job(job, spec, keep_arrays=keep_arrays)
+    result = run_image_job(job, spec, keep_arrays=keep_arrays)
     arrays = pack_job_arrays(job, result) if keep_arrays else None
     return result.frame(), result.region_frame(), arrays
 
@@ -473,40 +481,8 @@ def evaluate(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    classifiers: Sequence[Any] | None = None,
-    methods: Sequence[str] = ("gradcam",),
-    region_sources: Sequence[str] = DEFAULT_REGION_SOURCES,
-    sam: Any = "litemedsam",
-    binarization: Any = "otsu",
-    threshold: float | None = None,
-    target: int | str | None = None,
-    context: float | None = 2.5,
-    saliency_max_boxes: int = 1,
-    text: str | None = None,
-    clip: Any = None,
-    text_options: dict | None = None,
-    saliency: str | os.PathLike | None = None,
-    trust_saliency: bool = False,
-    protocol: str = "samcam",
-    sam_preprocess: str | None = None,
-    image_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    scheduler: str | None = None,
-    n_workers: int | None = None,
-    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    device: Any = None,
-    checkpoint: Any = None,
-    trust_checkpoint: bool = False,
-    sam_checkpoint: Any = None,
-    plots: bool = True,
-    report: bool = True,
-    keep_arrays: bool = True,
-    gallery: int = 3,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    holm_family: str = "run",
-    zero_method: str = "wilcox",
+    **settings: Any,
 ) -> EvaluationResult:
     """Score classifiers' saliency against regions from several sources over a dataset.
 
@@ -514,96 +490,20 @@ def evaluate(
     ----------
     manifest : path
         CSV, COCO JSON or CheXlocalize ground-truth JSON
-        (see :mod:`~napari_samcam.evaluate.manifests`).
+        (see :mod:`~napari_samcam.evaluation.manifests`).
     out : path
         Output folder (see the module docstring for its layout and for resume / overwrite).
-    classifiers : sequence, optional
-        Classifier specs (built-in names, ``torchvision:ARCH`` with ``checkpoint``, TorchScript
-        files, ``hf:`` ids, ``torch.nn.Module`` or ``Classifier`` objects); default
-        ``("lesion-detector",)``, none with ``saliency``.
-    methods : sequence of str
-        CAM methods (``napari_samcam.saliency.CAM_METHODS``).
-    region_sources : sequence of str
-        From :data:`~napari_samcam.evaluate.regions.REGION_SOURCES`; default ground-truth, box,
-        sam-box and sam-saliency-box.
-    sam : str or object
-        SAM model for the ``sam-*`` sources (default the built-in LiteMedSAM).
-    binarization : {'otsu', 'fixed', 'percentile'} or dict
-        How saliency maps are binarized (IoU-type metrics and saliency boxes).
-    threshold : float, optional
-        The threshold of ``'fixed'`` (in [0, 1]) or the percentage of ``'percentile'``.
-    target : int or str, optional
-        Class to explain; default: the item's class when the classifier has it, else class 1
-        of a 2-class classifier, else the top-scoring class.
-    context : float or None
-        Zoom factor of SAM box prompts (2.5: a crop 2.5 box sizes wide is embedded per box);
-        ``None`` embeds the whole image once.
-    saliency_max_boxes : int
-        Components of the binarized saliency used as ``sam-saliency-box`` prompts.
-    text, clip : str, optional
-        ``sam-text``: the prompt (default: the item's class) and the CLIP model (a folder, a
-        cached hub id or a ``ClipEncoder``).
-    text_options : dict, optional
-        ``sam-text``: options of :func:`napari_samcam.text.segment_text` (``proposals``,
-        ``top_k``, ``threshold``, ...).
-    saliency : path, optional
-        Score the saliency maps in this folder instead of computing them (no classifier):
-        ``.npy``, ``.npz``, TIFF, PNG, NIfTI or CheXlocalize's ``<img_id>_<task>_map.pkl``,
-        found per item as described in :class:`~napari_samcam.saliency_files.SaliencyFolder`.
-        Rows name the folder as ``classifier`` and ``file`` as ``cam_method``.
-    trust_saliency : bool
-        Unpickle ``.pkl`` maps without restriction (only for files you trust); by default only
-        pickles of tensors and arrays, as CheXlocalize writes them, are read.
-    protocol : {'samcam', 'chexlocalize'}
-        Metric definitions (:mod:`napari_samcam.protocols`): this project's (default) or
-        CheXlocalize's, value for value (its segmentation, first-maximum hit, both mIoU modes,
-        its bootstrap).
-    sam_preprocess : str, optional
-        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`:
-        ``"clahe"``, ``"gamma:0.5"``, ``"clahe+gamma:0.8"``); recorded in each region's prompt.
-    image_root : path, optional
-        Folder image paths are relative to (default: the manifest's folder).
-    limit : int, optional
-        Evaluate only the first ``limit`` images.
-    scheduler : str, optional
-        Address of a running ``dask.distributed`` scheduler; the jobs run on its workers
-        (which need napari-samcam installed; results come back to this process and are
-        written here).
-    n_workers : int, optional
-        Without ``scheduler``: ``None`` or 1 runs in this process; ``N >= 2`` starts a local
-        Dask cluster of ``N`` single-threaded worker processes for the duration of the run.
-    overwrite : bool
-        Delete earlier results in ``out`` and start afresh.
     progress : callable, optional
         ``progress(done, total)`` over the images still to compute (``(0, total)`` first).
-    device : optional
-        Torch device of every model (default CUDA when available).
-    checkpoint : path, optional
-        State dict for ``torchvision:`` / ``timm:`` classifiers.
-    trust_checkpoint : bool
-        Trust the classifier files: open ``.pt2`` and TorchScript files and checkpoints that
-        need full unpickling (they can run code; see ``load_classifier``).
-    sam_checkpoint : path, optional
-        For ``vit_b`` / ``vit_l`` / ``vit_h`` / ``mobile_sam``.
-    plots, report : bool
-        Write the SVG plots and ``report.html``.
-    keep_arrays : bool
-        Keep per image what is needed to draw its items again
-        (``parts/<key>.arrays.npz``: saliency maps at the network's resolution, regions as
-        RLE), for the report's gallery and napari's reader.
-    gallery : int
-        The report's gallery shows this many items with the lowest and the highest scores per
-        classifier x method x region source and gallery metric (0: no gallery).
-    n_resamples, seed : int
-        Bootstrap resamples and seed of the confidence intervals.
-    holm_family : {"run", "metric", "pair"}
-        The comparisons Holm's correction adjusts together
-        (:data:`~napari_samcam.evaluate.comparisons.HOLM_FAMILIES`): every comparison of the
-        run (default), one metric across region sources and pairs, or the pairs of one region
-        source and metric only.
-    zero_method : {"wilcox", "pratt"}
-        Wilcoxon zero handling of the comparisons
-        (:func:`~napari_samcam.agreement.paired_difference`).
+    **settings
+        Any of the settings below, by keyword; each is declared once in
+        :data:`~napari_samcam.evaluation_settings.SETTINGS` (which ``samcam evaluate`` and the
+        settings table of ``docs/evaluation.md`` are made from). An unknown keyword raises
+        :class:`~napari_samcam.errors.InputError` listing the valid ones.
+
+    Other Parameters
+    ----------------
+    SETTINGS_DOC
 
     Returns
     -------
@@ -622,44 +522,17 @@ def evaluate(
     """
     started = time.perf_counter()
     out = check_writable(out)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise InputError(
-            f"n_resamples={n_resamples!r}: pass a positive number of bootstrap resamples "
-            "(CLI: --bootstrap N), e.g. 1000."
-        )
-    _check_comparison_options(holm_family, zero_method)
-    _check_device(device, scheduler)
+    values = check_settings(settings)
+    _check_device(values["device"], values["scheduler"])
     spec = make_spec(
-        classifiers=classifiers,
-        methods=methods,
-        region_sources=region_sources,
-        sam=sam,
-        binarization=binarization,
-        threshold=threshold,
-        target=target,
-        context=context,
-        saliency_max_boxes=saliency_max_boxes,
-        text=text,
-        clip=clip,
-        text_options=text_options,
-        device=device,
-        checkpoint=checkpoint,
-        trust_checkpoint=trust_checkpoint,
-        sam_checkpoint=sam_checkpoint,
-        saliency=saliency,
-        trust_saliency=trust_saliency,
-        protocol=protocol,
-        sam_preprocess=sam_preprocess,
+        **{entry.name: values[entry.name] for entry in SETTINGS if entry.group == "job"}
     )
-    if n_workers is not None and (isinstance(n_workers, bool) or int(n_workers) < 1):
-        raise InputError(f"n_workers={n_workers!r}: pass a positive number of workers.")
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
-        raise InputError(f"limit={limit!r}: pass a positive number of images.")
+    image_root, limit = values["image_root"], values["limit"]
     manifest = Path(manifest)
     items = load_manifest(manifest, image_root=image_root)
     jobs = make_jobs(items, spec)
     if limit is not None:
-        jobs = jobs[: int(limit)]
+        jobs = jobs[:limit]
     config = spec.config()
     record = {
         "config": config,
@@ -670,12 +543,15 @@ def evaluate(
     record["store_id"] = f"{record['config_hash']}:{record['manifest']['digest']}"
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, what="evaluation"):
-        resume = _prepare_store(out, record, overwrite)
-        outputs = {"plots": plots, "report": report, "n_resamples": n_resamples, "seed": seed}
-        outputs["comparisons"] = {"holm_family": holm_family, "zero_method": zero_method}
-        outputs["gallery"] = gallery
-        run = {"progress": progress, "scheduler": scheduler, "n_workers": n_workers}
-        run["keep_arrays"] = keep_arrays
+        resume = _prepare_store(out, record, values["overwrite"])
+        outputs = {name: values[name] for name in ("plots", "report", "gallery", "seed")}
+        outputs["n_resamples"] = values["n_resamples"]
+        outputs["comparisons"] = {
+            "holm_family": values["holm_family"],
+            "zero_method": values["zero_method"],
+        }
+        run = {"progress": progress, "scheduler": values["scheduler"]}
+        run.update(n_workers=values["n_workers"], keep_arrays=values["keep_arrays"])
         try:
             return _compute(out, jobs, spec, manifest, started, outputs, **run)
         except BaseException:
@@ -684,12 +560,17 @@ def evaluate(
             raise
 
 
+evaluate.__doc__ = evaluate.__doc__.replace("    SETTINGS_DOC", settings_doc())
+# help(evaluate) and editors show every setting as a keyword with its default
+evaluate.__signature__ = settings_signature(evaluate)
+
+
 def _check_device(device: Any, scheduler: str | None) -> None:
     """A device this machine has; with a scheduler, only its name (the workers may differ)."""
     if device is None:
         return
     if scheduler is None:
-        from ..classifiers import check_device
+        from ..devices import check_device
 
         check_device(device)
         return
@@ -713,7 +594,7 @@ def _compute(
     if progress is not None:
         progress(0, len(pending))
 
-    def on_done(job: Job, frame) -> None:
+    def on_done(job: ImageJob, frame) -> None:
         nonlocal done
         _write_part(out, job, frame)
         done += 1
@@ -752,22 +633,6 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
-
-
-def _check_comparison_options(holm_family: str, zero_method: str) -> None:
-    from ..agreement import WILCOXON_ZERO_METHODS
-    from .comparisons import HOLM_FAMILIES
-
-    if holm_family not in HOLM_FAMILIES:
-        raise InputError(
-            f"holm_family={holm_family!r}: pass one of {', '.join(HOLM_FAMILIES)} (CLI: "
-            "--holm-family)."
-        )
-    if zero_method not in WILCOXON_ZERO_METHODS:
-        raise InputError(
-            f"zero_method={zero_method!r}: pass one of {', '.join(WILCOXON_ZERO_METHODS)} (CLI: "
-            "--wilcoxon-zeros)."
-        )
 
 
 def _finish(

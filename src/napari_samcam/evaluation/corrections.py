@@ -4,7 +4,7 @@ and the corrected region saved as ground truth for a later run.
 :func:`resegment` prompts SAM with the boxes and clicks a person drew, :func:`rescore_item`
 scores a region against the item's saliency maps the way ``samcam evaluate`` did (its
 binarization, the ``samcam`` protocol), and :func:`save_ground_truth` writes the mask as a PNG
-and a row of a CSV manifest (:mod:`~napari_samcam.evaluate.manifests`) that
+and a row of a CSV manifest (:mod:`~napari_samcam.evaluation.manifests`) that
 ``samcam evaluate`` reads. Nothing here imports napari or Qt.
 """
 
@@ -22,6 +22,7 @@ from .._csv_cells import neutralise_cell, restore_cell
 from .._files import open_regular
 from .._folders import atomic_path, check_writable, create_new_file, refuse_link
 from ..errors import InputError, OutputExistsError, OutputNotWritableError, SamcamError
+from ..sam_models import SAM_MODELS
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",
@@ -44,7 +45,6 @@ def evaluation_segmenter(config: dict, *, device: Any = None):
         The evaluation used no SAM model, or one passed as an object (its ``config.json`` names
         only its class): it cannot be loaded again by name.
     """
-    from ..sam_models import SAM_MODELS
     from ..segment import load_segmenter
 
     sam = config.get("config", config).get("sam")
@@ -133,7 +133,7 @@ def rescore_item(
         The region.
     saliencies : list of (dict, numpy.ndarray)
         Provenance (``classifier``, ``cam_method``) and map at the image's resolution, as
-        :attr:`~napari_samcam.evaluate.stored.ItemView.saliencies`. A region made from one map
+        :attr:`~napari_samcam.evaluation.stored.ItemView.saliencies`. A region made from one map
         is scored against that map only, an annotation-based one against every map.
 
     Returns

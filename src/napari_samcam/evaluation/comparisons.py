@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["COMPARISON_COLUMNS", "HOLM_FAMILIES", "comparison_table"]
 
 #: Holm family name -> the columns whose values define one family (none: the whole run).
@@ -114,7 +116,7 @@ def comparison_table(
     Parameters
     ----------
     metrics : pandas.DataFrame
-        The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
+        The tidy table of :func:`~napari_samcam.evaluation.evaluate`.
     n_resamples, seed, confidence
         Passed to :func:`napari_samcam.agreement.bootstrap_ci`.
     alpha : float, optional
@@ -137,7 +139,6 @@ def comparison_table(
     import pandas as pd
 
     from ..agreement import holm, paired_difference
-    from ..errors import InputError
 
     if not 0.0 < float(alpha) < 1.0:
         raise InputError(f"alpha must lie in (0, 1), e.g. 0.05; got {alpha!r}.")

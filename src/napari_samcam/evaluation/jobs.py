@@ -16,13 +16,14 @@ import json
 import math
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..evaluation_settings import spec_fields
 from ..region_trust import quality_of_region
 from .manifests import Item
 from .readers import reader_regions, source_rank
@@ -32,14 +33,14 @@ __all__ = [
     "COLUMNS",
     "REGION_COLUMNS",
     "EvalSpec",
-    "Job",
+    "ImageJob",
     "JobResult",
     "ModelRef",
     "classifier_ref",
     "get_classifier",
     "get_segmenter",
     "make_jobs",
-    "run_job",
+    "run_image_job",
     "sam_ref",
 ]
 
@@ -140,7 +141,7 @@ def _state_digest(module) -> str:
 def _file_token(path) -> str:
     if path is None:
         return ""
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     return _file_digest(Path(path))
 
@@ -244,88 +245,64 @@ def get_segmenter(ref: ModelRef):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EvalSpec:
+#: The job settings stored as they are (:func:`~napari_samcam.evaluation_settings.spec_fields`),
+#: fields of :class:`EvalSpec` with the declared defaults.
+_JobSettings = make_dataclass(
+    "_JobSettings",
+    [(entry.name, Any, field(default=entry.default)) for entry in spec_fields()],
+    frozen=True,
+    kw_only=True,
+)
+_JobSettings.__module__ = __name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSpec(_JobSettings):
     """Everything that decides the numbers of an evaluation (picklable, hashed for resume).
+
+    Besides the attributes below, an ``EvalSpec`` has one attribute per job setting stored as
+    given (``methods``, ``region_sources``, ``context``, ``target``, ``protocol``, ...: the
+    settings of :data:`~napari_samcam.evaluation_settings.SETTINGS` with ``in_spec``), with
+    the declared defaults. :func:`~napari_samcam.evaluation.runner.make_spec` checks them.
 
     Attributes
     ----------
     classifiers : tuple of ModelRef
-    methods : tuple of str
-        CAM methods.
-    region_sources : tuple of str
+        From the ``classifiers``, ``checkpoint``, ``trust_checkpoint`` and ``device`` settings.
     sam : ModelRef or None
         Needed when a SAM-based region source is asked for.
     binarization : dict
         ``method``, ``threshold``, ``percentile`` for :func:`~napari_samcam.metrics.binarize`
-        (metrics and saliency boxes).
-    context : float or None
-        Zoom factor of box prompts (``Segmenter.segment(context=...)``).
-    saliency_max_boxes : int
-        Components of the binarized saliency used as ``sam-saliency-box`` prompts.
-    target : int, str or None
-        Class to explain; ``None``: the item's class when the classifier knows it, else class 1
-        of a 2-class model, else the top-scoring class.
-    text : str or None
-        ``sam-text`` prompt; ``None`` uses the item's class name.
-    clip : str, ClipEncoder or None
-        CLIP model for ``sam-text``.
-    text_options : dict
-        Options of :func:`napari_samcam.text.segment_text` (``proposals``, ``top_k``, ...).
-    saliency : str or None
-        A folder of saliency files scored instead of computed maps
-        (:class:`~napari_samcam.saliency_files.SaliencyFolder`); ``classifiers`` is then empty.
-    trust_saliency : bool
-        Unpickle saliency ``.pkl`` files without restriction.
-    protocol : str
-        Metric definitions (:data:`napari_samcam.protocols.PROTOCOLS`).
-    sam_preprocess : str or None
-        Contrast pre-processing of the image SAM sees (:mod:`napari_samcam.sam_preprocess`).
+        (metrics and saliency boxes), from the ``binarization`` and ``threshold`` settings.
     """
 
     classifiers: tuple
-    methods: tuple = ("gradcam",)
-    region_sources: tuple = ()
     sam: ModelRef | None = None
     binarization: dict = field(default_factory=lambda: {"method": "otsu"})
-    context: float | None = 2.5
-    saliency_max_boxes: int = 1
-    target: int | str | None = None
-    text: str | None = None
-    clip: Any = None
-    text_options: dict = field(default_factory=dict)
-    saliency: str | None = None
-    trust_saliency: bool = False
-    protocol: str = "samcam"
-    sam_preprocess: str | None = None
 
     def config(self) -> dict:
-        """The JSON-friendly configuration (model identities instead of objects)."""
+        """The JSON-friendly configuration (model identities instead of objects).
+
+        A setting declared with ``record="changed"`` is recorded only when it is not the
+        default, and one with ``record="saliency"`` only with a saliency folder, so that output
+        folders of earlier runs still resume.
+        """
         from .. import __version__
 
-        extra = {}  # only when not the default, so earlier output folders still resume
-        if self.saliency is not None:
-            extra["saliency"] = self.saliency
-            extra["trust_saliency"] = self.trust_saliency
-        if self.protocol != "samcam":
-            extra["protocol"] = self.protocol
-        if self.sam_preprocess is not None:
-            extra["sam_preprocess"] = self.sam_preprocess
-        return {
+        config = {
             "classifiers": [c.describe() for c in self.classifiers],
-            "methods": list(self.methods),
-            "region_sources": list(self.region_sources),
             "sam": None if self.sam is None else self.sam.describe(),
             "binarization": dict(self.binarization),
-            "context": self.context,
-            "saliency_max_boxes": self.saliency_max_boxes,
-            "target": self.target,
-            "text": self.text,
-            "clip": None if self.clip is None else _describe(self.clip),
-            "text_options": dict(self.text_options),
-            "napari_samcam": __version__,
-            **extra,
         }
+        for entry in spec_fields():
+            value = getattr(self, entry.name)
+            if entry.record == "changed" and value == entry.default:
+                continue
+            if entry.record == "saliency" and self.saliency is None:
+                continue
+            config[entry.name] = _recorded(entry.name, value)
+        config["napari_samcam"] = __version__
+        return config
 
     def digest(self) -> str:
         """Hash of :meth:`config`."""
@@ -334,7 +311,7 @@ class EvalSpec:
 
 
 @dataclass
-class Job:
+class ImageJob:
     """The items of one image, with the key its results are stored under.
 
     ``maps`` holds each item's saliency file (in item order) when the maps are read from files.
@@ -348,7 +325,7 @@ class Job:
 
 
 def _image_digest(path: Path) -> str:
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     if path.is_dir():
         digest = hashlib.blake2b(digest_size=12)
@@ -359,7 +336,7 @@ def _image_digest(path: Path) -> str:
     return _file_digest(path)
 
 
-def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
+def make_jobs(items: list[Item], spec: EvalSpec) -> list[ImageJob]:
     """Group items by image file, in manifest order, and key each job.
 
     The key hashes the configuration, the image file's bytes, the items' annotations and their
@@ -370,7 +347,7 @@ def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
     InputError
         ``spec.saliency`` is set and an item has no map file in that folder.
     """
-    from .manifests import _file_digest
+    from ..hashing import file_digest as _file_digest
 
     groups: dict[str, list[Item]] = {}
     for item in items:
@@ -394,7 +371,7 @@ def make_jobs(items: list[Item], spec: EvalSpec) -> list[Job]:
                 found = _map_of(folder, item)
                 digest.update(_file_digest(found).encode())
                 maps.append(str(found))
-        jobs.append(Job(path, group[0].image, tuple(group), digest.hexdigest(), tuple(maps)))
+        jobs.append(ImageJob(path, group[0].image, tuple(group), digest.hexdigest(), tuple(maps)))
     return jobs
 
 
@@ -501,14 +478,15 @@ def rows_frame(rows: list[dict], pd=None):
     return frame
 
 
-def _select_2d(data, item: Item) -> np.ndarray:
-    array = data.array
-    if array.ndim == 3 and not data.rgb:
+def _select_2d(data, item: Item):
+    """The image of ``data`` (a :class:`~napari_samcam.images.CheckedImage`), if it is 2-D."""
+    checked = data.checked
+    if checked.ndim == 3 and not data.rgb:
         raise InputError(
-            f"{item.where}: image {item.image!r} is a volume of {array.shape[0]} slices; "
+            f"{item.where}: image {item.image!r} is a volume of {checked.shape[0]} slices; "
             "evaluation works on 2-D images: export the slices you want as 2-D files."
         )
-    return array
+    return checked
 
 
 def _resolve_target(loaded: _LoadedClassifier, item: Item, target) -> int | None:
@@ -523,12 +501,12 @@ def _resolve_target(loaded: _LoadedClassifier, item: Item, target) -> int | None
     return None
 
 
-def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult:
+def run_image_job(job: ImageJob, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult:
     """Run every classifier x method x region source x metric of one image.
 
     Parameters
     ----------
-    job : Job
+    job : ImageJob
     spec : EvalSpec
     keep_arrays : bool
         Keep the image, saliency maps and regions in the result (for overlays).
@@ -538,13 +516,15 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
     JobResult
     """
     from ..images import image_hash, read_image
+    from ..metric_protocols import get_protocol
     from ..metrics import DegenerateInputWarning
-    from ..protocols import get_protocol
     from ..saliency import explain
     from ..saliency_files import read_saliency
 
     data = read_image(job.path)
-    image = _select_2d(data, job.items[0])
+    # checked once, where it is read: everything below takes the CheckedImage as it is
+    checked = _select_2d(data, job.items[0])
+    image = checked.array
     window = data.window
     image_key = image_hash(image)
     shape = image.shape[:2]
@@ -622,7 +602,13 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                 if skey not in saliencies:
                     with entry.lock:
                         saliencies[skey] = explain(
-                            image, classifier, method=method, target=target, window=window
+                            checked,
+                            classifier,
+                            method=method,
+                            target=target,
+                            window=window,
+                            aug_smooth=spec.aug_smooth,
+                            eigen_smooth=spec.eigen_smooth,
                         )
                 yield classifier.name, entry.version, method, skey, saliencies[skey]
 
@@ -643,7 +629,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     continue
                 region = annotation_region(
                     source,
-                    image,
+                    checked,
                     mask=mask,
                     boxes=boxes,
                     segmenter=segmenter,
@@ -671,7 +657,7 @@ def run_job(job: Job, spec: EvalSpec, *, keep_arrays: bool = False) -> JobResult
                     if rkey not in saliency_regions:
                         saliency_regions[rkey] = saliency_region(
                             source,
-                            image,
+                            checked,
                             saliency.map,
                             segmenter=segmenter,
                             binarization=binarization,
@@ -740,6 +726,17 @@ def _metrics_device(loaded: list[_LoadedClassifier]):
         if getattr(device, "type", None) == "cuda":
             return device
     return None
+
+
+def _recorded(name: str, value: Any) -> Any:
+    """A job setting's value as ``config.json`` records it."""
+    if name == "clip":
+        return None if value is None else _describe(value)
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    if isinstance(value, dict) or (name == "text_options" and value is None):
+        return dict(value or {})
+    return value
 
 
 def _describe(value: Any) -> str:

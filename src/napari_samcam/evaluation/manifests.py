@@ -33,19 +33,25 @@ COCO run-length encoding is decoded (and encoded, for tests and exports) in NumP
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
-import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .._csv_cells import restore_cell
+from ..coco_masks import (
+    decode_rle,
+    encode_rle,
+    rle_from_string,
+    rle_runs,
+    rle_to_string,
+)
+from ..dataset_items import NEGATIVE_LABELS, Item, clip_to_image
+from ..datasets import detect_dataset, load_dataset
 from ..errors import InputError
+from .readers import parse_readers_cell
 
 __all__ = [
     "Item",
@@ -58,330 +64,7 @@ __all__ = [
 ]
 
 BOX_COLUMNS = ("box_r0", "box_c0", "box_r1", "box_c1")
-NEGATIVE_LABELS = {"", "0", "0.0", "false", "no", "negative", "neg", "absent"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".tif", ".tiff", ".nii.gz", ".nii", ".bmp")
-
-
-@dataclass
-class Item:
-    """One image with the annotation of one finding.
-
-    Attributes
-    ----------
-    image : str
-        The image as the manifest names it (provenance; used in output rows).
-    path : Path
-        The resolved file.
-    index : int
-        Position of the item in the manifest (0-based).
-    label : str
-        Presence label as written (``"1"``, ``"0"``, ...), ``""`` when the manifest has none.
-    cls : str
-        Finding / class name (COCO category, CheXlocalize task, CSV ``class``), ``""`` if none.
-    mask : dict or None
-        How to get the ground-truth mask: ``{"path": ...}``, ``{"empty": True}``,
-        ``{"rle": {...}}`` or ``{"polygons": [...]}`` (lists per COCO annotation); ``None``
-        when there is no ground truth.
-    boxes : list of (int, int, int, int)
-        Box annotations ``(row0, col0, row1, col1)``, end exclusive.
-    boxes_from_mask : bool
-        Derive boxes from the mask's connected components (CheXlocalize).
-    where : str
-        Where in the manifest the item comes from, for error messages.
-    image_id : str
-        The dataset's own name of the image (CheXlocalize's ``img_id``), ``""`` if none.
-    readers : dict or None
-        Several readers' boxes of this finding (reader id -> boxes, ``[]`` for a reader who
-        did not mark it), each reader a region source ``reader:<id>``; ``None`` if one reader.
-    """
-
-    image: str
-    path: Path
-    index: int
-    label: str = ""
-    cls: str = ""
-    mask: dict | None = None
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
-    boxes_from_mask: bool = False
-    where: str = ""
-    image_id: str = ""
-    readers: dict | None = None
-
-    @property
-    def positive(self) -> bool:
-        """Whether the finding is present: from the label, else from the annotations."""
-        if self.label.strip():
-            return self.label.strip().lower() not in NEGATIVE_LABELS
-        return bool(self.boxes) or (self.mask is not None and not self.mask.get("empty"))
-
-    def annotation_id(self) -> str:
-        """A digest of everything that defines this item's annotation (for result keys)."""
-        mask = self.mask
-        if mask is not None and "path" in mask:
-            mask = {"path": str(mask["path"]), "sha": _file_digest(Path(mask["path"]))}
-        payload = json.dumps(
-            {
-                "image": self.image,
-                "label": self.label,
-                "class": self.cls,
-                "mask": mask,
-                "boxes": [list(map(int, b)) for b in self.boxes],
-                "boxes_from_mask": self.boxes_from_mask,
-                **({"readers": self.readers} if self.readers is not None else {}),
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
-
-    def load_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """The ground-truth mask at ``shape`` (bool), or ``None`` without ground truth.
-
-        Raises
-        ------
-        InputError
-            The mask file cannot be read or does not match the image's shape.
-        """
-        if self.mask is None:
-            return None
-        shape = (int(shape[0]), int(shape[1]))
-        if self.mask.get("empty"):
-            return np.zeros(shape, dtype=bool)
-        if "path" in self.mask:
-            mask = _read_mask_file(Path(self.mask["path"]), self.where)
-        elif "rle" in self.mask:
-            try:
-                parts = [decode_rle(r, shape=shape) for r in self.mask["rle"]]
-            except InputError as exc:
-                raise InputError(f"{self.where}: {exc}") from None
-            mask = np.logical_or.reduce(parts) if parts else np.zeros(shape, dtype=bool)
-        elif "polygons" in self.mask:
-            mask = polygons_to_mask(self.mask["polygons"], shape)
-        else:  # pragma: no cover - constructed only here
-            raise InputError(f"{self.where}: unknown mask description {self.mask!r}.")
-        if mask.shape != shape:
-            raise InputError(
-                f"{self.where}: the mask has shape {mask.shape} but the image "
-                f"{self.image!r} has shape {shape}; masks must match their image pixel for "
-                "pixel."
-            )
-        return mask
-
-    def box_list(
-        self, mask: np.ndarray | None, shape: tuple[int, int] | None = None
-    ) -> list[tuple[int, int, int, int]]:
-        """The box annotations, derived from ``mask`` when the manifest has none.
-
-        With the image's ``shape``, boxes reaching beyond the image are clipped to it with a
-        warning that names the manifest row; a box wholly outside is an :class:`InputError`.
-        """
-        if self.boxes or not self.boxes_from_mask or mask is None or not mask.any():
-            if shape is None:
-                return list(self.boxes)
-            return [_clip_to_image(box, shape, self.where) for box in self.boxes]
-        from scipy import ndimage
-
-        labels, _ = ndimage.label(mask)
-        boxes = []
-        for rows, cols in ndimage.find_objects(labels):
-            boxes.append((rows.start, cols.start, rows.stop, cols.stop))
-        return boxes
-
-
-def _file_digest(path: Path) -> str:
-    """The file's content digest, ``"missing"`` when it does not exist.
-
-    Raises
-    ------
-    InputError
-        ``path`` is a FIFO, a device or another file that is not a regular file (hashing one
-        would never end).
-    """
-    from .._files import open_regular
-
-    if not os.path.lexists(path):
-        return "missing"
-    digest = hashlib.blake2b(digest_size=12)
-    try:
-        with open_regular(path, "file") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except InputError:
-        if not os.path.exists(path):  # a dangling link
-            return "missing"
-        raise
-    except OSError:
-        return "missing"
-    return digest.hexdigest()
-
-
-def _read_mask_file(path: Path, where: str) -> np.ndarray:
-    from ..errors import ImageReadError
-    from ..images import read_image
-
-    try:
-        data = read_image(path)
-    except ImageReadError as exc:
-        raise InputError(f"{where}, column 'mask': {exc}") from exc
-    array = np.asarray(data.array)
-    if array.ndim == 3 and data.rgb:
-        array = array[..., :3].max(-1)
-    if array.ndim != 2:
-        raise InputError(
-            f"{where}, column 'mask': {str(path)!r} has shape {array.shape}; a mask is a 2-D "
-            "image (0 = background, anything else = region)."
-        )
-    return array != 0
-
-
-# --------------------------------------------------------------------------------------------
-# COCO run-length encoding
-# --------------------------------------------------------------------------------------------
-
-
-def rle_from_string(counts: str) -> list[int]:
-    """Decode COCO's compressed RLE string into run lengths.
-
-    Each run length is written in 5-bit groups, least significant first, as characters
-    ``chr(48 + group)``; bit 0x20 of a group means "more groups follow", bit 0x10 of the last
-    group is the sign. From the third run on, the value stored is the difference to the run two
-    places back.
-    """
-    values: list[int] = []
-    position = 0
-    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    while position < len(data):
-        value = 0
-        shift = 0
-        more = True
-        while more:
-            if position >= len(data):
-                raise InputError(f"RLE string {counts[:40]!r}: truncated in the middle of a run.")
-            group = data[position] - 48
-            if not 0 <= group < 64:
-                raise InputError(
-                    f"RLE string {counts[:40]!r}: character {chr(data[position])!r} is not part "
-                    "of COCO's compressed RLE alphabet."
-                )
-            value |= (group & 0x1F) << shift
-            more = bool(group & 0x20)
-            position += 1
-            shift += 5
-            if not more and group & 0x10:
-                value |= -1 << shift
-        if len(values) > 2:
-            value += values[-2]
-        values.append(value)
-    return values
-
-
-def rle_to_string(runs: list[int]) -> str:
-    """Encode run lengths as COCO's compressed RLE string (inverse of :func:`rle_from_string`)."""
-    out = []
-    for i, run in enumerate(runs):
-        value = int(run) - (int(runs[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            group = value & 0x1F
-            value >>= 5
-            more = not ((value == 0 and not group & 0x10) or (value == -1 and group & 0x10))
-            if more:
-                group |= 0x20
-            out.append(chr(group + 48))
-    return "".join(out)
-
-
-def rle_runs(rle: dict, *, shape: tuple[int, int] | None = None) -> tuple[int, int, np.ndarray]:
-    """``(height, width, runs)`` of a COCO RLE, checked without building its mask.
-
-    The declared size must be ``shape`` when given (the image's), else at most
-    :data:`~napari_samcam._files.MAX_ARRAY_BYTES` pixels, and the runs must add up to it: a
-    few bytes of RLE cannot ask for gigabytes.
-
-    Raises
-    ------
-    InputError
-        Not an RLE, a size other than ``shape`` or beyond the bound, or runs that do not fit.
-    """
-    from .._files import MAX_ARRAY_BYTES
-
-    if not isinstance(rle, dict) or "counts" not in rle:
-        raise InputError(f"RLE {str(rle)[:60]!r}: expected a dict with 'size' and 'counts'.")
-    size = rle.get("size", rle.get("img_size"))
-    try:
-        height, width = (int(v) for v in size)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(
-            f"RLE: size {size!r} is not [height, width]; COCO RLEs carry 'size': [h, w]."
-        ) from exc
-    if shape is not None and (height, width) != (int(shape[0]), int(shape[1])):
-        raise InputError(
-            f"RLE: size {[height, width]} is not the image's {[int(shape[0]), int(shape[1])]}; "
-            "an RLE mask is stored at its image's size."
-        )
-    if height < 0 or width < 0 or height * width > MAX_ARRAY_BYTES:
-        raise InputError(
-            f"RLE: size {[height, width]} is not a mask size this tool builds (at most "
-            f"{MAX_ARRAY_BYTES:,} pixels); nothing was allocated."
-        )
-    counts = rle["counts"]
-    try:
-        runs = (
-            rle_from_string(counts)
-            if isinstance(counts, (str, bytes))
-            else [int(c) for c in counts]
-        )
-        runs_arr = np.asarray(runs, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(f"RLE: counts are not whole numbers ({exc}).") from None
-    if (runs_arr < 0).any() or runs_arr.sum() != height * width:
-        raise InputError(
-            f"RLE: the runs add up to {int(runs_arr.sum())} pixels but size {[height, width]} "
-            f"has {height * width}; the counts do not belong to this size."
-        )
-    return height, width, runs_arr
-
-
-def decode_rle(rle: dict, *, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A COCO RLE (``{"size": [h, w], "counts": str or list}``) as a bool ``(h, w)`` mask.
-
-    CheXlocalize writes the same layout; an ``img_size`` key instead of ``size`` is accepted
-    too. Runs alternate
-    background and foreground, starting with background, in column-major (Fortran) order.
-    With ``shape`` (the image's), an RLE of another size is refused before anything is built
-    (see :func:`rle_runs`).
-    """
-    height, width, runs_arr = rle_runs(rle, shape=shape)
-    values = np.zeros(len(runs_arr), dtype=bool)
-    values[1::2] = True
-    flat = np.repeat(values, runs_arr)
-    return flat.reshape((height, width), order="F")
-
-
-def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict:
-    """A bool mask as a COCO RLE dict (inverse of :func:`decode_rle`)."""
-    mask = np.asarray(mask, dtype=bool)
-    flat = mask.reshape(-1, order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(edges).tolist()
-    if flat.size and flat[0]:
-        runs = [0, *runs]
-    counts: Any = rle_to_string(runs) if compressed else runs
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
-
-
-def polygons_to_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
-    """Fill COCO polygons (flat ``[x0, y0, x1, y1, ...]`` lists, pixel units) into a mask."""
-    from skimage.draw import polygon as fill_polygon
-
-    mask = np.zeros(shape, dtype=bool)
-    for poly in polygons:
-        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-        # COCO x, y are continuous coordinates with pixel centres at +0.5.
-        rr, cc = fill_polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape=shape)
-        mask[rr, cc] = True
-    return mask
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +93,6 @@ def load_manifest(path: str | Path, *, image_root: str | Path | None = None) -> 
     if not path.is_file():
         raise InputError(f"manifest {str(path)!r} does not exist or is not a file.")
     root = Path(image_root) if image_root is not None else path.parent
-    from ..datasets import detect_dataset, load_dataset
 
     if detect_dataset(path) is not None:  # NIH, RSNA, SIIM, VinDr files as distributed
         items = load_dataset(path, image_root=root)
@@ -533,8 +215,6 @@ def _cell(row: dict, column: str) -> str:
 
 
 def _read_csv(path: Path, root: Path) -> list[Item]:
-    from .readers import parse_readers_cell
-
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
@@ -748,27 +428,7 @@ def _coco_box(bbox, where: str, size) -> tuple[int, int, int, int]:
     box = (int(np.floor(y)), int(np.floor(x)), int(np.ceil(y + h)), int(np.ceil(x + w)))
     if None in size:
         return box  # checked against the image when it is read
-    return _clip_to_image(box, (int(size[0]), int(size[1])), f"{where}, key 'bbox' {bbox!r}")
-
-
-def _clip_to_image(box, shape: tuple[int, int], where: str) -> tuple[int, int, int, int]:
-    """``box`` clipped to an image of ``shape``, with a warning naming ``where`` if it reached
-    beyond; an error if nothing of it is inside."""
-    r0, c0, r1, c1 = (int(v) for v in box)
-    clipped = (max(r0, 0), max(c0, 0), min(r1, int(shape[0])), min(c1, int(shape[1])))
-    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        raise InputError(
-            f"{where}: box {[r0, c0, r1, c1]} (row0, col0, row1, col1) lies outside the image of "
-            f"shape {tuple(shape)}; fix the annotation."
-        )
-    if clipped != (r0, c0, r1, c1):
-        warnings.warn(
-            f"{where}: box {[r0, c0, r1, c1]} (row0, col0, row1, col1) reaches beyond the image "
-            f"of shape {tuple(shape)}; it was clipped to {list(clipped)}.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return clipped
+    return clip_to_image(box, (int(size[0]), int(size[1])), f"{where}, key 'bbox' {bbox!r}")
 
 
 def _looks_chexlocalize(data: dict) -> bool:

@@ -95,13 +95,13 @@ def summarize(
     Parameters
     ----------
     metrics : pandas.DataFrame
-        The tidy table of :func:`~napari_samcam.evaluate.evaluate`.
+        The tidy table of :func:`~napari_samcam.evaluation.evaluate`.
     n_resamples, seed, confidence
         Passed to the protocol's bootstrap (``samcam``:
         :func:`napari_samcam.agreement.bootstrap_ci`; ``chexlocalize``:
         :func:`napari_samcam.chexlocalize.bootstrap`, always at 95 %).
     protocol : str, optional
-        :mod:`napari_samcam.protocols` name; default: the table's ``protocol`` column, else
+        :mod:`napari_samcam.metric_protocols` name; default: the table's ``protocol`` column, else
         ``samcam``. Under ``chexlocalize`` each group's rows are resampled in image-id order
         with their NaNs, and ``mean`` is the mean of the resampled means, as CheXlocalize's
         ``eval.py`` reports it.
@@ -115,7 +115,7 @@ def summarize(
     """
     import pandas as pd
 
-    from ..protocols import get_protocol
+    from ..metric_protocols import get_protocol
 
     if len(metrics) == 0:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
@@ -295,11 +295,11 @@ def sam_vs_box(agreement, *, candidate: str = "sam-box", baseline: str = "box") 
     return pd.DataFrame(records, columns=columns)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -319,7 +319,7 @@ def summary_record(info: dict, summary, agreement, versus, regions=None, compari
         record["regions"] = regions.to_dict("records")
     if comparison is not None:
         record["comparison"] = comparison.to_dict("records")
-    return _clean(record)
+    return json_safe(record)
 
 
 REGION_SUMMARY_COLUMNS = ["region_source", "classifier", "cam_method", "group", "n"]
