@@ -554,9 +554,11 @@ class ResultsWidget(QWidget):
             ]
             if not len(match):
                 continue
+            reasons = match["nan_reasons"].iloc[0] if "nan_reasons" in match else {}
             for column, name in enumerate(headers):
                 if name in match.columns and name not in KEY_COLUMNS:
-                    self.table.setItem(row, column, _cell(float(match[name].iloc[0])))
+                    value = float(match[name].iloc[0])
+                    self.table.setItem(row, column, _cell(value, reasons.get(name, "")))
             first = self.table.item(row, 0)
             first.setData(EDITED_ROLE, True)
             first.setToolTip("re-segmented: scores of the corrected region (not saved)")
