@@ -233,3 +233,47 @@ def test_saliency_and_classifiers_are_exclusive(tmp_path):
     with pytest.raises(InputError, match="protocol 'chexlocalise' is unknown"):
         evaluate(gt, tmp_path / "o", image_root=images, saliency=maps, protocol="chexlocalise")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("protocol", ["samcam", "chexlocalize"])
+def test_nan_reasons_name_the_cause(tmp_path, protocol):
+    ids, (gt, images, maps) = _dataset(tmp_path)
+    out = tmp_path / "out"
+    options = dict(image_root=images, saliency=maps, region_sources=("ground-truth",))
+    result = evaluate(gt, out, protocol=protocol, plots=False, report=False, **options)
+    metrics = result.metrics
+    # a reason exactly where a score is NaN, in the table and in the files written
+    assert ((metrics["nan_reason"] != "") == metrics["value"].isna()).all()
+    for written in (pd.read_parquet(out / "metrics.parquet"), pd.read_csv(out / "metrics.csv")):
+        assert list(written["nan_reason"].fillna("")) == list(metrics["nan_reason"])
+    why = metrics.set_index(["image_id", "class", "metric"])["nan_reason"]
+    # image 1, Cardiomegaly: no finding, the region is empty: nothing to hit; IoU is 0
+    assert why[(ids[0], "Cardiomegaly", "hit")] == "the region is empty"
+    assert why[(ids[0], "Cardiomegaly", "iou")] == ""
+    # image 2, Edema: the all-zero map
+    if protocol == "samcam":
+        constant = "the saliency map is constant (every pixel is 0)"
+        edema = metrics[(metrics["image_id"] == ids[1]) & (metrics["class"] == "Edema")]
+        assert set(edema["nan_reason"]) == {constant}
+    else:
+        assert why[(ids[1], "Edema", "iou_true_pos")].startswith("the map's segmentation is empty")
+        assert why[(ids[1], "Edema", "iou")] == why[(ids[1], "Edema", "hit")] == ""
+
+
+def test_parts_written_without_nan_reasons_resume_and_open(tmp_path):
+    from napari_samcam.evaluation.stored import open_evaluation
+
+    _, (gt, images, maps) = _dataset(tmp_path)
+    out = tmp_path / "out"
+    options = dict(image_root=images, saliency=maps, region_sources=("ground-truth", "box"))
+    first = evaluate(gt, out, plots=False, report=False, **options)
+    for part in (out / "parts").glob("*.metrics.parquet"):  # as an older version wrote them
+        pd.read_parquet(part).drop(columns="nan_reason").to_parquet(part, index=False)
+    (out / "metrics.parquet").unlink()
+    again = evaluate(gt, out, plots=False, report=False, **options)
+    assert again.n_computed == 0 and again.n_reused == first.n_images
+    assert (again.metrics["nan_reason"] == "").all()
+    assert again.metrics["value"].equals(first.metrics["value"])
+    stored = open_evaluation(out)
+    assert stored.scores.shape == stored.nan_reasons.shape
+    assert (stored.nan_reasons[list(first.metrics["metric"].unique())] == "").all().all()

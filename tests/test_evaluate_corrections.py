@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,11 @@ def test_resegment_and_rescore_a_new_box(stored):
         want = localization_metrics(saliency, mask, **binarization)
         assert row["iou"] == pytest.approx(want["iou"], nan_ok=True)
         assert row["energy"] == pytest.approx(want["energy"], nan_ok=True)
+    # a region erased to nothing: the scores that need a region say so
+    erased = rescore_item(stored.config, record, np.zeros_like(mask), view.saliencies)
+    for _, row in erased.iterrows():
+        assert math.isnan(row["hit"]) and row["nan_reasons"]["hit"] == "the region is empty"
+        assert not math.isnan(row["iou"]) and "iou" not in row["nan_reasons"]
     clicks, polarity = np.array([[30.0, 35.0], [5.0, 5.0]]), np.array([1, 0])
     clicked = resegment(segmenter, view.image, points=clicks, point_labels=polarity)
     direct = segmenter.segment(view.image, points=clicks, point_labels=polarity)[0].mask

@@ -273,3 +273,54 @@ def test_resegment_a_row_then_save_it_as_ground_truth(
     region.data = np.zeros_like(region.data)
     qtbot.mouseClick(widget.save_button, Qt.MouseButton.LeftButton)
     assert (mask_path.read_bytes(), manifest.read_bytes()) == written
+
+
+def test_undefined_score_tooltip_says_why(make_napari_viewer, qtbot, evaluation, monkeypatch):
+    from qtpy.QtCore import QEvent, Qt
+    from qtpy.QtGui import QHelpEvent
+    from qtpy.QtWidgets import QApplication, QFileDialog, QToolTip
+
+    from napari_samcam._qt._results import ResultsWidget
+
+    viewer = make_napari_viewer()
+    widget = ResultsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(evaluation.out))
+    )
+    qtbot.mouseClick(widget.open_button, Qt.MouseButton.LeftButton)
+    _wait_until_read(qtbot, widget)
+    table = widget.table
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    hit, iou = headers.index("hit"), headers.index("iou")
+    # the item without a finding: its ground-truth region is empty, so no hit is possible
+    metrics = evaluation.metrics
+    reasons = metrics[(metrics["metric"] == "hit") & (metrics["nan_reason"] != "")]
+    assert set(reasons["nan_reason"]) == {"the region is empty"}
+    negative = set(reasons["item"])
+    rows = [
+        r
+        for r in range(table.rowCount())
+        if widget.row_key(r)["item"] in negative
+        and widget.row_key(r)["region_source"] == "ground-truth"
+    ]
+    assert rows
+    for row in rows:
+        cell = table.item(row, hit)
+        assert cell.text() == "–"
+        index = table.model().index(row, hit)
+        assert index.data(Qt.ItemDataRole.ToolTipRole) == "undefined: the region is empty"
+        # IoU is defined there (0, as in CheXlocalize): no reason in its tooltip
+        assert "undefined" not in (table.item(row, iou).toolTip() or "")
+    # hovering the cell shows the reason
+    row = rows[0]
+    table.scrollToItem(table.item(row, hit))
+    pos = table.visualItemRect(table.item(row, hit)).center()
+    qtbot.mouseMove(table.viewport(), pos)
+    event = QHelpEvent(QEvent.Type.ToolTip, pos, table.viewport().mapToGlobal(pos))
+    QApplication.sendEvent(table.viewport(), event)
+    qtbot.waitUntil(lambda: QToolTip.isVisible(), timeout=5000)
+    assert QToolTip.text() == "undefined: the region is empty"
+    # a scored hit's cell gives no reason
+    scored = [r for r in range(table.rowCount()) if table.item(r, hit).text() in ("0", "1")]
+    assert scored and not any("undefined" in table.item(r, hit).toolTip() for r in scored)

@@ -28,9 +28,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics._inputs import EMPTY_REGION
 from .saliency_files import resize_map
 
-__all__ = ["PreparedMap", "bootstrap", "hit", "iou", "prepare", "scores", "segmentation"]
+#: Why a score is NaN (see :func:`results`).
+EMPTY_SEGMENTATION = "the map's segmentation is empty (a constant map gives none)"
+BOTH_EMPTY = "both the map's segmentation and the region are empty"
+
+__all__ = [
+    "PreparedMap",
+    "bootstrap",
+    "hit",
+    "iou",
+    "prepare",
+    "results",
+    "scores",
+    "segmentation",
+]
 
 
 def segmentation(resized: np.ndarray) -> np.ndarray:
@@ -100,13 +114,28 @@ def prepare(raw: np.ndarray, shape: tuple[int, int]) -> PreparedMap:
 def scores(prepared: PreparedMap, truth: np.ndarray) -> dict[str, float]:
     """``iou`` (``true_pos_only=False``), ``iou_true_pos`` (``True``) and ``hit`` of one map and
     one region."""
+    return {name: value for name, (value, _) in results(prepared, truth).items()}
+
+
+def results(prepared: PreparedMap, truth: np.ndarray) -> dict[str, tuple[float, str | None]]:
+    """:func:`scores` with the reason each NaN is undefined: ``{name: (value, reason)}``,
+    ``reason`` None where the value is a number."""
     truth = np.asarray(truth, dtype=bool)
     pred = prepared.segmentation
-    hit_value = math.nan if not truth.any() else float(truth[prepared.peak])
-    return {
+    empty_pred, empty_truth = not pred.any(), not truth.any()
+    hit_value = math.nan if empty_truth else float(truth[prepared.peak])
+    out = {
         "iou": iou(pred, truth, true_pos_only=False),
         "iou_true_pos": iou(pred, truth, true_pos_only=True),
         "hit": hit_value,
+    }
+    if empty_pred and empty_truth:
+        why = {"iou": BOTH_EMPTY, "iou_true_pos": BOTH_EMPTY, "hit": EMPTY_REGION}
+    else:
+        why = {"iou_true_pos": EMPTY_SEGMENTATION if empty_pred else EMPTY_REGION}
+        why["hit"] = EMPTY_REGION
+    return {
+        name: (value, why.get(name) if math.isnan(value) else None) for name, value in out.items()
     }
 
 

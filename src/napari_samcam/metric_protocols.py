@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from .agreement import bootstrap_ci
-from .chexlocalize import bootstrap, prepare, scores
+from .chexlocalize import bootstrap, prepare, results
 from .errors import InputError
-from .metrics import METRIC_NAMES, localization_metrics, prepare_map
+from .metrics import METRIC_NAMES, localization_results, prepare_map
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
 
@@ -36,8 +36,8 @@ def _samcam_prepare(saliency: Any, shape: tuple[int, int], device: Any) -> Any:
     return prepare_map(saliency.map, device=device)
 
 
-def _samcam_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
-    return localization_metrics(prepared, masks, **binarization)
+def _samcam_results_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
+    return localization_results(prepared, masks, **binarization)
 
 
 def _samcam_interval(values, defined, *, n_resamples, seed, confidence):
@@ -49,8 +49,8 @@ def _chexlocalize_prepare(saliency: Any, shape: tuple[int, int], device: Any) ->
     return prepare(saliency.raw, shape)
 
 
-def _chexlocalize_score_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
-    return [scores(prepared, mask) for mask in masks]
+def _chexlocalize_results_many(prepared: Any, masks: list, binarization: dict) -> list[dict]:
+    return [results(prepared, mask) for mask in masks]
 
 
 def _chexlocalize_interval(values, defined, *, n_resamples, seed, confidence):
@@ -73,7 +73,7 @@ class Protocol:
     metric_names: tuple
     description: str
     _prepare: Callable = field(repr=False, compare=False)
-    _score_many: Callable = field(repr=False, compare=False)
+    _results_many: Callable = field(repr=False, compare=False)
     _interval: Callable = field(repr=False, compare=False)
 
     def prepare(self, saliency: Any, shape: tuple[int, int], device: Any = None) -> Any:
@@ -88,7 +88,17 @@ class Protocol:
     ) -> list[dict[str, float]]:
         """Every metric of one map (as :meth:`prepare` returned it) and each region mask (one
         sort of the map for all of them)."""
-        return self._score_many(prepared, masks, binarization)
+        return [
+            {name: value for name, (value, _) in region.items()}
+            for region in self.results_many(prepared, masks, binarization)
+        ]
+
+    def results_many(
+        self, prepared: Any, masks: list[np.ndarray], binarization: dict
+    ) -> list[dict[str, tuple[float, str | None]]]:
+        """:meth:`score_many` with the reason each NaN is undefined: ``{name: (value,
+        reason)}`` per region, ``reason`` None where the value is a number."""
+        return self._results_many(prepared, masks, binarization)
 
     def interval(
         self, values: np.ndarray, *, n_resamples: int, seed: int, confidence: float = 0.95
@@ -111,7 +121,7 @@ PROTOCOLS = {
         tuple(METRIC_NAMES),
         "napari-samcam's definitions: NaN where undefined, any of tied maxima can hit",
         _samcam_prepare,
-        _samcam_score_many,
+        _samcam_results_many,
         _samcam_interval,
     ),
     "chexlocalize": Protocol(
@@ -120,7 +130,7 @@ PROTOCOLS = {
         "CheXlocalize's scripts: its Otsu segmentation, first-argmax hit, both mIoU modes, its "
         "bootstrap",
         _chexlocalize_prepare,
-        _chexlocalize_score_many,
+        _chexlocalize_results_many,
         _chexlocalize_interval,
     ),
 }

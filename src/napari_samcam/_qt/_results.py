@@ -124,7 +124,8 @@ SORT_ROLE = Qt.ItemDataRole.UserRole
 EDITED_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def _cell(value) -> QTableWidgetItem:
+def _cell(value, reason: str = "") -> QTableWidgetItem:
+    """A table cell showing ``value``; a NaN score's tooltip says ``reason`` when known."""
     cell = _Cell()
     if isinstance(value, str):
         cell.setText(value)
@@ -134,7 +135,7 @@ def _cell(value) -> QTableWidgetItem:
         cell.setData(SORT_ROLE, number)
         if math.isnan(number):
             cell.setText("–")
-            cell.setToolTip("undefined for this item")
+            cell.setToolTip(f"undefined: {reason}" if reason else "undefined for this item")
         elif number.is_integer() and abs(number) < 2**53:
             cell.setText(str(int(number)))
         else:
@@ -274,21 +275,23 @@ class ResultsWidget(QWidget):
 
         def read():
             stored = open_evaluation(folder)
-            scores = stored.scores
-            scores = scores[scores["item"].isin(list(stored.arrays))]
+            drawable = stored.scores["item"].isin(list(stored.arrays))
+            scores, reasons = stored.scores[drawable], stored.nan_reasons[drawable]
             first = stored.items()[0] if show and len(stored.arrays) else None
             layers = None if first is None else item_layers(stored, first)
-            return stored, scores, first, layers
+            return stored, scores, reasons, first, layers
 
         def done(result):
-            stored, scores, first, layers = result
+            stored, scores, reasons, first, layers = result
             self.stored = stored
-            self._fill_table(folder, scores)
+            self._fill_table(folder, scores, reasons)
             return [] if first is None else self._item_steps(first, layers)
 
         self._read(f"Opening {Path(folder).name}", read, done)
 
-    def _fill_table(self, folder, scores) -> None:
+    def _fill_table(self, folder, scores, reasons=None) -> None:
+        """One row per score row; ``reasons`` (same rows and columns, optional) holds why a
+        NaN score is undefined, shown in its cell's tooltip."""
         metrics = [c for c in scores.columns if c not in (*KEY_COLUMNS, "image_key")]
         columns = [*KEY_COLUMNS, *metrics]
         self.table.setSortingEnabled(False)
@@ -297,9 +300,13 @@ class ResultsWidget(QWidget):
         self.table.setHorizontalHeaderLabels(columns)
         self.table.setRowCount(len(scores))
         image_column = columns.index("image")
-        for row, record in enumerate(scores[columns].itertuples(index=False)):
-            for column, value in enumerate(record):
-                cell = _cell(value)
+        why = (scores[[]] if reasons is None else reasons).reindex(columns=columns, fill_value="")
+        records = zip(
+            scores[columns].itertuples(index=False), why.itertuples(index=False), strict=True
+        )
+        for row, (record, record_why) in enumerate(records):
+            for column, (value, reason) in enumerate(zip(record, record_why, strict=True)):
+                cell = _cell(value, "" if column < len(KEY_COLUMNS) else str(reason))
                 if column == image_column:  # the file name; the tooltip has the whole path
                     cell.setText(Path(str(value)).name)
                 self.table.setItem(row, column, cell)
@@ -547,9 +554,11 @@ class ResultsWidget(QWidget):
             ]
             if not len(match):
                 continue
+            reasons = match["nan_reasons"].iloc[0] if "nan_reasons" in match else {}
             for column, name in enumerate(headers):
                 if name in match.columns and name not in KEY_COLUMNS:
-                    self.table.setItem(row, column, _cell(float(match[name].iloc[0])))
+                    value = float(match[name].iloc[0])
+                    self.table.setItem(row, column, _cell(value, reasons.get(name, "")))
             first = self.table.item(row, 0)
             first.setData(EDITED_ROLE, True)
             first.setToolTip("re-segmented: scores of the corrected region (not saved)")

@@ -140,7 +140,8 @@ def rescore_item(
     -------
     pandas.DataFrame
         One row per map: ``classifier``, ``cam_method``, ``region_source``, then one column per
-        metric of :func:`~napari_samcam.metrics.localization_metrics`.
+        metric of :func:`~napari_samcam.metrics.localization_metrics`, then ``nan_reasons``:
+        ``{metric: why it is undefined}`` for the metrics that are NaN.
 
     Raises
     ------
@@ -150,7 +151,7 @@ def rescore_item(
     """
     import pandas as pd
 
-    from ..metrics import localization_metrics
+    from ..metrics import localization_results
 
     config = config.get("config", config)  # config.json nests the run's settings
     protocol = config.get("protocol", "samcam")
@@ -171,13 +172,14 @@ def rescore_item(
                 f"region of shape {mask.shape} and saliency map {key} of shape "
                 f"{np.shape(saliency)}: both must have the image's shape."
             )
-        values = localization_metrics(np.asarray(saliency), mask, **binarization)
+        results = localization_results(np.asarray(saliency), mask, **binarization)
         rows.append(
             {
                 "classifier": key[0],
                 "cam_method": key[1],
                 "region_source": record["region_source"],
-                **values,
+                **{metric: value for metric, (value, _) in results.items()},
+                "nan_reasons": {metric: why for metric, (_, why) in results.items() if why},
             }
         )
     if not rows:

@@ -31,6 +31,7 @@ from .regions import ANNOTATION_SOURCES, SALIENCY_SOURCES, annotation_region, sa
 
 __all__ = [
     "COLUMNS",
+    "OPTIONAL_COLUMNS",
     "REGION_COLUMNS",
     "EvalSpec",
     "ImageJob",
@@ -42,6 +43,7 @@ __all__ = [
     "make_jobs",
     "run_image_job",
     "sam_ref",
+    "with_optional_columns",
 ]
 
 #: Columns of the tidy metrics table, in order.
@@ -65,7 +67,11 @@ COLUMNS = (
     "metric",
     "value",
     "protocol",
+    "nan_reason",
 )
+
+#: Columns a part written by an older version may lack, with the value they then take.
+OPTIONAL_COLUMNS = {"nan_reason": ""}
 
 #: Columns of the region table: every region's size and overlap with the ground truth.
 REGION_COLUMNS = (
@@ -407,7 +413,8 @@ class JobResult:
     Attributes
     ----------
     rows : list of dict
-        One dict per metric value with the keys of :data:`COLUMNS`.
+        One dict per metric value with the keys of :data:`COLUMNS`; ``nan_reason`` says why
+        a NaN ``value`` is undefined (empty where the value is a number).
     region_rows : list of dict
         One dict per region with the keys of :data:`REGION_COLUMNS`: its area and its Dice and
         IoU with the item's ground-truth mask (NaN without one), and how far to trust it
@@ -462,6 +469,12 @@ def _overlap(region: np.ndarray, truth: np.ndarray | None) -> tuple[float, float
     if a + b == 0:
         return b, math.nan, math.nan
     return b, 2 * inter / (a + b), inter / (a + b - inter)
+
+
+def with_optional_columns(frame):
+    """A metrics frame with the :data:`OPTIONAL_COLUMNS` it lacks added (an older part)."""
+    missing = {k: v for k, v in OPTIONAL_COLUMNS.items() if k not in frame.columns}
+    return frame.assign(**missing) if missing else frame
 
 
 def rows_frame(rows: list[dict], pd=None):
@@ -684,7 +697,7 @@ def run_image_job(job: ImageJob, spec: EvalSpec, *, keep_arrays: bool = False) -
                     "target_class": saliency.class_name,
                     "probability": saliency.probability,
                 }
-                scores = protocol.score_many(
+                scores = protocol.results_many(
                     prepared[skey], [region.mask for region in regions], binarization
                 )
                 for region, values in zip(regions, scores, strict=True):
@@ -696,9 +709,15 @@ def run_image_job(job: ImageJob, spec: EvalSpec, *, keep_arrays: bool = False) -
                         region_area=region.area,
                         region_score=region.score,
                     )
-                    for metric, value in values.items():
+                    for metric, (value, why) in values.items():
                         rows.append(
-                            dict(common, metric=metric, value=value, protocol=protocol.name)
+                            dict(
+                                common,
+                                metric=metric,
+                                value=value,
+                                protocol=protocol.name,
+                                nan_reason=why or "",
+                            )
                         )
                     if keep_arrays:
                         result.regions[(item.index, *skey, region.source)] = region

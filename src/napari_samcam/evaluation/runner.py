@@ -68,6 +68,7 @@ from ..model_files import check_classifier_trust
 from .arrays import arrays_path, pack_job_arrays
 from .jobs import (
     COLUMNS,
+    OPTIONAL_COLUMNS,
     EvalSpec,
     ImageJob,
     classifier_ref,
@@ -76,6 +77,7 @@ from .jobs import (
     rows_frame,
     run_image_job,
     sam_ref,
+    with_optional_columns,
 )
 from .manifests import load_manifest
 from .regions import SAM_SOURCES, check_region_sources
@@ -387,7 +389,9 @@ def _part_done(out: Path, job: ImageJob) -> bool:
         names_regions = set(pq.read_schema(regions).names) if regions.exists() else {"item"}
     except Exception:  # pyarrow raises several types for damaged files
         names = names_regions = set()
-    if set(COLUMNS) - {"protocol", "image_id"} <= names and names_regions >= {"item"}:
+    if set(COLUMNS) - {"protocol", "image_id", *OPTIONAL_COLUMNS} <= names and names_regions >= {
+        "item"
+    }:
         return True
     for stale in (path, regions, arrays_path(out, job.key)):
         with contextlib.suppress(FileNotFoundError):
@@ -403,7 +407,7 @@ def _read_part(out: Path, job: ImageJob):
         metrics = pd.read_parquet(path)
         if "protocol" not in metrics:  # a part written before protocols were recorded
             metrics = metrics.assign(image_id=metrics["image"], protocol="samcam")
-            metrics = metrics[list(COLUMNS)]
+        metrics = with_optional_columns(metrics)[list(COLUMNS)]
         path = _regions_path(out, job)
         regions = pd.read_parquet(path) if path.exists() else region_frame([])
     except Exception as exc:  # damaged after the check at the start of the run

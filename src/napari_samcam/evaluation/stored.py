@@ -19,7 +19,7 @@ from .._files import require_regular_file
 from ..errors import InputError
 from ..images import read_image
 from .arrays import ARRAYS_SUFFIX, JobArrays, read_job_arrays, region_mask, saliency_at
-from .jobs import COLUMNS, rows_frame
+from .jobs import COLUMNS, rows_frame, with_optional_columns
 
 __all__ = ["ItemView", "StoredEvaluation", "is_evaluation_folder", "open_evaluation"]
 
@@ -92,6 +92,7 @@ class StoredEvaluation:
     metrics: Any
     arrays: dict
     _scores: Any = field(default=None, repr=False)
+    _reasons: Any = field(default=None, repr=False)
 
     @property
     def scores(self):
@@ -99,6 +100,14 @@ class StoredEvaluation:
         if self._scores is None:
             self._scores = score_table(self.metrics)
         return self._scores
+
+    @property
+    def nan_reasons(self):
+        """:attr:`scores`' shape, rows and columns, holding why each NaN score is undefined
+        (empty text where the score is a number, or where an older run did not record it)."""
+        if self._reasons is None:
+            self._reasons = score_table(self.metrics, "nan_reason").fillna("")
+        return self._reasons
 
     def items(self, metric: str = "iou", *, ascending: bool = True) -> list[int]:
         """Items that can be drawn, by their mean ``metric`` (worst first by default)."""
@@ -168,9 +177,10 @@ class StoredEvaluation:
         )
 
 
-def score_table(metrics):
-    """Tidy metric rows as one row per item x classifier x method x region source."""
-    wide = metrics.groupby([*SCORE_KEYS, "metric"], sort=False)["value"].first().unstack()
+def score_table(metrics, column: str = "value"):
+    """Tidy metric rows as one row per item x classifier x method x region source, with each
+    metric's ``column`` (the score, or its ``nan_reason``)."""
+    wide = metrics.groupby([*SCORE_KEYS, "metric"], sort=False)[column].first().unstack()
     order = list(dict.fromkeys(metrics["metric"]))
     wide = wide[order]
     wide.columns = [str(c) for c in wide.columns]
@@ -210,7 +220,7 @@ def _read_metrics(folder: Path):
                 "others); it was not written by `samcam evaluate`."
             )
         if len(frame):
-            frames.append(frame)
+            frames.append(with_optional_columns(frame))
     return pd.concat(frames, ignore_index=True) if frames else rows_frame([])
 
 

@@ -52,7 +52,7 @@ Modules
 
 from __future__ import annotations
 
-from ._batched import localization_metrics
+from ._batched import localization_metrics, localization_results
 from ._inputs import BINARIZE_METHODS, DegenerateInputWarning
 from ._prepared import PreparedMap, prepare_map
 from .binarization import binarize, tune_thresholds
@@ -81,6 +81,7 @@ __all__ = [
     "energy_pointing_game",
     "iou",
     "localization_metrics",
+    "localization_results",
     "pixel_precision",
     "pixel_recall",
     "pixel_specificity",

@@ -60,20 +60,13 @@ def localization_metrics(
         values are ``nan``, with one :class:`DegenerateInputWarning` per region and reason
         listing the metrics concerned.
     """
-    opts = binarize_options(method, threshold, percentile, fill_holes)
-    tol = check_tolerance(tolerance)
-    prepared = prepare_map(saliency)
-    count = k_count(k, prepared.n)
     many = _is_region_stack(region)
-    if many:
-        pairs = [MapRegionPair(prepared, r, f"region[{i}]") for i, r in enumerate(region)]
-    else:
-        pairs = [MapRegionPair(prepared, region)]
-    if not prepared.constant and any(p.n_pos for p in pairs):
-        prepared.order  # noqa: B018 - sorted before binarizing: Otsu then reads the sorted values
     out = []
-    for i, p in enumerate(pairs):
-        results = kernel_values(p, opts, tol, count)
+    for i, results in enumerate(
+        _region_results(
+            saliency, region, many, method, threshold, percentile, fill_holes, tolerance, k
+        )
+    ):
         by_reason: dict[str, list[str]] = {}
         for name, (_, why) in results.items():
             if why is not None:
@@ -85,13 +78,60 @@ def localization_metrics(
                 DegenerateInputWarning,
                 stacklevel=2,
             )
-        out.append(
-            {
-                name: (math.nan if why is not None else float(value))
-                for name, (value, why) in results.items()
-            }
-        )
+        out.append({name: value for name, (value, _) in results.items()})
     return out if many else out[0]
+
+
+def localization_results(
+    saliency: Any,
+    region: Any,
+    *,
+    method: str = "otsu",
+    threshold: float | None = None,
+    percentile: float | None = None,
+    fill_holes: bool | None = None,
+    tolerance: float = 0,
+    k: int | float = DEFAULT_K,
+) -> dict[str, tuple[float, str | None]] | list[dict[str, tuple[float, str | None]]]:
+    """Every metric with the reason it is undefined, without warnings.
+
+    Takes the arguments of :func:`localization_metrics` and computes the same values.
+
+    Returns
+    -------
+    dict or list of dict
+        ``{name: (value, reason)}`` in the order of :data:`METRIC_NAMES`: ``reason`` is None
+        where ``value`` is a number, else a short phrase such as ``"the region is empty"``
+        and ``value`` is ``nan``. One dict for one region, a list of them for several.
+    """
+    many = _is_region_stack(region)
+    out = _region_results(
+        saliency, region, many, method, threshold, percentile, fill_holes, tolerance, k
+    )
+    return out if many else out[0]
+
+
+def _region_results(
+    saliency, region, many, method, threshold, percentile, fill_holes, tolerance, k
+) -> list[dict[str, tuple[float, str | None]]]:
+    """``{name: (value, reason)}`` of each region; ``nan`` values where a reason is given."""
+    opts = binarize_options(method, threshold, percentile, fill_holes)
+    tol = check_tolerance(tolerance)
+    prepared = prepare_map(saliency)
+    count = k_count(k, prepared.n)
+    if many:
+        pairs = [MapRegionPair(prepared, r, f"region[{i}]") for i, r in enumerate(region)]
+    else:
+        pairs = [MapRegionPair(prepared, region)]
+    if not prepared.constant and any(p.n_pos for p in pairs):
+        prepared.order  # noqa: B018 - sorted before binarizing: Otsu then reads the sorted values
+    return [
+        {
+            name: ((math.nan, why) if why is not None else (float(value), None))
+            for name, (value, why) in kernel_values(p, opts, tol, count).items()
+        }
+        for p in pairs
+    ]
 
 
 def _is_region_stack(region: Any) -> bool:
