@@ -22,6 +22,7 @@ def pytest_runtest_setup(item):
     if cap != resource.RLIM_INFINITY and cap < need:
         pytest.skip(f"needs a data cap of {size} or more ({why}); the cap is {cap / 2**30:.1f}G")
 
+
 # torch._dynamo pulls in triton, whose LLVM clashes with the one software OpenGL loads for a
 # napari canvas: importing it after a viewer exists kills the process. Import it first.
 
