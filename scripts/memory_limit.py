@@ -5,6 +5,20 @@ torch allocate), inherited by every child the command starts: an allocation past
 ``MemoryError`` instead of taking the machine's memory. ``RLIMIT_AS`` is not used: CUDA builds of
 torch reserve many gigabytes of address space when imported and abort under it.
 
+``RLIMIT_DATA`` counts address space mapped for writing, used or not, so the script sets two
+allocator options (a value already in the environment is kept) that make it track the memory
+actually in use:
+
+- ``ARROW_DEFAULT_MEMORY_POOL=system``: pyarrow (which pandas uses for the evaluation's Parquet
+  files) allocates with ``malloc``; its default, mimalloc, reserves 1 GiB the first time it is
+  used, which would count against the cap while holding almost no memory.
+- ``MALLOC_MMAP_THRESHOLD_=131072``: glibc gives every block of 128 KiB or more its own mapping
+  and unmaps it when freed. Its default threshold grows with the blocks a program frees, after
+  which freed blocks stay mapped (and counted) though their pages are released.
+
+Together they lowered the mapped-for-writing size after the first 176 tests from 3.3 GiB to
+2.0 GiB (1.6 GiB resident) in one pytest process.
+
 Examples::
 
     python scripts/memory_limit.py 4G -- python -m pytest
@@ -18,6 +32,9 @@ import resource
 import sys
 
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+#: Environment the command gets unless it sets these itself (see the module docstring).
+ALLOCATOR_SETTINGS = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def parse_size(text: str) -> int:
@@ -33,6 +50,8 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__)
     limit = parse_size(argv[0])
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    for name, value in ALLOCATOR_SETTINGS.items():
+        os.environ.setdefault(name, value)
     command = argv[2:]
     os.execvp(command[0], command)
 

@@ -6,6 +6,23 @@ import numpy as np
 import pytest
 import torch._dynamo  # noqa: F401
 
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def pytest_runtest_setup(item):
+    """Skip a ``needs_memory`` test when the process runs under a smaller data cap."""
+    import resource
+
+    marker = item.get_closest_marker("needs_memory")
+    if marker is None:
+        return
+    size, why = marker.args
+    need = int(float(size[:-1]) * _UNITS[size[-1]])
+    cap = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    if cap != resource.RLIM_INFINITY and cap < need:
+        pytest.skip(f"needs a data cap of {size} or more ({why}); the cap is {cap / 2**30:.1f}G")
+
+
 # torch._dynamo pulls in triton, whose LLVM clashes with the one software OpenGL loads for a
 # napari canvas: importing it after a viewer exists kills the process. Import it first.
 

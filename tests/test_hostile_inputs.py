@@ -5,6 +5,7 @@ as text; a failed run leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -312,6 +313,30 @@ def test_memory_limit_script_caps_a_command_and_its_children(tmp_path):
         assert "MemoryError" in done.stderr
 
 
+def test_memory_limit_script_makes_pyarrow_allocate_with_malloc(tmp_path):
+    # mimalloc reserves 1 GiB on first use, which RLIMIT_DATA would count as used
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "memory_limit.py"
+    code = "import pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    for preset, expected in ((None, "system"), ("mimalloc", "mimalloc")):
+        if preset:
+            env["ARROW_DEFAULT_MEMORY_POOL"] = preset
+        done = subprocess.run(
+            [sys.executable, str(script), "2G", "--", sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
 def test_session_writer_into_a_path_under_a_file(tmp_path):
     from napari_samcam._napari._writer import write_session
 
@@ -322,3 +347,109 @@ def test_session_writer_into_a_path_under_a_file(tmp_path):
         write_session(str(blocker / "session"), layers)
     assert str(blocker) in str(error.value)
     assert blocker.read_text() == "a file, not a folder"
+
+
+def _tiff_declaring(path, shape=(60000, 60000)):
+    """A 16x16 uncompressed TIFF whose header then claims ``shape``: 3.6 GB from 512 bytes."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8))
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageLength"].overwrite(shape[0])
+        tif.pages[0].tags["ImageWidth"].overwrite(shape[1])
+    return path
+
+
+def test_tiff_declaring_more_pixels_than_it_holds_is_refused(tmp_path):
+    from napari_samcam.errors import ImageReadError
+    from napari_samcam.images import read_image
+
+    path = _tiff_declaring(tmp_path / "claims.tif")
+    with pytest.raises(ImageReadError, match="declares") as error:
+        read_image(path)
+    assert str(path) in str(error.value) and "3,600,000,000 bytes" in str(error.value)
+
+
+def test_compressed_tiff_is_read_up_to_the_array_limit(tmp_path):
+    import tifffile
+
+    from napari_samcam._raster import read_tiff
+    from napari_samcam.errors import ImageReadError
+
+    image = np.arange(64 * 48, dtype=np.uint16).reshape(64, 48)
+    tifffile.imwrite(tmp_path / "z.tif", image, compression="zlib")
+    np.testing.assert_array_equal(read_tiff(tmp_path / "z.tif"), image)
+    with pytest.raises(ImageReadError, match="6,144 bytes"):
+        read_tiff(tmp_path / "z.tif", limit=64 * 48 * 2 - 1)
+
+
+def _finishes(call, seconds=20.0):
+    """Run ``call`` in a thread: what it raised; fails if still blocked after ``seconds``."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            call()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked on a pipe"
+    return outcome.get("error")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_session_folder_with_a_pipe_or_an_inflated_tiff_is_refused(tmp_path):
+    from napari_samcam._napari._session_io import SESSION_FILE, read_session, write_session
+    from napari_samcam.errors import ImageReadError
+
+    features = pd.DataFrame({"score": [0.5]})
+    layers = [
+        (np.zeros((16, 16), np.uint8), {"name": "image"}, "image"),
+        (np.zeros((16, 16), np.int32), {"name": "regions", "features": features}, "labels"),
+    ]
+    session = tmp_path / "session"
+    write_session(session, layers)
+    data_file = session / "layers" / "00-image.tif"
+    features_file = session / "layers" / "01-regions.parquet"
+    assert data_file.name in (session / SESSION_FILE).read_text()
+    assert features_file.name in (session / SESSION_FILE).read_text()
+    assert len(read_session(session)) == 2
+
+    def swap_for_pipe(path):
+        saved = path.read_bytes()
+        path.unlink()
+        os.mkfifo(path)
+        return saved
+
+    for victim in (session / SESSION_FILE, data_file, features_file):
+        saved = swap_for_pipe(victim)
+        error = _finishes(lambda: read_session(session))
+        assert isinstance(error, ImageReadError), error
+        assert str(victim) in str(error) and "not a regular file" in str(error)
+        victim.unlink()
+        victim.write_bytes(saved)
+    _tiff_declaring(data_file)
+    error = _finishes(lambda: read_session(session))
+    assert isinstance(error, ImageReadError) and "declares" in str(error)
+    assert str(data_file) in str(error)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_model_folder_with_a_pipe_inside_is_refused(tmp_path, tiny_clip_folder):
+    import shutil
+
+    from napari_samcam.clip_regions import load_clip
+    from napari_samcam.errors import SamcamError
+
+    folder = tmp_path / "clip"
+    shutil.copytree(tiny_clip_folder, folder)
+    (folder / "merges.txt").unlink()
+    os.mkfifo(folder / "merges.txt")  # the tokenizer would wait on it for ever
+    error = _finishes(lambda: load_clip(str(folder), device="cpu"))
+    assert isinstance(error, SamcamError), error
+    assert str(folder / "merges.txt") in str(error) and "not a regular file" in str(error)

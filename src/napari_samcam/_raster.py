@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ._files import MAX_ARRAY_BYTES, open_regular
+from .errors import ImageReadError
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def read_tiff(
+    path: str | os.PathLike, what: str = "TIFF file", *, limit: int = MAX_ARRAY_BYTES
+) -> np.ndarray:
+    """The first image series of a TIFF file, its declared size checked before it is read.
+
+    Uncompressed pixels must fit in the file itself; compressed ones in ``limit`` bytes.
+
+    Raises
+    ------
+    ImageReadError
+        The file is not a regular file, not a TIFF, or declares more than it may hold (nothing
+        is allocated then). The message names the file.
+    """
+    import tifffile
+
+    with open_regular(path, what, ImageReadError) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            with tifffile.TiffFile(handle, name=Path(path).name) as tif:
+                series = tif.series[0]
+                declared = math.prod(series.shape) * np.dtype(series.dtype).itemsize
+                compressed = series.keyframe.compression != 1
+                room = limit if compressed else min(limit, size)
+                if declared > room:
+                    holds = f"{limit:,} bytes" if compressed else f"its {size:,} bytes"
+                    raise ImageReadError(
+                        f"{what} {str(path)!r} declares {series.shape} {series.dtype} pixels "
+                        f"({declared:,} bytes), more than {holds} can hold; nothing was "
+                        "allocated. The file is damaged or not what it claims: re-export it."
+                    )
+                return series.asarray()
+        except ImageReadError:
+            raise
+        except Exception as exc:  # any parser failure means a damaged or mislabelled file
+            raise ImageReadError(
+                f"{what} {str(path)!r} could not be read as TIFF ({type(exc).__name__}: {exc})."
+            ) from exc
 
 
 def read_raster(path: Path, suffix: str) -> tuple[np.ndarray, dict]:
@@ -15,9 +59,7 @@ def read_raster(path: Path, suffix: str) -> tuple[np.ndarray, dict]:
     A constant alpha channel is dropped (it carries nothing); colour images are ``(H, W, 3|4)``.
     """
     if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        array = tifffile.imread(str(path))
+        array = read_tiff(path, "image")
     else:
         import imageio.v3 as iio
 

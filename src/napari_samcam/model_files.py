@@ -18,6 +18,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+from ._files import require_regular_file
 from .errors import (
     CheckpointError,
     InputError,
@@ -229,6 +230,14 @@ _SAFETENSORS_FIX = (
 )
 
 
+def _require_plain_entries(folder: Path, what: str) -> None:
+    """Every entry of a model folder is a regular file or a folder (through links): a pipe or a
+    device among them would block or never end when transformers opens it."""
+    for entry in sorted(folder.rglob("*")):
+        if not entry.is_dir():
+            require_regular_file(entry, f"{what}: model folder entry", CheckpointError)
+
+
 def hf_pretrained(
     load,
     source: str,
@@ -277,6 +286,8 @@ def hf_pretrained(
     import pickle
 
     folder = Path(source)
+    if folder.is_dir():
+        _require_plain_entries(folder, what)
     kwargs: dict = {"trust_remote_code": False}
     if weights:
         if trusted:  # transformers reads pickles with weights_only=True by default

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .._files import open_regular
 from .._folders import check_writable
+from .._raster import read_tiff
 from ..errors import ImageReadError, OutputExistsError
 
 SESSION_FILE = "samcam-session.json"
@@ -469,7 +471,7 @@ def _inside(folder: Path, name: Any, where: str) -> Path:
             f"{where} {name!r} is a link that leads outside the session folder; a session "
             "refers only to files inside its own folder."
         )
-    if not target.is_file():
+    if not target.exists():  # a pipe or device is refused where the file is opened
         raise ImageReadError(
             f"{where} {name!r} is missing from the session folder; copy the whole folder, "
             "with its layers/ subfolder."
@@ -517,12 +519,14 @@ def read_session(path: str | os.PathLike) -> list[tuple]:
         message names the session file and the item.
     """
     import pandas as pd
-    import tifffile
 
     path = Path(path)
     session_file = path / SESSION_FILE
     try:
-        document = json.loads(session_file.read_text(encoding="utf-8"))
+        with open_regular(session_file, "session file", ImageReadError) as handle:
+            document = json.loads(handle.read().decode("utf-8"))
+    except ImageReadError:
+        raise
     except (OSError, ValueError) as exc:
         raise ImageReadError(
             f"session {str(path)!r}: {SESSION_FILE} could not be read ({exc}). The folder must "
@@ -550,8 +554,8 @@ def read_session(path: str | os.PathLike) -> list[tuple]:
             state["colormap"] = _colormap_value(state["colormap"])
         if layer_type in _ARRAY_TYPES:
             data_file = _inside(path, record["data_file"], f"{where}: layer {index} data_file")
+            data = read_tiff(data_file, f"{where}: layer {index} data_file")
             try:
-                data = tifffile.imread(data_file)
                 data = data.astype(np.dtype(record.get("dtype", data.dtype)), copy=False)
             except (OSError, ValueError, TypeError) as exc:
                 raise ImageReadError(
@@ -567,7 +571,8 @@ def read_session(path: str | os.PathLike) -> list[tuple]:
                 path, record["features_file"], f"{where}: layer {index} features_file"
             )
             try:
-                state["features"] = pd.read_parquet(features)
+                with open_regular(features, f"{where}: layer {index} features_file") as handle:
+                    state["features"] = pd.read_parquet(handle)
             except (OSError, ValueError) as exc:
                 raise ImageReadError(
                     f"{where}: layer {index} features_file {str(features)!r} could not be read "
