@@ -453,3 +453,50 @@ def test_model_folder_with_a_pipe_inside_is_refused(tmp_path, tiny_clip_folder):
     error = _finishes(lambda: load_clip(str(folder), device="cpu"))
     assert isinstance(error, SamcamError), error
     assert str(folder / "merges.txt") in str(error) and "not a regular file" in str(error)
+
+
+def test_npy_header_declaring_a_huge_length_is_refused_before_reading_it(tmp_path):
+    from napari_samcam._files import read_npy
+
+    path = tmp_path / "long-header.npy"
+    # format 2.0: a 4-byte header length, here 2 GB in a 30-byte file
+    path.write_bytes(b"\x93NUMPY\x02\x00" + (2**31 - 1).to_bytes(4, "little") + b"{}" * 8)
+    with pytest.raises(InputError, match="header declares 2,147,483,647 bytes") as error:
+        read_npy(path, "saliency file")
+    assert str(path) in str(error.value)
+    path.write_bytes(b"\x93NUMPY\x3a\x01" + b"\x00" * 20)  # a version numpy never wrote
+    with pytest.raises(InputError, match=r"version 58\.1"):
+        read_npy(path, "saliency file")
+
+
+def test_tiff_volume_with_no_slices_is_refused(tmp_path):
+    import tifffile
+
+    from napari_samcam.errors import SamcamError
+    from napari_samcam.images import read_image
+
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.uint8))
+    with pytest.raises(SamcamError, match="empty") as error:
+        read_image(tmp_path / "empty.tif")
+    assert str(tmp_path / "empty.tif") in str(error.value)
+
+
+@pytest.mark.slow
+def test_fuzz_driver_under_a_memory_cap_finds_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).parents[1] / "scripts"
+    fuzz = [sys.executable, str(scripts / "fuzz_readers.py"), "--iterations", "1500"]
+    fuzz += ["--seed", "7", "--keep", str(tmp_path / "findings")]
+    done = subprocess.run(
+        [sys.executable, str(scripts / "memory_limit.py"), "1G", "--", *fuzz],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1500 mutated files (seed 7)" in done.stdout and "0 finding(s)" in done.stdout
+    assert "refused" in done.stdout and "read" in done.stdout

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -128,7 +131,7 @@ def check_zip_sizes(path: str | os.PathLike, limit: int, *, what: str, fix: str)
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise InputError(f"{what} {str(path)!r} is not a readable zip archive ({exc}).") from None
     total = sum(info.file_size for info in infos)
     check_declared_bytes(total, limit, what=what, path=path, fix=fix)
@@ -146,6 +149,14 @@ def npy_declared_bytes(handle: IO[bytes]) -> tuple[int, int]:
 
     start = handle.tell()
     version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not one numpy writes")
+    if version != (1, 0):  # a 4-byte header length, read whole by numpy before any check
+        where = handle.tell()
+        (length,) = struct.unpack("<I", handle.read(4))
+        if length > _MAX_NPY_HEADER:
+            raise ValueError(f"its header declares {length:,} bytes")
+        handle.seek(where)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
     else:
@@ -186,7 +197,7 @@ def read_npy(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES
         size = os.fstat(handle.fileno()).st_size
         try:
             declared, header = npy_declared_bytes(handle)
-        except (ValueError, OSError, SyntaxError) as exc:
+        except _DAMAGED as exc:
             raise _npy_error(exc, path, what) from None
         check_declared_bytes(
             declared, min(limit, size - header), what=what, path=path, fix=_TRUNCATED
@@ -194,11 +205,29 @@ def read_npy(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES
         handle.seek(0)
         try:
             return np.load(handle, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except _DAMAGED as exc:
             raise _npy_error(exc, path, what) from None
 
 
 _TRUNCATED = "The file is damaged or made to exhaust memory; save the array again."
+
+#: numpy itself refuses headers over 10,000 bytes unless told otherwise.
+_MAX_NPY_HEADER = 1 << 16
+
+#: What numpy's header parser and zip's decompressor raise on damaged bytes.
+_DAMAGED = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    OSError,
+    EOFError,
+    SyntaxError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,  # zip features the reader lacks, e.g. patched data
+    struct.error,
+)
 
 
 def read_npz(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES) -> dict:
@@ -217,7 +246,7 @@ def read_npz(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES
     with open_regular(path, what) as handle:
         try:
             archive = zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except _DAMAGED as exc:
             raise InputError(
                 f"{what} {str(path)!r} is not a readable .npz file ({exc})."
             ) from None
@@ -241,7 +270,7 @@ def read_npz(path: str | os.PathLike, what: str, *, limit: int = MAX_ARRAY_BYTES
                         arrays[info.filename[:-4]] = np.lib.format.read_array(
                             member, allow_pickle=False
                         )
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+                except _DAMAGED as exc:
                     if isinstance(exc, InputError):
                         raise
                     raise _npy_error(exc, path, what) from None

@@ -13,6 +13,9 @@ from .errors import ImageReadError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
+#: The smallest TIFF image directory: entry count, one 12-byte entry, next offset.
+_MIN_PAGE_BYTES = 18
+
 
 def read_tiff(
     path: str | os.PathLike, what: str = "TIFF file", *, limit: int = MAX_ARRAY_BYTES
@@ -33,6 +36,14 @@ def read_tiff(
         size = os.fstat(handle.fileno()).st_size
         try:
             with tifffile.TiffFile(handle, name=Path(path).name) as tif:
+                # each page's directory takes at least 18 bytes: a damaged chain of offsets
+                # can otherwise name pages without end
+                for count, _ in enumerate(tif.pages, 1):
+                    if count > size // _MIN_PAGE_BYTES:
+                        raise ImageReadError(
+                            f"{what} {str(path)!r} chains more pages than its {size:,} bytes "
+                            "can hold; the file is damaged: re-export it."
+                        )
                 series = tif.series[0]
                 declared = math.prod(series.shape) * np.dtype(series.dtype).itemsize
                 compressed = series.keyframe.compression != 1

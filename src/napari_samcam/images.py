@@ -283,7 +283,7 @@ def validate_image(
             f"{name}: shape {array.shape} is not an image of shape {expected}. "
             "Select one slice or channel first."
         )
-    if min(spatial[-2:]) < 2:
+    if array.size == 0 or min(spatial[-2:]) < 2:  # a (0, H, W) volume is empty too
         raise InputError(
             f"{name}: shape {array.shape} is empty or one pixel wide; an image needs at least "
             "2x2 pixels."
