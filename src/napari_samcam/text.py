@@ -4,36 +4,7 @@ The code lives in :mod:`napari_samcam.clip_regions` (CLIP scoring of proposals) 
 :mod:`napari_samcam.region_proposals` (SAM's candidate regions); this module re-exports it.
 """
 
-from .clip_regions import (
-    BACKGROUNDS,
-    DEFAULT_NEGATIVES,
-    DEFAULT_TEMPLATES,
-    PROPOSAL_MODES,
-    PROPOSAL_OPTIONS,
-    ClipEncoder,
-    clear_clip_cache,
-    clear_text_cache,
-    clip_available,
-    crop_for_clip,
-    load_clip,
-    propose_regions,
-    segment_text,
-    text_regions,
-)
+from . import clip_regions
+from .clip_regions import *  # noqa: F403 - the public names of clip_regions, and only those
 
-__all__ = [
-    "BACKGROUNDS",
-    "DEFAULT_NEGATIVES",
-    "DEFAULT_TEMPLATES",
-    "PROPOSAL_MODES",
-    "PROPOSAL_OPTIONS",
-    "ClipEncoder",
-    "clear_clip_cache",
-    "clear_text_cache",
-    "clip_available",
-    "crop_for_clip",
-    "load_clip",
-    "propose_regions",
-    "segment_text",
-    "text_regions",
-]
+__all__ = list(clip_regions.__all__)
