@@ -304,3 +304,45 @@ def test_clicking_rows_of_the_results_table(
         )
         assert image.metadata["samcam_evaluation"]["item"] == item
         check(stall, limit, f"clicking a row of item {item}")
+
+
+# -- an 8000 x 8000 image ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_explain_segment_and_prompt_layers_on_an_8000_pixel_image(make_napari_viewer, qtbot):
+    """A 64-megapixel image: its saliency map is 256 MB of float32 and its regions layer 128 MB;
+    Explain (the built-in classifier), Segment (the image's first regions layer, LiteMedSAM),
+    Segment again (the layer updated in place) and Add prompt layers."""
+    import numpy as np
+
+    viewer = make_napari_viewer(show=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (8000, 8000), dtype=np.uint8)
+    viewer.add_image(pixels, name="large")
+    viewer.add_shapes(
+        [np.array([[2400.0, 2400.0], [4800.0, 4800.0]])], shape_type="rectangle", name="large box"
+    )
+    widget = open_widget(viewer)
+    limit = stall_limit(idle_gap(), cpu_contention())
+
+    def run(button, what):
+        stall = worst_stall(
+            lambda: click(qtbot, button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
+        )
+        assert "done" in widget.status.text(), widget.status.text()
+        check(stall, limit, what)
+
+    run(widget.explain_button, "Explain an 8000 x 8000 image")
+    run(widget.segment_button, "Segment an 8000 x 8000 image (first)")
+    run(widget.segment_button, "Segment an 8000 x 8000 image (again)")
+    saliency = next(lyr for lyr in viewer.layers if samcam_meta(lyr).get("kind") == "saliency")
+    assert saliency.multiscale and saliency.visible
+    regions = viewer.layers["large box regions"]
+    assert regions.visible and regions.data.dtype == np.uint16
+    assert len(regions.features) == 1
+
+    stall = worst_stall(
+        lambda: click(qtbot, widget.prompt_layers_button),
+        lambda: "large box prompts" in viewer.layers,
+    )
+    assert widget.shapes.value is viewer.layers["large box prompts"]
+    assert widget.points.value is viewer.layers["large point prompts"]
+    check(stall, limit, "Add prompt layers on an 8000 x 8000 image")

@@ -57,6 +57,7 @@ from ._jobs import (
 from ._layers import (
     all_indices,
     current_index,
+    full_resolution,
     image_plane,
     index_text,
     leading_shape,
@@ -65,9 +66,19 @@ from ._layers import (
     samcam_meta,
     shapes_to_boxes,
 )
-from ._prompt_layers import POLARITY_KEY, add_prompt_layers, bind_polarity_key, toggle_polarity
+from ._prompt_layers import (
+    POLARITY_KEY,
+    add_box_prompt_layer,
+    add_point_prompt_layer,
+    add_prompt_layers,
+    bind_polarity_key,
+    select_box_prompts,
+    toggle_polarity,
+)
 from ._result_layers import (
+    Later,
     region_layers,
+    run_now,
     text_style,
     unreliable_regions_note,
     write_regions,
@@ -181,6 +192,10 @@ class SamcamSession:
         self.predictions: dict[str, float] = {}
         #: The plane (leading indices; empty for a 2-D image) :attr:`predictions` belong to.
         self.predictions_index: tuple[int, ...] = ()
+        #: How a job's new result layers are put into the viewer (see
+        #: :func:`~napari_samcam._napari._result_layers.add_hidden`): at once, so that code gets
+        #: them back in the viewer; the dock widget spreads the steps over the event loop.
+        self.later: Later = run_now
         self._classifiers: dict[tuple, Any] = {}
         self._announced: Any = None
         self._image = None
@@ -489,7 +504,7 @@ class SamcamSession:
         if not results:
             return None
         self._layers()
-        layer = write_saliency(self.viewer, image, results)
+        layer = write_saliency(self.viewer, image, results, self.later)
         last = results[-1][1]
         self.predictions = dict(zip(names, last.probabilities, strict=False))
         self.predictions_index = tuple(results[-1][0])
@@ -575,7 +590,7 @@ class SamcamSession:
         for idx in indices:
             request = PlaneRequest(image_plane(image, idx))
             if saliency_layer is not None:
-                request.saliency = np.array(saliency_layer.data[idx], dtype=np.float32)
+                request.saliency = saliency_plane(saliency_layer, idx)
             if kind == "boxes":
                 if boxes is not None:
                     request.boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
@@ -656,7 +671,7 @@ class SamcamSession:
             request = PlaneRequest(image_plane(image, idx))
             request.boxes = boxes
             if saliency_layer is not None:
-                request.saliency = np.array(saliency_layer.data[idx], dtype=np.float32)
+                request.saliency = saliency_plane(saliency_layer, idx)
             requests.append(request)
         settings = self._segment_settings("boxes", saliency_layer, source="sam-volume-box")
         return self._volume_gen(image, requests, key[0], settings)
@@ -688,7 +703,9 @@ class SamcamSession:
 
     def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str]):
         self._layers()
-        written, n_rows = write_regions(self.viewer, image, results, settings, shapes_layer)
+        written, n_rows = write_regions(
+            self.viewer, image, results, settings, shapes_layer, self.later
+        )
         for note in [*notes, unreliable_regions_note(results)]:
             if note:
                 self._warn(note)
@@ -749,6 +766,20 @@ class SamcamSession:
         self._layers()
         return add_prompt_layers(self.viewer, image)
 
+    def add_point_prompts(self, layer=None):
+        """The Points layer for point prompts of an image layer (added unless it is there); see
+        :meth:`add_prompt_layers`."""
+        image = self.image_layer(layer)
+        self._layers()
+        return add_point_prompt_layer(self.viewer, image)
+
+    def add_box_prompts(self, layer=None):
+        """The Shapes layer for box prompts of an image layer (added unless it is there),
+        selected in rectangle mode; see :meth:`add_prompt_layers`."""
+        image = self.image_layer(layer)
+        self._layers()
+        return select_box_prompts(self.viewer, add_box_prompt_layer(self.viewer, image))
+
 
 def _missing_prompt(kind: str, layer, image, where: str) -> InputError:
     """What is wrong when a prompt layer gives no prompt: nothing drawn, or nothing usable."""
@@ -776,6 +807,19 @@ def _missing_prompt(kind: str, layer, image, where: str) -> InputError:
         f"no point prompt in layer {name!r}{where}: add points (P), and press T to toggle a "
         "selected point's polarity."
     )
+
+
+def saliency_plane(layer, index: tuple[int, ...]) -> np.ndarray:
+    """Plane ``index`` of a saliency layer as float32, for a job to read off the GUI thread.
+
+    A 2-D map is read where it is (a copy froze the GUI thread 0.5 s at 8000²): Explain gives
+    the layer a new array rather than writing into this one. A plane of a stack is copied,
+    since Explain writes into the stack.
+    """
+    data = full_resolution(layer)
+    if index:
+        return np.array(data[index], dtype=np.float32)
+    return np.asarray(data, dtype=np.float32)
 
 
 def _saliency_class(layer) -> str | None:

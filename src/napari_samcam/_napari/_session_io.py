@@ -34,6 +34,7 @@ from .._files import open_regular
 from .._folders import check_writable
 from .._raster import read_tiff
 from ..errors import ImageReadError, OutputExistsError
+from ._layers import META_KEY, display_levels
 
 SESSION_FILE = "samcam-session.json"
 SESSION_FORMAT = "napari-samcam-session"
@@ -233,6 +234,11 @@ def layer_state(meta: dict, layer_type: str) -> dict:
         else:
             state["affine"] = affine
     return state
+
+
+def _is_saliency(state: dict) -> bool:
+    samcam = (state.get("metadata") or {}).get(META_KEY)
+    return isinstance(samcam, dict) and samcam.get("kind") == "saliency"
 
 
 def _features(meta: dict):
@@ -562,6 +568,9 @@ def read_session(path: str | os.PathLike) -> list[tuple]:
                     f"{where}: layer {index} data_file {str(data_file)!r} could not be read "
                     f"({exc})."
                 ) from exc
+            if layer_type == "image" and _is_saliency(state):
+                data = display_levels(data)
+                state["multiscale"] = isinstance(data, list)
         elif layer_type == "shapes":
             data = list(record["data"])
         else:

@@ -1,11 +1,12 @@
 """One-time costs of a napari process paid in a background thread before the user needs them.
 
 napari's first layer builds the unit registry of pint (about a second, pure Python) on the GUI
-thread, its first Labels or Shapes layer imports pandas for the layer's features (0.5-0.7 s),
-and the phantom samples are generated on it when first opened (seconds: the chest background is
-read and eight phantoms rendered). The plugin's widgets start this thread when
-they open, so that the first sample, image or evaluation item shown afterwards does not freeze
-the viewer for it. napari only, no Qt.
+thread, its first Labels or Shapes layer imports pandas for the layer's features (0.5-0.7 s)
+and its first Labels layer skimage's colour conversions for the label colours, and the phantom
+samples are generated on it when first opened (seconds: the chest background is read and eight
+phantoms rendered). The plugin's widgets start this thread when they open, so that the first
+sample, image or evaluation item shown afterwards does not freeze the viewer for it. napari
+only, no Qt.
 
 Python's cyclic garbage collector also freezes it: a full collection walks every object of the
 process (millions once napari, pandas and torch are imported) on whichever thread allocates at
@@ -38,6 +39,9 @@ def _warm() -> None:
 
         pint.get_application_registry().pixel  # noqa: B018 (builds the registry)
         import pandas  # noqa: F401
+        from napari.utils.colormaps import label_colormap
+
+        label_colormap()  # the first Labels layer's colours import skimage.color (0.1-0.2 s)
 
         from ._sample_data import warm_samples
 

@@ -4,19 +4,24 @@ notifications instead of tracebacks."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
+from .._napari._result_layers import run_now
 from .._napari._session import JobCancelled, Step, limit_torch_threads
 from .._napari._warmup import freeze_survivors
 from ..errors import SamcamError
 
 logger = logging.getLogger(__name__)
+
+#: Milliseconds between two steps of showing a job's result (see ``JobRunner._later``).
+STEP_PAUSE_MS = 30
 
 
 @dataclass
@@ -78,7 +83,7 @@ class JobRunner(QObject):
     step(str)
         Progress text of the running job.
     finished(str, object)
-        Title and return value of the job's apply callable, after it was applied.
+        Title and return value of the job's apply callable, once its result is in the viewer.
     """
 
     busy = Signal(bool)
@@ -94,11 +99,32 @@ class JobRunner(QObject):
         self._title = ""
         self._ended = False  # the running job's final state was shown
         self._cancelling = False
+        self._steps: deque[Callable[[], None]] = deque()  # the result's steps still to run
+        self._unapplied: Outcome | None = None  # a job's result waiting for its turn
+        self._finish_waiting = False
 
     @property
     def running(self) -> bool:
-        """Whether a job is running."""
-        return self.worker is not None
+        """Whether a job is running, or its new layers are still to be shown."""
+        return self.worker is not None or bool(self._steps)
+
+    def _later(self, step: Callable[[], None]) -> None:
+        """Run a step of showing the job's result a turn of the event loop after the step
+        before it (see :func:`~napari_samcam._napari._result_layers.add_hidden`), so that the
+        canvas draws and answers in between."""
+        self._steps.append(step)
+        if len(self._steps) == 1:
+            QTimer.singleShot(STEP_PAUSE_MS, self._next_step)
+
+    def _next_step(self) -> None:
+        try:
+            self._steps[0]()
+        except Exception as exc:  # a layer removed meanwhile, ...: the rest still runs
+            logger.error("%s: showing the result failed", self._title, exc_info=exc)
+        finally:
+            self._steps.popleft()
+            if self._steps:
+                QTimer.singleShot(STEP_PAUSE_MS, self._next_step)
 
     def start(self, title: str, make_job: Callable[[], Any]) -> bool:
         """Create the job (on this thread: it reads the layers) and start it in a worker.
@@ -184,8 +210,28 @@ class JobRunner(QObject):
             self._end(f"{self._title}: failed")
             show_error(error_message(self._title, exc))
             return
+        # applied from the event loop itself: this signal can arrive inside napari's progress
+        # bar update (which processes events), and the result's layers and the canvas redraw
+        # that follows it then froze the viewer as one stall
+        self._unapplied = outcome
+        QTimer.singleShot(STEP_PAUSE_MS, self._apply)
+
+    def _apply(self) -> None:
+        outcome, self._unapplied = self._unapplied, None
+        if outcome is None:
+            return
+        if self._cancelling:
+            self._report_cancelled()
+        else:
+            self._apply_outcome(outcome)
+        if self._finish_waiting:
+            self._finish_waiting = False
+            self._on_finished()
+
+    def _apply_outcome(self, outcome: Outcome) -> None:
         said: list[str] = []
         self.session.status.connect(said.append)
+        self.session.later = self._later
         try:
             value = outcome.apply() if callable(outcome.apply) else outcome.apply
         except Exception as exc:
@@ -196,8 +242,10 @@ class JobRunner(QObject):
             return
         finally:
             self.session.status.disconnect(said.append)
+            self.session.later = run_now
         self._end(f"{self._title}: done" + (f" ({said[-1]})" if said else ""))
-        self.finished.emit(self._title, value)
+        title = self._title
+        self._later(lambda: self.finished.emit(title, value))  # once the result is in the viewer
 
     def _on_aborted(self) -> None:
         self._report_cancelled()
@@ -214,6 +262,9 @@ class JobRunner(QObject):
         self.step.emit(text)
 
     def _on_finished(self) -> None:
+        if self._unapplied is not None:  # the result is still to be shown: finish after it
+            self._finish_waiting = True
+            return
         if not self._ended:
             # a cancelled worker emits neither `returned` nor `aborted` when the job itself
             # stopped first (JobCancelled at its next step)
