@@ -2,8 +2,9 @@
 
 A fresh napari process (under ``xvfb-run`` when there is no display) opens the dock widget from
 the Plugins menu, opens the phantom lesion sample from the File menu, clicks Explain (loading
-the built-in classifier) and Segment (loading LiteMedSAM), and records each action's longest
-gap between the ticks of a 20 ms QTimer (:mod:`napari_samcam._qt._heartbeat`). The baseline is
+the built-in classifier) and Segment (loading LiteMedSAM), then the same and *Add prompt layers*
+on an 8000 x 8000 image, and records each action's longest gap between the ticks of a 20 ms
+QTimer (:mod:`napari_samcam._qt._heartbeat`). The baseline is
 the longest gap with nothing to do, measured first in the same process; the target is
 ``max(300 ms x CPU contention, 3 x idle gap)`` (:func:`~napari_samcam._qt._heartbeat.stall_limit`).
 
@@ -65,6 +66,28 @@ for title, button in (
         lambda: not widget.runner.running,
         timeout_s=300,
     )
+# an 8000 x 8000 image: a 256 MB float32 saliency map, a 128 MB regions layer
+import numpy as np
+large = viewer.add_image(
+    np.random.default_rng(0).integers(0, 256, (8000, 8000), dtype=np.uint8), name="large"
+)
+viewer.add_shapes([np.array([[2400.0, 2400.0], [4800.0, 4800.0]])], shape_type="rectangle",
+                  name="large box")
+widget.image.value = large
+for title, button in (
+    ("Explain, 8000 x 8000 image", widget.explain_button),
+    ("Segment, 8000 x 8000 image (new layer)", widget.segment_button),
+    ("Segment, 8000 x 8000 image (again)", widget.segment_button),
+):
+    stalls[title] = worst_stall(
+        lambda b=button: QTest.mouseClick(b, Qt.MouseButton.LeftButton),
+        lambda: not widget.runner.running,
+        timeout_s=300,
+    )
+stalls["Add prompt layers, 8000 x 8000 image"] = worst_stall(
+    lambda: QTest.mouseClick(widget.prompt_layers_button, Qt.MouseButton.LeftButton),
+    lambda: "large box prompts" in viewer.layers,
+)
 print("RESULT" + json.dumps({"idle_s": idle, "contention": contention,
                              "limit_s": stall_limit(idle, contention), "stalls_s": stalls,
                              "status": widget.status.text()}))

@@ -116,7 +116,10 @@ def test_dask_cluster_gives_the_same_rows(local_result, phantom_manifest, models
         n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
     ) as cluster:
         result = _run(phantom_manifest, tmp_path, models, scheduler=cluster.scheduler_address)
-    pd.testing.assert_frame_equal(result.metrics, local_result.metrics, rtol=1e-6)
+    # the same rows up to float32 rounding: a worker thread runs torch with its own number of
+    # intra-op threads, so sums over a tensor may be taken in another order (one SAM score in
+    # 110 differed by 1.1e-6 relative in a full-suite run)
+    pd.testing.assert_frame_equal(result.metrics, local_result.metrics, rtol=1e-5)
 
 
 def test_interrupted_run_resumes_to_the_same_table(
