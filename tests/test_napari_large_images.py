@@ -12,6 +12,7 @@ pytest.importorskip("napari")
 from napari.components import ViewerModel
 from napari.layers import Layer
 
+from napari_samcam._napari._jobs import labels_buffer, region_display
 from napari_samcam._napari._layers import (
     META_KEY,
     PYRAMID_MIN_SIDE,
@@ -19,7 +20,6 @@ from napari_samcam._napari._layers import (
     display_levels,
     labels_dtype,
 )
-from napari_samcam._napari._result_layers import mask_box
 from napari_samcam._napari._session import SamcamSession, saliency_plane
 from napari_samcam.metrics import localization_metrics
 
@@ -47,20 +47,33 @@ def test_labels_dtype_is_16_bit_while_the_labels_fit():
     assert labels_dtype(65536) == np.int32
 
 
-def test_mask_box_holds_every_pixel_and_no_empty_border():
+def test_region_display_is_the_tight_box_of_the_mask_and_its_trust_columns():
+    from napari_samcam.region_trust import quality_of_region
+    from napari_samcam.sam.types import Region
+
     rng = np.random.default_rng(4)
     for _ in range(20):
         mask = np.zeros((60, 70), dtype=bool)
         r0, c0 = rng.integers(0, 50, 2)
         mask[r0 : r0 + rng.integers(1, 10), c0 : c0 + rng.integers(1, 10)] = True
         mask &= rng.random(mask.shape) < 0.7
-        rows, cols = mask_box(mask)
-        assert mask[rows, cols].sum() == mask.sum()
+        region = Region(mask, "sam-box", {"box": [int(r0), int(c0), int(r0) + 9, int(c0) + 9]})
+        shown = region_display(region)
+        assert shown.area == mask.sum() == shown.mask.sum()
+        np.testing.assert_array_equal(shown.mask, mask[shown.where])
+        quality = quality_of_region(region)
+        assert shown.trust == {k: quality[k] for k in ("region_unreliable", "region_reason")}
         if mask.any():
-            inner = mask[rows, cols]
+            inner = shown.mask  # no empty border row or column
             assert inner[0].any() and inner[-1].any() and inner[:, 0].any() and inner[:, -1].any()
-    rows, cols = mask_box(np.zeros((5, 5), dtype=bool))
-    assert mask_box(np.zeros((5, 5), dtype=bool)) and not np.zeros((5, 5))[rows, cols].size
+    empty = region_display(Region(np.zeros((5, 5), dtype=bool), "sam-box"))
+    assert empty.area == 0 and empty.mask.size == 0
+
+
+def test_labels_buffer_is_a_zeroed_16_bit_array_or_nothing():
+    assert labels_buffer(None) is None
+    buffer = labels_buffer((3, 40, 50))
+    assert buffer.shape == (3, 40, 50) and buffer.dtype == np.uint16 and not buffer.any()
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ A 20 ms QTimer on the GUI thread records its ticks while an action runs, driven 
 it (menu actions triggered, buttons and table rows clicked, file dialogs answered by patching
 ``QFileDialog``), until the action's result is shown. The longest gap between two ticks is the
 longest the viewer froze. The limit is 300 ms times the CPU contention measured in the same test
-(median / best time of a fixed workload: about 1 on an idle machine, larger when other
-processes share the cores), or 3 times the longest gap measured with nothing to do (a busy
-machine delays the timer itself), whichever is larger.
+(wall / CPU time of a fixed workload: about 1 on an idle machine, larger when other processes
+share the cores), 3 times the longest gap measured with nothing to do (a busy machine delays
+the timer itself), or 1.25 times napari's own stall for adding an empty Labels layer to the same
+viewer just before (no action that adds a layer can stall less), whichever is largest.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from napari_samcam._napari._layers import samcam_meta
 from napari_samcam._qt._heartbeat import (
     cpu_contention,
     idle_gap,
+    layer_insert_floor,
     process_events_for,
     stall_limit,
     worst_stall,
@@ -64,6 +66,20 @@ def menu_entry(viewer, text: str):
 def check(stall: float, limit: float, what: str) -> None:
     print(f"{what}: worst stall {stall * 1000:.0f} ms (limit {limit * 1000:.0f} ms)")
     assert stall <= limit, f"{what} froze the viewer for {stall:.2f} s (limit {limit:.2f} s)"
+
+
+def measured_limit(viewer) -> float:
+    """The stall limit of this moment in ``viewer`` (see the module's docstring), once the
+    garbage that earlier tests left (closed viewers and their layers) is collected: a full
+    collection of it during an action froze the GUI thread 0.1-0.35 s, the history of the test
+    run rather than the action. Collections that the action's own allocations start count."""
+    import gc
+
+    gc.collect()
+    floor = layer_insert_floor(viewer)
+    limit = stall_limit(idle_gap(), cpu_contention(), floor)
+    print(f"napari's own layer insert: {floor * 1000:.0f} ms")
+    return limit
 
 
 def click(qtbot, button) -> None:
@@ -102,13 +118,16 @@ FRESH_OPEN = textwrap.dedent(
         if "Saliency localization" in a.text()
     )
     idle, contention = idle_gap(1.0), cpu_contention()
+    from napari_samcam._napari._warmup import warm_up_done
     from napari_samcam._qt._widget import SamcamWidget
 
-    def built():
+    def built_and_warm():
+        # the widget's warm-up thread (imports, phantoms) runs beside the GUI thread: its
+        # turns at the GIL count as part of opening the widget
         widget = window.findChild(SamcamWidget)
-        return widget is not None and widget.built
+        return widget is not None and widget.built and warm_up_done(0)
 
-    stall = worst_stall(entry.trigger, built, timeout_s=60, settle_s=1.0)
+    stall = worst_stall(entry.trigger, built_and_warm, timeout_s=60, settle_s=1.0)
     print(json.dumps({"idle": idle, "contention": contention, "stall": stall,
                       "torch": "torch" in sys.modules}))
     viewer.close()
@@ -158,8 +177,8 @@ def test_opening_a_sample(make_napari_viewer, key):
 
     viewer = make_napari_viewer(show=True)
     open_widget(viewer)
-    assert warm_up_done(timeout=120)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    assert process_events_for(120, lambda: warm_up_done(0))  # it starts a moment after the build
+    limit = measured_limit(viewer)
     entry = menu_entry(viewer, SAMPLES[key])
     expected = len(getattr(_sample_data, SAMPLE_FUNCTIONS[key])())
     stall = worst_stall(entry.trigger, lambda: len(viewer.layers) == expected)
@@ -174,7 +193,7 @@ def test_opening_a_sample_before_the_warm_up_is_done(make_napari_viewer):
     from napari_samcam._napari import _warmup
 
     viewer = make_napari_viewer(show=True)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
     _sample_data._series.cache_clear()  # as in a fresh process: nothing generated yet
     entry = menu_entry(viewer, SAMPLES["phantom-marker"])
     if _warmup.warm_up_done(0):  # an earlier test ran it: run it again for this one
@@ -197,7 +216,7 @@ def test_explain_segment_table_and_session(make_napari_viewer, qtbot, tmp_path, 
     viewer = make_napari_viewer(show=True)
     menu_entry(viewer, SAMPLES["phantom-lesion"]).trigger()
     widget = open_widget(viewer)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
 
     def run(button, what):
         stall = worst_stall(
@@ -238,7 +257,7 @@ def test_explain_the_radiograph(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     menu_entry(viewer, SAMPLES["chest-radiograph"]).trigger()
     widget = open_widget(viewer)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
     stall = worst_stall(
         lambda: click(qtbot, widget.explain_button), _job_done(widget), timeout_s=JOB_TIMEOUT_S
     )
@@ -272,7 +291,7 @@ def _item_shown(widget):
 def test_opening_an_evaluation_folder(make_napari_viewer, qtbot, tiny_evaluation, monkeypatch):
     viewer = make_napari_viewer(show=True)
     widget = _results_widget(viewer, tiny_evaluation, monkeypatch)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
     stall = worst_stall(lambda: click(qtbot, widget.open_button), _item_shown(widget))
     assert widget.table.rowCount() > 0
     check(stall, limit, "opening an evaluation folder")
@@ -285,7 +304,7 @@ def test_clicking_rows_of_the_results_table(
     widget = _results_widget(viewer, tiny_evaluation, monkeypatch)
     click(qtbot, widget.open_button)
     qtbot.waitUntil(_item_shown(widget), timeout=60000)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
     table = widget.table
     items = {}
     for row in range(table.rowCount()):
@@ -321,7 +340,7 @@ def test_explain_segment_and_prompt_layers_on_an_8000_pixel_image(make_napari_vi
         [np.array([[2400.0, 2400.0], [4800.0, 4800.0]])], shape_type="rectangle", name="large box"
     )
     widget = open_widget(viewer)
-    limit = stall_limit(idle_gap(), cpu_contention())
+    limit = measured_limit(viewer)
 
     def run(button, what):
         stall = worst_stall(

@@ -74,17 +74,20 @@ def in_place_steps(
 
             steps.append(update)
         else:
-            # added hidden, shown one step later: building the layer and its first draw
-            # (napari's slicing, the shaders of a new kind of layer) come apart
+            # built, inserted hidden, then shown, a step each: building the layer, inserting it
+            # (its canvas node and layer controls) and its first draw (napari's slicing, the
+            # shaders of a new kind of layer) come apart
 
-            def add(data=data, kwargs=kwargs, kind=kind, place=place):
-                hidden = {**kwargs, "visible": False}
-                shown[place] = viewer.add_layer(Layer.create(data, hidden, kind))
+            def build(data=data, kwargs=kwargs, kind=kind, place=place):
+                shown[place] = Layer.create(data, {**kwargs, "visible": False}, kind)
+
+            def insert(place=place):
+                viewer.add_layer(shown[place])
 
             def show(kwargs=kwargs, place=place):
                 shown[place].visible = bool(kwargs.get("visible", True))
 
-            steps.extend([add, show])
+            steps.extend([build, insert, show])
     for layer in free:
         if retire is not None:
             steps.append(lambda layer=layer: retire(layer))

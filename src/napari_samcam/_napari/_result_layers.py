@@ -241,11 +241,18 @@ def region_layers(layers, image, kind: str | None = None) -> list:
 
 
 def write_regions(
-    viewer, image, results: list[tuple], settings: dict, shapes_layer, later: Later = run_now
+    viewer,
+    image,
+    results: list[tuple],
+    settings: dict,
+    shapes_layer,
+    later: Later = run_now,
+    spare: np.ndarray | None = None,
 ):
     """Put SAM regions into the image's regions Labels layers and their ``features`` tables.
 
-    ``results`` are ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job. The
+    ``results`` are ``(PlaneRequest, boxes, regions, metric rows, region displays)`` of a
+    segmentation job; ``spare``, a zeroed array its worker prepared for a new layer. The
     regions of one prompt kind go into that kind's layers (see :func:`region_layers`); no
     region covers another, so each layer's table and pixels agree. Labels are unique over all
     regions layers of the image. A new run on a plane replaces the regions of the same kind on
@@ -269,25 +276,27 @@ def write_regions(
     largest = [_largest_label_of(np.asarray(lyr.data), _regions_table(lyr)) for lyr in others]
     largest += [_largest_label_of(d, t) for d, t in zip(datas, tables, strict=True)]
     next_label = 1 + max(largest, default=0)
-    dtype = labels_dtype(next_label - 1 + sum(len(regions) for _, _, regions, _ in results))
+    dtype = labels_dtype(next_label - 1 + sum(len(result[2]) for result in results))
     datas = [data if data.dtype == dtype else data.astype(dtype) for data in datas]
     if not datas:  # the kind's first layer exists even when a run finds nothing
-        datas.append(np.zeros(shape, dtype=dtype))
+        fits = spare is not None and spare.shape == shape and spare.dtype == dtype
+        datas.append(spare if fits else np.zeros(shape, dtype=dtype))
         tables.append(None)
     rows: list[list[dict]] = [[] for _ in datas]
     summaries, saliency_boxes_layer = {}, []
     received: set[int] = set()
-    for request, boxes, regions, metric_rows in results:
+    for request, boxes, regions, metric_rows, displays in results:
         index = request.plane.index
-        for k, (region, metrics) in enumerate(zip(regions, metric_rows, strict=True)):
-            box = mask_box(region.mask)
-            mask = region.mask[box]
-            place = _free_layer(datas, (*index, *box), mask)
+        for k, (region, metrics, shown) in enumerate(
+            zip(regions, metric_rows, displays, strict=True)
+        ):
+            where = (*index, *shown.where)
+            place = _free_layer(datas, where, shown.mask)
             if place == len(datas):
                 datas.append(np.zeros(shape, dtype=dtype))
                 tables.append(None)
                 rows.append([])
-            datas[place][(*index, *box)][mask] = next_label
+            datas[place][where][shown.mask] = next_label
             received.add(place)
             row = {
                 "index": next_label,
@@ -296,8 +305,8 @@ def write_regions(
                 "region_source": region.source,
                 "prompt": json_text(region.prompt),
                 "score": float(region.score),
-                **_trust_columns(region),
-                "area": int(region.area),
+                **shown.trust,
+                "area": shown.area,
                 "model": region.model,
                 "saliency": settings["saliency_name"] or "",
                 "class_name": settings["class_name"] or "",
@@ -309,7 +318,7 @@ def write_regions(
                 summaries[request.shape_ids[k]] = metrics_summary(row)
             if kind == "saliency" and boxes is not None and k < len(boxes):
                 saliency_boxes_layer.append((index, boxes[k], metrics_summary(row)))
-    segmenter = _first(r.model for _, _, regs, _ in results for r in regs)
+    segmenter = _first(r.model for result in results for r in result[2])
     written = []
     for place, data in enumerate(datas):
         table = _table(tables[place], rows[place], bool(lead))
@@ -353,17 +362,6 @@ def write_regions(
     chosen = [layer for place, layer in written if place in received] or [written[0][1]]
     later(lambda: setattr(layers.selection, "active", chosen[0]))  # once it is in the viewer
     return chosen, sum(len(r) for r in rows)
-
-
-def mask_box(mask: np.ndarray) -> tuple[slice, slice]:
-    """The slices of the smallest rectangle that holds every pixel of a 2-D ``mask`` (empty
-    slices for an empty mask). Writing a region through its rectangle spares the GUI thread
-    passes over the whole plane (0.1 s each at 8000²)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not len(rows):
-        return slice(0, 0), slice(0, 0)
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _free_layer(datas: list[np.ndarray], where: tuple, mask: np.ndarray) -> int:
@@ -504,25 +502,16 @@ def _first(values) -> str:
 def unreliable_regions_note(results: list[tuple]) -> str:
     """A warning naming the new SAM regions that look unreliable and why ('' when none do).
 
-    ``results`` are the ``(PlaneRequest, boxes, regions, metric rows)`` of a segmentation job;
-    the flags are those of the region table's ``region_unreliable`` column.
+    ``results`` are the ``(PlaneRequest, boxes, regions, metric rows, region displays)`` of a
+    segmentation job; the flags are those of the region table's ``region_unreliable`` column.
     """
-    regions = [region for _, _, regs, _ in results for region in regs]
-    flagged = [(r, _trust_columns(r)) for r in regions]
-    flagged = [(r, cols["region_reason"]) for r, cols in flagged if cols["region_unreliable"]]
-    if not flagged:
+    trusts = [shown.trust for result in results for shown in result[4]]
+    reasons = [t["region_reason"] for t in trusts if t["region_unreliable"]]
+    if not reasons:
         return ""
-    reasons = [reason for _, reason in flagged if reason]
-    why = f" (the first: {reasons[0]})" if reasons else ""
+    given = [reason for reason in reasons if reason]
+    why = f" (the first: {given[0]})" if given else ""
     return (
-        f"{len(flagged)} of {len(regions)} SAM region(s) look unreliable{why}: their scores are "
+        f"{len(reasons)} of {len(trusts)} SAM region(s) look unreliable{why}: their scores are "
         "flagged in the region table (region_unreliable). Check the mask, or draw a tighter box."
     )
-
-
-def _trust_columns(region) -> dict:
-    """Whether a SAM region looks unreliable, and why (the widget's flag column)."""
-    from ..region_trust import quality_of_region
-
-    quality = quality_of_region(region)
-    return {k: quality[k] for k in ("region_unreliable", "region_reason")}

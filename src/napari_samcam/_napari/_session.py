@@ -619,8 +619,20 @@ class SamcamSession:
                 "SAM needs at least one positive point on the region (select a point and press "
                 "T to make it positive)."
             )
-        settings = self._segment_settings(kind, saliency_layer, text=text)
+        settings = self._segment_settings(
+            kind, saliency_layer, text=text, new_layer_shape=self._new_layer_shape(image, kind)
+        )
         return self._segment_gen(image, requests, settings, shapes_layer)
+
+    def _new_layer_shape(self, image, kind: str) -> tuple[int, ...] | None:
+        """The shape of the regions layer of ``kind`` when a job is to create it (its worker
+        prepares the array), else ``None``."""
+        shape = (*leading_shape(image), *plane_shape(image))
+        if any(
+            tuple(lyr.data.shape) == shape for lyr in region_layers(self._layers(), image, kind)
+        ):
+            return None
+        return shape
 
     def _segment_settings(self, kind: str, saliency_layer, **extra) -> dict[str, Any]:
         """What a segment job needs of the session's settings (read on the GUI thread)."""
@@ -673,14 +685,19 @@ class SamcamSession:
             if saliency_layer is not None:
                 request.saliency = saliency_plane(saliency_layer, idx)
             requests.append(request)
-        settings = self._segment_settings("boxes", saliency_layer, source="sam-volume-box")
+        settings = self._segment_settings(
+            "boxes",
+            saliency_layer,
+            source="sam-volume-box",
+            new_layer_shape=self._new_layer_shape(image, "boxes"),
+        )
         return self._volume_gen(image, requests, key[0], settings)
 
     def _volume_gen(self, image, requests, key: int, settings: dict):
-        results, notes = yield from volume_steps(
+        results, notes, spare = yield from volume_steps(
             requests, key, settings, self._load_segmenter, self._cancel
         )
-        return lambda: self._apply_regions(image, results, settings, None, notes)
+        return lambda: self._apply_regions(image, results, settings, None, notes, spare)
 
     def _saliency_for(self, image, saliency):
         if saliency is None:
@@ -696,15 +713,15 @@ class SamcamSession:
         return layer
 
     def _segment_gen(self, image, requests: list[PlaneRequest], settings: dict, shapes_layer):
-        results, notes = yield from segment_steps(
+        results, notes, spare = yield from segment_steps(
             requests, settings, self._load_segmenter, self._cancel
         )
-        return lambda: self._apply_regions(image, results, settings, shapes_layer, notes)
+        return lambda: self._apply_regions(image, results, settings, shapes_layer, notes, spare)
 
-    def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str]):
+    def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str], spare):
         self._layers()
         written, n_rows = write_regions(
-            self.viewer, image, results, settings, shapes_layer, self.later
+            self.viewer, image, results, settings, shapes_layer, self.later, spare
         )
         for note in [*notes, unreliable_regions_note(results)]:
             if note:

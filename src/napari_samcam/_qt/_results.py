@@ -45,8 +45,8 @@ from .._napari._evaluation import (
     item_prompts,
 )
 from .._napari._layer_update import in_place_steps
-from .._napari._warmup import warm_up_in_background
 from ..errors import InputError, SamcamError
+from ._staged import warm_up_soon
 
 #: Columns of the table before the metrics.
 KEY_COLUMNS = ("item", "image", "classifier", "cam_method", "region_source")
@@ -150,7 +150,7 @@ class ResultsWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        warm_up_in_background()
+        warm_up_soon()
         self.viewer = napari_viewer
         self.stored = None
         self.shown_item: int | None = None

@@ -123,6 +123,23 @@ def _same_extent(extent, layer) -> bool:
     return other.shape == extent.shape and bool(np.allclose(other, extent))
 
 
+#: Milliseconds from a dock widget's build to the start of the warm-up thread.
+WARM_UP_DELAY_MS = 300
+
+
+def warm_up_soon() -> None:
+    """Start the warm-up thread a moment after a dock widget was built and drawn.
+
+    The warm-up's imports take turns with the GUI thread for Python's GIL: started with the
+    widget, they doubled its build stages and first paint (0.3-0.7 s stalls).
+    """
+    from qtpy.QtCore import QTimer
+
+    from .._napari._warmup import warm_up_in_background
+
+    QTimer.singleShot(WARM_UP_DELAY_MS, warm_up_in_background)
+
+
 def wait_for_warm_up() -> None:
     """Let the event loop run (the viewer answers) until the warm-up thread has generated the
     phantoms: on the GUI thread they froze it for seconds when a phantom sample was opened

@@ -40,11 +40,10 @@ from .._napari._session import (
     clip_status,
 )
 from .._napari._triton_guard import guard_triton
-from .._napari._warmup import warm_up_in_background
 from ..evaluation_settings import setting
 from ..sam_preprocess import PREPROCESS_EXAMPLES
 from ._runner import JobRunner
-from ._staged import WIDGET_OPENERS, opened_from_the_gui
+from ._staged import WIDGET_OPENERS, opened_from_the_gui, warm_up_soon
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +146,6 @@ class SamcamWidget(QWidget):
     def __init__(self, napari_viewer, session: SamcamSession | None = None):
         super().__init__()
         guard_triton()
-        warm_up_in_background()
         self.viewer = napari_viewer
         self.session = session if session is not None else SamcamSession(napari_viewer)
         self.runner = JobRunner(self.session, self)
@@ -176,6 +174,7 @@ class SamcamWidget(QWidget):
         self._push_console()
         if self.isVisible():
             self._fit_width()
+        warm_up_soon()
 
     @property
     def built(self) -> bool:
