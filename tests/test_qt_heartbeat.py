@@ -6,8 +6,9 @@ it (menu actions triggered, buttons and table rows clicked, file dialogs answere
 longest the viewer froze. The limit is 300 ms times the CPU contention measured in the same test
 (wall / CPU time of a fixed workload: about 1 on an idle machine, larger when other processes
 share the cores), 3 times the longest gap measured with nothing to do (a busy machine delays
-the timer itself), or 1.25 times napari's own stall for adding an empty Labels layer to the same
-viewer just before (no action that adds a layer can stall less), whichever is largest.
+the timer itself), or 1.25 times napari's own longest stall for adding an empty Labels layer to
+the same viewer, three times just before (no action that adds a layer can stall less; on shared
+virtual machines napari's own insert varies from 0.1 to 0.35 s), whichever is largest.
 """
 
 from __future__ import annotations

@@ -92,14 +92,37 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
         # added hidden, shown a turn later: napari's slicing and the first draw of a new
         # kind of layer (compiling its shaders) come apart from building it
         layer = viewer.add_layer(Layer.create(data, {**kwargs, "visible": False}, kind))
-        QTimer.singleShot(STAGE_PAUSE_MS, lambda: show(layer, kwargs.get("visible", True)))
+        text = getattr(layer, "text", None)
+        # a layer's text (the metrics on boxes) is shown a turn after the layer: vispy
+        # rasterizes every glyph on its first draw in a new canvas (0.1-0.3 s)
+        text_visible = bool(getattr(text, "visible", False)) and _has_text(text)
+        if text_visible:
+            text.visible = False
+        QTimer.singleShot(
+            STAGE_PAUSE_MS, lambda: show(layer, kwargs.get("visible", True), text_visible)
+        )
 
-    def show(layer, visible: bool) -> None:
+    def show(layer, visible: bool, text_visible: bool) -> None:
         layer.visible = visible
+        if text_visible:
+            QTimer.singleShot(STAGE_PAUSE_MS, lambda: show_text(layer))
+        elif rest:
+            QTimer.singleShot(STAGE_PAUSE_MS, add_next)
+
+    def show_text(layer) -> None:
+        layer.text.visible = True
         if rest:
             QTimer.singleShot(STAGE_PAUSE_MS, add_next)
 
     add_next()
+
+
+def _has_text(text) -> bool:
+    """Whether a layer's text manager has any text to draw (its values may be one string)."""
+    import numpy as np
+
+    values = np.asarray(getattr(text, "values", ()))
+    return bool(values.size) and any(str(v) for v in values.ravel())
 
 
 def show_whole_if_new_extent(viewer, layer) -> bool:
