@@ -56,16 +56,20 @@ widget = window.findChild(SamcamWidget)
 stalls["open the phantom lesion sample"] = worst_stall(
     entry("Phantom lesion (chest").trigger, lambda: len(viewer.layers) == 3
 )
-for title, button in (
+def run_jobs(*titled_buttons):
+    # click each button; its stall lasts until the job and the showing of its result are done
+    for title, button in titled_buttons:
+        stalls[title] = worst_stall(
+            lambda b=button: QTest.mouseClick(b, Qt.MouseButton.LeftButton),
+            lambda: not widget.runner.running,
+            timeout_s=300,
+        )
+
+run_jobs(
     ("Explain (loads the classifier)", widget.explain_button),
     ("Segment (loads LiteMedSAM)", widget.segment_button),
     ("Segment (warm)", widget.segment_button),
-):
-    stalls[title] = worst_stall(
-        lambda b=button: QTest.mouseClick(b, Qt.MouseButton.LeftButton),
-        lambda: not widget.runner.running,
-        timeout_s=300,
-    )
+)
 # an 8000 x 8000 image: a 256 MB float32 saliency map, a 128 MB regions layer
 import numpy as np
 large = viewer.add_image(
@@ -74,16 +78,11 @@ large = viewer.add_image(
 viewer.add_shapes([np.array([[2400.0, 2400.0], [4800.0, 4800.0]])], shape_type="rectangle",
                   name="large box")
 widget.image.value = large
-for title, button in (
+run_jobs(
     ("Explain, 8000 x 8000 image", widget.explain_button),
     ("Segment, 8000 x 8000 image (new layer)", widget.segment_button),
     ("Segment, 8000 x 8000 image (again)", widget.segment_button),
-):
-    stalls[title] = worst_stall(
-        lambda b=button: QTest.mouseClick(b, Qt.MouseButton.LeftButton),
-        lambda: not widget.runner.running,
-        timeout_s=300,
-    )
+)
 stalls["Add prompt layers, 8000 x 8000 image"] = worst_stall(
     lambda: QTest.mouseClick(widget.prompt_layers_button, Qt.MouseButton.LeftButton),
     lambda: "large box prompts" in viewer.layers,
