@@ -354,11 +354,14 @@ def test_every_prompt_kind_on_the_2d_sample(
     n_regions = assert_tables_match_pixels(viewer)
     assert n_regions >= 4
     click(qtbot, widget.table_button)
-    table_dock = next(
-        d
-        for d in viewer.window._qt_window.findChildren(QDockWidget)
-        if "Features table" in d.windowTitle()
-    )
+
+    def table_dock():
+        docks = viewer.window._qt_window.findChildren(QDockWidget)
+        return next((d for d in docks if "Features table" in d.windowTitle()), None)
+
+    # the other regions layers are selected and the table docked a turn of the event loop apart
+    qtbot.waitUntil(lambda: table_dock() is not None)
+    table_dock = table_dock()
     assert (
         viewer.window._qt_window.dockWidgetArea(table_dock)
         == Qt.DockWidgetArea.BottomDockWidgetArea

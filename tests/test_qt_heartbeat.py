@@ -242,7 +242,14 @@ def test_explain_segment_table_and_session(make_napari_viewer, qtbot, tmp_path, 
     run(widget.segment_button, "Segment (warm)")
     widget.prompt_kind.native.setCurrentIndex(widget.prompt_kind.native.findData("saliency"))
     run(widget.segment_button, "Segment from saliency")
-    stall = worst_stall(lambda: click(qtbot, widget.table_button))
+    docks = viewer.window._wrapped_dock_widgets
+    stall = worst_stall(
+        lambda: click(qtbot, widget.table_button),
+        lambda: any("Features table" in name for name in docks),
+    )
+    regions = widget.session.regions_layers(viewer.layers[0])
+    assert len(regions) == 2  # box and saliency regions
+    assert set(viewer.layers.selection) == set(regions)
     check(stall, limit, "Show metrics table", viewer)
 
     folder = tmp_path / "session.samcam"

@@ -119,7 +119,7 @@ def test_explain_then_box_prompt_gives_a_metrics_table(
 
     widget.show_table()
     dock = viewer.window._wrapped_dock_widgets
-    assert any("Features table" in name for name in dock)
+    qtbot.waitUntil(lambda: any("Features table" in name for name in dock))  # a turn later
 
     written = widget.export_csv(str(tmp_path / "metrics.csv"))
     assert pd.read_csv(written[0])["label"].tolist() == [row["label"]]
@@ -167,7 +167,10 @@ def test_points_and_saliency_prompts(
     assert errors == []
     table = widget.session.metrics()
     assert sorted(table["region_source"]) == ["sam-points", "sam-saliency-box"]
-    assert "phantom lesion saliency boxes" in viewer.layers
+    derived = viewer.layers["phantom lesion saliency boxes"]
+    # inserted hidden, then shown, then its metrics text, a turn of the event loop apart
+    assert derived.visible and derived.text.visible
+    assert derived.features["metrics"].iloc[0].startswith("IoU")
 
 
 def test_text_prompt_is_disabled_without_clip_weights(make_napari_viewer, qtbot, errors):

@@ -54,9 +54,23 @@ def add_hidden(viewer, later: Later, data, kind: str, **kwargs):
     from napari.layers import Layer
 
     layer = Layer.create(data, {**kwargs, "visible": False}, kind)
+    text = getattr(layer, "text", None)
+    # a layer's text (metrics on boxes) is shown a step after the layer: vispy rasterizes every
+    # glyph on the first draw of text in a canvas (0.1-0.3 s)
+    text_later = bool(getattr(text, "visible", False)) and has_text(text)
+    if text_later:
+        text.visible = False
     later(lambda: viewer.add_layer(layer))
     later(lambda: setattr(layer, "visible", True))
+    if text_later:
+        later(lambda: setattr(layer.text, "visible", True))
     return layer
+
+
+def has_text(text) -> bool:
+    """Whether a layer's text manager has any text to draw (its values may be one string)."""
+    values = np.asarray(getattr(text, "values", ()))
+    return bool(values.size) and any(str(v) for v in values.ravel())
 
 
 def text_style(ndim: int, *, below: bool = False, bright: bool = False) -> dict:
@@ -358,7 +372,7 @@ def write_regions(
     if shapes_layer is not None and summaries:
         label_shapes(shapes_layer, summaries, image)
     if saliency_boxes_layer:
-        show_saliency_boxes(viewer, image, saliency_boxes_layer, replaced)
+        show_saliency_boxes(viewer, image, saliency_boxes_layer, replaced, later)
     chosen = [layer for place, layer in written if place in received] or [written[0][1]]
     later(lambda: setattr(layers.selection, "active", chosen[0]))  # once it is in the viewer
     return chosen, sum(len(r) for r in rows)
@@ -401,10 +415,13 @@ def _table(old, rows: list[dict], volume: bool):
     return _order_columns(table, volume) if len(table.columns) else table
 
 
-def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -> None:
+def show_saliency_boxes(
+    viewer, image, boxes: list[tuple], replaced: set[str], later: Later = run_now
+) -> None:
     """Show the boxes derived from the saliency, labelled with their metrics.
 
-    Boxes of the slices segmented now replace earlier ones; other slices keep theirs.
+    Boxes of the slices segmented now replace earlier ones; other slices keep theirs. The new
+    layer replaces the old one by the steps of ``later`` (see :func:`add_hidden`).
     """
     layers = viewer.layers
     name = f"{image.name} saliency boxes"
@@ -418,9 +435,12 @@ def show_saliency_boxes(viewer, image, boxes: list[tuple], replaced: set[str]) -
                 if index_text((int(round(vertices[0, 0])),)) not in replaced:
                     shapes.append(np.asarray(vertices))
                     texts.append(str(text))
-        layers.remove(old)
-    viewer.add_shapes(
+        later(lambda: layers.remove(old) if old in layers else None)
+    add_hidden(
+        viewer,
+        later,
         shapes,
+        "shapes",
         shape_type="rectangle",
         name=name,
         edge_color="orange",

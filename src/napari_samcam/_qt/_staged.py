@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._napari import _reader, _sample_data
+from .._napari._result_layers import has_text
 
 LayerData = tuple[Any, dict, str]
 
@@ -95,7 +96,7 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
         text = getattr(layer, "text", None)
         # a layer's text (the metrics on boxes) is shown a turn after the layer: vispy
         # rasterizes every glyph on its first draw in a new canvas (0.1-0.3 s)
-        text_visible = bool(getattr(text, "visible", False)) and _has_text(text)
+        text_visible = bool(getattr(text, "visible", False)) and has_text(text)
         if text_visible:
             text.visible = False
         QTimer.singleShot(
@@ -115,14 +116,6 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
             QTimer.singleShot(STAGE_PAUSE_MS, add_next)
 
     add_next()
-
-
-def _has_text(text) -> bool:
-    """Whether a layer's text manager has any text to draw (its values may be one string)."""
-    import numpy as np
-
-    values = np.asarray(getattr(text, "values", ()))
-    return bool(values.size) and any(str(v) for v in values.ravel())
 
 
 def show_whole_if_new_extent(viewer, layer) -> bool:

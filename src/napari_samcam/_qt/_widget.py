@@ -825,19 +825,33 @@ class SamcamWidget(QWidget):
 
     def show_table(self) -> None:
         """Dock napari's features table widget below the canvas and select the regions layers
-        of the image (all of them: the table then lists every region, with its layer)."""
+        of the image (all of them: the table then lists every region, with its layer).
+
+        The first layer is selected now, the others and the table a turn of the event loop
+        apart: napari builds the layer controls of each newly selected layer (0.1 s each)."""
         regions = []
         try:
             regions = self.session.regions_layers(self._image())
         except Exception as exc:
             logger.debug("no regions layer: %s", exc)
         filled = [layer for layer in regions if len(layer.features)] or regions
-        if filled:
-            self.viewer.layers.selection.active = filled[0]
-            self.viewer.layers.selection.update(filled)
-        open_features_table(self.viewer)
         if not filled:
+            open_features_table(self.viewer)
             show_info("No regions yet: segment first, the table then lists them with metrics.")
+            return
+        selection = self.viewer.layers.selection
+        selection.active = filled[0]
+        steps = [
+            lambda layer=layer: layer in self.viewer.layers and selection.add(layer)
+            for layer in filled[1:]
+        ]
+        steps.append(lambda: open_features_table(self.viewer))
+        self._run_apart(steps)
+
+    def _run_apart(self, steps: list) -> None:
+        """Run ``steps`` one per turn of the event loop, the first a turn from now."""
+        if steps:
+            QTimer.singleShot(STAGE_PAUSE_MS, lambda: (steps[0](), self._run_apart(steps[1:])))
 
     def export_csv(self, path: str | None = None) -> list[str]:
         """Write the regions table to CSV (asks for a file name without ``path``)."""
