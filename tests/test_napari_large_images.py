@@ -12,7 +12,7 @@ pytest.importorskip("napari")
 from napari.components import ViewerModel
 from napari.layers import Layer
 
-from napari_samcam._napari._jobs import labels_buffer, region_display
+from napari_samcam._napari._jobs import region_display
 from napari_samcam._napari._layers import (
     META_KEY,
     PYRAMID_MIN_SIDE,
@@ -68,12 +68,6 @@ def test_region_display_is_the_tight_box_of_the_mask_and_its_trust_columns():
             assert inner[0].any() and inner[-1].any() and inner[:, 0].any() and inner[:, -1].any()
     empty = region_display(Region(np.zeros((5, 5), dtype=bool), "sam-box"))
     assert empty.area == 0 and empty.mask.size == 0
-
-
-def test_labels_buffer_is_a_zeroed_16_bit_array_or_nothing():
-    assert labels_buffer(None) is None
-    buffer = labels_buffer((3, 40, 50))
-    assert buffer.shape == (3, 40, 50) and buffer.dtype == np.uint16 and not buffer.any()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import SamcamError
 from ._choices import SOURCE_OF_PROMPT_KIND, explain_target
+from ._labels_prep import LabelsPrep, prepare_labels
 from ._layers import Plane, index_text
 
 Job = Generator["Step", None, Callable[[], Any] | None]
@@ -85,17 +86,6 @@ def region_display(region) -> RegionDisplay:
     quality = quality_of_region(region)
     trust = {k: quality[k] for k in ("region_unreliable", "region_reason")}
     return RegionDisplay(where, region.mask[where], trust, region.area)
-
-
-def labels_buffer(shape: tuple[int, ...] | None, dtype=np.uint16) -> np.ndarray | None:
-    """A zeroed array for a new regions layer, its memory touched here in the worker thread
-    (``None`` for no ``shape``). Fresh pages cost the GUI thread a page fault each on first
-    write: 0.36 s for 128 MB here."""
-    if shape is None:
-        return None
-    buffer = np.zeros(shape, dtype=dtype)
-    buffer.fill(0)
-    return buffer
 
 
 class Cancellation:
@@ -209,11 +199,11 @@ def segment_steps(
     settings: dict,
     load_segmenter: Callable[[], Any],
     cancel: Cancellation,
-) -> Generator[Step, None, tuple[list[tuple], list[str], np.ndarray | None]]:
+) -> Generator[Step, None, tuple[list[tuple], list[str], LabelsPrep]]:
     """SAM regions of each plane, with their metrics against the plane's saliency.
 
     Returns ``[(request, boxes, regions, metric rows, region displays)]``, notes for the user
-    and, when ``settings["new_layer_shape"]`` asks for one, a :func:`labels_buffer`.
+    and the :class:`~napari_samcam._napari._labels_prep.LabelsPrep` of ``settings``.
     """
     kind = settings["kind"]
     source = SOURCE_OF_PROMPT_KIND[kind]
@@ -274,11 +264,11 @@ def segment_steps(
         displays = [region_display(region) for region in regions]
         results.append((request, boxes, regions, metric_rows, displays))
     cancel.check()
-    spare = labels_buffer(settings.get("new_layer_shape"))
+    prep = prepare_labels(settings)
     yield Step("done", total, total)
     if settings["saliency_name"] is None:
         notes.append("no saliency map yet: click Explain, then segment again to get metrics")
-    return results, notes, spare
+    return results, notes, prep
 
 
 def _metric_rows(request: PlaneRequest, regions: list, settings: dict) -> list[dict[str, Any]]:
@@ -300,7 +290,7 @@ def volume_steps(
     settings: dict,
     load_segmenter: Callable[[], Any],
     cancel: Cancellation,
-) -> Generator[Step, None, tuple[list[tuple], list[str], np.ndarray | None]]:
+) -> Generator[Step, None, tuple[list[tuple], list[str], LabelsPrep]]:
     """One box on plane ``key`` of a volume carried through every plane (SAM 2), then each
     plane's region scored against its saliency: the same results as :func:`segment_steps`."""
     total = 3
@@ -333,11 +323,11 @@ def volume_steps(
         )
         for request, region in zip(requests, regions, strict=True)
     ]
-    spare = labels_buffer(settings.get("new_layer_shape"))
+    prep = prepare_labels(settings)
     yield Step("done", total, total)
     if settings["saliency_name"] is None:
         notes.append("no saliency map yet: click Explain, then segment again to get metrics")
-    return results, notes, spare
+    return results, notes, prep
 
 
 def _is_metric_warning(warning) -> bool:

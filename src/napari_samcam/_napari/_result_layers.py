@@ -7,12 +7,13 @@ the calling (GUI) thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._choices import PROMPT_KINDS
+from ._labels_prep import LabelsPrep, LabelsScan, LabelsToScan, clear_label
+from ._later import Later, add_hidden, run_now
 from ._layers import (
     META_KEY,
     box_to_rectangle,
@@ -31,46 +32,6 @@ from ._layers import (
     samcam_meta,
     source_metadata,
 )
-
-#: Runs a step of showing a result on the GUI thread: at once, or a turn of the event loop
-#: after the step before it.
-Later = Callable[[Callable[[], None]], None]
-
-
-def run_now(step: Callable[[], None]) -> None:
-    """The :data:`Later` of code that waits for its result: every step runs at once."""
-    step()
-
-
-def add_hidden(viewer, later: Later, data, kind: str, **kwargs):
-    """A new layer of ``kind`` (``"image"``, ``"labels"``) for ``viewer``, built now, inserted
-    into the viewer hidden by one step of ``later`` and shown by the next.
-
-    Building a layer, inserting it (its canvas node, shaders and layer controls) and its first
-    draw (napari's slicing and the upload of the whole plane) each cost the GUI thread 0.1-0.3 s
-    for an 8000² plane: a ``later`` that runs one step per turn of the event loop keeps them
-    apart. Returns the layer (in the viewer once the steps ran).
-    """
-    from napari.layers import Layer
-
-    layer = Layer.create(data, {**kwargs, "visible": False}, kind)
-    text = getattr(layer, "text", None)
-    # a layer's text (metrics on boxes) is shown a step after the layer: vispy rasterizes every
-    # glyph on the first draw of text in a canvas (0.1-0.3 s)
-    text_later = bool(getattr(text, "visible", False)) and has_text(text)
-    if text_later:
-        text.visible = False
-    later(lambda: viewer.add_layer(layer))
-    later(lambda: setattr(layer, "visible", True))
-    if text_later:
-        later(lambda: setattr(layer.text, "visible", True))
-    return layer
-
-
-def has_text(text) -> bool:
-    """Whether a layer's text manager has any text to draw (its values may be one string)."""
-    values = np.asarray(getattr(text, "values", ()))
-    return bool(values.size) and any(str(v) for v in values.ravel())
 
 
 def text_style(ndim: int, *, below: bool = False, bright: bool = False) -> dict:
@@ -261,12 +222,12 @@ def write_regions(
     settings: dict,
     shapes_layer,
     later: Later = run_now,
-    spare: np.ndarray | None = None,
+    prep: LabelsPrep | None = None,
 ):
     """Put SAM regions into the image's regions Labels layers and their ``features`` tables.
 
     ``results`` are ``(PlaneRequest, boxes, regions, metric rows, region displays)`` of a
-    segmentation job; ``spare``, a zeroed array its worker prepared for a new layer. The
+    segmentation job; ``prep``, what its worker prepared (see :mod:`._labels_prep`). The
     regions of one prompt kind go into that kind's layers (see :func:`region_layers`); no
     region covers another, so each layer's table and pixels agree. Labels are unique over all
     regions layers of the image. A new run on a plane replaces the regions of the same kind on
@@ -283,16 +244,25 @@ def write_regions(
     for layer in [lyr for lyr in stack if tuple(lyr.data.shape) != shape]:
         layers.remove(layer)
         stack.remove(layer)
+    prep = prep if prep is not None else LabelsPrep()
     replaced = {index_text(request.plane.index) for request, *_ in results}
     datas = [np.asarray(layer.data) for layer in stack]
-    tables = [_without_planes(lyr, data, replaced) for lyr, data in zip(stack, datas, strict=True)]
+    scans = [prep.scan_of(data) for data in datas]
+    tables = [
+        _without_planes(lyr, data, replaced, scan)
+        for lyr, data, scan in zip(stack, datas, scans, strict=True)
+    ]
     others = [lyr for lyr in region_layers(layers, image) if all(lyr is not s for s in stack)]
-    largest = [_largest_label_of(np.asarray(lyr.data), _regions_table(lyr)) for lyr in others]
-    largest += [_largest_label_of(d, t) for d, t in zip(datas, tables, strict=True)]
+    largest = [
+        _largest_label_of(data, _regions_table(lyr), prep.scan_of(data))
+        for lyr, data in ((lyr, np.asarray(lyr.data)) for lyr in others)
+    ]
+    largest += [_largest_label_of(*args) for args in zip(datas, tables, scans, strict=True)]
     next_label = 1 + max(largest, default=0)
     dtype = labels_dtype(next_label - 1 + sum(len(result[2]) for result in results))
     datas = [data if data.dtype == dtype else data.astype(dtype) for data in datas]
     if not datas:  # the kind's first layer exists even when a run finds nothing
+        spare = prep.buffer
         fits = spare is not None and spare.shape == shape and spare.dtype == dtype
         datas.append(spare if fits else np.zeros(shape, dtype=dtype))
         tables.append(None)
@@ -386,20 +356,41 @@ def _free_layer(datas: list[np.ndarray], where: tuple, mask: np.ndarray) -> int:
     return len(datas)
 
 
-def _without_planes(layer, data: np.ndarray, planes: set[str]):
-    """The layer's table without the rows of ``planes``, whose pixels are cleared in ``data``."""
+def _without_planes(layer, data: np.ndarray, planes: set[str], scan: LabelsScan | None):
+    """The layer's table without the rows of ``planes``, whose pixels are cleared in ``data``
+    (inside the boxes that ``scan`` found, see :mod:`._labels_prep`)."""
     table = _regions_table(layer)
     if not len(table):
         return table
     drop = table["slice"].astype(str).isin(planes)
     for label in table.loc[drop, "label"]:
-        data[data == int(label)] = 0
+        clear_label(data, int(label), scan)
     return table.loc[~drop].reset_index(drop=True)
 
 
-def _largest_label_of(data: np.ndarray, table) -> int:
+def labels_to_scan(layers, image, kind: str, indices) -> list[LabelsToScan]:
+    """The regions arrays of ``image`` for a job's worker to scan (see :mod:`._labels_prep`),
+    each with the labels of ``kind`` it holds on the planes ``indices`` (the labels a new
+    run on those planes clears)."""
+    planes = {index_text(tuple(index)): tuple(index) for index in indices}
+    found = []
+    for layer in region_layers(layers, image):
+        labels = {}
+        if samcam_meta(layer).get("prompt") == kind:
+            table = _regions_table(layer)
+            for label, where in zip(table.get("label", ()), table.get("slice", ()), strict=True):
+                if str(where) in planes:
+                    labels[int(label)] = planes[str(where)]
+        found.append((np.asarray(layer.data), labels))
+    return found
+
+
+def _largest_label_of(data: np.ndarray, table, scan: LabelsScan | None) -> int:
+    """The largest label of a regions layer: in its pixels (as ``scan`` found them, the
+    labels to clear left out) or in its table."""
     in_table = int(table["label"].max()) if table is not None and len(table) else 0
-    return max(int(data.max(initial=0)), in_table)
+    in_data = scan.largest if scan is not None else int(data.max(initial=0))
+    return max(in_data, in_table)
 
 
 def _table(old, rows: list[dict], volume: bool):

@@ -54,6 +54,7 @@ from ._jobs import (
     segment_steps,
     volume_steps,
 )
+from ._later import Later, run_now
 from ._layers import (
     all_indices,
     current_index,
@@ -76,9 +77,8 @@ from ._prompt_layers import (
     toggle_polarity,
 )
 from ._result_layers import (
-    Later,
+    labels_to_scan,
     region_layers,
-    run_now,
     text_style,
     unreliable_regions_note,
     write_regions,
@@ -620,13 +620,22 @@ class SamcamSession:
                 "T to make it positive)."
             )
         settings = self._segment_settings(
-            kind, saliency_layer, text=text, new_layer_shape=self._new_layer_shape(image, kind)
+            kind, saliency_layer, text=text, **self._labels_settings(image, kind, indices)
         )
         return self._segment_gen(image, requests, settings, shapes_layer)
 
+    def _labels_settings(self, image, kind: str, indices) -> dict[str, Any]:
+        """What a job's worker prepares for writing regions of ``kind`` on the planes
+        ``indices`` of ``image`` (see :mod:`._labels_prep`): the image's regions arrays with
+        the labels to clear, and the shape of the kind's layer when the job is to create it."""
+        return {
+            "labels_to_scan": labels_to_scan(self._layers(), image, kind, indices),
+            "new_layer_shape": self._new_layer_shape(image, kind),
+        }
+
     def _new_layer_shape(self, image, kind: str) -> tuple[int, ...] | None:
-        """The shape of the regions layer of ``kind`` when a job is to create it (its worker
-        prepares the array), else ``None``."""
+        """The shape of the regions layer of ``kind`` when a job is to create it, else
+        ``None``."""
         shape = (*leading_shape(image), *plane_shape(image))
         if any(
             tuple(lyr.data.shape) == shape for lyr in region_layers(self._layers(), image, kind)
@@ -689,15 +698,15 @@ class SamcamSession:
             "boxes",
             saliency_layer,
             source="sam-volume-box",
-            new_layer_shape=self._new_layer_shape(image, "boxes"),
+            **self._labels_settings(image, "boxes", [r.plane.index for r in requests]),
         )
         return self._volume_gen(image, requests, key[0], settings)
 
     def _volume_gen(self, image, requests, key: int, settings: dict):
-        results, notes, spare = yield from volume_steps(
+        results, notes, prep = yield from volume_steps(
             requests, key, settings, self._load_segmenter, self._cancel
         )
-        return lambda: self._apply_regions(image, results, settings, None, notes, spare)
+        return lambda: self._apply_regions(image, results, settings, None, notes, prep)
 
     def _saliency_for(self, image, saliency):
         if saliency is None:
@@ -713,15 +722,15 @@ class SamcamSession:
         return layer
 
     def _segment_gen(self, image, requests: list[PlaneRequest], settings: dict, shapes_layer):
-        results, notes, spare = yield from segment_steps(
+        results, notes, prep = yield from segment_steps(
             requests, settings, self._load_segmenter, self._cancel
         )
-        return lambda: self._apply_regions(image, results, settings, shapes_layer, notes, spare)
+        return lambda: self._apply_regions(image, results, settings, shapes_layer, notes, prep)
 
-    def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str], spare):
+    def _apply_regions(self, image, results, settings, shapes_layer, notes: list[str], prep):
         self._layers()
         written, n_rows = write_regions(
-            self.viewer, image, results, settings, shapes_layer, self.later, spare
+            self.viewer, image, results, settings, shapes_layer, self.later, prep
         )
         for note in [*notes, unreliable_regions_note(results)]:
             if note:

@@ -13,7 +13,7 @@ from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .._napari._result_layers import run_now
+from .._napari._later import run_now
 from .._napari._session import JobCancelled, Step, limit_torch_threads
 from .._napari._warmup import freeze_survivors
 from ..errors import SamcamError

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._napari import _reader, _sample_data
-from .._napari._result_layers import has_text
+from .._napari._later import has_text
 
 LayerData = tuple[Any, dict, str]
 
