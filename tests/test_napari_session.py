@@ -311,3 +311,22 @@ def test_unreliable_regions_are_flagged_and_warned_about(session, monkeypatch):
     session.segment(boxes=[box])
     assert session.metrics()["region_unreliable"].tolist() == [False]
     assert not any("look unreliable" in w for w in warned)
+
+
+def test_prompt_layers_from_the_console_are_there_at_once_and_in_steps_from_the_widget(session):
+    viewer = session.viewer
+    steps = []
+    shapes, points = session.add_prompt_layers(later=steps.append)
+    # the widget's runner runs these a turn of the event loop apart: nothing is in the viewer yet
+    assert "phantom lesion box prompts" not in viewer.layers and len(steps) == 5
+    for step in steps:
+        step()
+    assert viewer.layers["phantom lesion box prompts"] is shapes
+    assert viewer.layers["phantom lesion point prompts"] is points
+    assert shapes.visible and points.visible
+    assert viewer.layers.selection.active is shapes and shapes.mode == "add_rectangle"
+    points.add([[10.0, 20.0]])
+    assert points.features["positive"].tolist() == [True]  # new points are positive
+    n = len(viewer.layers)
+    again = session.add_prompt_layers()  # kept, not added twice
+    assert again == (shapes, points) and len(viewer.layers) == n

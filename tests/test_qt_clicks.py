@@ -315,7 +315,9 @@ def test_every_prompt_kind_on_the_2d_sample(
     # points: the prompt layers, a positive and a negative point (T flips the selected one)
     click(qtbot, widget.prompt_layers_button)
     # the box layer comes a turn of the event loop after the point layer
-    qtbot.waitUntil(lambda: "phantom lesion box prompts" in viewer.layers)
+    qtbot.waitUntil(
+        lambda: "phantom lesion box prompts" in viewer.layers and not widget.runner.running
+    )
     points = viewer.layers["phantom lesion point prompts"]
     assert widget.points.value is points
     points.add([[300.0, 400.0], [60.0, 60.0]])
@@ -432,7 +434,9 @@ def test_every_prompt_kind_on_the_3d_stack(
 
     n_sample_boxes = len(boxes.data)
     click(qtbot, widget.prompt_layers_button)
-    qtbot.waitUntil(lambda: f"{image.name} box prompts" in viewer.layers)
+    qtbot.waitUntil(
+        lambda: f"{image.name} box prompts" in viewer.layers and not widget.runner.running
+    )
     # new, empty prompt layers beside the sample's own boxes, which stay as they were
     drawn = viewer.layers[f"{image.name} box prompts"]
     assert drawn is not boxes and len(drawn.data) == 0 and len(boxes.data) == n_sample_boxes

@@ -380,7 +380,7 @@ def test_explain_segment_and_prompt_layers_on_an_8000_pixel_image(make_napari_vi
 
     stall = worst_stall(
         lambda: click(qtbot, widget.prompt_layers_button),
-        lambda: "large box prompts" in viewer.layers,
+        lambda: "large box prompts" in viewer.layers and not widget.runner.running,
     )
     assert widget.shapes.value is viewer.layers["large box prompts"]
     assert widget.points.value is viewer.layers["large point prompts"]

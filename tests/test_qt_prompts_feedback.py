@@ -99,7 +99,9 @@ def test_negative_only_clicks_are_refused_at_once(
     open_sample(viewer, "phantom-lesion")
     widget = dock_widget(viewer, qtbot, tiny_segmenter)
     click(qtbot, widget.prompt_layers_button)
-    qtbot.waitUntil(lambda: "phantom lesion box prompts" in viewer.layers)
+    qtbot.waitUntil(
+        lambda: "phantom lesion box prompts" in viewer.layers and not widget.runner.running
+    )
     points = widget.points.value
     points.add([[100.0, 120.0]])
     points.features = points.features.assign(positive=[False])

@@ -138,7 +138,9 @@ def test_points_and_saliency_prompts(
     _phantom(viewer)
     widget = _widget(viewer, qtbot, classifier=tiny_classifier, segmenter=tiny_segmenter)
     widget.add_prompt_layers()
-    qtbot.waitUntil(lambda: "phantom lesion box prompts" in viewer.layers)
+    qtbot.waitUntil(
+        lambda: "phantom lesion box prompts" in viewer.layers and not widget.runner.running
+    )
     points = viewer.layers["phantom lesion point prompts"]
     assert widget.points.value is points
     points.add([[300.0, 400.0]])

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._later import Later, add_hidden, run_now
 from ._layers import META_KEY, POINT_COLORS, geometry_kwargs, leading_shape, plane_shape
 
 #: Key that toggles the polarity of the selected prompt points.
 POLARITY_KEY = "t"
 
 
-def add_prompt_layers(viewer, image):
+def add_prompt_layers(viewer, image, later: Later = run_now):
     """Add a Shapes layer for box prompts and a Points layer for point prompts over ``image``.
 
     Both sit on the image's grid; existing ones (by name) are kept. Points carry a ``positive``
     feature (green positive, red negative); press T in the Points layer to toggle the selected
-    points. The Shapes layer is selected, in rectangle mode. Returns both layers.
+    points. The Shapes layer is selected, in rectangle mode. New layers are inserted and shown
+    by the steps of ``later`` (see :func:`._later.add_hidden`). Returns both layers.
     """
-    shapes = add_box_prompt_layer(viewer, image)
-    add_point_prompt_layer(viewer, image)
-    return select_box_prompts(viewer, shapes), viewer.layers[prompt_layer_names(image)[1]]
+    shapes = add_box_prompt_layer(viewer, image, later)
+    points = add_point_prompt_layer(viewer, image, later)
+    later(lambda: select_box_prompts(viewer, shapes))
+    return shapes, points
 
 
 def prompt_layer_names(image) -> tuple[str, str]:
@@ -29,41 +32,51 @@ def prompt_layer_names(image) -> tuple[str, str]:
     return f"{image.name} box prompts", f"{image.name} point prompts"
 
 
-def add_box_prompt_layer(viewer, image):
-    """The Shapes layer for box prompts over ``image`` (added unless it is there)."""
+def add_box_prompt_layer(viewer, image, later: Later = run_now):
+    """The Shapes layer for box prompts over ``image`` (added by the steps of ``later`` unless
+    it is there)."""
     name = prompt_layer_names(image)[0]
-    if name not in viewer.layers:
-        viewer.add_shapes(
-            ndim=len(leading_shape(image)) + 2,
-            name=name,
-            edge_color="cyan",
-            face_color="transparent",
-            edge_width=2,
-            metadata={META_KEY: {"kind": "box-prompts", "image_layer": image.name}},
-            **geometry_kwargs(image),
-        )
-    return viewer.layers[name]
+    if name in viewer.layers:
+        return viewer.layers[name]
+    return add_hidden(
+        viewer,
+        later,
+        None,
+        "shapes",
+        ndim=len(leading_shape(image)) + 2,
+        name=name,
+        edge_color="cyan",
+        face_color="transparent",
+        edge_width=2,
+        metadata={META_KEY: {"kind": "box-prompts", "image_layer": image.name}},
+        **geometry_kwargs(image),
+    )
 
 
-def add_point_prompt_layer(viewer, image):
-    """The Points layer for point prompts over ``image`` (added unless it is there)."""
+def add_point_prompt_layer(viewer, image, later: Later = run_now):
+    """The Points layer for point prompts over ``image`` (added by the steps of ``later``
+    unless it is there)."""
     name = prompt_layer_names(image)[1]
-    if name not in viewer.layers:
-        ndim = len(leading_shape(image)) + 2
-        points = viewer.add_points(
-            np.zeros((0, ndim)),
-            ndim=ndim,
-            name=name,
-            features={"positive": np.zeros(0, dtype=bool)},
-            face_color="positive",
-            face_color_cycle=POINT_COLORS,
-            size=max(6.0, min(plane_shape(image)) / 60.0),
-            metadata={META_KEY: {"kind": "point-prompts", "image_layer": image.name}},
-            **geometry_kwargs(image),
-        )
-        points.feature_defaults = {"positive": True}
-        bind_polarity_key(points)
-    return viewer.layers[name]
+    if name in viewer.layers:
+        return viewer.layers[name]
+    ndim = len(leading_shape(image)) + 2
+    points = add_hidden(
+        viewer,
+        later,
+        np.zeros((0, ndim)),
+        "points",
+        ndim=ndim,
+        name=name,
+        features={"positive": np.zeros(0, dtype=bool)},
+        face_color="positive",
+        face_color_cycle=POINT_COLORS,
+        size=max(6.0, min(plane_shape(image)) / 60.0),
+        metadata={META_KEY: {"kind": "point-prompts", "image_layer": image.name}},
+        **geometry_kwargs(image),
+    )
+    points.feature_defaults = {"positive": True}
+    bind_polarity_key(points)
+    return points
 
 
 def select_box_prompts(viewer, shapes):

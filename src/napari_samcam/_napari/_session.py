@@ -782,29 +782,32 @@ class SamcamSession:
     # ---------------------------------------------------------------------------------------
     # prompt layers
 
-    def add_prompt_layers(self, layer=None):
+    def add_prompt_layers(self, layer=None, later: Later = run_now):
         """Add a Shapes layer for box prompts and a Points layer for point prompts.
 
         Both sit on the image's grid. Points carry a ``positive`` feature (green positive, red
-        negative); press T in the Points layer to toggle the selected points.
+        negative); press T in the Points layer to toggle the selected points. New layers are
+        in the viewer once the steps of ``later`` ran (at once by default).
         """
         image = self.image_layer(layer)
         self._layers()
-        return add_prompt_layers(self.viewer, image)
+        return add_prompt_layers(self.viewer, image, later)
 
-    def add_point_prompts(self, layer=None):
+    def add_point_prompts(self, layer=None, later: Later = run_now):
         """The Points layer for point prompts of an image layer (added unless it is there); see
         :meth:`add_prompt_layers`."""
         image = self.image_layer(layer)
         self._layers()
-        return add_point_prompt_layer(self.viewer, image)
+        return add_point_prompt_layer(self.viewer, image, later)
 
-    def add_box_prompts(self, layer=None):
+    def add_box_prompts(self, layer=None, later: Later = run_now):
         """The Shapes layer for box prompts of an image layer (added unless it is there),
         selected in rectangle mode; see :meth:`add_prompt_layers`."""
         image = self.image_layer(layer)
         self._layers()
-        return select_box_prompts(self.viewer, add_box_prompt_layer(self.viewer, image))
+        shapes = add_box_prompt_layer(self.viewer, image, later)
+        later(lambda: select_box_prompts(self.viewer, shapes))
+        return shapes
 
 
 def _missing_prompt(kind: str, layer, image, where: str) -> InputError:

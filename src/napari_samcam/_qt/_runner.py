@@ -20,7 +20,7 @@ from ..errors import SamcamError
 
 logger = logging.getLogger(__name__)
 
-#: Milliseconds between two steps of showing a job's result (see ``JobRunner._later``).
+#: Milliseconds between two steps of showing a job's result (see ``JobRunner.later``).
 STEP_PAUSE_MS = 30
 
 
@@ -108,10 +108,10 @@ class JobRunner(QObject):
         """Whether a job is running, or its new layers are still to be shown."""
         return self.worker is not None or bool(self._steps)
 
-    def _later(self, step: Callable[[], None]) -> None:
-        """Run a step of showing the job's result a turn of the event loop after the step
-        before it (see :func:`~napari_samcam._napari._result_layers.add_hidden`), so that the
-        canvas draws and answers in between."""
+    def later(self, step: Callable[[], None]) -> None:
+        """Run a step of showing a result (a job's, or new layers of the widget) a turn of the
+        event loop after the step before it (see :func:`~napari_samcam._napari._later.add_hidden`),
+        so that the canvas draws and answers in between."""
         self._steps.append(step)
         if len(self._steps) == 1:
             QTimer.singleShot(STEP_PAUSE_MS, self._next_step)
@@ -231,7 +231,7 @@ class JobRunner(QObject):
     def _apply_outcome(self, outcome: Outcome) -> None:
         said: list[str] = []
         self.session.status.connect(said.append)
-        self.session.later = self._later
+        self.session.later = self.later
         try:
             value = outcome.apply() if callable(outcome.apply) else outcome.apply
         except Exception as exc:
@@ -245,7 +245,7 @@ class JobRunner(QObject):
             self.session.later = run_now
         self._end(f"{self._title}: done" + (f" ({said[-1]})" if said else ""))
         title = self._title
-        self._later(lambda: self.finished.emit(title, value))  # once the result is in the viewer
+        self.later(lambda: self.finished.emit(title, value))  # once the result is in the viewer
 
     def _on_aborted(self) -> None:
         self._report_cancelled()

@@ -802,26 +802,35 @@ class SamcamWidget(QWidget):
         self.runner.cancel()
 
     def add_prompt_layers(self) -> None:
-        """Add point and box prompt layers for the chosen image, the box layer a turn of the
-        event loop after the point layer (each new layer costs napari 0.2-0.4 s of the GUI
+        """Add point and box prompt layers for the chosen image: each built, inserted and shown
+        a turn of the event loop apart (each new layer costs napari 0.2-0.4 s of the GUI
         thread: both at once froze the viewer)."""
         image = self._image()
+        later = self.runner.later
         try:
-            points = self.session.add_point_prompts(image)
+            points = self.session.add_point_prompts(image, later)
         except Exception as exc:
             show_error(f"Add prompt layers: {exc}")
             return
-        self.reset_choices()
-        self.points.value = points
-        QTimer.singleShot(STAGE_PAUSE_MS, lambda: self._add_box_prompts(image))
+        later(lambda: self._choose_layer(self.points, points))
+        later(lambda: self._add_box_prompts(image))
 
     def _add_box_prompts(self, image) -> None:
         if image not in self.viewer.layers:  # removed in between: nothing to draw on
             return
-        shapes = self.session.add_box_prompts(image)
-        self.reset_choices()
-        self.shapes.value = shapes
-        show_info("Draw boxes with the rectangle tool (R); in the points layer T flips polarity.")
+        later = self.runner.later
+        shapes = self.session.add_box_prompts(image, later)
+        later(lambda: self._choose_layer(self.shapes, shapes))
+        later(
+            lambda: show_info(
+                "Draw boxes with the rectangle tool (R); in the points layer T flips polarity."
+            )
+        )
+
+    def _choose_layer(self, combo, layer) -> None:
+        if layer in self.viewer.layers:
+            self.reset_choices()
+            combo.value = layer
 
     def show_table(self) -> None:
         """Dock napari's features table widget below the canvas and select the regions layers
@@ -846,12 +855,8 @@ class SamcamWidget(QWidget):
             for layer in filled[1:]
         ]
         steps.append(lambda: open_features_table(self.viewer))
-        self._run_apart(steps)
-
-    def _run_apart(self, steps: list) -> None:
-        """Run ``steps`` one per turn of the event loop, the first a turn from now."""
-        if steps:
-            QTimer.singleShot(STAGE_PAUSE_MS, lambda: (steps[0](), self._run_apart(steps[1:])))
+        for step in steps:
+            self.runner.later(step)
 
     def export_csv(self, path: str | None = None) -> list[str]:
         """Write the regions table to CSV (asks for a file name without ``path``)."""
