@@ -150,7 +150,7 @@ class ResultsWidget(QWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
-        warm_up_soon()
+        warm_up_soon(napari_viewer)
         self.viewer = napari_viewer
         self.stored = None
         self.shown_item: int | None = None

@@ -143,8 +143,9 @@ def _same_extent(extent, layer) -> bool:
 WARM_UP_DELAY_MS = 300
 
 
-def warm_up_soon() -> None:
-    """Start the warm-up thread a moment after a dock widget was built and drawn.
+def warm_up_soon(viewer=None) -> None:
+    """Start the warm-up thread a moment after a dock widget was built and drawn, and fill
+    ``viewer``'s canvas font with the glyphs of the metrics (:mod:`._glyphs`).
 
     The warm-up's imports take turns with the GUI thread for Python's GIL: started with the
     widget, they doubled its build stages and first paint (0.3-0.7 s stalls).
@@ -152,8 +153,14 @@ def warm_up_soon() -> None:
     from qtpy.QtCore import QTimer
 
     from .._napari._warmup import warm_up_in_background
+    from ._glyphs import warm_up_glyphs
 
-    QTimer.singleShot(WARM_UP_DELAY_MS, warm_up_in_background)
+    def start() -> None:
+        warm_up_in_background()
+        if viewer is not None:
+            warm_up_glyphs(viewer)
+
+    QTimer.singleShot(WARM_UP_DELAY_MS, start)
 
 
 def wait_for_warm_up() -> None:

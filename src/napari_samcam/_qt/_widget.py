@@ -174,7 +174,7 @@ class SamcamWidget(QWidget):
         self._push_console()
         if self.isVisible():
             self._fit_width()
-        warm_up_soon()
+        warm_up_soon(self.viewer)
 
     @property
     def built(self) -> bool:
