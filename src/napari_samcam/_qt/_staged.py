@@ -85,6 +85,11 @@ def _add_later(first_data, rest: list[LayerData]) -> None:
     if viewer is None:  # the first layer is gone (the viewer closed): nothing to add to
         return
     show_whole_if_new_extent(viewer, next(lay for lay in viewer.layers if lay.data is first_data))
+    from ._glyphs import warm_up_glyphs
+
+    # the glyphs of box text (napari measures the text of every Shapes layer; a session's
+    # metrics) rendered in between the layers, not in the first draw of the text
+    warm_up_glyphs(viewer)
 
     def add_next() -> None:
         if not rest or not any(layer.data is first_data for layer in viewer.layers):
