@@ -192,10 +192,13 @@ def test_opening_a_sample(make_napari_viewer, key):
     assert process_events_for(120, lambda: warm_up_done(0))  # it starts a moment after the build
     limit = measured_limit(viewer)
     entry = menu_entry(viewer, SAMPLES[key])
-    expected = len(getattr(_sample_data, SAMPLE_FUNCTIONS[key])())
-    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) == expected)
-    # the sample's layers came one per turn of the event loop
-    assert [layer.name for layer in viewer.layers][-1].startswith(viewer.layers[0].name)
+    sample = getattr(_sample_data, SAMPLE_FUNCTIONS[key])()
+    stall = worst_stall(entry.trigger, lambda: len(viewer.layers) == len(sample))
+    # the sample's layers came one per turn of the event loop, each shown as the sample asks
+    # (its mask hidden) once its steps ran
+    assert [layer.name for layer in viewer.layers] == [kw["name"] for _, kw, _ in sample]
+    wanted = [kw.get("visible", True) for _, kw, _ in sample]
+    assert process_events_for(5, lambda: [lyr.visible for lyr in viewer.layers] == wanted)
     check(stall, limit, f"opening the {key} sample", viewer)
 
 

@@ -25,8 +25,9 @@ def run_now(step: Callable[[], None]) -> None:
 
 
 def add_hidden(viewer, later: Later, data, kind: str, **kwargs):
-    """A new layer of ``kind`` (``"image"``, ``"labels"``) for ``viewer``, built now, inserted
-    into the viewer hidden by one step of ``later`` and shown by the next.
+    """A new layer of ``kind`` (``"image"``, ``"labels"``, ...) for ``viewer``, built now,
+    inserted into the viewer hidden by one step of ``later``, made visible (unless ``kwargs``
+    say ``visible=False``) by the next, and its text shown by a third.
 
     Building a layer, inserting it (its canvas node, shaders and layer controls) and its first
     draw (napari's slicing and the upload of the whole plane) each cost the GUI thread 0.1-0.3 s
@@ -35,6 +36,7 @@ def add_hidden(viewer, later: Later, data, kind: str, **kwargs):
     """
     from napari.layers import Layer
 
+    visible = bool(kwargs.get("visible", True))
     layer = Layer.create(data, {**kwargs, "visible": False}, kind)
     text = getattr(layer, "text", None)
     # a layer's text (metrics on boxes) is shown a step after the layer: vispy rasterizes every
@@ -43,7 +45,7 @@ def add_hidden(viewer, later: Later, data, kind: str, **kwargs):
     if text_later:
         text.visible = False
     later(lambda: viewer.add_layer(layer))
-    later(lambda: setattr(layer, "visible", True))
+    later(lambda: setattr(layer, "visible", visible))
     if text_later:
         later(lambda: setattr(layer.text, "visible", True))
     return layer

@@ -4,7 +4,6 @@ notifications instead of tracebacks."""
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from .._napari._later import run_now
 from .._napari._session import JobCancelled, Step, limit_torch_threads
 from .._napari._warmup import freeze_survivors
 from ..errors import SamcamError
+from ._turns import TurnQueue
 
 logger = logging.getLogger(__name__)
 
@@ -99,32 +99,20 @@ class JobRunner(QObject):
         self._title = ""
         self._ended = False  # the running job's final state was shown
         self._cancelling = False
-        self._steps: deque[Callable[[], None]] = deque()  # the result's steps still to run
+        # the steps of showing a result still to run
+        self._turns = TurnQueue(STEP_PAUSE_MS, lambda: f"{self._title}: showing the result")
         self._unapplied: Outcome | None = None  # a job's result waiting for its turn
         self._finish_waiting = False
 
     @property
     def running(self) -> bool:
         """Whether a job is running, or its new layers are still to be shown."""
-        return self.worker is not None or bool(self._steps)
+        return self.worker is not None or self._turns.pending
 
     def later(self, step: Callable[[], None]) -> None:
         """Run a step of showing a result (a job's, or new layers of the widget) a turn of the
-        event loop after the step before it (see :func:`~napari_samcam._napari._later.add_hidden`),
-        so that the canvas draws and answers in between."""
-        self._steps.append(step)
-        if len(self._steps) == 1:
-            QTimer.singleShot(STEP_PAUSE_MS, self._next_step)
-
-    def _next_step(self) -> None:
-        try:
-            self._steps[0]()
-        except Exception as exc:  # a layer removed meanwhile, ...: the rest still runs
-            logger.error("%s: showing the result failed", self._title, exc_info=exc)
-        finally:
-            self._steps.popleft()
-            if self._steps:
-                QTimer.singleShot(STEP_PAUSE_MS, self._next_step)
+        event loop after the step before it (see :class:`._turns.TurnQueue`)."""
+        self._turns(step)
 
     def start(self, title: str, make_job: Callable[[], Any]) -> bool:
         """Create the job (on this thread: it reads the layers) and start it in a worker.

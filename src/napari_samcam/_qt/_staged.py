@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._napari import _reader, _sample_data
-from .._napari._later import has_text
 
 LayerData = tuple[Any, dict, str]
 
@@ -78,49 +77,28 @@ def _viewer_showing(data) -> Any:
 
 
 def _add_later(first_data, rest: list[LayerData]) -> None:
-    from napari.layers import Layer
-    from qtpy.QtCore import QTimer
+    from .._napari._later import add_hidden
+    from ._glyphs import warm_up_glyphs
+    from ._turns import TurnQueue
 
     viewer = _viewer_showing(first_data)
     if viewer is None:  # the first layer is gone (the viewer closed): nothing to add to
         return
     show_whole_if_new_extent(viewer, next(lay for lay in viewer.layers if lay.data is first_data))
-    from ._glyphs import warm_up_glyphs
-
     # the glyphs of box text (napari measures the text of every Shapes layer; a session's
     # metrics) rendered in between the layers, not in the first draw of the text
     warm_up_glyphs(viewer)
+    later = TurnQueue(STAGE_PAUSE_MS, lambda: "opening layers")
 
     def add_next() -> None:
         if not rest or not any(layer.data is first_data for layer in viewer.layers):
             return
         data, kwargs, kind = rest.pop(0)
-        # added hidden, shown a turn later: napari's slicing and the first draw of a new
-        # kind of layer (compiling its shaders) come apart from building it
-        layer = viewer.add_layer(Layer.create(data, {**kwargs, "visible": False}, kind))
-        text = getattr(layer, "text", None)
-        # a layer's text (the metrics on boxes) is shown a turn after the layer: vispy
-        # rasterizes every glyph on its first draw in a new canvas (0.1-0.3 s)
-        text_visible = bool(getattr(text, "visible", False)) and has_text(text)
-        if text_visible:
-            text.visible = False
-        QTimer.singleShot(
-            STAGE_PAUSE_MS, lambda: show(layer, kwargs.get("visible", True), text_visible)
-        )
+        # built now; inserted hidden, shown and given its text by the next steps
+        add_hidden(viewer, later, data, kind, **kwargs)
+        later(add_next)
 
-    def show(layer, visible: bool, text_visible: bool) -> None:
-        layer.visible = visible
-        if text_visible:
-            QTimer.singleShot(STAGE_PAUSE_MS, lambda: show_text(layer))
-        elif rest:
-            QTimer.singleShot(STAGE_PAUSE_MS, add_next)
-
-    def show_text(layer) -> None:
-        layer.text.visible = True
-        if rest:
-            QTimer.singleShot(STAGE_PAUSE_MS, add_next)
-
-    add_next()
+    later(add_next)
 
 
 def show_whole_if_new_extent(viewer, layer) -> bool:
